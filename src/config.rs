@@ -1,0 +1,249 @@
+//! Configuration: the working directory's `bth-gateway.toml`, then `BTH_*` environment
+//! variables, then command-line flags (each overriding the one before).
+//!
+//! # Defaults
+//!
+//! | setting | default | environment |
+//! |---|---|---|
+//! | `listen` | `127.0.0.1:7443` (loopback only) | `BTH_LISTEN` |
+//! | `database_url` | `sqlite:data/gateway.db` | `BTH_DATABASE_URL` |
+//! | `tls_cert` | `certs/server.pem` | `BTH_TLS_CERT` |
+//! | `tls_key` | `certs/server.key` | `BTH_TLS_KEY` |
+//! | `client_ca` | `certs/ca.pem` | `BTH_CLIENT_CA` |
+//! | `secret_file` | `secrets/gateway.secret` | `BTH_SECRET_FILE` |
+//! | `max_message_bytes` | `4194304` (4 MiB) | `BTH_MAX_MESSAGE_BYTES` |
+//! | `log` | `info` | `BTH_LOG` |
+//!
+//! Relative paths (and the path of a relative `sqlite:` URL) are resolved against the working
+//! directory (`--dir`, default `.`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// The configuration file's name inside the working directory.
+pub const CONFIG_FILE: &str = "bth-gateway.toml";
+
+/// The gateway's settings. See the module documentation for defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the TLS gRPC listener binds.
+    pub listen: SocketAddr,
+    /// `sqlite:PATH` (embedded default).
+    pub database_url: String,
+    /// Server certificate chain, PEM.
+    pub tls_cert: PathBuf,
+    /// Server private key, PEM.
+    pub tls_key: PathBuf,
+    /// CA that client certificates must chain to, PEM.
+    pub client_ca: PathBuf,
+    /// 32 random bytes (hex) from which the gateway derives its keys (masks, counting).
+    pub secret_file: PathBuf,
+    /// Largest gRPC message accepted; larger ones get `RESOURCE_EXHAUSTED`.
+    pub max_message_bytes: usize,
+    /// `tracing` filter, e.g. `info` or `bth_gateway=debug`.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            database_url: "sqlite:data/gateway.db".into(),
+            tls_cert: "certs/server.pem".into(),
+            tls_key: "certs/server.key".into(),
+            client_ca: "certs/ca.pem".into(),
+            secret_file: "secrets/gateway.secret".into(),
+            max_message_bytes: 4 * 1024 * 1024,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Settings given as flags; `None` leaves the file or environment value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--log`.
+    pub log: Option<String>,
+}
+
+impl Config {
+    /// Loads `dir/bth-gateway.toml` (or `file`), applies `BTH_*` from `env`, then `flags`, and
+    /// resolves relative paths against `dir`.
+    ///
+    /// # Errors
+    /// An unreadable or malformed file (naming the key), a malformed environment value (naming
+    /// the variable), a missing file when `file` was given explicitly.
+    pub fn load(
+        dir: &Path,
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: &Overrides,
+    ) -> anyhow::Result<Config> {
+        let path = file.map_or_else(|| dir.join(CONFIG_FILE), Path::to_path_buf);
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).with_context(|| format!("in {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.is_none() => Config::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        config.apply_env(env)?;
+        if let Some(l) = flags.listen {
+            config.listen = l;
+        }
+        if let Some(u) = &flags.database_url {
+            config.database_url = u.clone();
+        }
+        if let Some(l) = &flags.log {
+            config.log = l.clone();
+        }
+        config.resolve(dir);
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        fn parse<T: std::str::FromStr>(var: &str, v: String) -> anyhow::Result<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.parse().map_err(|e| anyhow::anyhow!("{var}: {e}"))
+        }
+        if let Some(v) = env("BTH_LISTEN") {
+            self.listen = parse("BTH_LISTEN", v)?;
+        }
+        if let Some(v) = env("BTH_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = env("BTH_TLS_CERT") {
+            self.tls_cert = v.into();
+        }
+        if let Some(v) = env("BTH_TLS_KEY") {
+            self.tls_key = v.into();
+        }
+        if let Some(v) = env("BTH_CLIENT_CA") {
+            self.client_ca = v.into();
+        }
+        if let Some(v) = env("BTH_SECRET_FILE") {
+            self.secret_file = v.into();
+        }
+        if let Some(v) = env("BTH_MAX_MESSAGE_BYTES") {
+            self.max_message_bytes = parse("BTH_MAX_MESSAGE_BYTES", v)?;
+        }
+        if let Some(v) = env("BTH_LOG") {
+            self.log = v;
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, dir: &Path) {
+        for p in [&mut self.tls_cert, &mut self.tls_key, &mut self.client_ca, &mut self.secret_file] {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        if let Some(rest) = self.database_url.strip_prefix("sqlite:") {
+            let rest = rest.trim_start_matches("//");
+            let (path, query) = rest.split_once('?').map_or((rest, None), |(p, q)| (p, Some(q)));
+            if !path.is_empty() && !path.starts_with(':') && Path::new(path).is_relative() {
+                let abs = dir.join(path);
+                self.database_url = match query {
+                    Some(q) => format!("sqlite:{}?{q}", abs.display()),
+                    None => format!("sqlite:{}", abs.display()),
+                };
+            }
+        }
+    }
+
+    /// Reads the gateway secret (64 hex digits).
+    ///
+    /// # Errors
+    /// A missing or malformed file, or one readable by others than its owner.
+    pub fn read_secret(&self) -> anyhow::Result<Vec<u8>> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta =
+            std::fs::metadata(&self.secret_file).with_context(|| format!("reading {}", self.secret_file.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            bail!("{} must be readable by its owner only (chmod 600)", self.secret_file.display());
+        }
+        let text = std::fs::read_to_string(&self.secret_file)?;
+        let bytes = hex::decode(text.trim()).with_context(|| format!("{} is not hex", self.secret_file.display()))?;
+        if bytes.len() != 32 {
+            bail!("{} must hold 32 bytes (64 hex digits)", self.secret_file.display());
+        }
+        Ok(bytes)
+    }
+}
+
+/// The commented configuration file `init` writes.
+pub const TEMPLATE: &str = r#"# bth-gateway configuration.
+#
+# Precedence: this file, then BTH_* environment variables (BTH_LISTEN, BTH_DATABASE_URL, ...),
+# then `bth-gateway serve` flags. Relative paths are resolved against this file's directory.
+
+# Address of the TLS gRPC listener (mutual TLS; there is no plaintext listener).
+# Default: loopback only. Use 0.0.0.0:7443 to accept other hosts.
+listen = "127.0.0.1:7443"
+
+# Database. Default: the embedded SQLite file below (created and migrated on first start).
+database_url = "sqlite:data/gateway.db"
+
+# Server certificate and key, and the CA that client certificates must chain to.
+tls_cert = "certs/server.pem"
+tls_key = "certs/server.key"
+client_ca = "certs/ca.pem"
+
+# The gateway secret (0600): keys for HASH masks and person counting derive from it.
+secret_file = "secrets/gateway.secret"
+
+# Largest gRPC message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED. Default 4 MiB.
+max_message_bytes = 4194304
+
+# Log filter (tracing EnvFilter syntax). Default: info.
+log = "info"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_is_the_defaults() {
+        let parsed: Config = toml::from_str(TEMPLATE).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_file_and_flags_override_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "listen = \"127.0.0.1:1\"\nlog = \"warn\"\n").unwrap();
+        let env = |k: &str| match k {
+            "BTH_LISTEN" => Some("127.0.0.1:2".to_owned()),
+            "BTH_LOG" => Some("debug".to_owned()),
+            _ => None,
+        };
+        let flags = Overrides { log: Some("trace".into()), ..Default::default() };
+        let c = Config::load(dir.path(), None, env, &flags).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.log, "trace");
+        assert_eq!(c.tls_cert, dir.path().join("certs/server.pem"));
+        assert_eq!(c.database_url, format!("sqlite:{}", dir.path().join("data/gateway.db").display()));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "lisen = \"x\"\n").unwrap();
+        let err = Config::load(dir.path(), None, |_| None, &Overrides::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+        std::fs::remove_file(dir.path().join(CONFIG_FILE)).unwrap();
+        let err = Config::load(dir.path(), None, |k| (k == "BTH_LISTEN").then(|| "nope".into()), &Overrides::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("BTH_LISTEN"), "{err}");
+    }
+}

@@ -1,0 +1,96 @@
+//! Records: one per state change and per transfer decision, the leaves of the transfer log.
+
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use super::classification::named_enum;
+
+/// The schema version written into every record.
+pub const RECORD_SCHEMA: u32 = 1;
+
+/// Asia/Shanghai. China has observed no daylight saving time since 1991, so a fixed UTC+8
+/// offset is exact for every date the gateway handles.
+pub fn shanghai() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
+}
+
+named_enum! {
+    /// What a record records.
+    RecordKind, "record type" {
+        /// A participant was registered.
+        ParticipantRegistered = "participant.registered",
+        /// A participant was suspended.
+        ParticipantSuspended = "participant.suspended",
+        /// A dataset was registered in the catalog.
+        DatasetRegistered = "dataset.registered",
+        /// A version was published.
+        VersionPublished = "version.published",
+        /// A consumer requested a grant.
+        GrantRequested = "grant.requested",
+        /// The owner approved a grant.
+        GrantApproved = "grant.approved",
+        /// The owner refused a grant.
+        GrantRefused = "grant.refused",
+        /// A grant was revoked.
+        GrantRevoked = "grant.revoked",
+        /// A pull was assessed (whatever the outcome), before any row was sent.
+        TransferDecision = "transfer.decision",
+        /// A pull ended: delivered completely or cut.
+        TransferCompleted = "transfer.completed",
+    }
+}
+
+/// A record about to be stored. Never holds a record's data values, keys or tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRecord {
+    /// What happened.
+    pub kind: RecordKind,
+    /// Who did it: a participant id, or `local:<command>` for offline CLI bootstrap.
+    pub actor: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The facts, by name (no `type`, `schema`, `at`, `actor` keys: those are added).
+    pub body: Map<String, Value>,
+}
+
+impl NewRecord {
+    /// A record of `kind` by `actor` now, with `body`.
+    pub fn new(kind: RecordKind, actor: impl Into<String>, body: Value) -> NewRecord {
+        let body = match body {
+            Value::Object(m) => m,
+            other => {
+                let mut m = Map::new();
+                m.insert("value".into(), other);
+                m
+            }
+        };
+        NewRecord { kind, actor: actor.into(), at: Utc::now(), body }
+    }
+
+    /// The whole record as JSON: `type`, `schema`, `at` (UTC), `at_local` (Asia/Shanghai),
+    /// `actor`, then the body. Object keys are sorted when serialised (serde_json's default
+    /// map), which is the key order of RFC 8785.
+    pub fn to_json(&self) -> Value {
+        let mut m = self.body.clone();
+        m.insert("type".into(), self.kind.as_str().into());
+        m.insert("schema".into(), RECORD_SCHEMA.into());
+        m.insert("at".into(), self.at.to_rfc3339_opts(SecondsFormat::Micros, true).into());
+        m.insert(
+            "at_local".into(),
+            self.at.with_timezone(&shanghai()).to_rfc3339_opts(SecondsFormat::Micros, false).into(),
+        );
+        m.insert("actor".into(), self.actor.clone().into());
+        Value::Object(m)
+    }
+}
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// Position in the order records were stored, from 1.
+    pub seq: u64,
+    /// What it records.
+    pub kind: RecordKind,
+    /// The record's JSON text, exactly as stored.
+    pub json: String,
+}

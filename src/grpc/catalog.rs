@@ -1,0 +1,47 @@
+//! `Catalog`: registering and reading classified datasets.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{dataset_id_in, dataset_in, dataset_out};
+use super::identity::caller;
+use crate::pb;
+use crate::service::{catalog, Gateway};
+
+/// The `bth.gateway.v1.Catalog` service.
+#[derive(Debug, Clone)]
+pub struct CatalogService(pub Gateway);
+
+#[tonic::async_trait]
+impl pb::catalog_server::Catalog for CatalogService {
+    async fn register_dataset(
+        &self,
+        request: Request<pb::RegisterDatasetRequest>,
+    ) -> Result<Response<pb::Dataset>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let d = dataset_in(&caller.participant.id, request.get_ref())?;
+        let d = catalog::register(&self.0, &caller, d).await?;
+        let view = catalog::DatasetView { dataset: d, is_owner: true, versions: Vec::new(), latest_version: 0 };
+        Ok(Response::new(dataset_out(&view)))
+    }
+
+    async fn get_dataset(&self, request: Request<pb::GetDatasetRequest>) -> Result<Response<pb::Dataset>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let id = dataset_id_in("id", &request.get_ref().id)?;
+        let view = catalog::get(&self.0, &caller, &id).await?;
+        Ok(Response::new(dataset_out(&view)))
+    }
+
+    async fn list_datasets(
+        &self,
+        request: Request<pb::ListDatasetsRequest>,
+    ) -> Result<Response<pb::ListDatasetsResponse>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let r = request.get_ref();
+        let after = if r.page_token.is_empty() { None } else { Some(dataset_id_in("page_token", &r.page_token)?) };
+        let (views, next) = catalog::list(&self.0, &caller, after.as_ref(), r.page_size).await?;
+        Ok(Response::new(pb::ListDatasetsResponse {
+            datasets: views.iter().map(dataset_out).collect(),
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+        }))
+    }
+}

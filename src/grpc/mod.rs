@@ -1,0 +1,10 @@
+//! gRPC adapters: identify the caller, convert the request, call one use case, convert back.
+
+pub mod admin;
+pub mod catalog;
+pub mod convert;
+pub mod exchange;
+pub mod identity;
+pub mod publishing;
+pub mod sharing;
+pub mod status;

@@ -1,0 +1,45 @@
+//! bth-gateway: the gRPC broker every transfer of Tianjin's statistical data passes through.
+//!
+//! # Layout
+//!
+//! Dependencies point one way, top to bottom:
+//!
+//! | module | role |
+//! |---|---|
+//! | [`cli`] | one function per subcommand (`init`, `serve`, `certs`, `participants`) |
+//! | [`server`] | assembly: TLS, services, health, reflection, graceful shutdown |
+//! | [`config`] | configuration: file, then `BTH_*` environment, then flags |
+//! | [`grpc`] | adapters: identity from the client certificate, proto ↔ domain, the one `Status` mapping |
+//! | [`service`] | use cases: catalog, publishing, sharing, exchange, participants |
+//! | [`policy`] | classification, domestic and export tables, approvals, counting (pure) |
+//! | [`masking`] | masks (pure) |
+//! | [`wire`] | `RowBatch` carried pre-encoded: stored chunks go out without per-row work |
+//! | [`translog`] | RFC 6962 Merkle tree, signed notes, canonical JSON (pure) |
+//! | [`domain`] | ids, classification, participants, datasets, grants, masks, records |
+//! | [`store`] | the storage contract and its SQLite implementation |
+//! | [`pki`] | the development PKI written by `init` and `certs issue` |
+//!
+//! `domain`, `policy`, `masking` and `translog` import neither tonic nor sqlx.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod masking;
+pub mod pki;
+pub mod policy;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod translog;
+pub mod wire;
+
+/// Generated protobuf and gRPC code for `bth.gateway.v1`.
+#[allow(clippy::all, missing_docs, reason = "generated code")]
+pub mod pb {
+    tonic::include_proto!("bth.gateway.v1");
+
+    /// The encoded `FileDescriptorSet` of every proto, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bth_descriptor");
+}

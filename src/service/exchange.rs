@@ -1,0 +1,477 @@
+//! Exchange: authorise a pull, assess it against the rules, record the decision, then deliver
+//! the granted fields of a version masked, chunk by chunk, and record the completion.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use ring::{digest, hmac};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{new_id, Caller, Gateway, ServiceError};
+use crate::domain::classification::Classification;
+use crate::domain::dataset::{Dataset, FieldName, FieldType, VersionInfo};
+use crate::domain::grant::{Grant, GrantStatus};
+use crate::domain::ids::DatasetId;
+use crate::domain::mask::Mask;
+use crate::domain::participant::{Participant, Role};
+use crate::domain::record::{shanghai, NewRecord, RecordKind};
+use crate::domain::values::{ops, text_values};
+use crate::masking;
+use crate::pb::Column;
+use crate::policy::{self, Action, Decision, DecisionJson, WindowTotals};
+use crate::store::StoredChunk;
+use crate::wire::RowBatch;
+
+/// What a consumer asks to pull.
+#[derive(Debug, Clone, Default)]
+pub struct PullRequest {
+    /// The dataset.
+    pub dataset: Option<DatasetId>,
+    /// A pinned version; `None` = latest.
+    pub version: Option<u64>,
+    /// A subset of the granted fields; empty = all granted.
+    pub fields: Vec<FieldName>,
+    /// The first batch to send.
+    pub from_batch: u64,
+    /// Accessed from outside mainland China (an export whatever the recipient's region).
+    pub access_from_outside_mainland: bool,
+    /// The grant to use; `None` = the caller's usable grant on the dataset.
+    pub grant: Option<String>,
+}
+
+/// One delivered column.
+#[derive(Debug, Clone)]
+pub struct DeliveredField {
+    /// The field.
+    pub name: FieldName,
+    /// Its position in the stored chunks.
+    pub index: usize,
+    /// Its stored type.
+    pub ty: FieldType,
+    /// The type of the delivered values.
+    pub delivered_ty: FieldType,
+    /// Its classification.
+    pub class: Classification,
+    /// The mask applied (never `DROP`: dropped fields are not delivered).
+    pub mask: Mask,
+}
+
+/// Everything decided before the first row: what is delivered, how, and the rules' verdict.
+#[derive(Debug, Clone)]
+pub struct PullPlan {
+    /// Names the transfer in the log and the header.
+    pub transfer_id: String,
+    /// The dataset.
+    pub dataset: Dataset,
+    /// The version delivered.
+    pub version: VersionInfo,
+    /// The grant used.
+    pub grant: Grant,
+    /// Delivered columns, in schema order.
+    pub fields: Vec<DeliveredField>,
+    /// Fields granted but dropped (`DROP`).
+    pub dropped: Vec<FieldName>,
+    /// The rules' verdict.
+    pub decision: Decision,
+    /// When it was assessed.
+    pub at: DateTime<Utc>,
+    /// Row filter: the stored column index and the accepted text values.
+    row_filter: Option<(usize, FieldType, HashSet<String>)>,
+    /// Stored chunks go out as they are (every field, in order, unmasked, no filter).
+    passthrough: bool,
+    /// First batch to send.
+    pub from_batch: u64,
+    recipient: Participant,
+    exporter: Participant,
+    access_from_outside_mainland: bool,
+}
+
+/// Picks the grant a pull uses: the named one, or the caller's usable grant on the dataset.
+async fn choose_grant(
+    gw: &Gateway,
+    caller: &Caller,
+    dataset: &Dataset,
+    named: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Grant, ServiceError> {
+    let me = &caller.participant.id;
+    let grants = match named {
+        Some(id) => {
+            let g = gw.store.grant(id).await?.ok_or_else(|| ServiceError::NotFound(format!("grant {id}")))?;
+            if &g.consumer != me || g.dataset != dataset.id {
+                return Err(ServiceError::PermissionDenied(format!(
+                    "grant {id} is not a grant of {me} on dataset {}",
+                    dataset.id
+                )));
+            }
+            vec![g]
+        }
+        None => gw.store.grants_of(me, &dataset.id).await?,
+    };
+    if let Some(g) = grants.iter().rev().find(|g| g.is_usable(now)) {
+        return Ok(g.clone());
+    }
+    let why = match grants.last() {
+        None => "no grant".to_owned(),
+        Some(g) if g.status == GrantStatus::Approved => format!("grant {} expired", g.id),
+        Some(g) => format!("grant {} is {}", g.id, g.status),
+    };
+    Err(ServiceError::PermissionDenied(format!("{me} may not pull dataset {}: {why}", dataset.id)))
+}
+
+/// Authorises and assesses a pull without recording or counting anything.
+///
+/// # Errors
+/// `PermissionDenied` without the consumer role, without a usable grant, or for a field not
+/// granted; `NotFound` for an unknown dataset or version; `InvalidArgument` for a bad request.
+pub async fn plan(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<PullPlan, ServiceError> {
+    caller.require(Role::Consumer)?;
+    let dataset_id = req.dataset.as_ref().ok_or_else(|| ServiceError::invalid("dataset_id", "is required"))?;
+    let dataset =
+        gw.store.dataset(dataset_id).await?.ok_or_else(|| ServiceError::NotFound(format!("dataset {dataset_id}")))?;
+    let now = gw.clock.now();
+    let grant = choose_grant(gw, caller, &dataset, req.grant.as_deref(), now).await?;
+    let version = gw.store.version(&dataset.id, req.version).await?.ok_or_else(|| match req.version {
+        Some(v) => ServiceError::NotFound(format!("version {v} of dataset {}", dataset.id)),
+        None => ServiceError::NotFound(format!("a published version of dataset {}", dataset.id)),
+    })?;
+    if req.from_batch > version.chunks {
+        return Err(ServiceError::invalid(
+            "from_batch",
+            format!("version {} has {} batches", version.version, version.chunks),
+        ));
+    }
+    let mut wanted = HashSet::new();
+    for (i, f) in req.fields.iter().enumerate() {
+        if grant.field(f).is_none() {
+            return Err(ServiceError::PermissionDenied(format!("field `{f}` is not granted (fields[{i}])")));
+        }
+        if !wanted.insert(f) {
+            return Err(ServiceError::invalid(format!("fields[{i}]"), format!("`{f}` is listed twice")));
+        }
+    }
+    let exporter = gw.store.participant(&dataset.owner).await?.ok_or_else(|| {
+        ServiceError::Internal(anyhow::anyhow!("owner {} of dataset {} is not registered", dataset.owner, dataset.id))
+    })?;
+    let recipient = caller.participant.clone();
+    let mut fields = Vec::new();
+    let mut dropped = Vec::new();
+    for (index, def) in dataset.fields.iter().enumerate() {
+        let Some(granted) = grant.field(&def.name) else { continue };
+        if !wanted.is_empty() && !wanted.contains(&def.name) {
+            continue;
+        }
+        let mask =
+            masking::effective_mask(granted.mask.unwrap_or(def.default_mask), def.class.level > recipient.clearance);
+        if mask == Mask::Drop {
+            dropped.push(def.name.clone());
+            continue;
+        }
+        fields.push(DeliveredField {
+            name: def.name.clone(),
+            index,
+            ty: def.ty,
+            delivered_ty: masking::delivered_type(&mask, def.ty),
+            class: def.class,
+            mask,
+        });
+    }
+    let row_filter = grant.row_filter.as_ref().map(|f| {
+        let index = dataset.field_index(&f.field).unwrap_or(usize::MAX);
+        let ty = dataset.fields.get(index).map_or(FieldType::String, |d| d.ty);
+        (index, ty, f.values.iter().cloned().collect::<HashSet<_>>())
+    });
+    let passthrough =
+        row_filter.is_none() && fields.len() == dataset.fields.len() && fields.iter().all(|f| f.mask == Mask::None);
+    let transfer = policy::Transfer {
+        ruleset: policy::Ruleset::default(),
+        at: now.with_timezone(&shanghai()),
+        exporter: policy::Exporter {
+            id: exporter.id.to_string(),
+            kind: exporter.kind,
+            in_tianjin_ftz: exporter.in_tianjin_ftz,
+        },
+        recipient: policy::Recipient {
+            id: recipient.id.to_string(),
+            kind: recipient.recipient_type,
+            region: recipient.region.clone(),
+        },
+        access_from_outside_mainland: req.access_from_outside_mainland,
+        government_data: dataset.government_data,
+        purpose: grant.purpose.clone(),
+        legal_basis: Some(grant.legal_basis.clone()).filter(|l| !l.trim().is_empty()),
+        statistical_purpose: grant.statistical_purpose,
+        exemption: policy::ExemptionClaim::default(),
+        // REDACT fields are not part of the transfer (rules.md §1); DROP ones are gone already.
+        fields: fields
+            .iter()
+            .filter(|f| !f.mask.removes_field())
+            .map(|f| policy::Field { name: f.name.to_string(), classification: f.class })
+            .collect(),
+        persons: policy::Persons::default(),
+    };
+    let decision = policy::assess(&transfer, WindowTotals::default(), &[], &gw.policy);
+    Ok(PullPlan {
+        transfer_id: new_id("t-"),
+        dataset,
+        version,
+        grant,
+        fields,
+        dropped,
+        decision,
+        at: now,
+        row_filter,
+        passthrough,
+        from_batch: req.from_batch,
+        recipient,
+        exporter,
+        access_from_outside_mainland: req.access_from_outside_mainland,
+    })
+}
+
+/// Why a planned pull may not proceed, if it may not.
+fn refusal(plan: &PullPlan) -> Option<ServiceError> {
+    let d = &plan.decision;
+    let rules: Vec<String> = d.rules.iter().map(|r| r.to_string()).collect();
+    if d.is_export() {
+        // Export assessment (person counts, approvals, holds) is not built yet: never let an
+        // export through on the domestic table.
+        return Some(ServiceError::FailedPrecondition(format!(
+            "transfer to {} ({}) is an export (rules.md §2) and export assessment is not available on this gateway: refused",
+            plan.recipient.id, plan.recipient.region
+        )));
+    }
+    match d.action {
+        Action::Pass => None,
+        Action::Block => Some(ServiceError::Blocked { message: format!("{} for this transfer", d.mechanism), rules }),
+        Action::Hold => Some(ServiceError::Held {
+            mechanism: d.mechanism.to_string(),
+            message: "no applicable approval is recorded".into(),
+            rules,
+        }),
+    }
+}
+
+/// The decision record of rules.md §6 (never any value of the data).
+fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceError>) -> NewRecord {
+    let d = &plan.decision;
+    let mut rec = NewRecord::new(
+        RecordKind::TransferDecision,
+        caller.actor(),
+        json!({
+            "transfer": plan.transfer_id,
+            "caller": {"id": caller.participant.id.as_str(), "cert_sha256": caller.cert_sha256},
+            "exporter": {"id": plan.exporter.id.as_str(), "kind": plan.exporter.kind.as_str(), "in_tianjin_ftz": plan.exporter.in_tianjin_ftz},
+            "recipient": {
+                "id": plan.recipient.id.as_str(),
+                "type": plan.recipient.recipient_type.as_str(),
+                "region": plan.recipient.region.as_str(),
+                "access_from_outside_mainland": plan.access_from_outside_mainland,
+            },
+            "dataset": plan.dataset.id.as_str(),
+            "version": plan.version.version,
+            "version_sha256": hex::encode(plan.version.sha256),
+            "government_data": plan.dataset.government_data,
+            "grant": plan.grant.id,
+            "purpose": plan.grant.purpose,
+            "legal_basis": plan.grant.legal_basis,
+            "exemption": "NONE",
+            "fields": plan.fields.iter().map(|f| json!({
+                "name": f.name.as_str(),
+                "level": f.class.level.as_str(),
+                "pi": f.class.pi.as_str(),
+                "stat_micro": f.class.stat_micro,
+                "mask": f.mask,
+            })).chain(plan.dropped.iter().map(|n| json!({"name": n.as_str(), "mask": {"kind": "DROP"}}))).collect::<Vec<_>>(),
+            "rows": plan.version.rows,
+            "from_batch": plan.from_batch,
+            "ruleset": d.ruleset.as_str(),
+            "decision": DecisionJson::from(d),
+            "outcome": match refused {
+                None => "AUTHORISED".to_owned(),
+                Some(e) => e.to_string(),
+            },
+        }),
+    );
+    rec.at = plan.at;
+    rec
+}
+
+/// `PreviewPull`: what a pull would deliver and its decision. Records and counts nothing.
+pub async fn preview(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<PullPlan, ServiceError> {
+    plan(gw, caller, req).await
+}
+
+/// One message of a pull's stream after the header.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// A batch of masked rows.
+    Batch(RowBatch),
+    /// The end: what was delivered.
+    Trailer(Completion),
+}
+
+/// What a completed pull delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// Rows delivered.
+    pub rows: u64,
+    /// Batches delivered.
+    pub batches: u64,
+    /// Encoded bytes of the delivered batches.
+    pub bytes: u64,
+    /// SHA-256 over the delivered batches' encodings, concatenated.
+    pub sha256: [u8; 32],
+    /// The completion record's sequence number.
+    pub record: u64,
+}
+
+/// Authorises a pull: plans it, records the decision (whatever it is) before anything is sent,
+/// and refuses a transfer the rules hold or block.
+///
+/// # Errors
+/// As [`plan`]; `Held` (HOLD), `Blocked` (BLOCK) or `FailedPrecondition` (an export) naming the
+/// rules; `Unavailable` when the decision cannot be recorded — then nothing is sent.
+pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<PullPlan, ServiceError> {
+    let plan = plan(gw, caller, req).await?;
+    let refused = refusal(&plan);
+    let rec = decision_record(&plan, caller, refused.as_ref());
+    gw.store.append_record(&rec).await?;
+    tracing::info!(
+        transfer = %plan.transfer_id,
+        dataset = %plan.dataset.id,
+        version = plan.version.version,
+        recipient = %plan.recipient.id,
+        action = %plan.decision.action,
+        refused = refused.is_some(),
+        "pull assessed"
+    );
+    match refused {
+        Some(e) => Err(e),
+        None => Ok(plan),
+    }
+}
+
+/// Streams an authorised pull: one batch per stored chunk from `plan.from_batch`, then the
+/// trailer. Runs in its own task; when the receiver goes away the pull is recorded as cut.
+pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<Result<Delivery, ServiceError>> {
+    let (tx, rx) = mpsc::channel(4);
+    let gw = gw.clone();
+    let actor = caller.actor();
+    let hash_key = gw.recipient_hash_key(plan.recipient.id.as_str());
+    tokio::spawn(async move {
+        let plan = Arc::new(plan);
+        let mut digest = digest::Context::new(&digest::SHA256);
+        let (mut rows, mut batches, mut bytes) = (0u64, 0u64, 0u64);
+        let mut failure: Option<String> = None;
+        {
+            let mut chunks = gw.store.chunks(&plan.dataset.id, plan.version.version, plan.from_batch);
+            while let Some(chunk) = chunks.next().await {
+                let batch = chunk.map_err(ServiceError::from).and_then(|c| deliver_chunk(&plan, &c, &hash_key));
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        let _ = tx.send(Err(e)).await;
+                        break;
+                    }
+                };
+                let (n, _) = batch_rows(&batch);
+                digest.update(batch.encoded());
+                bytes += batch.encoded().len() as u64;
+                if tx.send(Ok(Delivery::Batch(batch))).await.is_err() {
+                    failure = Some("cut: the recipient went away".into());
+                    break;
+                }
+                rows += u64::from(n);
+                batches += 1;
+            }
+        }
+        let sha256: [u8; 32] = digest.finish().as_ref().try_into().expect("32 bytes");
+        let mut rec = NewRecord::new(
+            RecordKind::TransferCompleted,
+            actor,
+            json!({
+                "transfer": plan.transfer_id,
+                "dataset": plan.dataset.id.as_str(),
+                "version": plan.version.version,
+                "recipient": plan.recipient.id.as_str(),
+                "rows": rows,
+                "batches": batches,
+                "bytes": bytes,
+                "sha256": hex::encode(sha256),
+                "outcome": failure.as_deref().unwrap_or("COMPLETED"),
+            }),
+        );
+        rec.at = gw.clock.now();
+        let stored = gw.store.append_record(&rec).await;
+        tracing::info!(transfer = %plan.transfer_id, rows, bytes, cut = failure.is_some(), "pull ended");
+        if failure.is_some() {
+            return;
+        }
+        let msg = match stored {
+            Ok(record) => Ok(Delivery::Trailer(Completion { rows, batches, bytes, sha256, record })),
+            Err(e) => Err(ServiceError::from(e)),
+        };
+        let _ = tx.send(msg).await;
+    });
+    rx
+}
+
+/// The rows of a delivered batch, read from its encoding.
+fn batch_rows(batch: &RowBatch) -> (u32, usize) {
+    batch.split().map(|(n, cols)| (n, cols.len())).unwrap_or((0, 0))
+}
+
+/// Turns one stored chunk into the batch this recipient receives.
+fn deliver_chunk(plan: &PullPlan, chunk: &StoredChunk, hash_key: &hmac::Key) -> Result<RowBatch, ServiceError> {
+    let corrupt = || {
+        ServiceError::DataLoss(format!(
+            "dataset {} version {} chunk {}",
+            plan.dataset.id, plan.version.version, chunk.seq
+        ))
+    };
+    if digest::digest(&digest::SHA256, &chunk.data).as_ref() != chunk.sha256 {
+        return Err(corrupt());
+    }
+    let stored = RowBatch::from_encoded(chunk.data.clone());
+    if plan.passthrough {
+        return Ok(stored);
+    }
+    let (rows, columns) = stored.split().map_err(|_| corrupt())?;
+    if columns.len() != plan.dataset.fields.len() {
+        return Err(corrupt());
+    }
+    let decode = |i: usize| -> Result<Column, ServiceError> {
+        <Column as prost::Message>::decode(columns[i].clone()).map_err(|_| corrupt())
+    };
+    let encode = |c: &Column| Bytes::from(prost::Message::encode_to_vec(c));
+    let Some((filter_index, filter_ty, accepted)) = &plan.row_filter else {
+        let mut out = Vec::with_capacity(plan.fields.len());
+        for f in &plan.fields {
+            out.push(match f.mask {
+                Mask::None => columns[f.index].clone(),
+                mask => encode(&masking::apply(&mask, f.ty, &decode(f.index)?, rows, hash_key)),
+            });
+        }
+        return Ok(RowBatch::from_parts(rows, &out));
+    };
+    let key = decode(*filter_index)?;
+    let keep: Vec<u32> = text_values(&key, *filter_ty, rows)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| v.as_ref().is_some_and(|v| accepted.contains(v)))
+        .map(|(i, _)| i as u32)
+        .collect();
+    let kept = keep.len() as u32;
+    let mut out = Vec::with_capacity(plan.fields.len());
+    for f in &plan.fields {
+        let selected = ops::select(&decode(f.index)?, rows, &keep);
+        out.push(encode(&masking::apply(&f.mask, f.ty, &selected, kept, hash_key)));
+    }
+    Ok(RowBatch::from_parts(kept, &out))
+}

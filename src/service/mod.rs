@@ -1,0 +1,221 @@
+//! Use cases: each public function identifies nothing and parses nothing — it receives a
+//! [`Caller`] and domain values, enforces the rules, and stores state with its record.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ring::hmac;
+
+use crate::domain::participant::{Participant, ParticipantStatus, Role};
+use crate::policy::PolicyConfig;
+use crate::store::{Store, StoreError};
+
+pub mod catalog;
+pub mod exchange;
+pub mod participants;
+pub mod publishing;
+pub mod sharing;
+
+/// The one error of the use-case layer. Messages are for clients: they never carry SQL, paths
+/// or record values. The exhaustive mapping to gRPC codes lives in `grpc::status`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// Bad input; `field` names it.
+    #[error("{field}: {message}")]
+    InvalidArgument {
+        /// The request field at fault (dotted path).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No identity, or an unknown one.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not do this (role, ownership, grant, suspension).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A transfer the rules block (`DENY`); names the rules that fired.
+    #[error("transfer blocked by rules {}: {message}", rules.join(", "))]
+    Blocked {
+        /// Rules that fired.
+        rules: Vec<String>,
+        /// Why.
+        message: String,
+    },
+    /// A transfer the rules hold until an approval exists; names the rules that fired.
+    #[error("transfer held by rules {}: requires {mechanism}: {message}", rules.join(", "))]
+    Held {
+        /// Rules that fired.
+        rules: Vec<String>,
+        /// The mechanism an approval must satisfy.
+        mechanism: String,
+        /// Why.
+        message: String,
+    },
+    /// No such thing (`0` names it).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// It exists already (`0` names it).
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The state does not allow it (e.g. deciding a grant twice).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A limit was exceeded.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// Storage (and so the record of the operation) cannot be written: nothing was done.
+    #[error("the gateway cannot record this operation now; nothing was done, retry later")]
+    Unavailable(#[source] StoreError),
+    /// Stored content fails its digest.
+    #[error("stored content of {0} fails its digest")]
+    DataLoss(String),
+    /// A bug or an unexpected failure; details only in the server's log.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ServiceError {
+    /// An `InvalidArgument` naming `field`.
+    pub fn invalid(field: impl Into<String>, message: impl ToString) -> ServiceError {
+        ServiceError::InvalidArgument { field: field.into(), message: message.to_string() }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::AlreadyExists(what) => ServiceError::AlreadyExists(what),
+            StoreError::Conflict(what) => ServiceError::FailedPrecondition(format!("{what}; read it again and retry")),
+            StoreError::Unavailable(_) => ServiceError::Unavailable(e),
+            StoreError::Corrupt(what) => ServiceError::DataLoss(what),
+            StoreError::Other(_) => ServiceError::Internal(e.into()),
+        }
+    }
+}
+
+/// Time source; tests inject a fixed or advancing clock.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Limits on what one request may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Rows in one published batch.
+    pub max_batch_rows: u32,
+    /// Rows in one stored chunk (= one delivered batch).
+    pub chunk_rows: u32,
+    /// Rows in one version.
+    pub max_version_rows: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_batch_rows: 65_536, chunk_rows: 8_192, max_version_rows: 100_000_000 }
+    }
+}
+
+/// Everything the use cases share: the store, the secrets, the clock, the rules' settings.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// Persistent state.
+    pub store: Arc<dyn Store>,
+    /// Derives per-recipient `HASH` mask keys; never leaves the gateway.
+    mask_key: hmac::Key,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Request limits.
+    pub limits: Limits,
+    /// Thresholds, windows and validity periods of the rules.
+    pub policy: PolicyConfig,
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Gateway {
+    /// Assembles the use-case context. `secret` is the gateway's 32-byte secret from `init`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        secret: &[u8],
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        policy: PolicyConfig,
+    ) -> Gateway {
+        let root = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        let mask_key = hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, b"bth-gateway mask HASH v1").as_ref());
+        Gateway { store, mask_key, clock, limits, policy }
+    }
+
+    /// The `HASH` mask key of one recipient: stable for it, unlinkable across recipients.
+    pub fn recipient_hash_key(&self, recipient: &str) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&self.mask_key, recipient.as_bytes()).as_ref())
+    }
+}
+
+/// An authenticated caller: the participant its verified certificate names, looked up on this
+/// call (so a suspension takes effect on the next call).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The participant.
+    pub participant: Participant,
+    /// Lower-case hex SHA-256 of its certificate (recorded in the log).
+    pub cert_sha256: String,
+}
+
+impl Caller {
+    /// Requires `role`.
+    pub fn require(&self, role: Role) -> Result<(), ServiceError> {
+        if self.participant.has_role(role) {
+            Ok(())
+        } else {
+            Err(ServiceError::PermissionDenied(format!("participant {} lacks the role {role}", self.participant.id)))
+        }
+    }
+
+    /// The participant id as recorded in the log.
+    pub fn actor(&self) -> String {
+        self.participant.id.to_string()
+    }
+}
+
+/// Resolves the participant a certificate names.
+///
+/// # Errors
+/// `Unauthenticated` for an unknown participant; `PermissionDenied` for a suspended one.
+pub async fn identify(gw: &Gateway, participant_id: &str, cert_sha256: String) -> Result<Caller, ServiceError> {
+    let unknown = || {
+        ServiceError::Unauthenticated(format!(
+            "no participant is registered for certificate subject `{participant_id}`"
+        ))
+    };
+    let id = crate::domain::ids::ParticipantId::parse(participant_id).map_err(|_| unknown())?;
+    let participant = gw.store.participant(&id).await?.ok_or_else(unknown)?;
+    if participant.status == ParticipantStatus::Suspended {
+        return Err(ServiceError::PermissionDenied(format!("participant {id} is suspended")));
+    }
+    Ok(Caller { participant, cert_sha256 })
+}
+
+/// A random identifier: `prefix`, then 32 lower-case hex digits.
+pub fn new_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).expect("system randomness");
+    format!("{prefix}{}", hex::encode(bytes))
+}

@@ -1,0 +1,90 @@
+//! Participant registry: register, suspend, list (admins over gRPC, or the offline CLI).
+
+use serde_json::json;
+
+use super::{Caller, Gateway, ServiceError};
+use crate::domain::ids::ParticipantId;
+use crate::domain::participant::{Participant, ParticipantStatus, Role};
+use crate::domain::record::{NewRecord, RecordKind};
+use crate::store::Store;
+
+/// The record body describing a participant (no secrets).
+fn describe(p: &Participant) -> serde_json::Value {
+    json!({
+        "participant": p.id.as_str(),
+        "display_name": p.display_name,
+        "kind": p.kind.as_str(),
+        "recipient_type": p.recipient_type.as_str(),
+        "region": p.region.as_str(),
+        "in_tianjin_ftz": p.in_tianjin_ftz,
+        "roles": p.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "clearance": p.clearance.as_str(),
+        "status": p.status.as_str(),
+    })
+}
+
+/// Registers `p` (status forced to `ACTIVE`), recording `actor` as the one who did it. Used by
+/// the `Admin` service and by `participants add` on the database directly.
+///
+/// # Errors
+/// `InvalidArgument` for a blank display name or no roles; `AlreadyExists` for a taken id.
+pub async fn register_as(store: &dyn Store, actor: &str, mut p: Participant) -> Result<Participant, ServiceError> {
+    if p.display_name.trim().is_empty() || p.display_name.len() > 256 {
+        return Err(ServiceError::invalid("participant.display_name", "must be 1-256 bytes, not blank"));
+    }
+    if p.roles.is_empty() {
+        return Err(ServiceError::invalid("participant.roles", "at least one role is required"));
+    }
+    p.status = ParticipantStatus::Active;
+    let rec = NewRecord::new(RecordKind::ParticipantRegistered, actor, describe(&p));
+    store.insert_participant(&p, &rec).await?;
+    tracing::info!(participant = %p.id, actor, "registered participant");
+    Ok(p)
+}
+
+/// Suspends a participant; it is refused from its next call on.
+///
+/// # Errors
+/// `NotFound` when there is no such participant.
+pub async fn suspend_as(
+    store: &dyn Store,
+    actor: &str,
+    id: &ParticipantId,
+    reason: &str,
+) -> Result<Participant, ServiceError> {
+    let rec =
+        NewRecord::new(RecordKind::ParticipantSuspended, actor, json!({"participant": id.as_str(), "reason": reason}));
+    let p = store
+        .set_participant_status(id, ParticipantStatus::Suspended, &rec)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("participant {id}")))?;
+    tracing::info!(participant = %id, actor, "suspended participant");
+    Ok(p)
+}
+
+/// `Admin.RegisterParticipant`: admins only.
+pub async fn register(gw: &Gateway, caller: &Caller, p: Participant) -> Result<Participant, ServiceError> {
+    caller.require(Role::Admin)?;
+    register_as(gw.store.as_ref(), &caller.actor(), p).await
+}
+
+/// `Admin.SuspendParticipant`: admins only; an admin cannot suspend itself (that would lock the
+/// registry out).
+pub async fn suspend(
+    gw: &Gateway,
+    caller: &Caller,
+    id: &ParticipantId,
+    reason: &str,
+) -> Result<Participant, ServiceError> {
+    caller.require(Role::Admin)?;
+    if id == &caller.participant.id {
+        return Err(ServiceError::FailedPrecondition("an admin cannot suspend itself".into()));
+    }
+    suspend_as(gw.store.as_ref(), &caller.actor(), id, reason).await
+}
+
+/// `Admin.ListParticipants`: admins only.
+pub async fn list(gw: &Gateway, caller: &Caller) -> Result<Vec<Participant>, ServiceError> {
+    caller.require(Role::Admin)?;
+    Ok(gw.store.participants().await?)
+}

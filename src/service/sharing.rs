@@ -1,0 +1,268 @@
+//! Sharing: consumers request grants on fields; owners approve (narrowing), refuse or revoke.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{new_id, Caller, Gateway, ServiceError};
+use crate::domain::dataset::{Dataset, FieldName};
+use crate::domain::grant::{Grant, GrantStatus, GrantedField, RowFilter, MAX_FILTER_VALUES};
+use crate::domain::ids::DatasetId;
+use crate::domain::mask::Mask;
+use crate::domain::participant::Role;
+use crate::domain::record::{NewRecord, RecordKind};
+
+/// Upper bound on purpose, legal basis and reasons, in bytes.
+const MAX_TEXT: usize = 1024;
+
+/// What a consumer asks for.
+#[derive(Debug, Clone)]
+pub struct GrantRequest {
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// The fields, at least one.
+    pub fields: Vec<FieldName>,
+    /// What for.
+    pub purpose: String,
+    /// The statutory duty relied on (rule D6).
+    pub legal_basis: String,
+    /// Statistical purpose (rule D2).
+    pub statistical_purpose: bool,
+    /// Requested expiry.
+    pub requested_expiry: Option<DateTime<Utc>>,
+}
+
+/// The owner's approval, possibly narrowing the request.
+#[derive(Debug, Clone, Default)]
+pub struct Approval {
+    /// A subset of the requested fields; empty = all requested.
+    pub fields: Vec<FieldName>,
+    /// Stricter masks per field.
+    pub masks: BTreeMap<FieldName, Mask>,
+    /// Row restriction.
+    pub row_filter: Option<RowFilter>,
+    /// Expiry; defaults to the requested one and may not be later.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The owner's decision.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Approve, optionally narrowing.
+    Approve(Approval),
+    /// Refuse with a reason.
+    Refuse(String),
+}
+
+fn check_text(field: &str, text: &str, required: bool) -> Result<(), ServiceError> {
+    if required && text.trim().is_empty() {
+        return Err(ServiceError::invalid(field, "is required"));
+    }
+    if text.len() > MAX_TEXT {
+        return Err(ServiceError::invalid(field, format!("at most {MAX_TEXT} bytes")));
+    }
+    Ok(())
+}
+
+fn grant_body(g: &Grant) -> serde_json::Value {
+    json!({
+        "grant": g.id,
+        "dataset": g.dataset.as_str(),
+        "consumer": g.consumer.as_str(),
+        "fields": g.fields.iter().map(|f| json!({"name": f.name.as_str(), "mask": f.mask})).collect::<Vec<_>>(),
+        "purpose": g.purpose,
+        "legal_basis": g.legal_basis,
+        "statistical_purpose": g.statistical_purpose,
+        "status": g.status.as_str(),
+        "expires_at": g.expires_at.map(|t| t.to_rfc3339()),
+        // The filter's field only: its values may be personal data.
+        "row_filter_field": g.row_filter.as_ref().map(|f| f.field.as_str()),
+        "row_filter_values": g.row_filter.as_ref().map(|f| f.values.len()),
+        "reason": g.reason,
+    })
+}
+
+async fn dataset(gw: &Gateway, id: &DatasetId) -> Result<Dataset, ServiceError> {
+    gw.store.dataset(id).await?.ok_or_else(|| ServiceError::NotFound(format!("dataset {id}")))
+}
+
+async fn grant(gw: &Gateway, id: &str) -> Result<Grant, ServiceError> {
+    gw.store.grant(id).await?.ok_or_else(|| ServiceError::NotFound(format!("grant {id}")))
+}
+
+/// A consumer requests a grant.
+///
+/// # Errors
+/// `PermissionDenied` without the consumer role; `NotFound` for an unknown dataset;
+/// `InvalidArgument` for no fields, an unknown or repeated field, a blank purpose, or an
+/// expiry in the past.
+pub async fn request(gw: &Gateway, caller: &Caller, req: GrantRequest) -> Result<Grant, ServiceError> {
+    caller.require(Role::Consumer)?;
+    let d = dataset(gw, &req.dataset).await?;
+    if req.fields.is_empty() {
+        return Err(ServiceError::invalid("fields", "at least one field is required"));
+    }
+    let mut seen = HashSet::new();
+    for (i, f) in req.fields.iter().enumerate() {
+        if d.field(f).is_none() {
+            return Err(ServiceError::invalid(
+                format!("fields[{i}]"),
+                format!("`{f}` is not a field of dataset {}", d.id),
+            ));
+        }
+        if !seen.insert(f) {
+            return Err(ServiceError::invalid(format!("fields[{i}]"), format!("`{f}` is listed twice")));
+        }
+    }
+    check_text("purpose", &req.purpose, true)?;
+    check_text("legal_basis", &req.legal_basis, false)?;
+    let now = gw.clock.now();
+    if req.requested_expiry.is_some_and(|e| e <= now) {
+        return Err(ServiceError::invalid("requested_expiry", "must be in the future"));
+    }
+    let g = Grant {
+        id: new_id("g-"),
+        dataset: d.id.clone(),
+        consumer: caller.participant.id.clone(),
+        fields: req.fields.into_iter().map(|name| GrantedField { name, mask: None }).collect(),
+        purpose: req.purpose,
+        legal_basis: req.legal_basis,
+        statistical_purpose: req.statistical_purpose,
+        status: GrantStatus::Pending,
+        requested_expiry: req.requested_expiry,
+        expires_at: None,
+        row_filter: None,
+        reason: String::new(),
+        requested_at: now,
+        decided_at: None,
+    };
+    let rec = NewRecord::new(RecordKind::GrantRequested, caller.actor(), grant_body(&g));
+    gw.store.insert_grant(&g, &rec).await?;
+    tracing::info!(grant = %g.id, dataset = %g.dataset, consumer = %g.consumer, "grant requested");
+    Ok(g)
+}
+
+/// The dataset's owner decides a pending grant.
+///
+/// # Errors
+/// `PermissionDenied` unless the caller owns the dataset; `FailedPrecondition` unless the grant
+/// is pending; `InvalidArgument` when the approval widens the request (a field not requested,
+/// a mask less strict than the field's default, a later expiry) or names unknown fields.
+pub async fn decide(gw: &Gateway, caller: &Caller, grant_id: &str, decision: Decision) -> Result<Grant, ServiceError> {
+    caller.require(Role::Publisher)?;
+    let mut g = grant(gw, grant_id).await?;
+    let d = dataset(gw, &g.dataset).await?;
+    if d.owner != caller.participant.id {
+        return Err(ServiceError::PermissionDenied(format!("only the owner of dataset {} decides its grants", d.id)));
+    }
+    if g.status != GrantStatus::Pending {
+        return Err(ServiceError::FailedPrecondition(format!("grant {} is {}, not PENDING", g.id, g.status)));
+    }
+    let now = gw.clock.now();
+    let kind = match decision {
+        Decision::Refuse(reason) => {
+            check_text("refuse.reason", &reason, true)?;
+            g.status = GrantStatus::Refused;
+            g.reason = reason;
+            RecordKind::GrantRefused
+        }
+        Decision::Approve(a) => {
+            approve(&mut g, &d, a, now)?;
+            RecordKind::GrantApproved
+        }
+    };
+    g.decided_at = Some(now);
+    let rec = NewRecord::new(kind, caller.actor(), grant_body(&g));
+    gw.store.update_grant(&g, GrantStatus::Pending, &rec).await?;
+    tracing::info!(grant = %g.id, status = %g.status, "grant decided");
+    Ok(g)
+}
+
+fn approve(g: &mut Grant, d: &Dataset, a: Approval, now: DateTime<Utc>) -> Result<(), ServiceError> {
+    if !a.fields.is_empty() {
+        let mut seen = HashSet::new();
+        for (i, f) in a.fields.iter().enumerate() {
+            if g.field(f).is_none() {
+                return Err(ServiceError::invalid(format!("approve.fields[{i}]"), format!("`{f}` was not requested")));
+            }
+            if !seen.insert(f) {
+                return Err(ServiceError::invalid(format!("approve.fields[{i}]"), format!("`{f}` is listed twice")));
+            }
+        }
+        g.fields.retain(|gf| a.fields.contains(&gf.name));
+    }
+    for (name, mask) in &a.masks {
+        let field = d
+            .field(name)
+            .ok_or_else(|| ServiceError::invalid(format!("approve.masks[{name}]"), "not a field of the dataset"))?;
+        let granted = g
+            .fields
+            .iter_mut()
+            .find(|gf| &gf.name == name)
+            .ok_or_else(|| ServiceError::invalid(format!("approve.masks[{name}]"), "the field is not granted"))?;
+        mask.check_stricter_than(&field.default_mask, field.ty)
+            .map_err(|e| ServiceError::invalid(format!("approve.masks[{name}]"), e))?;
+        granted.mask = Some(*mask);
+    }
+    if let Some(filter) = &a.row_filter {
+        if d.field(&filter.field).is_none() {
+            return Err(ServiceError::invalid(
+                "approve.row_filter.field",
+                format!("`{}` is not a field of the dataset", filter.field),
+            ));
+        }
+        if filter.values.is_empty() || filter.values.len() > MAX_FILTER_VALUES {
+            return Err(ServiceError::invalid("approve.row_filter.values", format!("1 to {MAX_FILTER_VALUES} values")));
+        }
+        if filter.values.iter().any(|v| v.len() > MAX_TEXT) {
+            return Err(ServiceError::invalid(
+                "approve.row_filter.values",
+                format!("each value at most {MAX_TEXT} bytes"),
+            ));
+        }
+    }
+    let expires = a.expires_at.or(g.requested_expiry);
+    if let Some(e) = expires {
+        if e <= now {
+            return Err(ServiceError::invalid("approve.expires_at", "must be in the future"));
+        }
+        if g.requested_expiry.is_some_and(|r| e > r) {
+            return Err(ServiceError::invalid("approve.expires_at", "may not be later than the requested expiry"));
+        }
+    }
+    g.expires_at = expires;
+    g.row_filter = a.row_filter;
+    g.status = GrantStatus::Approved;
+    Ok(())
+}
+
+/// The owner or the consumer revokes a pending or approved grant.
+///
+/// # Errors
+/// `PermissionDenied` for anyone else; `FailedPrecondition` for a refused or revoked grant.
+pub async fn revoke(gw: &Gateway, caller: &Caller, grant_id: &str, reason: &str) -> Result<Grant, ServiceError> {
+    check_text("reason", reason, false)?;
+    let mut g = grant(gw, grant_id).await?;
+    let d = dataset(gw, &g.dataset).await?;
+    let me = &caller.participant.id;
+    if &d.owner != me && &g.consumer != me {
+        return Err(ServiceError::PermissionDenied(format!("only the owner or the consumer revokes grant {}", g.id)));
+    }
+    let before = g.status;
+    if !matches!(before, GrantStatus::Pending | GrantStatus::Approved) {
+        return Err(ServiceError::FailedPrecondition(format!("grant {} is {before}", g.id)));
+    }
+    g.status = GrantStatus::Revoked;
+    g.reason = reason.to_owned();
+    g.decided_at = Some(gw.clock.now());
+    let rec = NewRecord::new(RecordKind::GrantRevoked, caller.actor(), grant_body(&g));
+    gw.store.update_grant(&g, before, &rec).await?;
+    tracing::info!(grant = %g.id, "grant revoked");
+    Ok(g)
+}
+
+/// Grants the caller is party to (as consumer or owner).
+pub async fn list(gw: &Gateway, caller: &Caller, dataset: Option<&DatasetId>) -> Result<Vec<Grant>, ServiceError> {
+    Ok(gw.store.grants_visible_to(&caller.participant.id, dataset).await?)
+}

@@ -1,0 +1,187 @@
+//! The storage contract every backend implements, and the backends.
+//!
+//! Contract for every method that takes a [`NewRecord`]: the state change and the record are
+//! stored in one transaction — both or neither. A method that returns `Ok` has made both durable.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+
+use crate::domain::dataset::{Dataset, VersionInfo};
+use crate::domain::grant::{Grant, GrantStatus};
+use crate::domain::ids::{DatasetId, ParticipantId};
+use crate::domain::participant::{Participant, ParticipantStatus};
+use crate::domain::record::{NewRecord, StoredRecord};
+
+pub mod sqlite;
+
+/// What can go wrong in a store. Client-facing messages never include the source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A row with the same key exists (`what` names it).
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// A compare-and-set lost: the row changed since it was read (`what` names it).
+    #[error("{0} changed concurrently")]
+    Conflict(String),
+    /// The database cannot be reached or written (busy, full, read-only, I/O).
+    #[error("storage unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Stored content does not decode or fails its digest (`what` names it).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// Anything else.
+    #[error("storage error")]
+    Other(#[source] sqlx::Error),
+}
+
+/// A chunk of a version: the encoded fields of one `RowBatch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunk {
+    /// Position in the version, from 0.
+    pub seq: u64,
+    /// Rows in the chunk.
+    pub rows: u32,
+    /// SHA-256 of `data`.
+    pub sha256: [u8; 32],
+    /// Encoded `RowBatch` fields.
+    pub data: Bytes,
+}
+
+/// The facts of a new version; the store assigns its number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVersion {
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// Rows.
+    pub rows: u64,
+    /// Chunks staged under the upload.
+    pub chunks: u64,
+    /// SHA-256 of the chunks' bytes concatenated in order.
+    pub sha256: [u8; 32],
+    /// Who published it.
+    pub publisher: ParticipantId,
+    /// The publisher's idempotency key.
+    pub idempotency_key: String,
+    /// When it becomes visible.
+    pub published_at: DateTime<Utc>,
+}
+
+/// The outcome of committing an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// A new version is visible.
+    Created(VersionInfo),
+    /// A version with the same idempotency key already existed; the upload was discarded.
+    Existing(VersionInfo),
+}
+
+/// A gateway's persistent state.
+///
+/// Implementations are safe to share between tasks and, for server backends, between gateway
+/// processes: every multi-row change is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Registers a participant. `AlreadyExists` when the id is taken.
+    async fn insert_participant(&self, p: &Participant, rec: &NewRecord) -> Result<(), StoreError>;
+
+    /// The participant with this id; `None` when there is none.
+    async fn participant(&self, id: &ParticipantId) -> Result<Option<Participant>, StoreError>;
+
+    /// Every participant, ordered by id.
+    async fn participants(&self) -> Result<Vec<Participant>, StoreError>;
+
+    /// Sets a participant's status; `None` when there is no such participant (nothing stored).
+    async fn set_participant_status(
+        &self,
+        id: &ParticipantId,
+        status: ParticipantStatus,
+        rec: &NewRecord,
+    ) -> Result<Option<Participant>, StoreError>;
+
+    /// Registers a dataset. `AlreadyExists` when the id is taken.
+    async fn insert_dataset(&self, d: &Dataset, rec: &NewRecord) -> Result<(), StoreError>;
+
+    /// The dataset with this id; `None` when there is none.
+    async fn dataset(&self, id: &DatasetId) -> Result<Option<Dataset>, StoreError>;
+
+    /// Up to `limit` datasets with ids greater than `after`, ordered by id.
+    async fn datasets(&self, after: Option<&DatasetId>, limit: u32) -> Result<Vec<Dataset>, StoreError>;
+
+    /// A dataset's published versions, newest first.
+    async fn versions(&self, dataset: &DatasetId) -> Result<Vec<VersionInfo>, StoreError>;
+
+    /// Version `version`, or the latest when `None`; `None` when there is no such version.
+    async fn version(&self, dataset: &DatasetId, version: Option<u64>) -> Result<Option<VersionInfo>, StoreError>;
+
+    /// The version published with this idempotency key, if any.
+    async fn version_by_key(&self, dataset: &DatasetId, key: &str) -> Result<Option<VersionInfo>, StoreError>;
+
+    /// Starts staging an upload; returns its id. Nothing staged is visible to readers.
+    async fn begin_upload(&self, dataset: &DatasetId, upload_id: &str) -> Result<(), StoreError>;
+
+    /// Stages one chunk of an upload (one statement).
+    async fn put_chunk(&self, upload_id: &str, chunk: &StoredChunk) -> Result<(), StoreError>;
+
+    /// Makes an upload visible as the dataset's next version, together with its record.
+    /// When a version with the same idempotency key exists, discards the upload and returns
+    /// [`Committed::Existing`] (no record is written).
+    async fn commit_upload(&self, upload_id: &str, v: &NewVersion, rec: &NewRecord) -> Result<Committed, StoreError>;
+
+    /// Deletes an upload's staged chunks. Idempotent.
+    async fn abort_upload(&self, upload_id: &str) -> Result<(), StoreError>;
+
+    /// Deletes every staged upload that no version names (after a crash). Returns how many.
+    async fn purge_abandoned_uploads(&self) -> Result<u64, StoreError>;
+
+    /// The chunks of a published version from `from_seq` on, in order.
+    fn chunks(
+        &self,
+        dataset: &DatasetId,
+        version: u64,
+        from_seq: u64,
+    ) -> BoxStream<'_, Result<StoredChunk, StoreError>>;
+
+    /// Stores a new grant. `AlreadyExists` when the id is taken.
+    async fn insert_grant(&self, g: &Grant, rec: &NewRecord) -> Result<(), StoreError>;
+
+    /// The grant with this id; `None` when there is none.
+    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
+
+    /// Replaces a grant if its stored status is still `expected`; `Conflict` otherwise.
+    async fn update_grant(&self, g: &Grant, expected: GrantStatus, rec: &NewRecord) -> Result<(), StoreError>;
+
+    /// Grants where `participant` is the consumer or owns the dataset, optionally for one
+    /// dataset, oldest first.
+    async fn grants_visible_to(
+        &self,
+        participant: &ParticipantId,
+        dataset: Option<&DatasetId>,
+    ) -> Result<Vec<Grant>, StoreError>;
+
+    /// Grants of `consumer` on `dataset`, oldest first.
+    async fn grants_of(&self, consumer: &ParticipantId, dataset: &DatasetId) -> Result<Vec<Grant>, StoreError>;
+
+    /// Stores a record that accompanies no state change (a transfer decision or completion);
+    /// returns its sequence number.
+    async fn append_record(&self, rec: &NewRecord) -> Result<u64, StoreError>;
+
+    /// Up to `limit` records with `seq > after`, in order.
+    async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;
+}
+
+/// Opens the store a database URL names: `sqlite:PATH` (created and migrated when missing).
+///
+/// # Errors
+/// An unsupported scheme, or a database that cannot be opened or migrated.
+pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else {
+        anyhow::bail!("unsupported database URL scheme (expected sqlite:): {}", url.split(':').next().unwrap_or(""))
+    }
+}

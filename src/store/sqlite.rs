@@ -1,0 +1,544 @@
+//! The embedded SQLite backend (the default).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::{Committed, NewVersion, Store, StoreError, StoredChunk};
+use crate::domain::dataset::{Dataset, VersionInfo};
+use crate::domain::grant::{Grant, GrantStatus};
+use crate::domain::ids::{DatasetId, ParticipantId};
+use crate::domain::participant::{Participant, ParticipantStatus};
+use crate::domain::record::{NewRecord, RecordKind, StoredRecord};
+
+/// Embedded migrations for this dialect.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// A store in one SQLite file, in WAL mode with `synchronous=FULL`: a commit that returned
+/// survives power loss (the transfer log must not lose its last entries).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) and migrates the database a `sqlite:` URL names.
+    pub async fn open(url: &str) -> Result<SqliteStore, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Starts a write transaction that takes the write lock at once, so that two writers never
+    /// deadlock upgrading read locks.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)
+    }
+}
+
+/// Maps a sqlx error onto the store's contract.
+fn classify(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists(db.message().to_owned()),
+        sqlx::Error::Database(db) => {
+            // SQLITE_BUSY 5, LOCKED 6, READONLY 8, IOERR 10, CORRUPT 11, FULL 13, CANTOPEN 14,
+            // and the append-only trigger's ABORT on records.
+            let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+            match primary {
+                Some(5 | 6 | 8 | 10 | 13 | 14) => StoreError::Unavailable(e),
+                Some(11) => StoreError::Corrupt("database file".into()),
+                _ => StoreError::Other(e),
+            }
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            StoreError::Unavailable(e)
+        }
+        _ => StoreError::Other(e),
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+fn corrupt(what: &str) -> impl Fn(String) -> StoreError + '_ {
+    move |detail| StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+async fn insert_record(conn: &mut SqliteConnection, rec: &NewRecord) -> Result<u64, StoreError> {
+    let json = serde_json::to_string(&rec.to_json()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let row = sqlx::query("INSERT INTO records (at, kind, actor, json) VALUES (?, ?, ?, ?) RETURNING seq")
+        .bind(micros(rec.at))
+        .bind(rec.kind.as_str())
+        .bind(&rec.actor)
+        .bind(json)
+        .fetch_one(conn)
+        .await
+        .map_err(classify)?;
+    Ok(row.get::<i64, _>(0) as u64)
+}
+
+fn participant_from_row(row: &SqliteRow) -> Result<Participant, StoreError> {
+    let bad = corrupt("participant");
+    let text = |c: &str| row.try_get::<String, _>(c).map_err(|e| bad(e.to_string()));
+    let roles: Vec<String> = serde_json::from_str(&text("roles")?).map_err(|e| bad(e.to_string()))?;
+    Ok(Participant {
+        id: ParticipantId::parse(&text("id")?).map_err(|e| bad(e.to_string()))?,
+        display_name: text("display_name")?,
+        kind: text("kind")?.parse().map_err(|e: crate::domain::classification::UnknownName| bad(e.to_string()))?,
+        recipient_type: text("recipient_type")?
+            .parse()
+            .map_err(|e: crate::domain::classification::UnknownName| bad(e.to_string()))?,
+        region: text("region")?.parse().map_err(|e: crate::domain::classification::UnknownName| bad(e.to_string()))?,
+        in_tianjin_ftz: row.try_get::<bool, _>("in_tianjin_ftz").map_err(|e| bad(e.to_string()))?,
+        roles: roles
+            .iter()
+            .map(|r| r.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e: crate::domain::classification::UnknownName| bad(e.to_string()))?,
+        clearance: text("clearance")?
+            .parse()
+            .map_err(|e: crate::domain::classification::UnknownName| bad(e.to_string()))?,
+        status: text("status")?.parse().map_err(|e: crate::domain::classification::UnknownName| bad(e.to_string()))?,
+    })
+}
+
+fn dataset_from_row(row: &SqliteRow) -> Result<Dataset, StoreError> {
+    let bad = corrupt("dataset");
+    let get = |c: &str| row.try_get::<Option<String>, _>(c).map_err(|e| bad(e.to_string()));
+    let text = |c: &str| get(c)?.ok_or_else(|| bad(format!("{c} is null")));
+    let key = |c: &str| -> Result<_, StoreError> {
+        get(c)?.map(|s| crate::domain::dataset::FieldName::parse(&s)).transpose().map_err(|e| bad(e.to_string()))
+    };
+    Ok(Dataset {
+        id: DatasetId::parse(&text("id")?).map_err(|e| bad(e.to_string()))?,
+        owner: ParticipantId::parse(&text("owner")?).map_err(|e| bad(e.to_string()))?,
+        title: text("title")?,
+        description: text("description")?,
+        government_data: row.try_get::<bool, _>("government_data").map_err(|e| bad(e.to_string()))?,
+        fields: serde_json::from_str(&text("fields")?).map_err(|e| bad(e.to_string()))?,
+        person_key_field: key("person_key_field")?,
+        contributor_key_field: key("contributor_key_field")?,
+        registered_at: from_micros(row.try_get("registered_at").map_err(|e| bad(e.to_string()))?),
+    })
+}
+
+fn version_from_row(row: &SqliteRow) -> Result<VersionInfo, StoreError> {
+    let bad = corrupt("version");
+    let sha: Vec<u8> = row.try_get("sha256").map_err(|e| bad(e.to_string()))?;
+    Ok(VersionInfo {
+        dataset: DatasetId::parse(row.try_get("dataset_id").map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?,
+        version: row.try_get::<i64, _>("version").map_err(|e| bad(e.to_string()))? as u64,
+        rows: row.try_get::<i64, _>("rows").map_err(|e| bad(e.to_string()))? as u64,
+        chunks: row.try_get::<i64, _>("chunks").map_err(|e| bad(e.to_string()))? as u64,
+        sha256: sha.try_into().map_err(|_| bad("sha256 is not 32 bytes".into()))?,
+        publisher: ParticipantId::parse(row.try_get("publisher").map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?,
+        published_at: from_micros(row.try_get("published_at").map_err(|e| bad(e.to_string()))?),
+        idempotency_key: row.try_get("idempotency_key").map_err(|e| bad(e.to_string()))?,
+    })
+}
+
+fn grant_from_row(row: &SqliteRow) -> Result<Grant, StoreError> {
+    let body: String = row.try_get("body").map_err(|e| StoreError::Corrupt(format!("grant: {e}")))?;
+    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("grant: {e}")))
+}
+
+fn chunk_from_row(row: &SqliteRow) -> Result<StoredChunk, StoreError> {
+    let bad = corrupt("chunk");
+    let sha: Vec<u8> = row.try_get("sha256").map_err(|e| bad(e.to_string()))?;
+    let data: Vec<u8> = row.try_get("data").map_err(|e| bad(e.to_string()))?;
+    Ok(StoredChunk {
+        seq: row.try_get::<i64, _>("seq").map_err(|e| bad(e.to_string()))? as u64,
+        rows: row.try_get::<i64, _>("rows").map_err(|e| bad(e.to_string()))? as u32,
+        sha256: sha.try_into().map_err(|_| bad("sha256 is not 32 bytes".into()))?,
+        data: Bytes::from(data),
+    })
+}
+
+const VERSION_COLUMNS: &str = "dataset_id, version, rows, chunks, sha256, publisher, published_at, idempotency_key";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_participant(&self, p: &Participant, rec: &NewRecord) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO participants (id, display_name, kind, recipient_type, region, in_tianjin_ftz, roles, clearance, status, registered_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(p.id.as_str())
+        .bind(&p.display_name)
+        .bind(p.kind.as_str())
+        .bind(p.recipient_type.as_str())
+        .bind(p.region.as_str())
+        .bind(p.in_tianjin_ftz)
+        .bind(serde_json::to_string(&roles).unwrap_or_default())
+        .bind(p.clearance.as_str())
+        .bind(p.status.as_str())
+        .bind(micros(rec.at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match classify(e) {
+            StoreError::AlreadyExists(_) => StoreError::AlreadyExists(format!("participant {}", p.id)),
+            other => other,
+        })?;
+        insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn participant(&self, id: &ParticipantId) -> Result<Option<Participant>, StoreError> {
+        let row = sqlx::query("SELECT * FROM participants WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(participant_from_row).transpose()
+    }
+
+    async fn participants(&self) -> Result<Vec<Participant>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM participants ORDER BY id").fetch_all(&self.pool).await.map_err(classify)?;
+        rows.iter().map(participant_from_row).collect()
+    }
+
+    async fn set_participant_status(
+        &self,
+        id: &ParticipantId,
+        status: ParticipantStatus,
+        rec: &NewRecord,
+    ) -> Result<Option<Participant>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query("UPDATE participants SET status = ? WHERE id = ? RETURNING *")
+            .bind(status.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let Some(row) = row else { return Ok(None) };
+        let p = participant_from_row(&row)?;
+        insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Some(p))
+    }
+
+    async fn insert_dataset(&self, d: &Dataset, rec: &NewRecord) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO datasets (id, owner, title, description, government_data, fields, person_key_field, contributor_key_field, registered_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(d.id.as_str())
+        .bind(d.owner.as_str())
+        .bind(&d.title)
+        .bind(&d.description)
+        .bind(d.government_data)
+        .bind(serde_json::to_string(&d.fields).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(d.person_key_field.as_ref().map(|f| f.as_str()))
+        .bind(d.contributor_key_field.as_ref().map(|f| f.as_str()))
+        .bind(micros(d.registered_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match classify(e) {
+            StoreError::AlreadyExists(_) => StoreError::AlreadyExists(format!("dataset {}", d.id)),
+            other => other,
+        })?;
+        insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn dataset(&self, id: &DatasetId) -> Result<Option<Dataset>, StoreError> {
+        let row = sqlx::query("SELECT * FROM datasets WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(dataset_from_row).transpose()
+    }
+
+    async fn datasets(&self, after: Option<&DatasetId>, limit: u32) -> Result<Vec<Dataset>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM datasets WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(after.map_or("", |a| a.as_str()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(dataset_from_row).collect()
+    }
+
+    async fn versions(&self, dataset: &DatasetId) -> Result<Vec<VersionInfo>, StoreError> {
+        let rows =
+            sqlx::query(&format!("SELECT {VERSION_COLUMNS} FROM versions WHERE dataset_id = ? ORDER BY version DESC"))
+                .bind(dataset.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    async fn version(&self, dataset: &DatasetId, version: Option<u64>) -> Result<Option<VersionInfo>, StoreError> {
+        let by_number = format!("SELECT {VERSION_COLUMNS} FROM versions WHERE dataset_id = ? AND version = ?");
+        let latest =
+            format!("SELECT {VERSION_COLUMNS} FROM versions WHERE dataset_id = ? ORDER BY version DESC LIMIT 1");
+        let q = match version {
+            Some(v) => sqlx::query(&by_number).bind(dataset.as_str()).bind(v as i64),
+            None => sqlx::query(&latest).bind(dataset.as_str()),
+        };
+        let row = q.fetch_optional(&self.pool).await.map_err(classify)?;
+        row.as_ref().map(version_from_row).transpose()
+    }
+
+    async fn version_by_key(&self, dataset: &DatasetId, key: &str) -> Result<Option<VersionInfo>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE dataset_id = ? AND idempotency_key = ?"
+        ))
+        .bind(dataset.as_str())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.as_ref().map(version_from_row).transpose()
+    }
+
+    async fn begin_upload(&self, dataset: &DatasetId, upload_id: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO uploads (id, dataset_id, started_at) VALUES (?, ?, ?)")
+            .bind(upload_id)
+            .bind(dataset.as_str())
+            .bind(micros(Utc::now()))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn put_chunk(&self, upload_id: &str, chunk: &StoredChunk) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO chunks (upload_id, seq, rows, sha256, data) VALUES (?, ?, ?, ?, ?)")
+            .bind(upload_id)
+            .bind(chunk.seq as i64)
+            .bind(i64::from(chunk.rows))
+            .bind(&chunk.sha256[..])
+            .bind(&chunk.data[..])
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn commit_upload(&self, upload_id: &str, v: &NewVersion, rec: &NewRecord) -> Result<Committed, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let existing = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE dataset_id = ? AND idempotency_key = ?"
+        ))
+        .bind(v.dataset.as_str())
+        .bind(&v.idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if let Some(row) = existing {
+            let info = version_from_row(&row)?;
+            sqlx::query("DELETE FROM chunks WHERE upload_id = ?")
+                .bind(upload_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            sqlx::query("DELETE FROM uploads WHERE id = ?")
+                .bind(upload_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            tx.commit().await.map_err(classify)?;
+            return Ok(Committed::Existing(info));
+        }
+        let row = sqlx::query(&format!(
+            "INSERT INTO versions (dataset_id, version, upload_id, rows, chunks, sha256, publisher, published_at, idempotency_key)
+             VALUES (?, (SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE dataset_id = ?), ?, ?, ?, ?, ?, ?, ?)
+             RETURNING {VERSION_COLUMNS}"
+        ))
+        .bind(v.dataset.as_str())
+        .bind(v.dataset.as_str())
+        .bind(upload_id)
+        .bind(v.rows as i64)
+        .bind(v.chunks as i64)
+        .bind(&v.sha256[..])
+        .bind(v.publisher.as_str())
+        .bind(micros(v.published_at))
+        .bind(&v.idempotency_key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let info = version_from_row(&row)?;
+        let mut rec = rec.clone();
+        rec.body.insert("version".into(), info.version.into());
+        insert_record(&mut tx, &rec).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Committed::Created(info))
+    }
+
+    async fn abort_upload(&self, upload_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "DELETE FROM chunks WHERE upload_id = ? AND NOT EXISTS (SELECT 1 FROM versions WHERE upload_id = ?)",
+        )
+        .bind(upload_id)
+        .bind(upload_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query("DELETE FROM uploads WHERE id = ? AND NOT EXISTS (SELECT 1 FROM versions WHERE upload_id = ?)")
+            .bind(upload_id)
+            .bind(upload_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn purge_abandoned_uploads(&self) -> Result<u64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM chunks WHERE upload_id NOT IN (SELECT upload_id FROM versions)")
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let n = sqlx::query("DELETE FROM uploads WHERE id NOT IN (SELECT upload_id FROM versions)")
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        tx.commit().await.map_err(classify)?;
+        Ok(n)
+    }
+
+    fn chunks(
+        &self,
+        dataset: &DatasetId,
+        version: u64,
+        from_seq: u64,
+    ) -> BoxStream<'_, Result<StoredChunk, StoreError>> {
+        sqlx::query(
+            "SELECT c.seq, c.rows, c.sha256, c.data FROM versions v JOIN chunks c ON c.upload_id = v.upload_id
+             WHERE v.dataset_id = ? AND v.version = ? AND c.seq >= ? ORDER BY c.seq",
+        )
+        .bind(dataset.as_str().to_owned())
+        .bind(version as i64)
+        .bind(from_seq as i64)
+        .fetch(&self.pool)
+        .map(|r| r.map_err(classify).and_then(|row| chunk_from_row(&row)))
+        .boxed()
+    }
+
+    async fn insert_grant(&self, g: &Grant, rec: &NewRecord) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO grants (id, dataset_id, consumer, status, body, requested_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&g.id)
+        .bind(g.dataset.as_str())
+        .bind(g.consumer.as_str())
+        .bind(g.status.as_str())
+        .bind(serde_json::to_string(g).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(micros(g.requested_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        let row = sqlx::query("SELECT body FROM grants WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(grant_from_row).transpose()
+    }
+
+    async fn update_grant(&self, g: &Grant, expected: GrantStatus, rec: &NewRecord) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let n = sqlx::query("UPDATE grants SET status = ?, body = ? WHERE id = ? AND status = ?")
+            .bind(g.status.as_str())
+            .bind(serde_json::to_string(g).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            .bind(&g.id)
+            .bind(expected.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        if n != 1 {
+            return Err(StoreError::Conflict(format!("grant {}", g.id)));
+        }
+        insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn grants_visible_to(
+        &self,
+        participant: &ParticipantId,
+        dataset: Option<&DatasetId>,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT g.body FROM grants g JOIN datasets d ON d.id = g.dataset_id
+             WHERE (g.consumer = ?1 OR d.owner = ?1) AND (?2 IS NULL OR g.dataset_id = ?2)
+             ORDER BY g.requested_at, g.id",
+        )
+        .bind(participant.as_str())
+        .bind(dataset.map(|d| d.as_str()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    async fn grants_of(&self, consumer: &ParticipantId, dataset: &DatasetId) -> Result<Vec<Grant>, StoreError> {
+        let rows =
+            sqlx::query("SELECT body FROM grants WHERE consumer = ? AND dataset_id = ? ORDER BY requested_at, id")
+                .bind(consumer.as_str())
+                .bind(dataset.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    async fn append_record(&self, rec: &NewRecord) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        insert_record(&mut conn, rec).await
+    }
+
+    async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows = sqlx::query("SELECT seq, kind, json FROM records WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after as i64)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                let bad = corrupt("record");
+                let kind: String = row.try_get("kind").map_err(|e| bad(e.to_string()))?;
+                Ok(StoredRecord {
+                    seq: row.try_get::<i64, _>("seq").map_err(|e| bad(e.to_string()))? as u64,
+                    kind: kind.parse::<RecordKind>().map_err(|e| bad(e.to_string()))?,
+                    json: row.try_get("json").map_err(|e| bad(e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+}
