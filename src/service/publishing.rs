@@ -178,7 +178,9 @@ impl Upload {
                 )))
             };
         }
-        let upload = self.upload_id.clone().expect("staged upload");
+        let Some(upload) = self.upload_id.clone() else {
+            return Err(ServiceError::Internal(anyhow::anyhow!("an upload without a staging area")));
+        };
         let new = NewVersion {
             dataset: self.dataset.id.clone(),
             rows: self.rows,
@@ -199,7 +201,12 @@ impl Upload {
                 "idempotency_key": self.key,
             }),
         );
-        match self.gw.store.commit_upload(&upload, &new, &rec).await {
+        let committed = self.gw.store.commit_upload(&upload, &new, &rec).await;
+        if committed.is_ok() {
+            // Committed (or discarded as a duplicate) in the store: nothing left to clean up.
+            self.upload_id = None;
+        }
+        match committed {
             Ok(Committed::Created(v)) => {
                 tracing::info!(dataset = %v.dataset, version = v.version, rows = v.rows, "published version");
                 Ok((v, true))
@@ -209,19 +216,34 @@ impl Upload {
                 "idempotency key `{}` names version {} with different content",
                 self.key, v.version
             ))),
-            Err(e) => {
-                let _ = self.gw.store.abort_upload(&upload).await;
-                Err(e.into())
-            }
+            // `Drop` discards the staged chunks.
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Discards everything staged. Called when the stream fails or is cut.
-    pub async fn abort(self) {
-        if let Some(upload) = &self.upload_id {
-            if let Err(e) = self.gw.store.abort_upload(upload).await {
-                // Left for `purge_abandoned_uploads` at the next start; still invisible.
-                tracing::warn!(error = %e, "could not discard a failed upload");
+    /// Discards everything staged. Called when the stream fails.
+    pub async fn abort(mut self) {
+        if let Some(upload) = self.upload_id.take() {
+            discard(&self.gw, &upload).await;
+        }
+    }
+}
+
+async fn discard(gw: &Gateway, upload: &str) {
+    if let Err(e) = gw.store.abort_upload(upload).await {
+        // Left for `purge_abandoned_uploads` at the next start; invisible meanwhile.
+        tracing::warn!(error = %e, upload, "could not discard a failed upload");
+    }
+}
+
+impl Drop for Upload {
+    /// A cut stream drops the handler (and this upload) without running its error path: the
+    /// staged chunks are discarded in the background.
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload_id.take() {
+            let gw = self.gw.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { discard(&gw, &upload).await });
             }
         }
     }

@@ -1,0 +1,349 @@
+//! `TestGateway::start()` gives each test a real gateway and clients per participant.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bth_gateway::domain::classification::Level;
+use bth_gateway::domain::ids::ParticipantId;
+use bth_gateway::domain::participant::{Participant, ParticipantKind, ParticipantStatus, RecipientType, Region, Role};
+use bth_gateway::pb::{
+    self, admin_client::AdminClient, catalog_client::CatalogClient, exchange_client::ExchangeClient,
+    publishing_client::PublishingClient, sharing_client::SharingClient,
+};
+use bth_gateway::pki::{self, LeafKind, Pem};
+use bth_gateway::policy::PolicyConfig;
+use bth_gateway::server::{self, TlsPem};
+use bth_gateway::service::{participants, Clock, Gateway, Limits};
+use bth_gateway::store::sqlite::SqliteStore;
+use bth_gateway::wire::{DecodedBatch, RowBatch};
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::oneshot;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// The message size limit of test gateways.
+pub const MAX_MESSAGE: usize = 1024 * 1024;
+
+/// A clock tests move forward.
+#[derive(Debug)]
+pub struct TestClock(Mutex<DateTime<Utc>>);
+
+impl TestClock {
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+
+    /// Now plus `by`, as a protobuf timestamp.
+    pub fn now_plus(&self, by: Duration) -> prost_types::Timestamp {
+        let t = self.now() + by;
+        prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// A running gateway; stopped when dropped.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub ca: Pem,
+    pub clock: Arc<TestClock>,
+    pub gw: Gateway,
+    pub db_url: String,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Typed clients of one participant.
+#[derive(Clone)]
+pub struct Client {
+    pub admin: AdminClient<Channel>,
+    pub catalog: CatalogClient<Channel>,
+    pub publishing: PublishingClient<Channel>,
+    pub sharing: SharingClient<Channel>,
+    pub exchange: ExchangeClient<Channel>,
+}
+
+impl TestGateway {
+    pub async fn start() -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = pki::new_ca().unwrap();
+        let server_pem = pki::issue(&ca, "bth-gateway server", LeafKind::Server).unwrap();
+        let db_url = format!("sqlite:{}", dir.path().join("gateway.db").display());
+        let store = Arc::new(SqliteStore::open(&db_url).await.unwrap());
+        let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
+        let limits = Limits { chunk_rows: 4, ..Limits::default() };
+        let gw = Gateway::new(store, &[7u8; 32], clock.clone(), limits, PolicyConfig::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tls = TlsPem { cert: server_pem.cert, key: server_pem.key, client_ca: ca.cert.clone() };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = gw.clone();
+        let server = tokio::spawn(async move {
+            server::run(listener, served, &tls, MAX_MESSAGE, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let t = TestGateway { addr, ca, clock, gw, db_url, _dir: dir, stop: Some(stop), server: Some(server) };
+        t.register("admin", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Admin], Level::G1).await;
+        t
+    }
+
+    /// Registers a participant directly (bootstrap) and returns its clients.
+    pub async fn register(
+        &self,
+        id: &str,
+        kind: ParticipantKind,
+        recipient_type: RecipientType,
+        region: &str,
+        roles: &[Role],
+        clearance: Level,
+    ) -> Client {
+        let p = Participant {
+            id: ParticipantId::parse(id).unwrap(),
+            display_name: format!("{id} (test)"),
+            kind,
+            recipient_type,
+            region: Region::parse(region).unwrap(),
+            in_tianjin_ftz: false,
+            roles: roles.iter().copied().collect(),
+            clearance,
+            status: ParticipantStatus::Active,
+        };
+        participants::register_as(self.gw.store.as_ref(), "test", p).await.unwrap();
+        self.client(id).await
+    }
+
+    /// A Tianjin department that publishes.
+    pub async fn publisher(&self, id: &str) -> Client {
+        self.register(id, ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Publisher], Level::G4)
+            .await
+    }
+
+    /// A Tianjin department that consumes, cleared to `clearance`.
+    pub async fn consumer(&self, id: &str, clearance: Level) -> Client {
+        self.register(id, ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Consumer], clearance)
+            .await
+    }
+
+    /// Clients with a fresh certificate for `id` from the gateway's CA.
+    pub async fn client(&self, id: &str) -> Client {
+        let leaf = pki::issue(&self.ca, id, LeafKind::Client).unwrap();
+        self.client_with(Some(&leaf), &self.ca.cert).await.unwrap()
+    }
+
+    /// Clients with an arbitrary certificate (or none), trusting `server_ca`.
+    pub async fn client_with(&self, leaf: Option<&Pem>, server_ca: &str) -> Result<Client, tonic::transport::Error> {
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(server_ca)).domain_name("localhost");
+        if let Some(leaf) = leaf {
+            tls = tls.identity(Identity::from_pem(&leaf.cert, &leaf.key));
+        }
+        let channel = Channel::from_shared(format!("https://{}", self.addr)).unwrap().tls_config(tls)?.connect().await?;
+        Ok(Client {
+            admin: AdminClient::new(channel.clone()),
+            catalog: CatalogClient::new(channel.clone()).max_decoding_message_size(64 << 20),
+            publishing: PublishingClient::new(channel.clone()),
+            sharing: SharingClient::new(channel.clone()),
+            exchange: ExchangeClient::new(channel).max_decoding_message_size(64 << 20),
+        })
+    }
+
+    /// Runs a SQL count against the gateway's database (to check what is stored).
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+    }
+
+    /// Stops the server, draining in-flight calls; returns what `run` returned.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+// ---- building requests ----
+
+/// A field definition.
+pub fn field(name: &str, ty: pb::FieldType, level: pb::Level, pi: pb::Pi, mask: Option<pb::Mask>) -> pb::Field {
+    pb::Field {
+        name: name.into(),
+        r#type: ty as i32,
+        level: level as i32,
+        pi: pi as i32,
+        default_mask: mask,
+        nullable: true,
+        ..Default::default()
+    }
+}
+
+pub fn mask(kind: pb::MaskKind) -> pb::Mask {
+    pb::Mask { kind: kind as i32, ..Default::default() }
+}
+
+/// The survey dataset most tests use: one field per type and mask.
+pub fn survey(id: &str) -> pb::RegisterDatasetRequest {
+    use pb::{FieldType as T, Level as L, Pi};
+    pb::RegisterDatasetRequest {
+        id: id.into(),
+        title: "Enterprise survey".into(),
+        description: "Service-outsourcing enterprises, Tianjin".into(),
+        government_data: true,
+        fields: vec![
+            field("enterprise", T::String, L::G2, Pi::None, None),
+            field("district", T::String, L::G1, Pi::None, None),
+            field("contact", T::String, L::G3, Pi::Pi, Some(pb::Mask { keep_first: 1, ..mask(pb::MaskKind::Partial) })),
+            field("phone", T::String, L::G3, Pi::Pi, Some(mask(pb::MaskKind::Hash))),
+            field("founded", T::Date, L::G2, Pi::None, Some(pb::Mask { granularity: pb::DateGranularity::Year as i32, ..mask(pb::MaskKind::GeneralizeDate) })),
+            field("employees", T::Int64, L::G2, Pi::None, Some(pb::Mask { bucket_width: 100, ..mask(pb::MaskKind::Bucket) })),
+            field("revenue", T::Decimal, L::G2, Pi::None, None),
+            field("score", T::Float64, L::G2, Pi::None, None),
+            field("exporter", T::Bool, L::G2, Pi::None, None),
+            field("audited_at", T::Timestamp, L::G2, Pi::None, Some(mask(pb::MaskKind::Redact))),
+            field("tax_id", T::String, L::G2, Pi::None, Some(mask(pb::MaskKind::Drop))),
+        ],
+        person_key_field: "contact".into(),
+        contributor_key_field: "enterprise".into(),
+    }
+}
+
+pub fn strings(v: &[&str]) -> pb::Column {
+    pb::Column { strings: v.iter().map(|s| s.to_string()).collect(), ..Default::default() }
+}
+
+/// `n` rows of the survey dataset; row `i` is deterministic.
+pub fn survey_rows(n: u32, offset: u32) -> RowBatch {
+    let r: Vec<u32> = (offset..offset + n).collect();
+    let s = |f: &dyn Fn(u32) -> String| pb::Column { strings: r.iter().map(|&i| f(i)).collect(), ..Default::default() };
+    RowBatch::from_columns(
+        n,
+        vec![
+            s(&|i| format!("企业{i}")),
+            s(&|i| ["滨海新区", "和平区", "南开区"][i as usize % 3].to_owned()),
+            s(&|i| format!("张{i}丰")),
+            s(&|i| format!("1381234{:04}", i)),
+            s(&|i| format!("20{:02}-0{}-15", 10 + i % 10, 1 + i % 9)),
+            pb::Column { ints: r.iter().map(|&i| i64::from(i) * 37).collect(), ..Default::default() },
+            s(&|i| format!("{i}.50")),
+            pb::Column { doubles: r.iter().map(|&i| f64::from(i) / 4.0).collect(), ..Default::default() },
+            pb::Column { bools: r.iter().map(|&i| i % 2 == 0).collect(), ..Default::default() },
+            s(&|i| format!("2025-06-0{}T10:00:00+08:00", 1 + i % 9)),
+            s(&|i| format!("91120000MA0{i:05}")),
+        ],
+    )
+}
+
+pub fn header(dataset: &str, key: &str) -> pb::PublishRequest {
+    pb::PublishRequest {
+        msg: Some(pb::publish_request::Msg::Header(pb::PublishHeader {
+            dataset_id: dataset.into(),
+            idempotency_key: key.into(),
+        })),
+    }
+}
+
+pub fn batch(b: RowBatch) -> pb::PublishRequest {
+    pb::PublishRequest { msg: Some(pb::publish_request::Msg::Batch(b)) }
+}
+
+/// Publishes `batches` in one stream.
+pub async fn publish(
+    c: &mut Client,
+    dataset: &str,
+    key: &str,
+    batches: Vec<RowBatch>,
+) -> Result<pb::PublishResponse, tonic::Status> {
+    let msgs: Vec<_> = std::iter::once(header(dataset, key)).chain(batches.into_iter().map(batch)).collect();
+    c.publishing.publish(tokio_stream::iter(msgs)).await.map(|r| r.into_inner())
+}
+
+/// Requests a grant on `fields` and has `owner` approve it with `approve`.
+pub async fn granted(
+    owner: &mut Client,
+    consumer: &mut Client,
+    dataset: &str,
+    fields: &[&str],
+    approve: pb::Approve,
+) -> pb::Grant {
+    let g = consumer
+        .sharing
+        .request_grant(pb::RequestGrantRequest {
+            dataset_id: dataset.into(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            purpose: "industry statistics".into(),
+            legal_basis: "统计法 Art. 7".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    owner
+        .sharing
+        .decide_grant(pb::DecideGrantRequest {
+            grant_id: g.id,
+            decision: Some(pb::decide_grant_request::Decision::Approve(approve)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Everything one pull returned.
+#[derive(Debug)]
+pub struct Pulled {
+    pub header: pb::PullHeader,
+    pub batches: Vec<DecodedBatch>,
+    pub raw: Vec<RowBatch>,
+    pub trailer: pb::PullTrailer,
+}
+
+impl Pulled {
+    /// The delivered column of field `name`, all batches concatenated.
+    pub fn column(&self, name: &str) -> pb::Column {
+        let i = self.header.fields.iter().position(|f| f.name == name).unwrap_or_else(|| panic!("{name} not delivered"));
+        let mut out = pb::Column::default();
+        let mut rows = 0;
+        for b in &self.batches {
+            bth_gateway::domain::values::ops::append(&mut out, rows, b.columns[i].clone());
+            rows += b.row_count;
+        }
+        out
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.batches.iter().map(|b| u64::from(b.row_count)).sum()
+    }
+}
+
+pub async fn pull(c: &mut Client, req: pb::PullRequest) -> Result<Pulled, tonic::Status> {
+    use pb::pull_response::Msg;
+    let mut stream = c.exchange.pull(req).await?.into_inner();
+    let mut header = None;
+    let mut raw = Vec::new();
+    let mut trailer = None;
+    while let Some(msg) = stream.message().await? {
+        match msg.msg.unwrap() {
+            Msg::Header(h) => header = Some(h),
+            Msg::Batch(b) => raw.push(b),
+            Msg::Trailer(t) => trailer = Some(t),
+        }
+    }
+    let batches = raw.iter().map(|b| b.decode().unwrap()).collect();
+    Ok(Pulled { header: header.unwrap(), batches, raw, trailer: trailer.expect("a trailer") })
+}
+
+pub fn pull_req(dataset: &str) -> pb::PullRequest {
+    pb::PullRequest { dataset_id: dataset.into(), ..Default::default() }
+}

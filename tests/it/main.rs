@@ -1,0 +1,10 @@
+//! Integration tests: a real gateway per test on port 0, its own database, certificates
+//! generated for the test, typed clients per participant over mutual TLS.
+
+mod harness;
+
+mod catalog;
+mod exchange;
+mod identity;
+mod publishing;
+mod sharing;
