@@ -67,7 +67,7 @@ done
 
 # --- Start the gateway -----------------------------------------------------------------------
 port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-"$bin" serve --dir "$dir" --listen "127.0.0.1:$port" >"$tmp/server.log" 2>&1 &
+NO_COLOR=1 "$bin" serve --dir "$dir" --listen "127.0.0.1:$port" >"$tmp/server.log" 2>&1 &
 server_pid=$!
 
 "$py" - "$port" "$server_pid" <<'EOF'

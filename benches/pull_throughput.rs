@@ -1,0 +1,269 @@
+//! Pull throughput: the same 1 000 000 rows (10 fields: strings, integers, decimals) streamed by
+//! the gateway's `Exchange.Pull` and by a bare tonic server with the same TLS settings serving
+//! them from memory, in the same run. Prints rows/s of both and their ratio, unmasked and with
+//! three of the ten fields masked. Run: `cargo bench --bench pull_throughput` (ROWS=… to change).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bth_gateway::domain::classification::Level;
+use bth_gateway::domain::ids::ParticipantId;
+use bth_gateway::domain::participant::{Participant, ParticipantKind, ParticipantStatus, RecipientType, Region, Role};
+use bth_gateway::pb::{self, exchange_client::ExchangeClient, pull_response::Msg};
+use bth_gateway::pki::{self, LeafKind, Pem};
+use bth_gateway::policy::PolicyConfig;
+use bth_gateway::server::{self, TlsPem};
+use bth_gateway::service::{participants, publishing, sharing, Caller, Gateway, Limits, SystemClock};
+use bth_gateway::store::sqlite::SqliteStore;
+use bth_gateway::wire::{DecodedBatch, RowBatch};
+use futures::Stream;
+use std::pin::Pin;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+const BATCH: u32 = 8192;
+
+fn rows(n: u32, offset: u32) -> DecodedBatch {
+    let r: Vec<u32> = (offset..offset + n).collect();
+    let s = |f: &dyn Fn(u32) -> String| pb::Column { strings: r.iter().map(|&i| f(i)).collect(), ..Default::default() };
+    let i = |f: &dyn Fn(u32) -> i64| pb::Column { ints: r.iter().map(|&x| f(x)).collect(), ..Default::default() };
+    DecodedBatch {
+        row_count: n,
+        columns: vec![
+            s(&|i| format!("enterprise-{i:07}")),
+            s(&|i| ["Binhai", "Heping", "Nankai", "Hexi"][i as usize % 4].to_owned()),
+            s(&|i| format!("contact {i}")),
+            s(&|i| format!("1381{:07}", i)),
+            i(&|i| i64::from(i) * 7 % 5000),
+            i(&|i| 2000 + i64::from(i % 25)),
+            i(&|i| i64::from(i) * 131),
+            s(&|i| format!("{}.{:02}", i * 3, i % 100)),
+            s(&|i| format!("{}.{:02}", i / 7, i % 97)),
+            s(&|i| format!("{}.5", i % 1000)),
+        ],
+    }
+}
+
+fn dataset() -> bth_gateway::domain::dataset::Dataset {
+    use bth_gateway::domain::classification::{Classification, Pi, Share};
+    use bth_gateway::domain::dataset::{Dataset, FieldDef, FieldName, FieldType};
+    use bth_gateway::domain::mask::Mask;
+    let f = |name: &str, ty: FieldType| FieldDef {
+        name: FieldName::parse(name).unwrap(),
+        ty,
+        class: Classification::new(Level::G2, Pi::None, false, Share::Conditional, None),
+        default_mask: Mask::None,
+        description: std::string::String::new(),
+        nullable: false,
+    };
+    use FieldType::{Decimal, Int64, String as Text};
+    Dataset {
+        id: bth_gateway::domain::ids::DatasetId::parse("bench").unwrap(),
+        owner: ParticipantId::parse("owner").unwrap(),
+        title: "bench".into(),
+        description: std::string::String::new(),
+        government_data: false,
+        fields: vec![
+            f("enterprise", Text),
+            f("district", Text),
+            f("contact", Text),
+            f("phone", Text),
+            f("employees", Int64),
+            f("founded", Int64),
+            f("output", Int64),
+            f("revenue", Decimal),
+            f("profit", Decimal),
+            f("tax", Decimal),
+        ],
+        person_key_field: None,
+        contributor_key_field: None,
+        registered_at: chrono::Utc::now(),
+    }
+}
+
+fn participant(id: &str, roles: &[Role]) -> Participant {
+    Participant {
+        id: ParticipantId::parse(id).unwrap(),
+        display_name: id.into(),
+        kind: ParticipantKind::StateOrgan,
+        recipient_type: RecipientType::GovDept,
+        region: Region::parse("CN-TJ").unwrap(),
+        in_tianjin_ftz: false,
+        roles: roles.iter().copied().collect(),
+        clearance: Level::G4,
+        status: ParticipantStatus::Active,
+    }
+}
+
+/// The bare server: the same Pull RPC, batches from memory, no policy, masking or storage.
+struct Bare(Arc<Vec<RowBatch>>);
+
+type PullStream = Pin<Box<dyn Stream<Item = Result<pb::PullResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::exchange_server::Exchange for Bare {
+    type PullStream = PullStream;
+    async fn pull(&self, _: Request<pb::PullRequest>) -> Result<Response<PullStream>, Status> {
+        let batches = self.0.clone();
+        let header = pb::PullResponse { msg: Some(Msg::Header(pb::PullHeader::default())) };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(header)).await;
+            for b in batches.iter() {
+                if tx.send(Ok(pb::PullResponse { msg: Some(Msg::Batch(b.clone())) })).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Ok(pb::PullResponse { msg: Some(Msg::Trailer(pb::PullTrailer::default())) })).await;
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+    async fn preview_pull(&self, _: Request<pb::PullRequest>) -> Result<Response<pb::PreviewPullResponse>, Status> {
+        Err(Status::unimplemented("bare"))
+    }
+}
+
+async fn client(addr: std::net::SocketAddr, ca: &Pem, leaf: &Pem) -> ExchangeClient<Channel> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca.cert))
+        .identity(Identity::from_pem(&leaf.cert, &leaf.key))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
+    ExchangeClient::new(channel).max_decoding_message_size(64 << 20)
+}
+
+/// Pulls once; returns rows received.
+async fn pull_once(c: &mut ExchangeClient<Channel>) -> u64 {
+    let mut s = c.pull(pb::PullRequest { dataset_id: "bench".into(), ..Default::default() }).await.unwrap().into_inner();
+    let mut rows = 0u64;
+    while let Some(m) = s.message().await.unwrap() {
+        if let Some(Msg::Batch(b)) = m.msg {
+            rows += u64::from(b.split().unwrap().0);
+        }
+    }
+    rows
+}
+
+fn main() {
+    let total: u32 = std::env::var("ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = pki::new_ca().unwrap();
+        let server_pem = pki::issue(&ca, "bth-gateway server", LeafKind::Server).unwrap();
+        let tls = TlsPem { cert: server_pem.cert.clone(), key: server_pem.key.clone(), client_ca: ca.cert.clone() };
+        let store = Arc::new(SqliteStore::open(&format!("sqlite:{}", dir.path().join("gw.db").display())).await.unwrap());
+        let limits = Limits { chunk_rows: BATCH, ..Limits::default() };
+        let gw = Gateway::new(store, &[9u8; 32], Arc::new(SystemClock), limits, PolicyConfig::default());
+        for (id, roles) in [("owner", &[Role::Publisher][..]), ("plain", &[Role::Consumer]), ("masked", &[Role::Consumer])] {
+            participants::register_as(gw.store.as_ref(), "bench", participant(id, roles)).await.unwrap();
+        }
+        let owner = Caller { participant: participant("owner", &[Role::Publisher]), cert_sha256: String::new() };
+        bth_gateway::service::catalog::register(&gw, &owner, dataset()).await.unwrap();
+
+        let t0 = Instant::now();
+        let mut up = publishing::start(&gw, &owner, &dataset().id, "bench").await.unwrap();
+        let mut at = 0;
+        while at < total {
+            let n = BATCH.min(total - at);
+            up.add(rows(n, at)).await.unwrap();
+            at += n;
+        }
+        let (version, _) = up.finish().await.unwrap();
+        println!("published {} rows in {} chunks in {:.2?}", version.rows, version.chunks, t0.elapsed());
+
+        let fields: Vec<_> = dataset().fields.iter().map(|f| f.name.clone()).collect();
+        for (who, masks) in [("plain", vec![]), ("masked", vec![("phone", "HASH"), ("contact", "PARTIAL"), ("output", "BUCKET")])] {
+            let c = Caller { participant: participant(who, &[Role::Consumer]), cert_sha256: String::new() };
+            let g = sharing::request(
+                &gw,
+                &c,
+                sharing::GrantRequest {
+                    dataset: dataset().id,
+                    fields: fields.clone(),
+                    purpose: "benchmark".into(),
+                    legal_basis: String::new(),
+                    statistical_purpose: false,
+                    requested_expiry: None,
+                },
+            )
+            .await
+            .unwrap();
+            use bth_gateway::domain::dataset::FieldName;
+            use bth_gateway::domain::mask::Mask;
+            let masks = masks
+                .into_iter()
+                .map(|(f, m)| {
+                    let mask = match m {
+                        "HASH" => Mask::Hash,
+                        "PARTIAL" => Mask::Partial { keep_first: 2, keep_last: 2 },
+                        _ => Mask::Bucket { width: 1000 },
+                    };
+                    (FieldName::parse(f).unwrap(), mask)
+                })
+                .collect();
+            let approval = sharing::Approval { masks, ..Default::default() };
+            sharing::decide(&gw, &owner, &g.id, sharing::Decision::Approve(approval)).await.unwrap();
+        }
+
+        // The same chunks, from memory, for the bare server.
+        let mut batches = Vec::new();
+        {
+            use futures::StreamExt;
+            let mut s = gw.store.chunks(&dataset().id, version.version, 0);
+            while let Some(c) = s.next().await {
+                batches.push(RowBatch::from_encoded(c.unwrap().data));
+            }
+        }
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gw_addr = listener.local_addr().unwrap();
+        let served = gw.clone();
+        let tls2 = tls.clone();
+        tokio::spawn(async move { server::run(listener, served, &tls2, 64 << 20, std::future::pending()).await });
+
+        let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let bare_addr = bare_listener.local_addr().unwrap();
+        let bare_tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&tls.cert, &tls.key))
+            .client_ca_root(Certificate::from_pem(&tls.client_ca));
+        let bare = Bare(Arc::new(batches));
+        tokio::spawn(async move {
+            Server::builder()
+                .tls_config(bare_tls)
+                .unwrap()
+                .add_service(pb::exchange_server::ExchangeServer::new(bare).max_encoding_message_size(64 << 20))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(bare_listener))
+                .await
+        });
+
+        let leaf = |id: &str| pki::issue(&ca, id, LeafKind::Client).unwrap();
+        let mut plain = client(gw_addr, &ca, &leaf("plain")).await;
+        let mut masked = client(gw_addr, &ca, &leaf("masked")).await;
+        let mut baseline = client(bare_addr, &ca, &leaf("plain")).await;
+
+        let results = Mutex::new(vec![Vec::new(); 3]);
+        for round in 0..=rounds {
+            for (k, c) in [&mut baseline, &mut plain, &mut masked].into_iter().enumerate() {
+                let t = Instant::now();
+                let n = pull_once(c).await;
+                assert_eq!(n, u64::from(total));
+                let rate = n as f64 / t.elapsed().as_secs_f64();
+                if round > 0 {
+                    results.lock().unwrap()[k].push(rate); // round 0 warms up
+                }
+            }
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[v.len() / 2]
+        };
+        let r = results.into_inner().unwrap();
+        let (base, unmasked, masked) = (median(r[0].clone()), median(r[1].clone()), median(r[2].clone()));
+        println!("rows per pull: {total}; rounds: {rounds} (median rows/s)");
+        println!("bare tonic server (memory, same TLS): {base:>12.0} rows/s");
+        println!("gateway Pull, unmasked:               {unmasked:>12.0} rows/s   ratio {:.2}", unmasked / base);
+        println!("gateway Pull, 3 of 10 fields masked:  {masked:>12.0} rows/s   ratio {:.2}", masked / base);
+    });
+}
