@@ -128,13 +128,15 @@ async fn client(addr: std::net::SocketAddr, ca: &Pem, leaf: &Pem) -> ExchangeCli
         .ca_certificate(Certificate::from_pem(&ca.cert))
         .identity(Identity::from_pem(&leaf.cert, &leaf.key))
         .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
+    let channel =
+        Channel::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
     ExchangeClient::new(channel).max_decoding_message_size(64 << 20)
 }
 
 /// Pulls once; returns rows received.
 async fn pull_once(c: &mut ExchangeClient<Channel>) -> u64 {
-    let mut s = c.pull(pb::PullRequest { dataset_id: "bench".into(), ..Default::default() }).await.unwrap().into_inner();
+    let mut s =
+        c.pull(pb::PullRequest { dataset_id: "bench".into(), ..Default::default() }).await.unwrap().into_inner();
     let mut rows = 0u64;
     while let Some(m) = s.message().await.unwrap() {
         if let Some(Msg::Batch(b)) = m.msg {
@@ -153,10 +155,16 @@ fn main() {
         let ca = pki::new_ca().unwrap();
         let server_pem = pki::issue(&ca, "bth-gateway server", LeafKind::Server).unwrap();
         let tls = TlsPem { cert: server_pem.cert.clone(), key: server_pem.key.clone(), client_ca: ca.cert.clone() };
-        let store = Arc::new(SqliteStore::open(&format!("sqlite:{}", dir.path().join("gw.db").display())).await.unwrap());
+        let store =
+            Arc::new(SqliteStore::open(&format!("sqlite:{}", dir.path().join("gw.db").display())).await.unwrap());
         let limits = Limits { chunk_rows: BATCH, ..Limits::default() };
-        let gw = Gateway::new(store, &[9u8; 32], Arc::new(SystemClock), limits, PolicyConfig::default());
-        for (id, roles) in [("owner", &[Role::Publisher][..]), ("plain", &[Role::Consumer]), ("masked", &[Role::Consumer])] {
+        let signer = bth_gateway::translog::note::Signer::from_seed("bench.example/log", &[1u8; 32]).unwrap();
+        let settings = bth_gateway::translog::sequencer::LogSettings::new("bench.example/log");
+        let log = bth_gateway::translog::sequencer::TransferLog::start(store.clone(), signer, settings).await.unwrap();
+        let gw = Gateway::new(store, &[9u8; 32], Arc::new(SystemClock), limits, PolicyConfig::default(), log);
+        for (id, roles) in
+            [("owner", &[Role::Publisher][..]), ("plain", &[Role::Consumer]), ("masked", &[Role::Consumer])]
+        {
             participants::register_as(gw.store.as_ref(), "bench", participant(id, roles)).await.unwrap();
         }
         let owner = Caller { participant: participant("owner", &[Role::Publisher]), cert_sha256: String::new() };
@@ -174,7 +182,9 @@ fn main() {
         println!("published {} rows in {} chunks in {:.2?}", version.rows, version.chunks, t0.elapsed());
 
         let fields: Vec<_> = dataset().fields.iter().map(|f| f.name.clone()).collect();
-        for (who, masks) in [("plain", vec![]), ("masked", vec![("phone", "HASH"), ("contact", "PARTIAL"), ("output", "BUCKET")])] {
+        for (who, masks) in
+            [("plain", vec![]), ("masked", vec![("phone", "HASH"), ("contact", "PARTIAL"), ("output", "BUCKET")])]
+        {
             let c = Caller { participant: participant(who, &[Role::Consumer]), cert_sha256: String::new() };
             let g = sharing::request(
                 &gw,

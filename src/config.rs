@@ -11,6 +11,8 @@
 //! | `tls_key` | `certs/server.key` | `BTH_TLS_KEY` |
 //! | `client_ca` | `certs/ca.pem` | `BTH_CLIENT_CA` |
 //! | `secret_file` | `secrets/gateway.secret` | `BTH_SECRET_FILE` |
+//! | `log_key_file` | `secrets/log-signing.key` | `BTH_LOG_KEY_FILE` |
+//! | `log_origin` | `bth-gateway.tianjin/transfer-log/v1` | `BTH_LOG_ORIGIN` |
 //! | `max_message_bytes` | `4194304` (4 MiB) | `BTH_MAX_MESSAGE_BYTES` |
 //! | `log` | `info` | `BTH_LOG` |
 //!
@@ -42,6 +44,10 @@ pub struct Config {
     pub client_ca: PathBuf,
     /// 32 random bytes (hex) from which the gateway derives its keys (masks, counting).
     pub secret_file: PathBuf,
+    /// The transfer log's Ed25519 signing seed (64 hex digits, 0600).
+    pub log_key_file: PathBuf,
+    /// The log's origin line and signing key name (no spaces, no `+`).
+    pub log_origin: String,
     /// Largest gRPC message accepted; larger ones get `RESOURCE_EXHAUSTED`.
     pub max_message_bytes: usize,
     /// `tracing` filter, e.g. `info` or `bth_gateway=debug`.
@@ -57,6 +63,8 @@ impl Default for Config {
             tls_key: "certs/server.key".into(),
             client_ca: "certs/ca.pem".into(),
             secret_file: "secrets/gateway.secret".into(),
+            log_key_file: "secrets/log-signing.key".into(),
+            log_origin: "bth-gateway.tianjin/transfer-log/v1".into(),
             max_message_bytes: 4 * 1024 * 1024,
             log: "info".into(),
         }
@@ -132,6 +140,12 @@ impl Config {
         if let Some(v) = env("BTH_SECRET_FILE") {
             self.secret_file = v.into();
         }
+        if let Some(v) = env("BTH_LOG_KEY_FILE") {
+            self.log_key_file = v.into();
+        }
+        if let Some(v) = env("BTH_LOG_ORIGIN") {
+            self.log_origin = v;
+        }
         if let Some(v) = env("BTH_MAX_MESSAGE_BYTES") {
             self.max_message_bytes = parse("BTH_MAX_MESSAGE_BYTES", v)?;
         }
@@ -142,7 +156,9 @@ impl Config {
     }
 
     fn resolve(&mut self, dir: &Path) {
-        for p in [&mut self.tls_cert, &mut self.tls_key, &mut self.client_ca, &mut self.secret_file] {
+        for p in
+            [&mut self.tls_cert, &mut self.tls_key, &mut self.client_ca, &mut self.secret_file, &mut self.log_key_file]
+        {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
@@ -164,20 +180,31 @@ impl Config {
     ///
     /// # Errors
     /// A missing or malformed file, or one readable by others than its owner.
-    pub fn read_secret(&self) -> anyhow::Result<Vec<u8>> {
-        use std::os::unix::fs::PermissionsExt;
-        let meta =
-            std::fs::metadata(&self.secret_file).with_context(|| format!("reading {}", self.secret_file.display()))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            bail!("{} must be readable by its owner only (chmod 600)", self.secret_file.display());
-        }
-        let text = std::fs::read_to_string(&self.secret_file)?;
-        let bytes = hex::decode(text.trim()).with_context(|| format!("{} is not hex", self.secret_file.display()))?;
-        if bytes.len() != 32 {
-            bail!("{} must hold 32 bytes (64 hex digits)", self.secret_file.display());
-        }
-        Ok(bytes)
+    pub fn read_secret(&self) -> anyhow::Result<[u8; 32]> {
+        read_secret_file(&self.secret_file)
     }
+
+    /// The transfer log's signer.
+    ///
+    /// # Errors
+    /// As [`Config::read_secret`], or an origin that is not a valid key name.
+    pub fn log_signer(&self) -> anyhow::Result<crate::translog::note::Signer> {
+        let seed = read_secret_file(&self.log_key_file)?;
+        crate::translog::note::Signer::from_seed(&self.log_origin, &seed)
+            .map_err(|e| anyhow::anyhow!("log_origin: {e}"))
+    }
+}
+
+/// Reads 32 secret bytes written as 64 hex digits in a file only its owner may read.
+fn read_secret_file(path: &Path) -> anyhow::Result<[u8; 32]> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        bail!("{} must be readable by its owner only (chmod 600)", path.display());
+    }
+    let text = std::fs::read_to_string(path)?;
+    let bytes = hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("{} must hold 32 bytes (64 hex digits)", path.display()))
 }
 
 /// The commented configuration file `init` writes.
@@ -200,6 +227,11 @@ client_ca = "certs/ca.pem"
 
 # The gateway secret (0600): keys for HASH masks and person counting derive from it.
 secret_file = "secrets/gateway.secret"
+
+# The transfer log's Ed25519 signing seed (0600) and its name, which is also the origin line of
+# every checkpoint. `bth-gateway audit key` prints the verifier key auditors need.
+log_key_file = "secrets/log-signing.key"
+log_origin = "bth-gateway.tianjin/transfer-log/v1"
 
 # Largest gRPC message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED. Default 4 MiB.
 max_message_bytes = 4194304

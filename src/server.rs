@@ -19,6 +19,7 @@ use crate::pb::{
 };
 use crate::policy::PolicyConfig;
 use crate::service::{Gateway, Limits, SystemClock};
+use crate::translog::sequencer::{LogSettings, TransferLog};
 
 /// The PEM material of the TLS listener.
 #[derive(Clone)]
@@ -110,7 +111,8 @@ pub async fn gateway(config: &Config) -> anyhow::Result<Gateway> {
         tracing::info!(purged, "discarded unfinished uploads");
     }
     let secret = config.read_secret()?;
-    Ok(Gateway::new(store, &secret, Arc::new(SystemClock), Limits::default(), PolicyConfig::default()))
+    let log = TransferLog::start(store.clone(), config.log_signer()?, LogSettings::new(&config.log_origin)).await?;
+    Ok(Gateway::new(store, &secret, Arc::new(SystemClock), Limits::default(), PolicyConfig::default(), log))
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

@@ -45,6 +45,8 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
         .map_err(|_| anyhow::anyhow!("system randomness unavailable"))?;
     pki::write_new(&secrets.join("gateway.secret"), format!("{}\n", hex::encode(secret)).as_bytes(), 0o600)?;
+    let seed = crate::translog::note::generate_seed();
+    pki::write_new(&secrets.join("log-signing.key"), format!("{}\n", hex::encode(seed)).as_bytes(), 0o600)?;
     pki::write_new(&dir.join(CONFIG_FILE), TEMPLATE.as_bytes(), 0o644)?;
 
     let config = Config::load(dir, None, |_| None, &Overrides::default())?;
@@ -66,6 +68,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     println!("  CA:          {}", certs.join("ca.pem").display());
     println!("  admin cert:  {} / admin.key", certs.join("admin.pem").display());
     println!("  database:    {}", config.database_url);
+    println!("  log key:     {}", gw.log.verifier_key());
     println!("run it with:   bth-gateway serve --dir {}", dir.display());
     Ok(())
 }

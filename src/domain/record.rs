@@ -40,6 +40,28 @@ named_enum! {
     }
 }
 
+/// The searchable facts of a transfer record (`ListTransfers` filters, a participant's own
+/// records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferFacets {
+    /// The transfer id.
+    pub transfer: String,
+    /// The dataset.
+    pub dataset: String,
+    /// The recipient participant.
+    pub recipient: String,
+    /// The exporter (dataset owner).
+    pub exporter: String,
+    /// The recipient's region.
+    pub region: String,
+    /// Export or domestic.
+    pub export: bool,
+    /// The mechanism the rules required.
+    pub mechanism: String,
+    /// PASS, HOLD or BLOCK (or the completion outcome).
+    pub action: String,
+}
+
 /// A record about to be stored. Never holds a record's data values, keys or tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRecord {
@@ -51,6 +73,8 @@ pub struct NewRecord {
     pub at: DateTime<Utc>,
     /// The facts, by name (no `type`, `schema`, `at`, `actor` keys: those are added).
     pub body: Map<String, Value>,
+    /// Set on transfer records.
+    pub facets: Option<TransferFacets>,
 }
 
 impl NewRecord {
@@ -64,12 +88,19 @@ impl NewRecord {
                 m
             }
         };
-        NewRecord { kind, actor: actor.into(), at: Utc::now(), body }
+        NewRecord { kind, actor: actor.into(), at: Utc::now(), body, facets: None }
+    }
+
+    /// The leaf: the record's RFC 8785 canonical JSON.
+    ///
+    /// # Errors
+    /// A number outside the range RFC 8785 represents exactly (never produced by the gateway).
+    pub fn leaf(&self) -> Result<String, crate::translog::canonical::CanonicalError> {
+        crate::translog::canonical::to_canonical_json(&self.to_json())
     }
 
     /// The whole record as JSON: `type`, `schema`, `at` (UTC), `at_local` (Asia/Shanghai),
-    /// `actor`, then the body. Object keys are sorted when serialised (serde_json's default
-    /// map), which is the key order of RFC 8785.
+    /// `actor`, then the body.
     pub fn to_json(&self) -> Value {
         let mut m = self.body.clone();
         m.insert("type".into(), self.kind.as_str().into());
@@ -89,8 +120,10 @@ impl NewRecord {
 pub struct StoredRecord {
     /// Position in the order records were stored, from 1.
     pub seq: u64,
+    /// Its leaf index once integrated into the log.
+    pub leaf_index: Option<u64>,
     /// What it records.
     pub kind: RecordKind,
-    /// The record's JSON text, exactly as stored.
+    /// The record's canonical JSON, exactly as stored: the leaf.
     pub json: String,
 }

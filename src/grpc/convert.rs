@@ -334,5 +334,7 @@ pub fn pull_header(plan: &PullPlan) -> pb::PullHeader {
         decision: Some(decision_out(&plan.decision)),
         total_batches: plan.version.chunks,
         from_batch: plan.from_batch,
+        decision_index: plan.receipt.as_ref().map_or(0, |r| r.index),
+        decision_receipt: plan.receipt.as_ref().map(|r| r.text()).unwrap_or_default(),
     }
 }

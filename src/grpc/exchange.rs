@@ -52,6 +52,8 @@ impl pb::exchange_server::Exchange for ExchangeService {
                     batches: c.batches,
                     bytes: c.bytes,
                     sha256: hex::encode(c.sha256),
+                    completion_index: c.receipt.index,
+                    completion_receipt: c.receipt.text(),
                 }),
             };
             Ok(pb::PullResponse { msg: Some(msg) })

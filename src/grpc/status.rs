@@ -48,7 +48,7 @@ impl From<ServiceError> for Status {
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),
             ServiceError::ResourceExhausted(_) => Status::resource_exhausted(message),
             ServiceError::Unavailable(source) => {
-                tracing::error!(error = %source, cause = ?std::error::Error::source(&source), "storage unavailable");
+                tracing::error!(error = %source, cause = ?std::error::Error::source(&*source), "storage unavailable");
                 Status::unavailable(message)
             }
             ServiceError::DataLoss(_) => {

@@ -56,6 +56,7 @@ pub async fn register(gw: &Gateway, caller: &Caller, mut d: Dataset) -> Result<D
         }),
     );
     gw.store.insert_dataset(&d, &rec).await?;
+    gw.log.kick();
     tracing::info!(dataset = %d.id, owner = %d.owner, fields = d.fields.len(), "registered dataset");
     Ok(d)
 }

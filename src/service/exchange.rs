@@ -18,12 +18,13 @@ use crate::domain::grant::{Grant, GrantStatus};
 use crate::domain::ids::DatasetId;
 use crate::domain::mask::Mask;
 use crate::domain::participant::{Participant, Role};
-use crate::domain::record::{shanghai, NewRecord, RecordKind};
+use crate::domain::record::{shanghai, NewRecord, RecordKind, TransferFacets};
 use crate::domain::values::{ops, text_values};
 use crate::masking;
 use crate::pb::Column;
 use crate::policy::{self, Action, Decision, DecisionJson, WindowTotals};
 use crate::store::StoredChunk;
+use crate::translog::sequencer::Receipt;
 use crate::wire::RowBatch;
 
 /// What a consumer asks to pull.
@@ -88,6 +89,8 @@ pub struct PullPlan {
     recipient: Participant,
     exporter: Participant,
     access_from_outside_mainland: bool,
+    /// The decision record's receipt, once recorded ([`authorize`]).
+    pub receipt: Option<Receipt>,
 }
 
 /// Picks the grant a pull uses: the named one, or the caller's usable grant on the dataset.
@@ -230,7 +233,22 @@ pub async fn plan(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<Pu
         recipient,
         exporter,
         access_from_outside_mainland: req.access_from_outside_mainland,
+        receipt: None,
     })
+}
+
+/// The searchable facts of this transfer's records.
+fn facets(plan: &PullPlan, action: &str) -> TransferFacets {
+    TransferFacets {
+        transfer: plan.transfer_id.clone(),
+        dataset: plan.dataset.id.to_string(),
+        recipient: plan.recipient.id.to_string(),
+        exporter: plan.exporter.id.to_string(),
+        region: plan.recipient.region.to_string(),
+        export: plan.decision.is_export(),
+        mechanism: plan.decision.mechanism.to_string(),
+        action: action.to_owned(),
+    }
 }
 
 /// Why a planned pull may not proceed, if it may not.
@@ -298,6 +316,12 @@ fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceErr
         }),
     );
     rec.at = plan.at;
+    let action = if refused.is_some() && plan.decision.action == Action::Pass {
+        "REFUSED"
+    } else {
+        plan.decision.action.as_str()
+    };
+    rec.facets = Some(facets(plan, action));
     rec
 }
 
@@ -326,21 +350,22 @@ pub struct Completion {
     pub bytes: u64,
     /// SHA-256 over the delivered batches' encodings, concatenated.
     pub sha256: [u8; 32],
-    /// The completion record's sequence number.
-    pub record: u64,
+    /// The completion record's receipt.
+    pub receipt: Receipt,
 }
 
-/// Authorises a pull: plans it, records the decision (whatever it is) before anything is sent,
-/// and refuses a transfer the rules hold or block.
+/// Authorises a pull: plans it, records the decision (whatever it is) in the transfer log and
+/// waits until it is integrated under a signed checkpoint, and refuses a transfer the rules hold
+/// or block.
 ///
 /// # Errors
 /// As [`plan`]; `Held` (HOLD), `Blocked` (BLOCK) or `FailedPrecondition` (an export) naming the
-/// rules; `Unavailable` when the decision cannot be recorded — then nothing is sent.
+/// rules; `Unavailable` when the decision cannot be logged — then nothing is sent (fail closed).
 pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<PullPlan, ServiceError> {
-    let plan = plan(gw, caller, req).await?;
+    let mut plan = plan(gw, caller, req).await?;
     let refused = refusal(&plan);
     let rec = decision_record(&plan, caller, refused.as_ref());
-    gw.store.append_record(&rec).await?;
+    plan.receipt = Some(gw.log.append(rec).await?);
     tracing::info!(
         transfer = %plan.transfer_id,
         dataset = %plan.dataset.id,
@@ -408,13 +433,14 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
             }),
         );
         rec.at = gw.clock.now();
-        let stored = gw.store.append_record(&rec).await;
+        rec.facets = Some(facets(&plan, if failure.is_some() { "CUT" } else { "COMPLETED" }));
+        let stored = gw.log.append(rec).await;
         tracing::info!(transfer = %plan.transfer_id, rows, bytes, cut = failure.is_some(), "pull ended");
         if failure.is_some() {
             return;
         }
         let msg = match stored {
-            Ok(record) => Ok(Delivery::Trailer(Completion { rows, batches, bytes, sha256, record })),
+            Ok(receipt) => Ok(Delivery::Trailer(Completion { rows, batches, bytes, sha256, receipt })),
             Err(e) => Err(ServiceError::from(e)),
         };
         let _ = tx.send(msg).await;

@@ -9,6 +9,7 @@ use ring::hmac;
 use crate::domain::participant::{Participant, ParticipantStatus, Role};
 use crate::policy::PolicyConfig;
 use crate::store::{Store, StoreError};
+use crate::translog::sequencer::{LogError, TransferLog};
 
 pub mod catalog;
 pub mod exchange;
@@ -67,7 +68,7 @@ pub enum ServiceError {
     ResourceExhausted(String),
     /// Storage (and so the record of the operation) cannot be written: nothing was done.
     #[error("the gateway cannot record this operation now; nothing was done, retry later")]
-    Unavailable(#[source] StoreError),
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Stored content fails its digest.
     #[error("stored content of {0} fails its digest")]
     DataLoss(String),
@@ -88,10 +89,16 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::AlreadyExists(what) => ServiceError::AlreadyExists(what),
             StoreError::Conflict(what) => ServiceError::FailedPrecondition(format!("{what}; read it again and retry")),
-            StoreError::Unavailable(_) => ServiceError::Unavailable(e),
+            StoreError::Unavailable(_) => ServiceError::Unavailable(Box::new(e)),
             StoreError::Corrupt(what) => ServiceError::DataLoss(what),
             StoreError::Other(_) => ServiceError::Internal(e.into()),
         }
+    }
+}
+
+impl From<LogError> for ServiceError {
+    fn from(e: LogError) -> Self {
+        ServiceError::Unavailable(Box::new(e))
     }
 }
 
@@ -141,6 +148,8 @@ pub struct Gateway {
     pub limits: Limits,
     /// Thresholds, windows and validity periods of the rules.
     pub policy: PolicyConfig,
+    /// The verifiable transfer log.
+    pub log: TransferLog,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -157,10 +166,11 @@ impl Gateway {
         clock: Arc<dyn Clock>,
         limits: Limits,
         policy: PolicyConfig,
+        log: TransferLog,
     ) -> Gateway {
         let root = hmac::Key::new(hmac::HMAC_SHA256, secret);
         let mask_key = hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, b"bth-gateway mask HASH v1").as_ref());
-        Gateway { store, mask_key, clock, limits, policy }
+        Gateway { store, mask_key, clock, limits, policy, log }
     }
 
     /// The `HASH` mask key of one recipient: stable for it, unlinkable across recipients.

@@ -65,7 +65,9 @@ pub async fn suspend_as(
 /// `Admin.RegisterParticipant`: admins only.
 pub async fn register(gw: &Gateway, caller: &Caller, p: Participant) -> Result<Participant, ServiceError> {
     caller.require(Role::Admin)?;
-    register_as(gw.store.as_ref(), &caller.actor(), p).await
+    let p = register_as(gw.store.as_ref(), &caller.actor(), p).await?;
+    gw.log.kick();
+    Ok(p)
 }
 
 /// `Admin.SuspendParticipant`: admins only; an admin cannot suspend itself (that would lock the
@@ -80,7 +82,9 @@ pub async fn suspend(
     if id == &caller.participant.id {
         return Err(ServiceError::FailedPrecondition("an admin cannot suspend itself".into()));
     }
-    suspend_as(gw.store.as_ref(), &caller.actor(), id, reason).await
+    let p = suspend_as(gw.store.as_ref(), &caller.actor(), id, reason).await?;
+    gw.log.kick();
+    Ok(p)
 }
 
 /// `Admin.ListParticipants`: admins only.

@@ -203,6 +203,7 @@ impl Upload {
         );
         let committed = self.gw.store.commit_upload(&upload, &new, &rec).await;
         if committed.is_ok() {
+            self.gw.log.kick();
             // Committed (or discarded as a duplicate) in the store: nothing left to clean up.
             self.upload_id = None;
         }

@@ -139,6 +139,7 @@ pub async fn request(gw: &Gateway, caller: &Caller, req: GrantRequest) -> Result
     };
     let rec = NewRecord::new(RecordKind::GrantRequested, caller.actor(), grant_body(&g));
     gw.store.insert_grant(&g, &rec).await?;
+    gw.log.kick();
     tracing::info!(grant = %g.id, dataset = %g.dataset, consumer = %g.consumer, "grant requested");
     Ok(g)
 }
@@ -175,6 +176,7 @@ pub async fn decide(gw: &Gateway, caller: &Caller, grant_id: &str, decision: Dec
     g.decided_at = Some(now);
     let rec = NewRecord::new(kind, caller.actor(), grant_body(&g));
     gw.store.update_grant(&g, GrantStatus::Pending, &rec).await?;
+    gw.log.kick();
     tracing::info!(grant = %g.id, status = %g.status, "grant decided");
     Ok(g)
 }
@@ -258,6 +260,7 @@ pub async fn revoke(gw: &Gateway, caller: &Caller, grant_id: &str, reason: &str)
     g.decided_at = Some(gw.clock.now());
     let rec = NewRecord::new(RecordKind::GrantRevoked, caller.actor(), grant_body(&g));
     gw.store.update_grant(&g, before, &rec).await?;
+    gw.log.kick();
     tracing::info!(grant = %g.id, "grant revoked");
     Ok(g)
 }

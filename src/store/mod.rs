@@ -3,6 +3,7 @@
 //! Contract for every method that takes a [`NewRecord`]: the state change and the record are
 //! stored in one transaction — both or neither. A method that returns `Ok` has made both durable.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -70,6 +71,43 @@ pub struct NewVersion {
     /// When it becomes visible.
     pub published_at: DateTime<Utc>,
 }
+
+/// A record waiting to be integrated into the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedRecord {
+    /// Store order.
+    pub seq: u64,
+    /// The leaf (canonical JSON).
+    pub json: String,
+}
+
+/// A signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash.
+    pub root: [u8; 32],
+    /// The signed note.
+    pub note: String,
+    /// When it was signed.
+    pub at: DateTime<Utc>,
+}
+
+/// What an integration stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Integration {
+    /// `(seq, leaf index)` of each integrated record.
+    pub leaves: Vec<(u64, u64)>,
+    /// Every perfect subtree completed, level 0 included.
+    pub nodes: Vec<(u8, u64, [u8; 32])>,
+    /// The checkpoint of the new tree.
+    pub checkpoint: StoredCheckpoint,
+}
+
+/// Computes an integration from the current tree size and the queued records; `Ok(None)` when
+/// there is nothing to integrate, `Err` (a reason) to roll everything back.
+pub type Integrator<'a> = dyn Fn(u64, &[QueuedRecord]) -> Result<Option<Integration>, String> + Send + Sync + 'a;
 
 /// The outcome of committing an upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,11 +204,26 @@ pub trait Store: Send + Sync + 'static {
     /// Grants of `consumer` on `dataset`, oldest first.
     async fn grants_of(&self, consumer: &ParticipantId, dataset: &DatasetId) -> Result<Vec<Grant>, StoreError>;
 
-    /// Stores a record that accompanies no state change (a transfer decision or completion);
-    /// returns its sequence number.
-    async fn append_record(&self, rec: &NewRecord) -> Result<u64, StoreError>;
+    /// The log's group commit, in one transaction: stores `new` records, then hands every
+    /// queued (not yet integrated) record, in store order, with the current tree size, to
+    /// `integrator`, and stores what it returns (leaf indexes, tree nodes, the signed
+    /// checkpoint). Returns the sequence numbers of `new`, in order. When `integrator` fails,
+    /// nothing is stored. Implementations serialise integrations (one tree, no forks).
+    async fn integrate(&self, new: &[NewRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError>;
 
-    /// Up to `limit` records with `seq > after`, in order.
+    /// The latest checkpoint, or the one of tree size `size`.
+    async fn checkpoint(&self, size: Option<u64>) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Up to `limit` checkpoints with sizes above `after`, ascending.
+    async fn checkpoints(&self, after: u64, limit: u32) -> Result<Vec<StoredCheckpoint>, StoreError>;
+
+    /// The stored tree nodes among `coordinates` (`(level, index)`); missing ones are absent.
+    async fn tree_nodes(&self, coordinates: &[(u8, u64)]) -> Result<HashMap<(u8, u64), [u8; 32]>, StoreError>;
+
+    /// Up to `limit` integrated records with leaf indexes from `from`, ascending.
+    async fn leaves(&self, from: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;
+
+    /// Up to `limit` records with `seq > after`, in order (integrated or not).
     async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;
 }
 

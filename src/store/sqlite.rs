@@ -1,5 +1,6 @@
 //! The embedded SQLite backend (the default).
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use futures::stream::{BoxStream, StreamExt};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::{Committed, NewVersion, Store, StoreError, StoredChunk};
+use super::{Committed, Integrator, NewVersion, QueuedRecord, Store, StoreError, StoredCheckpoint, StoredChunk};
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
@@ -81,17 +82,76 @@ fn corrupt(what: &str) -> impl Fn(String) -> StoreError + '_ {
     move |detail| StoreError::Corrupt(format!("{what}: {detail}"))
 }
 
+/// Columns of a record row, in insert order.
+const RECORD_COLUMNS: &str =
+    "at, kind, actor, json, transfer, dataset, recipient, exporter, region, export, mechanism, action";
+
+/// Inserts records with one statement; returns their sequence numbers in order. A record that
+/// cannot be stored makes the operation unavailable (fail closed).
+async fn insert_records(conn: &mut SqliteConnection, recs: &[NewRecord]) -> Result<Vec<u64>, StoreError> {
+    if recs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let row = format!("({})", vec!["?"; 12].join(", "));
+    let sql =
+        format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES {} RETURNING seq", vec![row; recs.len()].join(", "));
+    let mut q = sqlx::query(&sql);
+    for rec in recs {
+        let leaf = rec.leaf().map_err(|e| StoreError::Corrupt(format!("record: {e}")))?;
+        let f = rec.facets.as_ref();
+        q = q
+            .bind(micros(rec.at))
+            .bind(rec.kind.as_str())
+            .bind(rec.actor.clone())
+            .bind(leaf)
+            .bind(f.map(|f| f.transfer.clone()))
+            .bind(f.map(|f| f.dataset.clone()))
+            .bind(f.map(|f| f.recipient.clone()))
+            .bind(f.map(|f| f.exporter.clone()))
+            .bind(f.map(|f| f.region.clone()))
+            .bind(f.map(|f| f.export))
+            .bind(f.map(|f| f.mechanism.clone()))
+            .bind(f.map(|f| f.action.clone()));
+    }
+    let rows = q.fetch_all(conn).await.map_err(unavailable)?;
+    let mut seqs: Vec<u64> = rows.iter().map(|r| r.get::<i64, _>(0) as u64).collect();
+    // One statement inserts rows in VALUES order with increasing sequence numbers.
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
 async fn insert_record(conn: &mut SqliteConnection, rec: &NewRecord) -> Result<u64, StoreError> {
-    let json = serde_json::to_string(&rec.to_json()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let row = sqlx::query("INSERT INTO records (at, kind, actor, json) VALUES (?, ?, ?, ?) RETURNING seq")
-        .bind(micros(rec.at))
-        .bind(rec.kind.as_str())
-        .bind(&rec.actor)
-        .bind(json)
-        .fetch_one(conn)
-        .await
-        .map_err(classify)?;
-    Ok(row.get::<i64, _>(0) as u64)
+    Ok(insert_records(conn, std::slice::from_ref(rec)).await?[0])
+}
+
+/// A failure to store a record: the operation it records cannot proceed.
+fn unavailable(e: sqlx::Error) -> StoreError {
+    match classify(e) {
+        StoreError::Other(e) => StoreError::Unavailable(e),
+        other => other,
+    }
+}
+
+fn record_from_row(row: &SqliteRow) -> Result<StoredRecord, StoreError> {
+    let bad = corrupt("record");
+    let kind: String = row.try_get("kind").map_err(|e| bad(e.to_string()))?;
+    Ok(StoredRecord {
+        seq: row.try_get::<i64, _>("seq").map_err(|e| bad(e.to_string()))? as u64,
+        leaf_index: row.try_get::<Option<i64>, _>("leaf_index").map_err(|e| bad(e.to_string()))?.map(|i| i as u64),
+        kind: kind.parse::<RecordKind>().map_err(|e| bad(e.to_string()))?,
+        json: row.try_get("json").map_err(|e| bad(e.to_string()))?,
+    })
+}
+
+fn checkpoint_from_row(row: &SqliteRow) -> Result<StoredCheckpoint, StoreError> {
+    let bad = corrupt("checkpoint");
+    let root: Vec<u8> = row.try_get("root").map_err(|e| bad(e.to_string()))?;
+    Ok(StoredCheckpoint {
+        size: row.try_get::<i64, _>("size").map_err(|e| bad(e.to_string()))? as u64,
+        root: root.try_into().map_err(|_| bad("root is not 32 bytes".into()))?,
+        note: row.try_get("note").map_err(|e| bad(e.to_string()))?,
+        at: from_micros(row.try_get("at").map_err(|e| bad(e.to_string()))?),
+    })
 }
 
 fn participant_from_row(row: &SqliteRow) -> Result<Participant, StoreError> {
@@ -517,28 +577,119 @@ impl Store for SqliteStore {
         rows.iter().map(grant_from_row).collect()
     }
 
-    async fn append_record(&self, rec: &NewRecord) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(classify)?;
-        insert_record(&mut conn, rec).await
+    async fn integrate(&self, new: &[NewRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let seqs = insert_records(&mut tx, new).await?;
+        let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(size), 0) FROM checkpoints")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let queued: Vec<QueuedRecord> =
+            sqlx::query("SELECT seq, json FROM records WHERE leaf_index IS NULL ORDER BY seq LIMIT 4096")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?
+                .iter()
+                .map(|r| QueuedRecord { seq: r.get::<i64, _>(0) as u64, json: r.get(1) })
+                .collect();
+        let Some(integration) = integrator(size as u64, &queued).map_err(StoreError::Corrupt)? else {
+            tx.commit().await.map_err(unavailable)?;
+            return Ok(seqs);
+        };
+        for chunk in integration.leaves.chunks(4096) {
+            let sql = format!(
+                "UPDATE records SET leaf_index = v.column2 FROM (VALUES {}) AS v WHERE records.seq = v.column1",
+                vec!["(?, ?)"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (seq, index) in chunk {
+                q = q.bind(*seq as i64).bind(*index as i64);
+            }
+            q.execute(&mut *tx).await.map_err(unavailable)?;
+        }
+        for chunk in integration.nodes.chunks(4096) {
+            let sql = format!(
+                "INSERT INTO tree_nodes (level, idx, hash) VALUES {}",
+                vec!["(?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (level, idx, hash) in chunk {
+                q = q.bind(i64::from(*level)).bind(*idx as i64).bind(hash.to_vec());
+            }
+            q.execute(&mut *tx).await.map_err(unavailable)?;
+        }
+        let c = &integration.checkpoint;
+        sqlx::query("INSERT INTO checkpoints (size, root, note, at) VALUES (?, ?, ?, ?)")
+            .bind(c.size as i64)
+            .bind(&c.root[..])
+            .bind(&c.note)
+            .bind(micros(c.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(seqs)
     }
 
-    async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
-        let rows = sqlx::query("SELECT seq, kind, json FROM records WHERE seq > ? ORDER BY seq LIMIT ?")
+    async fn checkpoint(&self, size: Option<u64>) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let q = match size {
+            Some(n) => sqlx::query("SELECT size, root, note, at FROM checkpoints WHERE size = ?").bind(n as i64),
+            None => sqlx::query("SELECT size, root, note, at FROM checkpoints ORDER BY size DESC LIMIT 1"),
+        };
+        let row = q.fetch_optional(&self.pool).await.map_err(classify)?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
+    async fn checkpoints(&self, after: u64, limit: u32) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows = sqlx::query("SELECT size, root, note, at FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?")
             .bind(after as i64)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                let bad = corrupt("record");
-                let kind: String = row.try_get("kind").map_err(|e| bad(e.to_string()))?;
-                Ok(StoredRecord {
-                    seq: row.try_get::<i64, _>("seq").map_err(|e| bad(e.to_string()))? as u64,
-                    kind: kind.parse::<RecordKind>().map_err(|e| bad(e.to_string()))?,
-                    json: row.try_get("json").map_err(|e| bad(e.to_string()))?,
-                })
-            })
-            .collect()
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    async fn tree_nodes(&self, coordinates: &[(u8, u64)]) -> Result<HashMap<(u8, u64), [u8; 32]>, StoreError> {
+        let mut out = HashMap::with_capacity(coordinates.len());
+        for chunk in coordinates.chunks(4096) {
+            let sql = format!(
+                "SELECT n.level, n.idx, n.hash FROM tree_nodes n JOIN (VALUES {}) AS v ON n.level = v.column1 AND n.idx = v.column2",
+                vec!["(?, ?)"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (level, idx) in chunk {
+                q = q.bind(i64::from(*level)).bind(*idx as i64);
+            }
+            for row in q.fetch_all(&self.pool).await.map_err(classify)? {
+                let hash: Vec<u8> = row.get(2);
+                let hash: [u8; 32] =
+                    hash.try_into().map_err(|_| StoreError::Corrupt("tree node is not 32 bytes".into()))?;
+                out.insert((row.get::<i64, _>(0) as u8, row.get::<i64, _>(1) as u64), hash);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn leaves(&self, from: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, leaf_index, kind, json FROM records WHERE leaf_index >= ? ORDER BY leaf_index LIMIT ?",
+        )
+        .bind(from as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows = sqlx::query("SELECT seq, leaf_index, kind, json FROM records WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after as i64)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(record_from_row).collect()
     }
 }

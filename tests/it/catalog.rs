@@ -91,6 +91,10 @@ async fn the_catalog_lists_in_pages() {
         token = page.next_page_token;
     }
     assert_eq!(seen, ["ds-0", "ds-1", "ds-2", "ds-3", "ds-4"]);
-    let err = owner.catalog.list_datasets(pb::ListDatasetsRequest { page_size: 501, page_token: String::new() }).await.unwrap_err();
+    let err = owner
+        .catalog
+        .list_datasets(pb::ListDatasetsRequest { page_size: 501, page_token: String::new() })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 }

@@ -21,8 +21,17 @@ async fn publish_grant_pull_delivers_every_mask() {
     let mut owner = published(&t).await;
     let mut consumer = t.consumer("tj-commerce", Level::G2).await;
     let all = [
-        "enterprise", "district", "contact", "phone", "founded", "employees", "revenue", "score", "exporter",
-        "audited_at", "tax_id",
+        "enterprise",
+        "district",
+        "contact",
+        "phone",
+        "founded",
+        "employees",
+        "revenue",
+        "score",
+        "exporter",
+        "audited_at",
+        "tax_id",
     ];
     granted(&mut owner, &mut consumer, "survey", &all, pb::Approve::default()).await;
     let p = pull(&mut consumer, pull_req("survey")).await.unwrap();
@@ -113,8 +122,14 @@ async fn pull_after_expiry_is_permission_denied() {
     let mut owner = published(&t).await;
     let mut consumer = t.consumer("tj-commerce", Level::G2).await;
     let expiry = t.clock.now_plus(chrono::Duration::days(30));
-    granted(&mut owner, &mut consumer, "survey", &["district"], pb::Approve { expires_at: Some(expiry), ..Default::default() })
-        .await;
+    granted(
+        &mut owner,
+        &mut consumer,
+        "survey",
+        &["district"],
+        pb::Approve { expires_at: Some(expiry), ..Default::default() },
+    )
+    .await;
     pull(&mut consumer, pull_req("survey")).await.unwrap();
     t.clock.advance(chrono::Duration::days(31));
     let err = pull(&mut consumer, pull_req("survey")).await.unwrap_err();
@@ -129,7 +144,11 @@ async fn pull_after_revoke_is_permission_denied() {
     let mut consumer = t.consumer("tj-commerce", Level::G2).await;
     let g = granted(&mut owner, &mut consumer, "survey", &["district"], pb::Approve::default()).await;
     pull(&mut consumer, pull_req("survey")).await.unwrap();
-    owner.sharing.revoke_grant(pb::RevokeGrantRequest { grant_id: g.id, reason: "no longer needed".into() }).await.unwrap();
+    owner
+        .sharing
+        .revoke_grant(pb::RevokeGrantRequest { grant_id: g.id, reason: "no longer needed".into() })
+        .await
+        .unwrap();
     let err = pull(&mut consumer, pull_req("survey")).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("REVOKED"), "{}", err.message());
@@ -188,7 +207,14 @@ async fn statistical_microdata_goes_only_to_a_statistics_agency_for_statistics()
     assert!(err.message().contains("D2"), "{}", err.message());
 
     let mut nbs = t
-        .register("nbs", ParticipantKind::StateOrgan, RecipientType::StatisticsAgency, "CN-BJ", &[Role::Consumer], Level::G4)
+        .register(
+            "nbs",
+            ParticipantKind::StateOrgan,
+            RecipientType::StatisticsAgency,
+            "CN-BJ",
+            &[Role::Consumer],
+            Level::G4,
+        )
         .await;
     let g = nbs
         .sharing
@@ -249,7 +275,9 @@ async fn a_pull_that_would_be_an_export_is_refused() {
     // Remote access from abroad counts too, whatever the recipient's region.
     let mut local = t.consumer("tj-commerce", Level::G2).await;
     granted(&mut owner, &mut local, "survey", &["district"], pb::Approve::default()).await;
-    let err = pull(&mut local, pb::PullRequest { access_from_outside_mainland: true, ..pull_req("survey") }).await.unwrap_err();
+    let err = pull(&mut local, pb::PullRequest { access_from_outside_mainland: true, ..pull_req("survey") })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(t.count("SELECT COUNT(*) FROM records WHERE kind = 'transfer.completed'").await, 0);
 }
@@ -284,20 +312,23 @@ async fn pulls_pin_versions_choose_fields_and_resume_from_a_batch() {
     let v1 = pull(&mut consumer, pb::PullRequest { version: 1, ..pull_req("survey") }).await.unwrap();
     assert_eq!((v1.header.version, v1.trailer.rows), (1, 10));
 
-    let one = pull(&mut consumer, pb::PullRequest { version: 1, fields: vec!["district".into()], ..pull_req("survey") })
-        .await
-        .unwrap();
+    let one =
+        pull(&mut consumer, pb::PullRequest { version: 1, fields: vec!["district".into()], ..pull_req("survey") })
+            .await
+            .unwrap();
     assert_eq!(one.header.fields.len(), 1);
     assert_eq!(one.batches[0].columns.len(), 1);
 
     // Chunks hold 4 rows in tests: 10 rows = batches 0..3; resuming at 2 sends rows 8 and 9.
-    let resumed = pull(&mut consumer, pb::PullRequest { version: 1, from_batch: 2, ..pull_req("survey") }).await.unwrap();
+    let resumed =
+        pull(&mut consumer, pb::PullRequest { version: 1, from_batch: 2, ..pull_req("survey") }).await.unwrap();
     assert_eq!(resumed.header.total_batches, 3);
     assert_eq!(resumed.column("enterprise").strings, vec!["企业8", "企业9"]);
 
     let err = pull(&mut consumer, pb::PullRequest { version: 9, ..pull_req("survey") }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let err = pull(&mut consumer, pb::PullRequest { fields: vec!["phone".into()], ..pull_req("survey") }).await.unwrap_err();
+    let err =
+        pull(&mut consumer, pb::PullRequest { fields: vec!["phone".into()], ..pull_req("survey") }).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "phone is not granted");
 }
 
@@ -311,7 +342,10 @@ async fn every_pull_records_its_decision_before_and_its_completion_after() {
     use sqlx::Connection;
     let mut conn = sqlx::SqliteConnection::connect(&t.db_url).await.unwrap();
     let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT kind, json FROM records WHERE kind LIKE 'transfer.%' ORDER BY seq").fetch_all(&mut conn).await.unwrap();
+        sqlx::query_as("SELECT kind, json FROM records WHERE kind LIKE 'transfer.%' ORDER BY seq")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(rows.len(), 2);
     let decision: serde_json::Value = serde_json::from_str(&rows[0].1).unwrap();
     assert_eq!(rows[0].0, "transfer.decision");

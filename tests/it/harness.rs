@@ -15,10 +15,15 @@ use bth_gateway::policy::PolicyConfig;
 use bth_gateway::server::{self, TlsPem};
 use bth_gateway::service::{participants, Clock, Gateway, Limits};
 use bth_gateway::store::sqlite::SqliteStore;
+use bth_gateway::translog::note::Signer;
+use bth_gateway::translog::sequencer::{LogSettings, TransferLog};
 use bth_gateway::wire::{DecodedBatch, RowBatch};
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::oneshot;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// The log origin (and key name) of test gateways.
+pub const LOG_ORIGIN: &str = "test.example/log";
 
 /// The message size limit of test gateways.
 pub const MAX_MESSAGE: usize = 1024 * 1024;
@@ -76,7 +81,9 @@ impl TestGateway {
         let store = Arc::new(SqliteStore::open(&db_url).await.unwrap());
         let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
         let limits = Limits { chunk_rows: 4, ..Limits::default() };
-        let gw = Gateway::new(store, &[7u8; 32], clock.clone(), limits, PolicyConfig::default());
+        let signer = Signer::from_seed(LOG_ORIGIN, &[1u8; 32]).unwrap();
+        let log = TransferLog::start(store.clone(), signer, LogSettings::new(LOG_ORIGIN)).await.unwrap();
+        let gw = Gateway::new(store, &[7u8; 32], clock.clone(), limits, PolicyConfig::default(), log);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tls = TlsPem { cert: server_pem.cert, key: server_pem.key, client_ca: ca.cert.clone() };
@@ -89,7 +96,8 @@ impl TestGateway {
             .await
         });
         let t = TestGateway { addr, ca, clock, gw, db_url, _dir: dir, stop: Some(stop), server: Some(server) };
-        t.register("admin", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Admin], Level::G1).await;
+        t.register("admin", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Admin], Level::G1)
+            .await;
         t
     }
 
@@ -142,7 +150,8 @@ impl TestGateway {
         if let Some(leaf) = leaf {
             tls = tls.identity(Identity::from_pem(&leaf.cert, &leaf.key));
         }
-        let channel = Channel::from_shared(format!("https://{}", self.addr)).unwrap().tls_config(tls)?.connect().await?;
+        let channel =
+            Channel::from_shared(format!("https://{}", self.addr)).unwrap().tls_config(tls)?.connect().await?;
         Ok(Client {
             admin: AdminClient::new(channel.clone()),
             catalog: CatalogClient::new(channel.clone()).max_decoding_message_size(64 << 20),
@@ -206,8 +215,20 @@ pub fn survey(id: &str) -> pb::RegisterDatasetRequest {
             field("district", T::String, L::G1, Pi::None, None),
             field("contact", T::String, L::G3, Pi::Pi, Some(pb::Mask { keep_first: 1, ..mask(pb::MaskKind::Partial) })),
             field("phone", T::String, L::G3, Pi::Pi, Some(mask(pb::MaskKind::Hash))),
-            field("founded", T::Date, L::G2, Pi::None, Some(pb::Mask { granularity: pb::DateGranularity::Year as i32, ..mask(pb::MaskKind::GeneralizeDate) })),
-            field("employees", T::Int64, L::G2, Pi::None, Some(pb::Mask { bucket_width: 100, ..mask(pb::MaskKind::Bucket) })),
+            field(
+                "founded",
+                T::Date,
+                L::G2,
+                Pi::None,
+                Some(pb::Mask { granularity: pb::DateGranularity::Year as i32, ..mask(pb::MaskKind::GeneralizeDate) }),
+            ),
+            field(
+                "employees",
+                T::Int64,
+                L::G2,
+                Pi::None,
+                Some(pb::Mask { bucket_width: 100, ..mask(pb::MaskKind::Bucket) }),
+            ),
             field("revenue", T::Decimal, L::G2, Pi::None, None),
             field("score", T::Float64, L::G2, Pi::None, None),
             field("exporter", T::Bool, L::G2, Pi::None, None),
@@ -312,7 +333,8 @@ pub struct Pulled {
 impl Pulled {
     /// The delivered column of field `name`, all batches concatenated.
     pub fn column(&self, name: &str) -> pb::Column {
-        let i = self.header.fields.iter().position(|f| f.name == name).unwrap_or_else(|| panic!("{name} not delivered"));
+        let i =
+            self.header.fields.iter().position(|f| f.name == name).unwrap_or_else(|| panic!("{name} not delivered"));
         let mut out = pb::Column::default();
         let mut rows = 0;
         for b in &self.batches {

@@ -83,10 +83,15 @@ async fn admins_register_and_list_participants_and_others_cannot() {
         .unwrap()
         .into_inner();
     assert_eq!(p.status, pb::ParticipantStatus::Active as i32);
-    let err = admin.admin.register_participant(pb::RegisterParticipantRequest { participant: Some(new.clone()) }).await.unwrap_err();
+    let err = admin
+        .admin
+        .register_participant(pb::RegisterParticipantRequest { participant: Some(new.clone()) })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
     let bad = pb::Participant { id: "x".into(), region: "Hebei".into(), ..new.clone() };
-    let err = admin.admin.register_participant(pb::RegisterParticipantRequest { participant: Some(bad) }).await.unwrap_err();
+    let err =
+        admin.admin.register_participant(pb::RegisterParticipantRequest { participant: Some(bad) }).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("participant.region"), "{}", err.message());
     let list = admin.admin.list_participants(pb::ListParticipantsRequest {}).await.unwrap().into_inner();

@@ -29,7 +29,11 @@ async fn a_grant_request_is_checked() {
     assert_eq!(err.code(), Code::InvalidArgument);
     let err = consumer.sharing.request_grant(request(&["nope"])).await.unwrap_err();
     assert!(err.message().contains("fields[0]"), "{}", err.message());
-    let err = consumer.sharing.request_grant(pb::RequestGrantRequest { purpose: " ".into(), ..request(&["district"]) }).await.unwrap_err();
+    let err = consumer
+        .sharing
+        .request_grant(pb::RequestGrantRequest { purpose: " ".into(), ..request(&["district"]) })
+        .await
+        .unwrap_err();
     assert!(err.message().contains("purpose"), "{}", err.message());
     let g = consumer.sharing.request_grant(request(&["district", "phone"])).await.unwrap().into_inner();
     assert_eq!(g.status, pb::GrantStatus::Pending as i32);
@@ -40,13 +44,16 @@ async fn the_owner_may_only_narrow_a_grant() {
     let t = TestGateway::start().await;
     let (mut owner, mut consumer) = setup(&t).await;
     let g = consumer.sharing.request_grant(request(&["district", "phone", "contact"])).await.unwrap().into_inner();
-    let decide = |a: pb::Approve| pb::DecideGrantRequest { grant_id: g.id.clone(), decision: Some(Decision::Approve(a)) };
+    let decide =
+        |a: pb::Approve| pb::DecideGrantRequest { grant_id: g.id.clone(), decision: Some(Decision::Approve(a)) };
 
     let wider = pb::Approve { fields: vec!["tax_id".into()], ..Default::default() };
     let err = owner.sharing.decide_grant(decide(wider)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    let looser =
-        pb::Approve { masks: [("phone".to_owned(), mask(pb::MaskKind::None))].into_iter().collect(), ..Default::default() };
+    let looser = pb::Approve {
+        masks: [("phone".to_owned(), mask(pb::MaskKind::None))].into_iter().collect(),
+        ..Default::default()
+    };
     let err = owner.sharing.decide_grant(decide(looser)).await.unwrap_err();
     assert!(err.message().contains("approve.masks[phone]"), "{}", err.message());
     let err = consumer.sharing.decide_grant(decide(pb::Approve::default())).await.unwrap_err();
@@ -72,7 +79,10 @@ async fn a_refused_grant_cannot_be_pulled_and_says_why() {
     let g = consumer.sharing.request_grant(request(&["district"])).await.unwrap().into_inner();
     let err = owner
         .sharing
-        .decide_grant(pb::DecideGrantRequest { grant_id: g.id.clone(), decision: Some(Decision::Refuse(pb::Refuse::default())) })
+        .decide_grant(pb::DecideGrantRequest {
+            grant_id: g.id.clone(),
+            decision: Some(Decision::Refuse(pb::Refuse::default())),
+        })
         .await
         .unwrap_err();
     assert!(err.message().contains("refuse.reason"));

@@ -1,0 +1,267 @@
+//! The sequencer: one task per gateway that group-commits records into the log, integrates
+//! every queued record in store order, signs a checkpoint per batch and hands out receipts.
+//!
+//! A batch closes at `batch_max` entries or `batch_wait` after its first entry. Callers beyond
+//! the bounded queue are refused at once (`LogError::Full`) rather than held in memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::edge::{decomposition, Edge, NodeMap};
+use super::merkle::{self, Hash};
+use super::note::{self, Checkpoint, Signer};
+use crate::domain::record::NewRecord;
+use crate::store::{Integration, QueuedRecord, Store, StoreError, StoredCheckpoint};
+
+/// How the sequencer batches.
+///
+/// # Defaults
+/// 64 entries, 2 ms, a queue of 8192 entries, an idle integration every second (records
+/// written by state changes and the offline CLI are integrated at the latest then).
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// The checkpoint origin line (also the signing key's name).
+    pub origin: String,
+    /// Entries per batch.
+    pub batch_max: usize,
+    /// How long a batch waits for more entries after its first.
+    pub batch_wait: Duration,
+    /// Entries waiting beyond which appends are refused.
+    pub queue: usize,
+    /// Integration of records queued by state changes when nothing else happens.
+    pub idle: Duration,
+}
+
+impl LogSettings {
+    /// The defaults with `origin`.
+    pub fn new(origin: impl Into<String>) -> LogSettings {
+        LogSettings {
+            origin: origin.into(),
+            batch_max: 64,
+            batch_wait: Duration::from_millis(2),
+            queue: 8192,
+            idle: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why an append has no receipt. In every case the operation that needed it must not proceed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// The queue is full.
+    #[error("the transfer log queue is full")]
+    Full,
+    /// The record or the checkpoint could not be stored.
+    #[error("the transfer log cannot be written")]
+    Unavailable(#[source] StoreError),
+    /// The sequencer has stopped (the gateway is shutting down).
+    #[error("the transfer log sequencer stopped")]
+    Stopped,
+}
+
+/// Proof that a record is in the log: verifiable offline against the gateway's verifier key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The record's leaf index.
+    pub index: u64,
+    /// `SHA-256(0x00 ‖ leaf)`.
+    pub leaf_hash: Hash,
+    /// Inclusion proof in the checkpoint's tree.
+    pub proof: Vec<Hash>,
+    /// The signed checkpoint (C2SP tlog-checkpoint note).
+    pub checkpoint: String,
+}
+
+impl Receipt {
+    /// The receipt in the C2SP `tlog-proof` text format.
+    pub fn text(&self) -> String {
+        note::format_receipt(self.index, &self.proof, &self.checkpoint)
+    }
+}
+
+struct Job {
+    record: Option<NewRecord>,
+    reply: Option<oneshot::Sender<Result<Receipt, LogError>>>,
+}
+
+/// The handle of the transfer log: cheap to clone.
+#[derive(Clone)]
+pub struct TransferLog {
+    jobs: mpsc::Sender<Job>,
+    verifier_key: Arc<str>,
+}
+
+impl std::fmt::Debug for TransferLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransferLog").field("verifier_key", &self.verifier_key).finish_non_exhaustive()
+    }
+}
+
+/// Loads the right edge of the stored tree and checks it against the latest signed checkpoint.
+async fn load_edge(store: &dyn Store) -> anyhow::Result<Edge> {
+    let Some(latest) = store.checkpoint(None).await? else { return Ok(Edge::empty()) };
+    let coordinates = decomposition(latest.size);
+    let nodes = NodeMap(store.tree_nodes(&coordinates).await?);
+    let edge = Edge::load(latest.size, &nodes).map_err(|e| anyhow::anyhow!("the stored log lacks {e}"))?;
+    anyhow::ensure!(
+        edge.root() == latest.root,
+        "the stored log's nodes do not match its latest checkpoint (size {}): run `bth-gateway audit verify`",
+        latest.size
+    );
+    Ok(edge)
+}
+
+impl TransferLog {
+    /// Starts the sequencer on `store`, signing with `signer`. Integrates whatever is queued.
+    ///
+    /// # Errors
+    /// When the stored tree does not match its latest checkpoint (the gateway refuses to extend
+    /// a log it cannot vouch for), or the store cannot be read.
+    pub async fn start(store: Arc<dyn Store>, signer: Signer, settings: LogSettings) -> anyhow::Result<TransferLog> {
+        anyhow::ensure!(signer.name() == settings.origin, "the log key's name must be the log origin");
+        let edge = load_edge(store.as_ref()).await?;
+        let (jobs, rx) = mpsc::channel(settings.queue);
+        let verifier_key: Arc<str> = signer.verifier_key().into();
+        tokio::spawn(run(rx, store, signer, settings, edge));
+        let log = TransferLog { jobs, verifier_key };
+        log.kick();
+        Ok(log)
+    }
+
+    /// Appends a record; returns once it is durable, integrated and covered by a signed
+    /// checkpoint.
+    ///
+    /// # Errors
+    /// [`LogError`]: the caller must not proceed.
+    pub async fn append(&self, record: NewRecord) -> Result<Receipt, LogError> {
+        let (reply, receipt) = oneshot::channel();
+        self.jobs.try_send(Job { record: Some(record), reply: Some(reply) }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LogError::Full,
+            mpsc::error::TrySendError::Closed(_) => LogError::Stopped,
+        })?;
+        receipt.await.map_err(|_| LogError::Stopped)?
+    }
+
+    /// Asks for records that state changes stored to be integrated soon. Never blocks.
+    pub fn kick(&self) {
+        let _ = self.jobs.try_send(Job { record: None, reply: None });
+    }
+
+    /// `<name>+<hex key id>+<base64(0x01 ‖ public key)>`: what verifiers need.
+    pub fn verifier_key(&self) -> &str {
+        &self.verifier_key
+    }
+}
+
+/// What a successful integration leaves for the replies.
+struct Integrated {
+    appended: super::edge::Appended,
+    index_of: HashMap<u64, u64>,
+    hash_of: HashMap<u64, Hash>,
+    note: String,
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    store: Arc<dyn Store>,
+    signer: Signer,
+    settings: LogSettings,
+    mut edge: Edge,
+) {
+    loop {
+        let first = match tokio::time::timeout(settings.idle, rx.recv()).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(_) => Job { record: None, reply: None },
+        };
+        let mut jobs = vec![first];
+        let deadline = Instant::now() + settings.batch_wait;
+        while jobs.len() < settings.batch_max {
+            tokio::select! {
+                job = rx.recv() => match job {
+                    Some(job) => jobs.push(job),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let mut records = Vec::new();
+        let mut replies = Vec::new();
+        for job in jobs {
+            if let (Some(record), Some(reply)) = (job.record, job.reply) {
+                records.push(record);
+                replies.push(reply);
+            }
+        }
+        let outcome: Mutex<Option<Integrated>> = Mutex::new(None);
+        let integrator = |size: u64, queued: &[QueuedRecord]| -> Result<Option<Integration>, String> {
+            if size != edge.size() {
+                return Err(format!("the stored tree has {size} leaves, the sequencer {}", edge.size()));
+            }
+            if queued.is_empty() {
+                return Ok(None);
+            }
+            let hashes: Vec<Hash> = queued.iter().map(|q| merkle::leaf_hash(q.json.as_bytes())).collect();
+            let appended = edge.append(&hashes);
+            let new_size = appended.edge.size();
+            let note = signer.sign_checkpoint(&Checkpoint {
+                origin: settings.origin.clone(),
+                size: new_size,
+                root: appended.root,
+            });
+            let leaves: Vec<(u64, u64)> = queued.iter().enumerate().map(|(i, q)| (q.seq, size + i as u64)).collect();
+            let integration = Integration {
+                leaves: leaves.clone(),
+                nodes: appended.nodes.clone(),
+                checkpoint: StoredCheckpoint {
+                    size: new_size,
+                    root: appended.root,
+                    note: note.clone(),
+                    at: Utc::now(),
+                },
+            };
+            *outcome.lock().expect("not poisoned") = Some(Integrated {
+                index_of: leaves.into_iter().collect(),
+                hash_of: queued.iter().zip(&hashes).map(|(q, h)| (q.seq, *h)).collect(),
+                appended,
+                note,
+            });
+            Ok(Some(integration))
+        };
+        match store.integrate(&records, &integrator).await {
+            Ok(seqs) => {
+                let integrated = outcome.into_inner().expect("not poisoned");
+                if let Some(i) = &integrated {
+                    edge = i.appended.edge.clone();
+                    tracing::debug!(size = edge.size(), entries = i.index_of.len(), "log checkpoint signed");
+                }
+                for (seq, reply) in seqs.into_iter().zip(replies) {
+                    let receipt = integrated.as_ref().and_then(|i| {
+                        let index = *i.index_of.get(&seq)?;
+                        let proof = merkle::inclusion_proof(index, i.appended.edge.size(), &i.appended.source).ok()?;
+                        Some(Receipt { index, leaf_hash: i.hash_of[&seq], proof, checkpoint: i.note.clone() })
+                    });
+                    let _ = reply.send(receipt.ok_or_else(|| {
+                        LogError::Unavailable(StoreError::Corrupt("record stored but not integrated".into()))
+                    }));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "log integration failed; nothing of this batch was stored");
+                for reply in replies {
+                    let _ = reply.send(Err(LogError::Unavailable(StoreError::Corrupt("log batch rolled back".into()))));
+                }
+                match load_edge(store.as_ref()).await {
+                    Ok(e) => edge = e,
+                    Err(e) => tracing::error!(error = %e, "cannot reload the log's edge"),
+                }
+            }
+        }
+    }
+}
