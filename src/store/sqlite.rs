@@ -92,7 +92,7 @@ async fn insert_records(conn: &mut SqliteConnection, recs: &[NewRecord]) -> Resu
     if recs.is_empty() {
         return Ok(Vec::new());
     }
-    let row = format!("({})", vec!["?"; 12].join(", "));
+    let row = format!("({})", ["?"; 12].join(", "));
     let sql =
         format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES {} RETURNING seq", vec![row; recs.len()].join(", "));
     let mut q = sqlx::query(&sql);
