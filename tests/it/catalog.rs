@@ -10,7 +10,8 @@ use crate::harness::*;
 async fn unclassified_or_inconsistent_fields_are_refused_naming_the_field() {
     let t = TestGateway::start().await;
     let mut owner = t.publisher("tj-stats").await;
-    let cases: Vec<(Box<dyn Fn(&mut pb::RegisterDatasetRequest)>, &str)> = vec![
+    type Change = Box<dyn Fn(&mut pb::RegisterDatasetRequest)>;
+    let cases: Vec<(Change, &str)> = vec![
         (Box::new(|r| r.fields[1].level = pb::Level::Unspecified as i32), "fields[1].level"),
         (Box::new(|r| r.fields[2].level = pb::Level::G2 as i32), "contact"),
         (Box::new(|r| r.fields[0].level = pb::Level::X as i32), "level X"),

@@ -102,7 +102,7 @@ async fn a_field_above_clearance_without_a_mask_is_redacted() {
     assert_eq!(enterprise.nulls.len(), 10, "G2 above G1 clearance, no mask: REDACT");
     assert!(enterprise.strings.is_empty());
     assert_eq!(p.column("district").strings.len(), 10, "G1 within clearance");
-    let mask = p.header.fields.iter().find(|f| f.name == "enterprise").unwrap().mask.clone().unwrap();
+    let mask = p.header.fields.iter().find(|f| f.name == "enterprise").unwrap().mask.unwrap();
     assert_eq!(mask.kind, pb::MaskKind::Redact as i32);
 }
 
