@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/bth/gateway/v1/publishing.proto",
     "proto/bth/gateway/v1/sharing.proto",
     "proto/bth/gateway/v1/exchange.proto",
+    "proto/bth/gateway/v1/oversight.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -196,6 +196,7 @@ fn main() {
                     legal_basis: String::new(),
                     statistical_purpose: false,
                     requested_expiry: None,
+                    exemption: Default::default(),
                 },
             )
             .await

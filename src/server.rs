@@ -10,12 +10,12 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::Config;
 use crate::grpc::{
-    admin::AdminService, catalog::CatalogService, exchange::ExchangeService, publishing::PublishingService,
-    sharing::SharingService, status::size_limit_code,
+    admin::AdminService, catalog::CatalogService, exchange::ExchangeService, oversight::OversightService,
+    publishing::PublishingService, sharing::SharingService, status::size_limit_code,
 };
 use crate::pb::{
     admin_server::AdminServer, catalog_server::CatalogServer, exchange_server::ExchangeServer,
-    publishing_server::PublishingServer, sharing_server::SharingServer,
+    oversight_server::OversightServer, publishing_server::PublishingServer, sharing_server::SharingServer,
 };
 use crate::policy::PolicyConfig;
 use crate::service::{Gateway, Limits, SystemClock};
@@ -61,6 +61,7 @@ pub async fn run(
     health.set_serving::<PublishingServer<PublishingService>>().await;
     health.set_serving::<SharingServer<SharingService>>().await;
     health.set_serving::<ExchangeServer<ExchangeService>>().await;
+    health.set_serving::<OversightServer<OversightService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -80,6 +81,7 @@ pub async fn run(
         .add_service(CatalogServer::new(CatalogService(gw.clone())).max_decoding_message_size(limit))
         .add_service(PublishingServer::new(PublishingService(gw.clone())).max_decoding_message_size(limit))
         .add_service(SharingServer::new(SharingService(gw.clone())).max_decoding_message_size(limit))
+        .add_service(OversightServer::new(OversightService(gw.clone())).max_decoding_message_size(limit))
         .add_service(ExchangeServer::new(ExchangeService(gw)).max_decoding_message_size(limit))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

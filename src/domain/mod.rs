@@ -3,6 +3,7 @@
 pub mod classification;
 pub mod dataset;
 pub mod grant;
+pub mod hold;
 pub mod ids;
 pub mod mask;
 pub mod participant;

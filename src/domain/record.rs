@@ -37,6 +37,16 @@ named_enum! {
         TransferDecision = "transfer.decision",
         /// A pull ended: delivered completely or cut.
         TransferCompleted = "transfer.completed",
+        /// A held transfer entered the officers' review queue.
+        HoldQueued = "hold.queued",
+        /// An officer released (linking an approval) or refused a hold.
+        HoldResolved = "hold.resolved",
+        /// An officer recorded an approval.
+        ApprovalRecorded = "approval.recorded",
+        /// An officer revoked an approval.
+        ApprovalRevoked = "approval.revoked",
+        /// An officer attested a grant's exemption claim.
+        ExemptionAttested = "exemption.attested",
     }
 }
 

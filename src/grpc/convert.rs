@@ -297,6 +297,8 @@ pub fn grant_out(g: &Grant) -> pb::Grant {
         refusal_reason: g.reason.clone(),
         requested_at: Some(time_out(g.requested_at)),
         decided_at: g.decided_at.map(time_out),
+        exemption: g.exemption.to_string(),
+        exemption_attested_by: g.exemption_attested_by.as_ref().map(|p| p.to_string()).unwrap_or_default(),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod convert;
 pub mod exchange;
 pub mod identity;
+pub mod oversight;
 pub mod publishing;
 pub mod sharing;
 pub mod status;

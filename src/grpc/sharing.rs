@@ -31,6 +31,11 @@ impl pb::sharing_server::Sharing for SharingService {
             legal_basis: r.legal_basis.clone(),
             statistical_purpose: r.statistical_purpose,
             requested_expiry: r.requested_expiry.as_ref().map(|t| time_in("requested_expiry", t)).transpose()?,
+            exemption: if r.exemption.is_empty() {
+                crate::policy::Exemption::None
+            } else {
+                r.exemption.parse().map_err(|e| ServiceError::invalid("exemption", e))?
+            },
         };
         let g = sharing::request(&self.0, &caller, req).await?;
         Ok(Response::new(grant_out(&g)))

@@ -30,11 +30,15 @@ impl From<ServiceError> for Status {
                     HashMap::from([("rules".to_owned(), rules.join(","))]),
                 ),
             ),
-            ServiceError::Held { rules, mechanism, .. } => {
+            ServiceError::Held { rules, mechanism, hold, .. } => {
                 let mut details = ErrorDetails::with_error_info(
                     "TRANSFER_HELD",
                     ERROR_DOMAIN,
-                    HashMap::from([("rules".to_owned(), rules.join(",")), ("mechanism".to_owned(), mechanism.clone())]),
+                    HashMap::from([
+                        ("rules".to_owned(), rules.join(",")),
+                        ("mechanism".to_owned(), mechanism.clone()),
+                        ("hold_id".to_owned(), hold),
+                    ]),
                 );
                 details.add_precondition_failure_violation(
                     "APPROVAL_REQUIRED",

@@ -11,6 +11,7 @@ use ring::{digest, hmac};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::assessment::{self, Counting, RowSelection};
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::classification::Classification;
 use crate::domain::dataset::{Dataset, FieldName, FieldType, VersionInfo};
@@ -22,7 +23,7 @@ use crate::domain::record::{shanghai, NewRecord, RecordKind, TransferFacets};
 use crate::domain::values::{ops, text_values};
 use crate::masking;
 use crate::pb::Column;
-use crate::policy::{self, Action, Decision, DecisionJson, WindowTotals};
+use crate::policy::{self, Action, Decision, DecisionJson};
 use crate::store::StoredChunk;
 use crate::translog::sequencer::Receipt;
 use crate::wire::RowBatch;
@@ -78,6 +79,8 @@ pub struct PullPlan {
     pub dropped: Vec<FieldName>,
     /// The rules' verdict.
     pub decision: Decision,
+    /// What the rules read.
+    pub transfer: policy::Transfer,
     /// When it was assessed.
     pub at: DateTime<Utc>,
     /// Row filter: the stored column index and the accepted text values.
@@ -131,7 +134,12 @@ async fn choose_grant(
 /// # Errors
 /// `PermissionDenied` without the consumer role, without a usable grant, or for a field not
 /// granted; `NotFound` for an unknown dataset or version; `InvalidArgument` for a bad request.
-pub async fn plan(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<PullPlan, ServiceError> {
+pub async fn plan(
+    gw: &Gateway,
+    caller: &Caller,
+    req: &PullRequest,
+    counting: Counting,
+) -> Result<PullPlan, ServiceError> {
     caller.require(Role::Consumer)?;
     let dataset_id = req.dataset.as_ref().ok_or_else(|| ServiceError::invalid("dataset_id", "is required"))?;
     let dataset =
@@ -208,7 +216,10 @@ pub async fn plan(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<Pu
         purpose: grant.purpose.clone(),
         legal_basis: Some(grant.legal_basis.clone()).filter(|l| !l.trim().is_empty()),
         statistical_purpose: grant.statistical_purpose,
-        exemption: policy::ExemptionClaim::default(),
+        exemption: policy::ExemptionClaim {
+            exemption: grant.exemption,
+            attested_by: grant.exemption_attested_by.as_ref().map(|p| p.to_string()),
+        },
         // REDACT fields are not part of the transfer (rules.md §1); DROP ones are gone already.
         fields: fields
             .iter()
@@ -217,7 +228,10 @@ pub async fn plan(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<Pu
             .collect(),
         persons: policy::Persons::default(),
     };
-    let decision = policy::assess(&transfer, WindowTotals::default(), &[], &gw.policy);
+    let (decision, persons) =
+        assessment::assess(gw, &transfer, &dataset, &version, &RowSelection { filter: row_filter.as_ref() }, counting)
+            .await?;
+    let transfer = policy::Transfer { persons, ..transfer };
     Ok(PullPlan {
         transfer_id: new_id("t-"),
         dataset,
@@ -226,6 +240,7 @@ pub async fn plan(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<Pu
         fields,
         dropped,
         decision,
+        transfer,
         at: now,
         row_filter,
         passthrough,
@@ -251,27 +266,27 @@ fn facets(plan: &PullPlan, action: &str) -> TransferFacets {
     }
 }
 
-/// Why a planned pull may not proceed, if it may not.
-fn refusal(plan: &PullPlan) -> Option<ServiceError> {
+/// Why a planned pull may not proceed, if it may not; a held transfer joins the review queue.
+async fn refusal(gw: &Gateway, caller: &Caller, plan: &PullPlan) -> Result<Option<ServiceError>, ServiceError> {
     let d = &plan.decision;
     let rules: Vec<String> = d.rules.iter().map(|r| r.to_string()).collect();
-    if d.is_export() {
-        // Export assessment (person counts, approvals, holds) is not built yet: never let an
-        // export through on the domestic table.
-        return Some(ServiceError::FailedPrecondition(format!(
-            "transfer to {} ({}) is an export (rules.md §2) and export assessment is not available on this gateway: refused",
-            plan.recipient.id, plan.recipient.region
-        )));
-    }
-    match d.action {
+    Ok(match d.action {
         Action::Pass => None,
         Action::Block => Some(ServiceError::Blocked { message: format!("{} for this transfer", d.mechanism), rules }),
-        Action::Hold => Some(ServiceError::Held {
-            mechanism: d.mechanism.to_string(),
-            message: "no applicable approval is recorded".into(),
-            rules,
-        }),
-    }
+        Action::Hold => {
+            let hold =
+                assessment::queue_hold(gw, caller, &plan.grant.id, &plan.dataset, &plan.transfer_id, &plan.transfer, d)
+                    .await?;
+            let needed: Vec<&str> =
+                d.hold.as_ref().map_or(Vec::new(), |h| h.satisfied_by.iter().map(|t| t.as_str()).collect());
+            Some(ServiceError::Held {
+                hold,
+                mechanism: d.mechanism.to_string(),
+                message: format!("no applicable approval ({}) is recorded", needed.join(" or ")),
+                rules,
+            })
+        }
+    })
 }
 
 /// The decision record of rules.md §6 (never any value of the data).
@@ -297,7 +312,18 @@ fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceErr
             "grant": plan.grant.id,
             "purpose": plan.grant.purpose,
             "legal_basis": plan.grant.legal_basis,
-            "exemption": "NONE",
+            "exemption": plan.transfer.exemption.exemption.as_str(),
+            "exemption_attested_by": plan.transfer.exemption.attested_by,
+            "persons": {
+                "nonsensitive": plan.transfer.persons.nonsensitive,
+                "sensitive": plan.transfer.persons.sensitive,
+                "already_counted_nonsensitive": plan.transfer.persons.already_counted_nonsensitive,
+                "already_counted_sensitive": plan.transfer.persons.already_counted_sensitive,
+            },
+            "approval": d.approval.as_ref().map(|a| json!({
+                "id": a.id, "type": a.kind.as_str(), "check": a.check.as_str(),
+                "scope_miss": a.scope_miss.map(|m| m.as_str()),
+            })),
             "fields": plan.fields.iter().map(|f| json!({
                 "name": f.name.as_str(),
                 "level": f.class.level.as_str(),
@@ -327,7 +353,7 @@ fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceErr
 
 /// `PreviewPull`: what a pull would deliver and its decision. Records and counts nothing.
 pub async fn preview(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<PullPlan, ServiceError> {
-    plan(gw, caller, req).await
+    plan(gw, caller, req, Counting::DryRun).await
 }
 
 /// One message of a pull's stream after the header.
@@ -362,8 +388,8 @@ pub struct Completion {
 /// As [`plan`]; `Held` (HOLD), `Blocked` (BLOCK) or `FailedPrecondition` (an export) naming the
 /// rules; `Unavailable` when the decision cannot be logged — then nothing is sent (fail closed).
 pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<PullPlan, ServiceError> {
-    let mut plan = plan(gw, caller, req).await?;
-    let refused = refusal(&plan);
+    let mut plan = plan(gw, caller, req, Counting::Commit).await?;
+    let refused = refusal(gw, caller, &plan).await?;
     let rec = decision_record(&plan, caller, refused.as_ref());
     plan.receipt = Some(gw.log.append(rec).await?);
     tracing::info!(

@@ -11,8 +11,10 @@ use crate::policy::PolicyConfig;
 use crate::store::{Store, StoreError};
 use crate::translog::sequencer::{LogError, TransferLog};
 
+pub mod assessment;
 pub mod catalog;
 pub mod exchange;
+pub mod oversight;
 pub mod participants;
 pub mod publishing;
 pub mod sharing;
@@ -44,9 +46,12 @@ pub enum ServiceError {
         /// Why.
         message: String,
     },
-    /// A transfer the rules hold until an approval exists; names the rules that fired.
-    #[error("transfer held by rules {}: requires {mechanism}: {message}", rules.join(", "))]
+    /// A transfer the rules hold until an approval exists; names the rules that fired and the
+    /// hold in the officers' queue.
+    #[error("transfer held by rules {}: requires {mechanism}: {message} (hold {hold})", rules.join(", "))]
     Held {
+        /// The review-queue item.
+        hold: String,
         /// Rules that fired.
         rules: Vec<String>,
         /// The mechanism an approval must satisfy.
@@ -142,6 +147,8 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     /// Derives per-recipient `HASH` mask keys; never leaves the gateway.
     mask_key: hmac::Key,
+    /// Keys the person hashes of the export ledger; never leaves the gateway.
+    counting_key: hmac::Key,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Request limits.
@@ -170,7 +177,14 @@ impl Gateway {
     ) -> Gateway {
         let root = hmac::Key::new(hmac::HMAC_SHA256, secret);
         let mask_key = hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, b"bth-gateway mask HASH v1").as_ref());
-        Gateway { store, mask_key, clock, limits, policy, log }
+        let counting_key =
+            hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, b"bth-gateway person counting v1").as_ref());
+        Gateway { store, mask_key, counting_key, clock, limits, policy, log }
+    }
+
+    /// The key of the export ledger's person hashes.
+    pub fn counting_key(&self) -> hmac::Key {
+        self.counting_key.clone()
     }
 
     /// The `HASH` mask key of one recipient: stable for it, unlinkable across recipients.

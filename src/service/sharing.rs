@@ -31,6 +31,8 @@ pub struct GrantRequest {
     pub statistical_purpose: bool,
     /// Requested expiry.
     pub requested_expiry: Option<DateTime<Utc>>,
+    /// An exemption claim (rules.md §3, E2/E3); it counts once an officer attests it.
+    pub exemption: crate::policy::Exemption,
 }
 
 /// The owner's approval, possibly narrowing the request.
@@ -65,7 +67,7 @@ fn check_text(field: &str, text: &str, required: bool) -> Result<(), ServiceErro
     Ok(())
 }
 
-fn grant_body(g: &Grant) -> serde_json::Value {
+pub(crate) fn grant_body(g: &Grant) -> serde_json::Value {
     json!({
         "grant": g.id,
         "dataset": g.dataset.as_str(),
@@ -80,6 +82,8 @@ fn grant_body(g: &Grant) -> serde_json::Value {
         "row_filter_field": g.row_filter.as_ref().map(|f| f.field.as_str()),
         "row_filter_values": g.row_filter.as_ref().map(|f| f.values.len()),
         "reason": g.reason,
+        "exemption": g.exemption.as_str(),
+        "exemption_attested_by": g.exemption_attested_by.as_ref().map(|p| p.as_str()),
     })
 }
 
@@ -136,6 +140,8 @@ pub async fn request(gw: &Gateway, caller: &Caller, req: GrantRequest) -> Result
         reason: String::new(),
         requested_at: now,
         decided_at: None,
+        exemption: req.exemption,
+        exemption_attested_by: None,
     };
     let rec = NewRecord::new(RecordKind::GrantRequested, caller.actor(), grant_body(&g));
     gw.store.insert_grant(&g, &rec).await?;

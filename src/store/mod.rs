@@ -13,6 +13,7 @@ use futures::stream::BoxStream;
 
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
+use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, StoredRecord};
@@ -108,6 +109,53 @@ pub struct Integration {
 /// Computes an integration from the current tree size and the queued records; `Ok(None)` when
 /// there is nothing to integrate, `Err` (a reason) to roll everything back.
 pub type Integrator<'a> = dyn Fn(u64, &[QueuedRecord]) -> Result<Option<Integration>, String> + Send + Sync + 'a;
+
+/// An approval with who recorded and revoked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApproval {
+    /// The approval as the rules read it.
+    pub approval: crate::policy::Approval,
+    /// The officer who recorded it.
+    pub recorded_by: String,
+    /// When.
+    pub recorded_at: DateTime<Utc>,
+    /// Who revoked it and why, when revoked.
+    pub revoked_by: Option<String>,
+    /// Why it was revoked.
+    pub revoke_reason: Option<String>,
+}
+
+/// The persons of one transfer, for [`Store::count_persons`].
+#[derive(Debug, Clone)]
+pub struct PersonCount<'a> {
+    /// The exporter whose ledger counts.
+    pub exporter: &'a str,
+    /// The transfer's calendar year (Asia/Shanghai).
+    pub year: i32,
+    /// Earlier years inside the window: 0 for `CN2024`, 1 for `CN2022`.
+    pub years_back: i32,
+    /// Keyed hashes of the distinct persons in the non-sensitive bucket (`None`: no `PI` field).
+    pub nonsensitive: Option<&'a [[u8; 32]]>,
+    /// Keyed hashes of the distinct persons in the sensitive bucket (`None`: no `SPI` field).
+    pub sensitive: Option<&'a [[u8; 32]]>,
+}
+
+/// Distinct persons in the window before a transfer, and how many of the transfer's persons
+/// the window did not count yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerCounts {
+    /// Non-sensitive persons counted before.
+    pub nonsensitive_before: u64,
+    /// Of this transfer's non-sensitive persons, those new to the window.
+    pub nonsensitive_new: u64,
+    /// Sensitive persons counted before.
+    pub sensitive_before: u64,
+    /// Of this transfer's sensitive persons, those new to the window.
+    pub sensitive_new: u64,
+}
+
+/// Decides, from the ledger counts, whether a transfer's persons enter the ledger.
+pub type Keep<'a> = dyn Fn(&LedgerCounts) -> bool + Send + Sync + 'a;
 
 /// The outcome of committing an upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +270,48 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` integrated records with leaf indexes from `from`, ascending.
     async fn leaves(&self, from: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;
+
+    /// Records an approval. `AlreadyExists` when the id is taken.
+    async fn insert_approval(&self, a: &StoredApproval, rec: &NewRecord) -> Result<(), StoreError>;
+
+    /// Marks an approval revoked; `None` when there is none; `Conflict` when already revoked.
+    async fn revoke_approval(
+        &self,
+        id: &str,
+        by: &ParticipantId,
+        reason: &str,
+        at: DateTime<Utc>,
+        rec: &NewRecord,
+    ) -> Result<Option<StoredApproval>, StoreError>;
+
+    /// The approval with this id.
+    async fn approval(&self, id: &str) -> Result<Option<StoredApproval>, StoreError>;
+
+    /// Approvals of one exporter, or all, oldest first.
+    async fn approvals(&self, exporter: Option<&str>) -> Result<Vec<StoredApproval>, StoreError>;
+
+    /// Stores a new hold. `AlreadyExists` when the id is taken.
+    async fn insert_hold(&self, h: &Hold, rec: &NewRecord) -> Result<(), StoreError>;
+
+    /// The open hold of `grant` for `mechanism`, if any (a retry joins it instead of queueing a
+    /// second item).
+    async fn open_hold(&self, grant: &str, mechanism: &str) -> Result<Option<Hold>, StoreError>;
+
+    /// The hold with this id.
+    async fn hold(&self, id: &str) -> Result<Option<Hold>, StoreError>;
+
+    /// Holds, optionally of one status, oldest first.
+    async fn holds(&self, status: Option<HoldStatus>) -> Result<Vec<Hold>, StoreError>;
+
+    /// Stores a hold's resolution if it is still open; `Conflict` otherwise.
+    async fn resolve_hold(&self, h: &Hold, rec: &NewRecord) -> Result<(), StoreError>;
+
+    /// Counts a transfer's persons into the exporter's ledger, in one serialised transaction:
+    /// reads the window's distinct counts, adds the persons (keyed hashes) of this transfer for
+    /// the current year, and calls `keep` with the counts before and the persons new to the
+    /// window; the additions are committed only when `keep` returns true. Two concurrent calls
+    /// for the same exporter never both read the same "before" (no lost updates).
+    async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError>;
 
     /// Up to `limit` records with `seq > after`, in order (integrated or not).
     async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;

@@ -11,12 +11,20 @@ use futures::stream::{BoxStream, StreamExt};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::{Committed, Integrator, NewVersion, QueuedRecord, Store, StoreError, StoredCheckpoint, StoredChunk};
+use super::{
+    Committed, Integrator, Keep, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError,
+    StoredApproval, StoredCheckpoint, StoredChunk,
+};
+use crate::domain::classification::UnknownName;
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
+use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
+use crate::domain::participant::Region;
 use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, RecordKind, StoredRecord};
+use crate::policy::{Approval, Scope};
+use chrono::NaiveDate;
 
 /// Embedded migrations for this dialect.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -683,6 +691,176 @@ impl Store for SqliteStore {
         rows.iter().map(record_from_row).collect()
     }
 
+    async fn insert_approval(&self, a: &StoredApproval, rec: &NewRecord) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let ap = &a.approval;
+        sqlx::query(
+            "INSERT INTO approvals (id, kind, exporter, reference, issued, expires, revoked, scope, recorded_by, recorded_at)
+             VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+        )
+        .bind(&ap.id)
+        .bind(ap.kind.as_str())
+        .bind(&ap.exporter)
+        .bind(&ap.reference)
+        .bind(ap.issued.format("%Y-%m-%d").to_string())
+        .bind(ap.expires.map(|d| d.format("%Y-%m-%d").to_string()))
+        .bind(scope_to_json(&ap.scope))
+        .bind(&a.recorded_by)
+        .bind(micros(a.recorded_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match classify(e) {
+            StoreError::AlreadyExists(_) => StoreError::AlreadyExists(format!("approval {}", ap.id)),
+            other => other,
+        })?;
+        insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn revoke_approval(
+        &self,
+        id: &str,
+        by: &ParticipantId,
+        reason: &str,
+        at: DateTime<Utc>,
+        rec: &NewRecord,
+    ) -> Result<Option<StoredApproval>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let Some(row) = sqlx::query("SELECT * FROM approvals WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?
+        else {
+            return Ok(None);
+        };
+        if approval_from_row(&row)?.approval.revoked {
+            return Err(StoreError::Conflict(format!("approval {id} is already revoked")));
+        }
+        let row = sqlx::query(
+            "UPDATE approvals SET revoked = 1, revoked_by = ?, revoked_at = ?, revoke_reason = ? WHERE id = ? RETURNING *",
+        )
+        .bind(by.as_str())
+        .bind(micros(at))
+        .bind(reason)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let a = approval_from_row(&row)?;
+        insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Some(a))
+    }
+
+    async fn approval(&self, id: &str) -> Result<Option<StoredApproval>, StoreError> {
+        let row = sqlx::query("SELECT * FROM approvals WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(approval_from_row).transpose()
+    }
+
+    async fn approvals(&self, exporter: Option<&str>) -> Result<Vec<StoredApproval>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM approvals WHERE (?1 IS NULL OR exporter = ?1) ORDER BY recorded_at, id")
+            .bind(exporter)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(approval_from_row).collect()
+    }
+
+    async fn insert_hold(&self, h: &Hold, rec: &NewRecord) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO holds (id, status, grant_id, dataset, consumer, exporter, mechanism, body, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&h.id)
+        .bind(h.status.as_str())
+        .bind(&h.grant_id)
+        .bind(h.dataset.as_str())
+        .bind(h.consumer.as_str())
+        .bind(h.exporter.as_str())
+        .bind(&h.mechanism)
+        .bind(h.body.to_string())
+        .bind(micros(h.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn open_hold(&self, grant: &str, mechanism: &str) -> Result<Option<Hold>, StoreError> {
+        let row = sqlx::query("SELECT * FROM holds WHERE grant_id = ? AND mechanism = ? AND status = 'OPEN' LIMIT 1")
+            .bind(grant)
+            .bind(mechanism)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(hold_from_row).transpose()
+    }
+
+    async fn hold(&self, id: &str) -> Result<Option<Hold>, StoreError> {
+        let row = sqlx::query("SELECT * FROM holds WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(hold_from_row).transpose()
+    }
+
+    async fn holds(&self, status: Option<HoldStatus>) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM holds WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at, id")
+            .bind(status.map(|s| s.as_str()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(hold_from_row).collect()
+    }
+
+    async fn resolve_hold(&self, h: &Hold, rec: &NewRecord) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let n = sqlx::query(
+            "UPDATE holds SET status = ?, resolved_by = ?, resolved_at = ?, reason = ?, approval_id = ? WHERE id = ? AND status = 'OPEN'",
+        )
+        .bind(h.status.as_str())
+        .bind(h.resolved_by.as_ref().map(|p| p.as_str()))
+        .bind(h.resolved_at.map(micros))
+        .bind(&h.reason)
+        .bind(&h.approval_id)
+        .bind(&h.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        if n != 1 {
+            return Err(StoreError::Conflict(format!("hold {} is no longer open", h.id)));
+        }
+        insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let mut counts = LedgerCounts::default();
+        if let Some(persons) = count.nonsensitive {
+            (counts.nonsensitive_before, counts.nonsensitive_new) =
+                Self::count_bucket(&mut tx, count, "N", persons).await?;
+        }
+        if let Some(persons) = count.sensitive {
+            (counts.sensitive_before, counts.sensitive_new) = Self::count_bucket(&mut tx, count, "S", persons).await?;
+        }
+        if keep(&counts) {
+            tx.commit().await.map_err(classify)?;
+        } else {
+            tx.rollback().await.map_err(classify)?;
+        }
+        Ok(counts)
+    }
+
     async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
         let rows = sqlx::query("SELECT seq, leaf_index, kind, json FROM records WHERE seq > ? ORDER BY seq LIMIT ?")
             .bind(after as i64)
@@ -691,5 +869,153 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         rows.iter().map(record_from_row).collect()
+    }
+}
+
+fn scope_to_json(s: &Scope) -> String {
+    serde_json::json!({
+        "recipients": s.recipients,
+        "destinations": s.destinations.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "purposes": s.purposes,
+        "max_persons_nonsensitive": s.max_persons_nonsensitive,
+        "max_persons_sensitive": s.max_persons_sensitive,
+    })
+    .to_string()
+}
+
+fn scope_from_json(text: &str) -> Result<Scope, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let strings = |k: &str| -> Vec<String> {
+        v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    };
+    Ok(Scope {
+        recipients: strings("recipients"),
+        destinations: strings("destinations")
+            .iter()
+            .map(|r| Region::parse(r))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?,
+        purposes: strings("purposes"),
+        max_persons_nonsensitive: v["max_persons_nonsensitive"].as_u64(),
+        max_persons_sensitive: v["max_persons_sensitive"].as_u64(),
+    })
+}
+
+fn approval_from_row(row: &SqliteRow) -> Result<StoredApproval, StoreError> {
+    let bad = corrupt("approval");
+    let text = |c: &str| row.try_get::<String, _>(c).map_err(|e| bad(e.to_string()));
+    let opt = |c: &str| row.try_get::<Option<String>, _>(c).map_err(|e| bad(e.to_string()));
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| bad(e.to_string()));
+    Ok(StoredApproval {
+        approval: Approval {
+            id: text("id")?,
+            kind: text("kind")?.parse().map_err(|e: UnknownName| bad(e.to_string()))?,
+            exporter: text("exporter")?,
+            reference: text("reference")?,
+            issued: day(&text("issued")?)?,
+            expires: opt("expires")?.map(|d| day(&d)).transpose()?,
+            revoked: row.try_get::<bool, _>("revoked").map_err(|e| bad(e.to_string()))?,
+            scope: scope_from_json(&text("scope")?).map_err(&bad)?,
+        },
+        recorded_by: text("recorded_by")?,
+        recorded_at: from_micros(row.try_get("recorded_at").map_err(|e| bad(e.to_string()))?),
+        revoked_by: opt("revoked_by")?,
+        revoke_reason: opt("revoke_reason")?,
+    })
+}
+
+fn hold_from_row(row: &SqliteRow) -> Result<Hold, StoreError> {
+    let bad = corrupt("hold");
+    let text = |c: &str| row.try_get::<String, _>(c).map_err(|e| bad(e.to_string()));
+    let opt = |c: &str| row.try_get::<Option<String>, _>(c).map_err(|e| bad(e.to_string()));
+    Ok(Hold {
+        id: text("id")?,
+        status: text("status")?.parse().map_err(|e: UnknownName| bad(e.to_string()))?,
+        grant_id: text("grant_id")?,
+        dataset: DatasetId::parse(&text("dataset")?).map_err(|e| bad(e.to_string()))?,
+        consumer: ParticipantId::parse(&text("consumer")?).map_err(|e| bad(e.to_string()))?,
+        exporter: ParticipantId::parse(&text("exporter")?).map_err(|e| bad(e.to_string()))?,
+        mechanism: text("mechanism")?,
+        body: serde_json::from_str(&text("body")?).map_err(|e| bad(e.to_string()))?,
+        created_at: from_micros(row.try_get("created_at").map_err(|e| bad(e.to_string()))?),
+        resolved_by: opt("resolved_by")?
+            .map(|p| ParticipantId::parse(&p))
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?,
+        resolved_at: row.try_get::<Option<i64>, _>("resolved_at").map_err(|e| bad(e.to_string()))?.map(from_micros),
+        reason: opt("reason")?.unwrap_or_default(),
+        approval_id: opt("approval_id")?,
+    })
+}
+
+impl SqliteStore {
+    /// Adds one bucket of a transfer's persons to the ledger inside `tx`; returns the window's
+    /// count before and the persons new to the window.
+    async fn count_bucket(
+        tx: &mut SqliteConnection,
+        count: &PersonCount<'_>,
+        bucket: &str,
+        persons: &[[u8; 32]],
+    ) -> Result<(u64, u64), StoreError> {
+        let distinct_in_window = "SELECT COUNT(DISTINCT person) FROM export_persons
+             WHERE exporter = ? AND bucket = ? AND year BETWEEN ? AND ?";
+        let before: i64 = if count.years_back == 0 {
+            sqlx::query_scalar(
+                "SELECT COALESCE(SUM(persons), 0) FROM export_counts WHERE exporter = ? AND year = ? AND bucket = ?",
+            )
+            .bind(count.exporter)
+            .bind(count.year)
+            .bind(bucket)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?
+        } else {
+            sqlx::query_scalar(distinct_in_window)
+                .bind(count.exporter)
+                .bind(bucket)
+                .bind(count.year - count.years_back)
+                .bind(count.year)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?
+        };
+        let mut inserted = 0u64;
+        // 3 fixed parameters + one per person, below SQLite's 32 766.
+        for chunk in persons.chunks(30_000) {
+            let sql = format!(
+                "INSERT OR IGNORE INTO export_persons (exporter, year, bucket, person) SELECT ?, ?, ?, column1 FROM (VALUES {})",
+                vec!["(?)"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(count.exporter).bind(count.year).bind(bucket);
+            for p in chunk {
+                q = q.bind(&p[..]);
+            }
+            inserted += q.execute(&mut *tx).await.map_err(classify)?.rows_affected();
+        }
+        sqlx::query(
+            "INSERT INTO export_counts (exporter, year, bucket, persons) VALUES (?, ?, ?, ?)
+             ON CONFLICT (exporter, year, bucket) DO UPDATE SET persons = persons + excluded.persons",
+        )
+        .bind(count.exporter)
+        .bind(count.year)
+        .bind(bucket)
+        .bind(inserted as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let new = if count.years_back == 0 {
+            inserted
+        } else {
+            let after: i64 = sqlx::query_scalar(distinct_in_window)
+                .bind(count.exporter)
+                .bind(bucket)
+                .bind(count.year - count.years_back)
+                .bind(count.year)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
+            (after - before) as u64
+        };
+        Ok((before as u64, new))
     }
 }

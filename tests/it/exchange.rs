@@ -261,28 +261,6 @@ async fn important_data_is_held_for_officer_approval_by_d5() {
 }
 
 #[tokio::test]
-async fn a_pull_that_would_be_an_export_is_refused() {
-    let t = TestGateway::start().await;
-    let mut owner = published(&t).await;
-    let mut hk = t
-        .register("hk-univ", ParticipantKind::Other, RecipientType::Research, "HK", &[Role::Consumer], Level::G2)
-        .await;
-    granted(&mut owner, &mut hk, "survey", &["district"], pb::Approve::default()).await;
-    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains("export"), "{}", err.message());
-
-    // Remote access from abroad counts too, whatever the recipient's region.
-    let mut local = t.consumer("tj-commerce", Level::G2).await;
-    granted(&mut owner, &mut local, "survey", &["district"], pb::Approve::default()).await;
-    let err = pull(&mut local, pb::PullRequest { access_from_outside_mainland: true, ..pull_req("survey") })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(t.count("SELECT COUNT(*) FROM records WHERE kind = 'transfer.completed'").await, 0);
-}
-
-#[tokio::test]
 async fn preview_shows_the_decision_and_sends_and_records_nothing() {
     let t = TestGateway::start().await;
     let mut owner = published(&t).await;

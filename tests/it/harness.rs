@@ -8,7 +8,7 @@ use bth_gateway::domain::ids::ParticipantId;
 use bth_gateway::domain::participant::{Participant, ParticipantKind, ParticipantStatus, RecipientType, Region, Role};
 use bth_gateway::pb::{
     self, admin_client::AdminClient, catalog_client::CatalogClient, exchange_client::ExchangeClient,
-    publishing_client::PublishingClient, sharing_client::SharingClient,
+    oversight_client::OversightClient, publishing_client::PublishingClient, sharing_client::SharingClient,
 };
 use bth_gateway::pki::{self, LeafKind, Pem};
 use bth_gateway::policy::PolicyConfig;
@@ -70,17 +70,22 @@ pub struct Client {
     pub publishing: PublishingClient<Channel>,
     pub sharing: SharingClient<Channel>,
     pub exchange: ExchangeClient<Channel>,
+    pub oversight: OversightClient<Channel>,
 }
 
 impl TestGateway {
     pub async fn start() -> TestGateway {
+        Self::start_with(Limits { chunk_rows: 4, ..Limits::default() }).await
+    }
+
+    /// A gateway with the given limits (tests of large transfers use realistic chunks).
+    pub async fn start_with(limits: Limits) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
         let ca = pki::new_ca().unwrap();
         let server_pem = pki::issue(&ca, "bth-gateway server", LeafKind::Server).unwrap();
         let db_url = format!("sqlite:{}", dir.path().join("gateway.db").display());
         let store = Arc::new(SqliteStore::open(&db_url).await.unwrap());
         let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
-        let limits = Limits { chunk_rows: 4, ..Limits::default() };
         let signer = Signer::from_seed(LOG_ORIGIN, &[1u8; 32]).unwrap();
         let log = TransferLog::start(store.clone(), signer, LogSettings::new(LOG_ORIGIN)).await.unwrap();
         let gw = Gateway::new(store, &[7u8; 32], clock.clone(), limits, PolicyConfig::default(), log);
@@ -157,6 +162,7 @@ impl TestGateway {
             catalog: CatalogClient::new(channel.clone()).max_decoding_message_size(64 << 20),
             publishing: PublishingClient::new(channel.clone()),
             sharing: SharingClient::new(channel.clone()),
+            oversight: OversightClient::new(channel.clone()),
             exchange: ExchangeClient::new(channel).max_decoding_message_size(64 << 20),
         })
     }

@@ -5,6 +5,7 @@ mod harness;
 
 mod catalog;
 mod exchange;
+mod export;
 mod identity;
 mod publishing;
 mod sharing;

@@ -1,0 +1,163 @@
+//! `Oversight`: approvals, exemption attestations and the review queue of held transfers.
+
+use chrono::NaiveDate;
+use tonic::{Request, Response, Status};
+
+use super::convert::{grant_out, participant_id_in, time_out};
+use super::identity::caller;
+use crate::domain::hold::{Hold, HoldStatus};
+use crate::domain::participant::Region;
+use crate::pb::{self, resolve_hold_request::Resolution as PbResolution};
+use crate::policy::Scope;
+use crate::service::oversight::{self, NewApproval, Resolution};
+use crate::service::{Gateway, ServiceError};
+use crate::store::StoredApproval;
+
+/// The `bth.gateway.v1.Oversight` service.
+#[derive(Debug, Clone)]
+pub struct OversightService(pub Gateway);
+
+fn day_in(field: &str, s: &str) -> Result<NaiveDate, ServiceError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| ServiceError::invalid(field, "must be a date YYYY-MM-DD"))
+}
+
+fn scope_in(s: Option<&pb::ApprovalScope>) -> Result<Scope, ServiceError> {
+    let Some(s) = s else { return Ok(Scope::default()) };
+    Ok(Scope {
+        recipients: s.recipients.clone(),
+        destinations: s
+            .destinations
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Region::parse(r).map_err(|e| ServiceError::invalid(format!("scope.destinations[{i}]"), e)))
+            .collect::<Result<_, _>>()?,
+        purposes: s.purposes.clone(),
+        max_persons_nonsensitive: s.max_persons_nonsensitive,
+        max_persons_sensitive: s.max_persons_sensitive,
+    })
+}
+
+fn approval_out(s: &StoredApproval) -> pb::Approval {
+    let a = &s.approval;
+    pb::Approval {
+        id: a.id.clone(),
+        r#type: a.kind.to_string(),
+        exporter: a.exporter.clone(),
+        reference: a.reference.clone(),
+        issued: a.issued.to_string(),
+        expires: a.expires.map(|d| d.to_string()).unwrap_or_default(),
+        revoked: a.revoked,
+        scope: Some(pb::ApprovalScope {
+            recipients: a.scope.recipients.clone(),
+            destinations: a.scope.destinations.iter().map(|r| r.to_string()).collect(),
+            purposes: a.scope.purposes.clone(),
+            max_persons_nonsensitive: a.scope.max_persons_nonsensitive,
+            max_persons_sensitive: a.scope.max_persons_sensitive,
+        }),
+        recorded_by: s.recorded_by.clone(),
+        recorded_at: Some(time_out(s.recorded_at)),
+        revoked_by: s.revoked_by.clone().unwrap_or_default(),
+        revoke_reason: s.revoke_reason.clone().unwrap_or_default(),
+    }
+}
+
+fn hold_out(h: &Hold) -> pb::Hold {
+    pb::Hold {
+        id: h.id.clone(),
+        status: h.status.to_string(),
+        grant_id: h.grant_id.clone(),
+        dataset_id: h.dataset.to_string(),
+        consumer: h.consumer.to_string(),
+        exporter: h.exporter.to_string(),
+        mechanism: h.mechanism.clone(),
+        details_json: h.body.to_string(),
+        created_at: Some(time_out(h.created_at)),
+        resolved_by: h.resolved_by.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+        resolved_at: h.resolved_at.map(time_out),
+        reason: h.reason.clone(),
+        approval_id: h.approval_id.clone().unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::oversight_server::Oversight for OversightService {
+    async fn list_holds(
+        &self,
+        request: Request<pb::ListHoldsRequest>,
+    ) -> Result<Response<pb::ListHoldsResponse>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let status = &request.get_ref().status;
+        let status = if status.is_empty() {
+            None
+        } else {
+            Some(status.parse::<HoldStatus>().map_err(|e| ServiceError::invalid("status", e))?)
+        };
+        let holds = oversight::list_holds(&self.0, &caller, status).await?;
+        Ok(Response::new(pb::ListHoldsResponse { holds: holds.iter().map(hold_out).collect() }))
+    }
+
+    async fn record_approval(
+        &self,
+        request: Request<pb::RecordApprovalRequest>,
+    ) -> Result<Response<pb::Approval>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let r = request.get_ref();
+        let new = NewApproval {
+            id: (!r.id.is_empty()).then(|| r.id.clone()),
+            kind: r.r#type.parse().map_err(|e| ServiceError::invalid("type", e))?,
+            exporter: participant_id_in("exporter", &r.exporter)?,
+            reference: r.reference.clone(),
+            issued: day_in("issued", &r.issued)?,
+            expires: if r.expires.is_empty() { None } else { Some(day_in("expires", &r.expires)?) },
+            scope: scope_in(r.scope.as_ref())?,
+        };
+        let a = oversight::record_approval(&self.0, &caller, new).await?;
+        Ok(Response::new(approval_out(&a)))
+    }
+
+    async fn revoke_approval(
+        &self,
+        request: Request<pb::RevokeApprovalRequest>,
+    ) -> Result<Response<pb::Approval>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let r = request.get_ref();
+        let a = oversight::revoke_approval(&self.0, &caller, &r.id, &r.reason).await?;
+        Ok(Response::new(approval_out(&a)))
+    }
+
+    async fn list_approvals(
+        &self,
+        request: Request<pb::ListApprovalsRequest>,
+    ) -> Result<Response<pb::ListApprovalsResponse>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let exporter = &request.get_ref().exporter;
+        let list =
+            oversight::list_approvals(&self.0, &caller, (!exporter.is_empty()).then_some(exporter.as_str())).await?;
+        Ok(Response::new(pb::ListApprovalsResponse { approvals: list.iter().map(approval_out).collect() }))
+    }
+
+    async fn resolve_hold(&self, request: Request<pb::ResolveHoldRequest>) -> Result<Response<pb::Hold>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let r = request.get_ref();
+        let resolution = match &r.resolution {
+            Some(PbResolution::ReleaseWithApproval(a)) => Resolution::Release { approval: a.clone() },
+            Some(PbResolution::RefuseReason(reason)) => Resolution::Refuse { reason: reason.clone() },
+            None => {
+                return Err(
+                    ServiceError::invalid("resolution", "release_with_approval or refuse_reason is required").into()
+                )
+            }
+        };
+        let h = oversight::resolve_hold(&self.0, &caller, &r.hold_id, resolution).await?;
+        Ok(Response::new(hold_out(&h)))
+    }
+
+    async fn attest_exemption(
+        &self,
+        request: Request<pb::AttestExemptionRequest>,
+    ) -> Result<Response<pb::Grant>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let g = oversight::attest_exemption(&self.0, &caller, &request.get_ref().grant_id).await?;
+        Ok(Response::new(grant_out(&g)))
+    }
+}

@@ -1,0 +1,207 @@
+//! Assessment of a planned transfer: the rules with the live ledger and approvals, the
+//! per-exporter person counts, and the officers' hold queue.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use chrono::Datelike;
+use futures::StreamExt;
+use ring::hmac;
+use serde_json::json;
+
+use super::{new_id, Caller, Gateway, ServiceError};
+use crate::domain::classification::SetSummary;
+use crate::domain::dataset::{Dataset, FieldType, VersionInfo};
+use crate::domain::hold::{Hold, HoldStatus};
+use crate::domain::record::{shanghai, NewRecord, RecordKind};
+use crate::domain::values::text_values;
+use crate::pb::Column;
+use crate::policy::{self, Action, Decision, Direction, Persons, Ruleset, Transfer, WindowTotals};
+use crate::store::{LedgerCounts, PersonCount};
+use crate::wire::RowBatch;
+
+/// Whether an assessment may change the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// A pull: a passed export's persons enter the exporter's ledger.
+    Commit,
+    /// A preview: nothing is counted.
+    DryRun,
+}
+
+/// Which rows a transfer delivers: all, or those whose filter column's text is accepted.
+#[derive(Debug, Clone)]
+pub struct RowSelection<'a> {
+    /// `(stored column index, its type, accepted values)`.
+    pub filter: Option<&'a (usize, FieldType, HashSet<String>)>,
+}
+
+/// The keyed hashes of the distinct persons a transfer delivers: HMAC-SHA-256 of the
+/// person-key value's text with the gateway's counting key. A row whose person key is null, or
+/// a dataset without a person-key field, counts each row as a distinct person (conservative).
+async fn persons(
+    gw: &Gateway,
+    dataset: &Dataset,
+    version: &VersionInfo,
+    rows: &RowSelection<'_>,
+) -> Result<Vec<[u8; 32]>, ServiceError> {
+    let key = gw.counting_key();
+    let person_index = dataset.person_key_field.as_ref().and_then(|f| dataset.field_index(f));
+    let mut out: HashSet<[u8; 32]> = HashSet::new();
+    let mut chunks = gw.store.chunks(&dataset.id, version.version, 0);
+    let corrupt = || ServiceError::DataLoss(format!("dataset {} version {}", dataset.id, version.version));
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        let (n, columns) = RowBatch::from_encoded(chunk.data).split().map_err(|_| corrupt())?;
+        let column = |i: usize| -> Result<(Vec<Option<String>>, FieldType), ServiceError> {
+            let c: Column =
+                prost::Message::decode(columns.get(i).cloned().ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+            let ty = dataset.fields[i].ty;
+            Ok((text_values(&c, ty, n), ty))
+        };
+        let keep: Vec<bool> = match rows.filter {
+            None => vec![true; n as usize],
+            Some((i, _, accepted)) => {
+                column(*i)?.0.into_iter().map(|v| v.is_some_and(|v| accepted.contains(&v))).collect()
+            }
+        };
+        let values = match person_index {
+            Some(i) => column(i)?.0,
+            None => vec![None; n as usize],
+        };
+        for (row, (value, kept)) in values.into_iter().zip(keep).enumerate() {
+            if !kept {
+                continue;
+            }
+            let tag = match value {
+                Some(v) => hmac::sign(&key, format!("person\0{v}").as_bytes()),
+                None => hmac::sign(
+                    &key,
+                    format!("row\0{}\0{}\0{}\0{row}", dataset.id, version.version, chunk.seq).as_bytes(),
+                ),
+            };
+            out.insert(tag.as_ref().try_into().expect("32 bytes"));
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// Assesses `transfer`: exports carrying personal information count their persons against the
+/// exporter's ledger (committed only for a passed pull); every transfer reads the exporter's
+/// approvals. Returns the decision and the transfer's persons per bucket.
+pub async fn assess(
+    gw: &Gateway,
+    transfer: &Transfer,
+    dataset: &Dataset,
+    version: &VersionInfo,
+    rows: &RowSelection<'_>,
+    counting: Counting,
+) -> Result<(Decision, Persons), ServiceError> {
+    let approvals: Vec<policy::Approval> =
+        gw.store.approvals(Some(&transfer.exporter.id)).await?.into_iter().map(|a| a.approval).collect();
+    let set = SetSummary::of(transfer.fields.iter().map(|f| &f.classification));
+    let counted = transfer.direction() == Direction::Export && (set.has_pi || set.has_spi);
+    if !counted {
+        let d = policy::assess(transfer, WindowTotals::default(), &approvals, &gw.policy);
+        return Ok((d, Persons::default()));
+    }
+    let persons = persons(gw, dataset, version, rows).await?;
+    let n = persons.len() as u64;
+    let decision: Mutex<Option<(Decision, Persons)>> = Mutex::new(None);
+    let keep = |c: &LedgerCounts| {
+        let mut t = transfer.clone();
+        t.persons = Persons {
+            nonsensitive: if set.has_pi { n } else { 0 },
+            sensitive: if set.has_spi { n } else { 0 },
+            already_counted_nonsensitive: if set.has_pi { n - c.nonsensitive_new } else { 0 },
+            already_counted_sensitive: if set.has_spi { n - c.sensitive_new } else { 0 },
+        };
+        let totals = WindowTotals { nonsensitive: c.nonsensitive_before, sensitive: c.sensitive_before };
+        let d = policy::assess(&t, totals, &approvals, &gw.policy);
+        let pass = d.action == Action::Pass;
+        *decision.lock().expect("not poisoned") = Some((d, t.persons));
+        counting == Counting::Commit && pass
+    };
+    let count = PersonCount {
+        exporter: &transfer.exporter.id,
+        year: transfer.at.with_timezone(&shanghai()).year(),
+        years_back: match transfer.ruleset {
+            Ruleset::Cn2024 => 0,
+            Ruleset::Cn2022 => 1,
+        },
+        nonsensitive: set.has_pi.then_some(&persons[..]),
+        sensitive: set.has_spi.then_some(&persons[..]),
+    };
+    gw.store.count_persons(&count, &keep).await?;
+    let decision = decision.into_inner().expect("not poisoned");
+    decision.ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("the ledger did not consult the rules")))
+}
+
+/// What the review queue shows of a held transfer (no data values).
+pub fn hold_body(transfer_id: &str, transfer: &Transfer, decision: &Decision) -> serde_json::Value {
+    let requirement = decision.hold.as_ref().map(|h| {
+        json!({
+            "mechanism": h.mechanism.as_str(),
+            "satisfied_by": h.satisfied_by.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            "exporter": h.exporter,
+            "recipient": h.recipient,
+            "region": h.region.as_str(),
+            "purpose": h.purpose,
+            "nonsensitive_after": h.counts.nonsensitive_after,
+            "sensitive_after": h.counts.sensitive_after,
+        })
+    });
+    json!({
+        "transfer": transfer_id,
+        "export": decision.is_export(),
+        "rules": decision.rules.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "mechanism": decision.mechanism.as_str(),
+        "fields": transfer.fields.iter().map(|f| json!({
+            "name": f.name, "level": f.classification.level.as_str(), "pi": f.classification.pi.as_str(),
+        })).collect::<Vec<_>>(),
+        "requirement": requirement,
+        "closest_approval": decision.approval.as_ref().map(|a| json!({"id": a.id, "check": a.check.as_str()})),
+    })
+}
+
+/// Queues a held transfer for the officers, or returns the open hold its grant already has for
+/// the same mechanism (a retry does not queue twice). Returns the hold's id.
+pub async fn queue_hold(
+    gw: &Gateway,
+    caller: &Caller,
+    grant: &str,
+    dataset: &Dataset,
+    transfer_id: &str,
+    transfer: &Transfer,
+    decision: &Decision,
+) -> Result<String, ServiceError> {
+    let mechanism = decision.mechanism.as_str();
+    if let Some(h) = gw.store.open_hold(grant, mechanism).await? {
+        return Ok(h.id);
+    }
+    let hold = Hold {
+        id: new_id("h-"),
+        status: HoldStatus::Open,
+        grant_id: grant.to_owned(),
+        dataset: dataset.id.clone(),
+        consumer: caller.participant.id.clone(),
+        exporter: dataset.owner.clone(),
+        mechanism: mechanism.to_owned(),
+        body: hold_body(transfer_id, transfer, decision),
+        created_at: gw.clock.now(),
+        resolved_by: None,
+        resolved_at: None,
+        reason: String::new(),
+        approval_id: None,
+    };
+    let mut body = hold.body.clone();
+    body["hold"] = hold.id.clone().into();
+    body["grant"] = grant.into();
+    body["dataset"] = dataset.id.as_str().into();
+    body["consumer"] = caller.participant.id.as_str().into();
+    let rec = NewRecord::new(RecordKind::HoldQueued, caller.actor(), body);
+    gw.store.insert_hold(&hold, &rec).await?;
+    gw.log.kick();
+    tracing::info!(hold = %hold.id, transfer = transfer_id, mechanism, "transfer held for review");
+    Ok(hold.id)
+}

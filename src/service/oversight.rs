@@ -1,0 +1,298 @@
+//! Oversight: officers record and revoke approvals, attest exemption claims and resolve the
+//! held transfers in the review queue. Separation of duties: an officer never decides on a
+//! transfer where it is the consumer or the dataset's owner.
+
+use chrono::NaiveDate;
+use serde_json::json;
+
+use super::{new_id, Caller, Gateway, ServiceError};
+use crate::domain::grant::Grant;
+use crate::domain::hold::{Hold, HoldStatus};
+use crate::domain::ids::ParticipantId;
+use crate::domain::participant::Role;
+use crate::domain::record::{NewRecord, RecordKind};
+use crate::policy::{Approval, ApprovalType, Exemption, Scope};
+use crate::store::StoredApproval;
+
+/// What an officer records.
+#[derive(Debug, Clone)]
+pub struct NewApproval {
+    /// Optional id; generated when `None`.
+    pub id: Option<String>,
+    /// The approval's type.
+    pub kind: ApprovalType,
+    /// The exporter it was granted to.
+    pub exporter: ParticipantId,
+    /// The authority's reference number.
+    pub reference: String,
+    /// First valid day.
+    pub issued: NaiveDate,
+    /// Last valid day; `None`: the rules' default.
+    pub expires: Option<NaiveDate>,
+    /// What it covers.
+    pub scope: Scope,
+}
+
+/// How an officer resolves a hold.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// Link the approval that releases it.
+    Release {
+        /// The approval's id.
+        approval: String,
+    },
+    /// Refuse it.
+    Refuse {
+        /// Why.
+        reason: String,
+    },
+}
+
+fn require_reader(caller: &Caller) -> Result<(), ServiceError> {
+    if caller.participant.has_role(Role::Officer) || caller.participant.has_role(Role::Auditor) {
+        Ok(())
+    } else {
+        Err(ServiceError::PermissionDenied(format!(
+            "participant {} is neither officer nor auditor",
+            caller.participant.id
+        )))
+    }
+}
+
+fn approval_body(a: &Approval) -> serde_json::Value {
+    json!({
+        "approval": a.id,
+        "approval_type": a.kind.as_str(),
+        "exporter": a.exporter,
+        "reference": a.reference,
+        "issued": a.issued.to_string(),
+        "expires": a.expires.map(|d| d.to_string()),
+        "scope": {
+            "recipients": a.scope.recipients,
+            "destinations": a.scope.destinations.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "purposes": a.scope.purposes,
+            "max_persons_nonsensitive": a.scope.max_persons_nonsensitive,
+            "max_persons_sensitive": a.scope.max_persons_sensitive,
+        },
+    })
+}
+
+/// Records an approval.
+///
+/// # Errors
+/// `PermissionDenied` without the officer role, or for an approval of the officer's own
+/// organisation; `InvalidArgument` for a bad id, an unknown exporter, a blank reference or an
+/// expiry before the issue date; `AlreadyExists` for a taken id.
+pub async fn record_approval(gw: &Gateway, caller: &Caller, new: NewApproval) -> Result<StoredApproval, ServiceError> {
+    caller.require(Role::Officer)?;
+    if new.exporter == caller.participant.id {
+        return Err(ServiceError::PermissionDenied(
+            "an officer cannot record an approval for its own organisation".into(),
+        ));
+    }
+    let id = match new.id {
+        Some(id) => {
+            let ok = !id.is_empty()
+                && id.len() <= 64
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                return Err(ServiceError::invalid("id", "1-64 characters of A-Z a-z 0-9 - _ ."));
+            }
+            id
+        }
+        None => new_id("a-"),
+    };
+    if new.reference.trim().is_empty() || new.reference.len() > 256 {
+        return Err(ServiceError::invalid("reference", "is required (at most 256 bytes)"));
+    }
+    if new.expires.is_some_and(|e| e < new.issued) {
+        return Err(ServiceError::invalid("expires", "is before issued"));
+    }
+    if gw.store.participant(&new.exporter).await?.is_none() {
+        return Err(ServiceError::invalid("exporter", format!("no participant {}", new.exporter)));
+    }
+    let approval = Approval {
+        id,
+        kind: new.kind,
+        exporter: new.exporter.to_string(),
+        reference: new.reference,
+        issued: new.issued,
+        expires: new.expires,
+        revoked: false,
+        scope: new.scope,
+    };
+    let stored = StoredApproval {
+        approval,
+        recorded_by: caller.actor(),
+        recorded_at: gw.clock.now(),
+        revoked_by: None,
+        revoke_reason: None,
+    };
+    let rec = NewRecord::new(RecordKind::ApprovalRecorded, caller.actor(), approval_body(&stored.approval));
+    gw.store.insert_approval(&stored, &rec).await?;
+    gw.log.kick();
+    tracing::info!(approval = %stored.approval.id, kind = %stored.approval.kind, exporter = %stored.approval.exporter, "approval recorded");
+    Ok(stored)
+}
+
+/// Revokes an approval: transfers it covered are held again from their next pull.
+///
+/// # Errors
+/// `PermissionDenied` without the officer role; `NotFound`; `FailedPrecondition` when already
+/// revoked; `InvalidArgument` for a blank reason.
+pub async fn revoke_approval(
+    gw: &Gateway,
+    caller: &Caller,
+    id: &str,
+    reason: &str,
+) -> Result<StoredApproval, ServiceError> {
+    caller.require(Role::Officer)?;
+    if reason.trim().is_empty() {
+        return Err(ServiceError::invalid("reason", "is required"));
+    }
+    let mut body = json!({"approval": id, "reason": reason});
+    if let Some(a) = gw.store.approval(id).await? {
+        body["exporter"] = a.approval.exporter.into();
+    }
+    let rec = NewRecord::new(RecordKind::ApprovalRevoked, caller.actor(), body);
+    let a = gw
+        .store
+        .revoke_approval(id, &caller.participant.id, reason, gw.clock.now(), &rec)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("approval {id}")))?;
+    gw.log.kick();
+    tracing::info!(approval = id, "approval revoked");
+    Ok(a)
+}
+
+/// Approvals, optionally of one exporter.
+pub async fn list_approvals(
+    gw: &Gateway,
+    caller: &Caller,
+    exporter: Option<&str>,
+) -> Result<Vec<StoredApproval>, ServiceError> {
+    require_reader(caller)?;
+    Ok(gw.store.approvals(exporter).await?)
+}
+
+/// Holds, optionally of one status.
+pub async fn list_holds(gw: &Gateway, caller: &Caller, status: Option<HoldStatus>) -> Result<Vec<Hold>, ServiceError> {
+    require_reader(caller)?;
+    Ok(gw.store.holds(status).await?)
+}
+
+/// Resolves an open hold.
+///
+/// # Errors
+/// `PermissionDenied` without the officer role or when the officer is the consumer or the
+/// dataset's owner (separation of duties); `NotFound`; `FailedPrecondition` when the hold is not
+/// open, or the approval is revoked, of another exporter or of a type that does not satisfy the
+/// hold's mechanism.
+pub async fn resolve_hold(
+    gw: &Gateway,
+    caller: &Caller,
+    id: &str,
+    resolution: Resolution,
+) -> Result<Hold, ServiceError> {
+    caller.require(Role::Officer)?;
+    let mut hold = gw.store.hold(id).await?.ok_or_else(|| ServiceError::NotFound(format!("hold {id}")))?;
+    let me = &caller.participant.id;
+    if &hold.consumer == me || &hold.exporter == me {
+        return Err(ServiceError::PermissionDenied(
+            "separation of duties: an officer cannot resolve a hold on a transfer where it is the consumer or the dataset's owner"
+                .into(),
+        ));
+    }
+    if hold.status != HoldStatus::Open {
+        return Err(ServiceError::FailedPrecondition(format!("hold {id} is {}", hold.status)));
+    }
+    match resolution {
+        Resolution::Refuse { reason } => {
+            if reason.trim().is_empty() {
+                return Err(ServiceError::invalid("refuse_reason", "is required"));
+            }
+            hold.status = HoldStatus::Refused;
+            hold.reason = reason;
+        }
+        Resolution::Release { approval } => {
+            let a = gw
+                .store
+                .approval(&approval)
+                .await?
+                .ok_or_else(|| ServiceError::invalid("release_with_approval", format!("no approval {approval}")))?
+                .approval;
+            let satisfies: Vec<String> = hold.body["requirement"]["satisfied_by"]
+                .as_array()
+                .map(|v| v.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            if a.revoked {
+                return Err(ServiceError::FailedPrecondition(format!("approval {approval} is revoked")));
+            }
+            if a.exporter != hold.exporter.as_str() {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "approval {approval} was granted to {}, the exporter is {}",
+                    a.exporter, hold.exporter
+                )));
+            }
+            if !satisfies.iter().any(|t| t == a.kind.as_str()) {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "a {} approval does not satisfy {} (needs {})",
+                    a.kind,
+                    hold.mechanism,
+                    satisfies.join(" or ")
+                )));
+            }
+            hold.status = HoldStatus::Released;
+            hold.approval_id = Some(approval);
+        }
+    }
+    hold.resolved_by = Some(me.clone());
+    hold.resolved_at = Some(gw.clock.now());
+    let rec = NewRecord::new(
+        RecordKind::HoldResolved,
+        caller.actor(),
+        json!({
+            "hold": hold.id,
+            "status": hold.status.as_str(),
+            "grant": hold.grant_id,
+            "dataset": hold.dataset.as_str(),
+            "consumer": hold.consumer.as_str(),
+            "exporter": hold.exporter.as_str(),
+            "approval": hold.approval_id,
+            "reason": hold.reason,
+        }),
+    );
+    gw.store.resolve_hold(&hold, &rec).await?;
+    gw.log.kick();
+    tracing::info!(hold = %hold.id, status = %hold.status, "hold resolved");
+    Ok(hold)
+}
+
+/// Attests a grant's exemption claim.
+///
+/// # Errors
+/// `PermissionDenied` without the officer role, or on the officer's own grant or dataset;
+/// `NotFound`; `FailedPrecondition` when the grant claims no exemption or is already attested.
+pub async fn attest_exemption(gw: &Gateway, caller: &Caller, grant_id: &str) -> Result<Grant, ServiceError> {
+    caller.require(Role::Officer)?;
+    let mut g = gw.store.grant(grant_id).await?.ok_or_else(|| ServiceError::NotFound(format!("grant {grant_id}")))?;
+    let owner = gw.store.dataset(&g.dataset).await?.map(|d| d.owner);
+    let me = &caller.participant.id;
+    if &g.consumer == me || owner.as_ref() == Some(me) {
+        return Err(ServiceError::PermissionDenied(
+            "separation of duties: an officer cannot attest a claim on its own grant or dataset".into(),
+        ));
+    }
+    if g.exemption == Exemption::None {
+        return Err(ServiceError::FailedPrecondition(format!("grant {grant_id} claims no exemption")));
+    }
+    if g.exemption_attested_by.is_some() {
+        return Err(ServiceError::FailedPrecondition(format!("grant {grant_id}'s claim is already attested")));
+    }
+    let status = g.status;
+    g.exemption_attested_by = Some(me.clone());
+    let rec = NewRecord::new(RecordKind::ExemptionAttested, caller.actor(), super::sharing::grant_body(&g));
+    gw.store.update_grant(&g, status, &rec).await?;
+    gw.log.kick();
+    Ok(g)
+}

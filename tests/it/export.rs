@@ -1,0 +1,359 @@
+//! Export assessment end to end: holds, approvals, person counts, the officers' queue.
+
+use bth_gateway::domain::classification::Level;
+use bth_gateway::domain::participant::{ParticipantKind, RecipientType, Role};
+use bth_gateway::pb::{self, resolve_hold_request::Resolution};
+use bth_gateway::service::Limits;
+use bth_gateway::wire::RowBatch;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::harness::*;
+
+/// A dataset of persons: `person_id` (PI, the person key) and `district`.
+fn persons_dataset(id: &str) -> pb::RegisterDatasetRequest {
+    use pb::{FieldType as T, Level as L, Pi};
+    pb::RegisterDatasetRequest {
+        id: id.into(),
+        title: "Registered employees".into(),
+        government_data: false,
+        fields: vec![
+            field("person_id", T::String, L::G3, Pi::Pi, None),
+            field("district", T::String, L::G1, Pi::None, None),
+        ],
+        person_key_field: "person_id".into(),
+        ..Default::default()
+    }
+}
+
+/// Publishes persons `from..to` (distinct ids) in batches of 20 000.
+async fn publish_persons(owner: &mut Client, dataset: &str, from: u32, to: u32) {
+    let mut batches = Vec::new();
+    let mut at = from;
+    while at < to {
+        let n = 20_000.min(to - at);
+        batches.push(RowBatch::from_columns(
+            n,
+            vec![
+                pb::Column { strings: (at..at + n).map(|i| format!("P{i:08}")).collect(), ..Default::default() },
+                pb::Column { strings: (at..at + n).map(|i| format!("d{}", i % 7)).collect(), ..Default::default() },
+            ],
+        ));
+        at += n;
+    }
+    publish(owner, dataset, "v1", batches).await.unwrap();
+}
+
+async fn officer(t: &TestGateway) -> Client {
+    t.register("officer", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Officer], Level::G1)
+        .await
+}
+
+async fn hk_partner(t: &TestGateway) -> Client {
+    t.register("hk-univ", ParticipantKind::Other, RecipientType::Research, "HK", &[Role::Consumer], Level::G3).await
+}
+
+fn hold_id(err: &tonic::Status) -> String {
+    let info = err.get_details_error_info().expect("error details");
+    assert_eq!(info.reason, "TRANSFER_HELD");
+    info.metadata["hold_id"].clone()
+}
+
+fn today() -> String {
+    chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).format("%Y-%m-%d").to_string()
+}
+
+fn approval(kind: &str, exporter: &str, expires: &str) -> pb::RecordApprovalRequest {
+    pb::RecordApprovalRequest {
+        id: String::new(),
+        r#type: kind.into(),
+        exporter: exporter.into(),
+        reference: "CAC-2026-17".into(),
+        issued: "2026-01-10".into(),
+        expires: expires.into(),
+        scope: Some(pb::ApprovalScope { destinations: vec!["HK".into()], ..Default::default() }),
+    }
+}
+
+#[tokio::test]
+async fn a_state_organs_personal_information_to_hong_kong_is_held_until_a_security_assessment() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(6, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    let mut off = officer(&t).await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("X5") && err.message().contains("REQUIRES_SECURITY_ASSESSMENT"),
+        "{}",
+        err.message()
+    );
+    let hold = hold_id(&err);
+    // A retry joins the same review item.
+    assert_eq!(hold_id(&pull(&mut hk, pull_req("survey")).await.unwrap_err()), hold);
+
+    let holds =
+        off.oversight.list_holds(pb::ListHoldsRequest { status: "OPEN".into() }).await.unwrap().into_inner().holds;
+    assert_eq!(holds.len(), 1);
+    let details: serde_json::Value = serde_json::from_str(&holds[0].details_json).unwrap();
+    assert_eq!(details["requirement"]["satisfied_by"], serde_json::json!(["CAC_SA"]));
+    assert_eq!(details["requirement"]["region"], "HK");
+
+    let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
+    let released = off
+        .oversight
+        .resolve_hold(pb::ResolveHoldRequest {
+            hold_id: hold,
+            resolution: Some(Resolution::ReleaseWithApproval(sa.id.clone())),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(released.status, "RELEASED");
+    let p = pull(&mut hk, pull_req("survey")).await.unwrap();
+    assert_eq!(p.trailer.rows, 6);
+    let d = p.header.decision.unwrap();
+    assert!(d.export);
+    assert_eq!((d.action.as_str(), d.mechanism.as_str()), ("PASS", "REQUIRES_SECURITY_ASSESSMENT"));
+
+    off.oversight
+        .revoke_approval(pb::RevokeApprovalRequest { id: sa.id, reason: "withdrawn by CAC".into() })
+        .await
+        .unwrap();
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn an_approval_is_valid_on_its_last_day_and_expired_the_next() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(2, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    let mut off = officer(&t).await;
+    granted(&mut owner, &mut hk, "survey", &["contact"], pb::Approve::default()).await;
+    off.oversight.record_approval(approval("CAC_SA", "tj-stats", &today())).await.unwrap();
+    pull(&mut hk, pull_req("survey")).await.unwrap();
+    t.clock.advance(chrono::Duration::days(1));
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let holds = off.oversight.list_holds(pb::ListHoldsRequest::default()).await.unwrap().into_inner().holds;
+    let details: serde_json::Value = serde_json::from_str(&holds[0].details_json).unwrap();
+    assert_eq!(details["closest_approval"]["check"], "expired");
+}
+
+#[tokio::test]
+async fn statistical_microdata_never_leaves_and_core_data_is_denied() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    let mut req = survey("survey");
+    req.fields[2].level = pb::Level::G4 as i32;
+    req.fields[2].stat_micro = true;
+    req.fields[1].level = pb::Level::C as i32;
+    owner.catalog.register_dataset(req).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(2, 0)]).await.unwrap();
+    let mut hk = t
+        .register(
+            "hk-stats",
+            ParticipantKind::StateOrgan,
+            RecipientType::StatisticsAgency,
+            "HK",
+            &[Role::Consumer],
+            Level::C,
+        )
+        .await;
+    let mut off = officer(&t).await;
+    off.oversight.record_approval(approval("CAC_SA", "tj-stats", "")).await.unwrap();
+    granted(&mut owner, &mut hk, "survey", &["contact", "district"], pb::Approve::default()).await;
+    let err =
+        pull(&mut hk, pb::PullRequest { fields: vec!["contact".into()], ..pull_req("survey") }).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("X3"), "{}", err.message());
+    let err =
+        pull(&mut hk, pb::PullRequest { fields: vec!["district".into()], ..pull_req("survey") }).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("X2"), "{}", err.message());
+}
+
+/// A non-state exporter with large person datasets, an officer and a Hong Kong partner.
+async fn counting_setup(t: &TestGateway) -> (Client, Client) {
+    let mut sme = t
+        .register("sme", ParticipantKind::Other, RecipientType::Enterprise, "CN-TJ", &[Role::Publisher], Level::G4)
+        .await;
+    let mut hk = hk_partner(t).await;
+    for (id, from, to) in [("first", 0, 60_000), ("second", 60_000, 90_000), ("third", 90_000, 120_000)] {
+        sme.catalog.register_dataset(persons_dataset(id)).await.unwrap();
+        publish_persons(&mut sme, id, from, to).await;
+        granted(&mut sme, &mut hk, id, &["person_id", "district"], pb::Approve::default()).await;
+    }
+    (sme, hk)
+}
+
+fn counts(p: &Pulled) -> u64 {
+    p.trailer.rows
+}
+
+#[tokio::test]
+async fn a_non_state_exporters_pulls_crossing_100_000_persons_are_held_and_repeats_count_once() {
+    let t = TestGateway::start_with(Limits::default()).await;
+    let (_, mut hk) = counting_setup(&t).await;
+    // 60 000 persons: V1, allowed.
+    assert_eq!(counts(&pull(&mut hk, pull_req("first")).await.unwrap()), 60_000);
+    // The same persons again: still 60 000 distinct.
+    let again = pull(&mut hk, pull_req("first")).await.unwrap();
+    assert_eq!(again.header.decision.as_ref().unwrap().rules, vec!["V1"]);
+    // +30 000 = 90 000: allowed.
+    pull(&mut hk, pull_req("second")).await.unwrap();
+    // +30 000 = 120 000 ≥ 100 000: C2, standard contract filing required.
+    let err = pull(&mut hk, pull_req("third")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("C2") && err.message().contains("ALLOW_WITH_SCC_FILING"), "{}", err.message());
+
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&t.db_url).await.unwrap();
+    let decisions: Vec<String> =
+        sqlx::query_scalar("SELECT json FROM records WHERE kind = 'transfer.decision' ORDER BY seq")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let after: Vec<u64> = decisions
+        .iter()
+        .map(|j| {
+            serde_json::from_str::<serde_json::Value>(j).unwrap()["decision"]["counts"]["nonsensitive_after"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(after, vec![60_000, 60_000, 90_000, 120_000]);
+    let ledger: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM export_persons").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(ledger, 90_000, "the held transfer's persons did not enter the ledger");
+    // Never the raw person keys.
+    let raw: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM export_persons WHERE length(person) != 32 OR instr(person, CAST('P000' AS BLOB)) > 0",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(raw, 0);
+}
+
+#[tokio::test]
+async fn two_concurrent_pulls_cannot_both_slip_under_a_threshold() {
+    let t = TestGateway::start_with(Limits::default()).await;
+    let (_, mut hk) = counting_setup(&t).await;
+    pull(&mut hk, pull_req("first")).await.unwrap();
+    let (mut a, mut b) = (hk.clone(), hk.clone());
+    let (ra, rb) = tokio::join!(pull(&mut a, pull_req("second")), pull(&mut b, pull_req("third")));
+    let passed = [ra.is_ok(), rb.is_ok()].iter().filter(|ok| **ok).count();
+    assert_eq!(passed, 1, "60 000 + 30 000 + 30 000 crosses 100 000: exactly one may pass");
+}
+
+#[tokio::test]
+async fn officers_cannot_release_holds_on_their_own_transfers() {
+    let t = TestGateway::start().await;
+    let mut owner = t
+        .register(
+            "tj-stats",
+            ParticipantKind::StateOrgan,
+            RecipientType::GovDept,
+            "CN-TJ",
+            &[Role::Publisher, Role::Officer],
+            Level::G4,
+        )
+        .await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(2, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    granted(&mut owner, &mut hk, "survey", &["contact"], pb::Approve::default()).await;
+    let hold = hold_id(&pull(&mut hk, pull_req("survey")).await.unwrap_err());
+    let mut off = officer(&t).await;
+    let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "")).await.unwrap().into_inner();
+    let err = owner
+        .oversight
+        .resolve_hold(pb::ResolveHoldRequest {
+            hold_id: hold.clone(),
+            resolution: Some(Resolution::ReleaseWithApproval(sa.id.clone())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("separation of duties"));
+    // An approval of the wrong type does not release it.
+    let scc = off.oversight.record_approval(approval("SCC_FILING", "tj-stats", "")).await.unwrap().into_inner();
+    let err = off
+        .oversight
+        .resolve_hold(pb::ResolveHoldRequest {
+            hold_id: hold.clone(),
+            resolution: Some(Resolution::ReleaseWithApproval(scc.id)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let refused = off
+        .oversight
+        .resolve_hold(pb::ResolveHoldRequest {
+            hold_id: hold,
+            resolution: Some(Resolution::RefuseReason("no legal basis".into())),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refused.status, "REFUSED");
+    // Consumers cannot see the queue or record approvals.
+    let err = hk.oversight.list_holds(pb::ListHoldsRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn preview_shows_an_exports_decision_without_counting() {
+    let t = TestGateway::start_with(Limits::default()).await;
+    let (_, mut hk) = counting_setup(&t).await;
+    let p = hk.exchange.preview_pull(pull_req("first")).await.unwrap().into_inner();
+    let d = p.decision.unwrap();
+    assert!(d.export);
+    assert_eq!(d.rules, vec!["V1"]);
+    assert_eq!(t.count("SELECT COUNT(*) FROM export_persons").await, 0);
+}
+
+#[tokio::test]
+async fn an_attested_exemption_switches_off_the_volume_rules() {
+    let t = TestGateway::start_with(Limits::default()).await;
+    let mut sme = t
+        .register("sme", ParticipantKind::Other, RecipientType::Enterprise, "CN-TJ", &[Role::Publisher], Level::G4)
+        .await;
+    let mut hk = hk_partner(&t).await;
+    sme.catalog.register_dataset(persons_dataset("big")).await.unwrap();
+    publish_persons(&mut sme, "big", 0, 100_000).await;
+    let g = hk
+        .sharing
+        .request_grant(pb::RequestGrantRequest {
+            dataset_id: "big".into(),
+            fields: vec!["person_id".into()],
+            purpose: "cross-border HR".into(),
+            exemption: "CROSS_BORDER_HR".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    sme.sharing
+        .decide_grant(pb::DecideGrantRequest {
+            grant_id: g.id.clone(),
+            decision: Some(pb::decide_grant_request::Decision::Approve(pb::Approve::default())),
+        })
+        .await
+        .unwrap();
+    let err = pull(&mut hk, pull_req("big")).await.unwrap_err();
+    assert!(err.message().contains("C2"), "unattested claims do not count: {}", err.message());
+    let mut off = officer(&t).await;
+    let attested =
+        off.oversight.attest_exemption(pb::AttestExemptionRequest { grant_id: g.id }).await.unwrap().into_inner();
+    assert_eq!(attested.exemption_attested_by, "officer");
+    let p = pull(&mut hk, pull_req("big")).await.unwrap();
+    assert_eq!(p.header.decision.unwrap().rules, vec!["E3"]);
+}
