@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/bth/gateway/v1/sharing.proto",
     "proto/bth/gateway/v1/exchange.proto",
     "proto/bth/gateway/v1/oversight.proto",
+    "proto/bth/gateway/v1/audit.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

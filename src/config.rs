@@ -15,6 +15,7 @@
 //! | `log_origin` | `bth-gateway.tianjin/transfer-log/v1` | `BTH_LOG_ORIGIN` |
 //! | `max_message_bytes` | `4194304` (4 MiB) | `BTH_MAX_MESSAGE_BYTES` |
 //! | `log` | `info` | `BTH_LOG` |
+//! | `[policy]` | the values of rules.md (see [`crate::policy::PolicyConfig`]) | — |
 //!
 //! Relative paths (and the path of a relative `sqlite:` URL) are resolved against the working
 //! directory (`--dir`, default `.`).
@@ -52,6 +53,9 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// `tracing` filter, e.g. `info` or `bth_gateway=debug`.
     pub log: String,
+    /// `[policy]`: thresholds, windows and validity periods of the rules (rules.md), the spec's
+    /// values by default.
+    pub policy: crate::policy::PolicyConfig,
 }
 
 impl Default for Config {
@@ -67,6 +71,7 @@ impl Default for Config {
             log_origin: "bth-gateway.tianjin/transfer-log/v1".into(),
             max_message_bytes: 4 * 1024 * 1024,
             log: "info".into(),
+            policy: crate::policy::PolicyConfig::default(),
         }
     }
 }
@@ -238,6 +243,20 @@ max_message_bytes = 4194304
 
 # Log filter (tracing EnvFilter syntax). Default: info.
 log = "info"
+
+# Thresholds, windows and validity periods of the export rules (rules.md §3). The defaults are
+# the spec's; change them only when the law changes.
+[policy]
+scc_nonsensitive = 100000                       # C2 from this many non-sensitive persons
+security_assessment_nonsensitive = 1000000      # A4
+security_assessment_sensitive = 10000           # A3
+cn2022_security_assessment_nonsensitive = 100000
+cn2022_security_assessment_sensitive = 10000
+cn2024_window_years_back = 0                    # counting window: since 1 January of this year
+cn2022_window_years_back = 1                    # ... of the previous year
+security_assessment_years = 3                   # CAC_SA without expiry, issued on/after the cutoff
+security_assessment_years_before_cutoff = 2
+security_assessment_cutoff = "2024-03-22"
 "#;
 
 #[cfg(test)]

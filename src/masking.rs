@@ -1,4 +1,6 @@
 //! Masks applied to columns before they leave the gateway (pure functions of their inputs).
+//!
+//! A value's text form is the one of [`crate::domain::values::text_values`].
 
 use chrono::DateTime;
 use ring::hmac;
@@ -6,7 +8,6 @@ use ring::hmac;
 use crate::domain::dataset::FieldType;
 use crate::domain::mask::{DateGranularity, Mask};
 use crate::domain::record::shanghai;
-use crate::domain::values::text_values;
 use crate::pb::Column;
 
 /// The type the values have after `mask`: `HASH`, `PARTIAL`, `GENERALIZE_DATE` and `BUCKET`
@@ -37,20 +38,27 @@ pub fn apply(mask: &Mask, ty: FieldType, column: &Column, row_count: u32, hash_k
     match mask {
         Mask::None => column.clone(),
         Mask::Redact | Mask::Drop => Column { nulls: (0..row_count).collect(), ..Default::default() },
-        Mask::Hash => map_text(column, ty, row_count, |v| hex::encode(hmac::sign(hash_key, v.as_bytes()))),
+        Mask::Hash => map_text(column, |v| hex::encode(hmac::sign(hash_key, v.as_bytes()))),
         Mask::Partial { keep_first, keep_last } => {
-            map_text(column, ty, row_count, |v| partial(&v, *keep_first as usize, *keep_last as usize))
+            map_text(column, |v| partial(v, *keep_first as usize, *keep_last as usize))
         }
-        Mask::GeneralizeDate { granularity } => {
-            map_text(column, ty, row_count, |v| generalize_date(&v, ty, *granularity))
-        }
-        Mask::Bucket { width } => map_text(column, ty, row_count, |v| bucket(&v, ty, *width)),
+        Mask::GeneralizeDate { granularity } => map_text(column, |v| generalize_date(v, ty, *granularity)),
+        Mask::Bucket { width } => map_text(column, |v| bucket(v, ty, *width)),
     }
 }
 
-/// Maps every non-null value's text form through `f` into a text column, keeping nulls.
-fn map_text(column: &Column, ty: FieldType, row_count: u32, mut f: impl FnMut(String) -> String) -> Column {
-    let strings = text_values(column, ty, row_count).into_iter().flatten().map(&mut f).collect();
+/// Maps every non-null value's text form (see [`text_values`]) through `f` into a text column,
+/// keeping nulls. Values are dense (one per non-null row), so rows need no walking.
+fn map_text(column: &Column, mut f: impl FnMut(&str) -> String) -> Column {
+    let strings = if !column.strings.is_empty() {
+        column.strings.iter().map(|v| f(v)).collect()
+    } else if !column.ints.is_empty() {
+        column.ints.iter().map(|v| f(&v.to_string())).collect()
+    } else if !column.doubles.is_empty() {
+        column.doubles.iter().map(|v| f(&v.to_string())).collect()
+    } else {
+        column.bools.iter().map(|v| f(if *v { "true" } else { "false" })).collect()
+    };
     Column { strings, nulls: column.nulls.clone(), ..Default::default() }
 }
 
@@ -190,5 +198,172 @@ mod tests {
         let c = Column { strings: vec!["abcdef".into()], nulls: vec![0], ..Default::default() };
         let m = apply(&Mask::Partial { keep_first: 1, keep_last: 1 }, FieldType::String, &c, 2, &key("k"));
         assert_eq!(m, Column { strings: vec!["a****f".into()], nulls: vec![0], ..Default::default() });
+    }
+}
+
+/// Masks on encoded columns, without materialising a `String` per value: the hot path of masked
+/// pulls. Each function returns the encoded masked `Column`, or `None` when the column's shape
+/// has no fast path (the caller decodes and uses [`apply`]); results equal [`apply`]'s.
+pub mod encoded {
+    use std::fmt::Write as _;
+
+    use prost::encoding::{decode_key, decode_varint, encode_key, encode_varint, skip_field, DecodeContext, WireType};
+    use ring::hmac;
+
+    use super::{bucket, generalize_date, partial};
+    use crate::domain::dataset::FieldType;
+    use crate::domain::mask::Mask;
+
+    /// The parts of an encoded `Column` the fast path reads.
+    #[derive(Default)]
+    struct View<'a> {
+        strings: Vec<&'a [u8]>,
+        ints: Vec<i64>,
+        /// Encoded `nulls` fields (key and payload), copied as they are.
+        nulls: Vec<&'a [u8]>,
+    }
+
+    fn zigzag(n: u64) -> i64 {
+        ((n >> 1) as i64) ^ -((n & 1) as i64)
+    }
+
+    fn view(column: &[u8]) -> Option<View<'_>> {
+        let mut v = View::default();
+        let mut buf = column;
+        while !buf.is_empty() {
+            let start = column.len() - buf.len();
+            let (tag, wire_type) = decode_key(&mut buf).ok()?;
+            match (tag, wire_type) {
+                (1, WireType::LengthDelimited) => {
+                    let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+                    let s = buf.get(..len)?;
+                    v.strings.push(s);
+                    buf = &buf[len..];
+                }
+                (2, WireType::LengthDelimited) => {
+                    let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+                    let mut packed = buf.get(..len)?;
+                    while !packed.is_empty() {
+                        v.ints.push(zigzag(decode_varint(&mut packed).ok()?));
+                    }
+                    buf = &buf[len..];
+                }
+                (2, WireType::Varint) => v.ints.push(zigzag(decode_varint(&mut buf).ok()?)),
+                (5, _) => {
+                    skip_field(wire_type, tag, &mut buf, DecodeContext::default()).ok()?;
+                    v.nulls.push(&column[start..column.len() - buf.len()]);
+                }
+                // Doubles, booleans, unknown fields: no fast path.
+                _ => return None,
+            }
+        }
+        Some(v)
+    }
+
+    fn put(out: &mut Vec<u8>, s: &[u8]) {
+        encode_key(1, WireType::LengthDelimited, out);
+        encode_varint(s.len() as u64, out);
+        out.extend_from_slice(s);
+    }
+
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+
+    /// Applies `mask` to an encoded column of type `ty`.
+    pub fn apply(mask: &Mask, ty: FieldType, column: &[u8], hash_key: &hmac::Key) -> Option<Vec<u8>> {
+        let v = view(column)?;
+        if !v.strings.is_empty() && !v.ints.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(column.len() + 72 * (v.strings.len() + v.ints.len()));
+        let mut text = String::new();
+        match (mask, v.ints.is_empty()) {
+            (Mask::Hash, true) => {
+                for s in &v.strings {
+                    let tag = hmac::sign(hash_key, s);
+                    encode_key(1, WireType::LengthDelimited, &mut out);
+                    encode_varint(64, &mut out);
+                    for b in tag.as_ref() {
+                        out.push(HEX[usize::from(b >> 4)]);
+                        out.push(HEX[usize::from(b & 15)]);
+                    }
+                }
+            }
+            (Mask::Hash, false) => {
+                for i in &v.ints {
+                    text.clear();
+                    let _ = write!(text, "{i}");
+                    let tag = hmac::sign(hash_key, text.as_bytes());
+                    put(&mut out, hex::encode(tag).as_bytes());
+                }
+            }
+            (Mask::Partial { keep_first, keep_last }, true) => {
+                for s in &v.strings {
+                    let s = std::str::from_utf8(s).ok()?;
+                    put(&mut out, partial(s, *keep_first as usize, *keep_last as usize).as_bytes());
+                }
+            }
+            (Mask::Bucket { width }, false) => {
+                let w = i128::from(*width);
+                for i in &v.ints {
+                    let lo = i128::from(*i).div_euclid(w) * w;
+                    text.clear();
+                    let _ = write!(text, "[{lo},{})", lo + w);
+                    put(&mut out, text.as_bytes());
+                }
+            }
+            (Mask::Bucket { width }, true) if ty == FieldType::Decimal => {
+                for s in &v.strings {
+                    put(&mut out, bucket(std::str::from_utf8(s).ok()?, ty, *width).as_bytes());
+                }
+            }
+            (Mask::GeneralizeDate { granularity }, true) => {
+                for s in &v.strings {
+                    put(&mut out, generalize_date(std::str::from_utf8(s).ok()?, ty, *granularity).as_bytes());
+                }
+            }
+            _ => return None,
+        }
+        for n in &v.nulls {
+            out.extend_from_slice(n);
+        }
+        Some(out)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::domain::mask::DateGranularity;
+        use crate::pb::Column;
+        use prost::Message;
+
+        #[test]
+        fn the_fast_path_equals_the_decoded_path() {
+            let key = hmac::Key::new(hmac::HMAC_SHA256, b"k");
+            let strings =
+                Column {
+                    strings: vec!["张三丰".into(), "13812345678".into()], nulls: vec![1], ..Default::default()
+                };
+            let ints = Column { ints: vec![-1, 250, 9_999], nulls: vec![0, 4], ..Default::default() };
+            let dates = Column { strings: vec!["2025-06-30".into()], ..Default::default() };
+            let cases: Vec<(Mask, FieldType, &Column, u32)> = vec![
+                (Mask::Hash, FieldType::String, &strings, 3),
+                (Mask::Hash, FieldType::Int64, &ints, 5),
+                (Mask::Partial { keep_first: 1, keep_last: 2 }, FieldType::String, &strings, 3),
+                (Mask::Bucket { width: 100 }, FieldType::Int64, &ints, 5),
+                (Mask::GeneralizeDate { granularity: DateGranularity::Month }, FieldType::Date, &dates, 1),
+            ];
+            for (mask, ty, column, rows) in cases {
+                let fast = apply(&mask, ty, &column.encode_to_vec(), &key).expect("a fast path");
+                let slow = super::super::apply(&mask, ty, column, rows, &key);
+                assert_eq!(Column::decode(fast.as_slice()).unwrap(), slow, "{mask:?}");
+            }
+        }
+
+        #[test]
+        fn shapes_without_a_fast_path_fall_back() {
+            let key = hmac::Key::new(hmac::HMAC_SHA256, b"k");
+            let doubles = Column { doubles: vec![1.5], ..Default::default() };
+            assert!(apply(&Mask::Hash, FieldType::Float64, &doubles.encode_to_vec(), &key).is_none());
+        }
     }
 }

@@ -17,7 +17,6 @@ use crate::pb::{
     admin_server::AdminServer, catalog_server::CatalogServer, exchange_server::ExchangeServer,
     oversight_server::OversightServer, publishing_server::PublishingServer, sharing_server::SharingServer,
 };
-use crate::policy::PolicyConfig;
 use crate::service::{Gateway, Limits, SystemClock};
 use crate::translog::sequencer::{LogSettings, TransferLog};
 
@@ -62,6 +61,7 @@ pub async fn run(
     health.set_serving::<SharingServer<SharingService>>().await;
     health.set_serving::<ExchangeServer<ExchangeService>>().await;
     health.set_serving::<OversightServer<OversightService>>().await;
+    health.set_serving::<crate::pb::audit_server::AuditServer<crate::grpc::audit::AuditService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -82,6 +82,10 @@ pub async fn run(
         .add_service(PublishingServer::new(PublishingService(gw.clone())).max_decoding_message_size(limit))
         .add_service(SharingServer::new(SharingService(gw.clone())).max_decoding_message_size(limit))
         .add_service(OversightServer::new(OversightService(gw.clone())).max_decoding_message_size(limit))
+        .add_service(
+            crate::pb::audit_server::AuditServer::new(crate::grpc::audit::AuditService(gw.clone()))
+                .max_decoding_message_size(limit),
+        )
         .add_service(ExchangeServer::new(ExchangeService(gw)).max_decoding_message_size(limit))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
@@ -114,7 +118,7 @@ pub async fn gateway(config: &Config) -> anyhow::Result<Gateway> {
     }
     let secret = config.read_secret()?;
     let log = TransferLog::start(store.clone(), config.log_signer()?, LogSettings::new(&config.log_origin)).await?;
-    Ok(Gateway::new(store, &secret, Arc::new(SystemClock), Limits::default(), PolicyConfig::default(), log))
+    Ok(Gateway::new(store, &secret, Arc::new(SystemClock), Limits::default(), config.policy.clone(), log))
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

@@ -228,7 +228,8 @@ pub struct VersionInfo {
     pub rows: u64,
     /// Stored chunks (one delivered batch each).
     pub chunks: u64,
-    /// SHA-256 of the stored chunks' bytes, concatenated in order.
+    /// SHA-256 over the SHA-256 digests of its stored chunks, concatenated in order: one pass
+    /// over the data verifies a chunk and yields its part of the version's digest.
     pub sha256: [u8; 32],
     /// Who published it.
     pub publisher: ParticipantId,

@@ -1,6 +1,7 @@
 //! gRPC adapters: identify the caller, convert the request, call one use case, convert back.
 
 pub mod admin;
+pub mod audit;
 pub mod catalog;
 pub mod convert;
 pub mod exchange;

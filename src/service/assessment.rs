@@ -126,9 +126,9 @@ pub async fn assess(
         exporter: &transfer.exporter.id,
         year: transfer.at.with_timezone(&shanghai()).year(),
         years_back: match transfer.ruleset {
-            Ruleset::Cn2024 => 0,
-            Ruleset::Cn2022 => 1,
-        },
+            Ruleset::Cn2024 => gw.policy.cn2024_window_years_back,
+            Ruleset::Cn2022 => gw.policy.cn2022_window_years_back,
+        } as i32,
         nonsensitive: set.has_pi.then_some(&persons[..]),
         sensitive: set.has_spi.then_some(&persons[..]),
     };

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+
 use ring::{digest, hmac};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -407,39 +408,97 @@ pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Resu
     }
 }
 
+/// A delivered batch and what the trailer needs of it.
+struct Delivered {
+    batch: RowBatch,
+    /// SHA-256 of `batch`'s encoding.
+    sha256: [u8; 32],
+    rows: u32,
+}
+
 /// Streams an authorised pull: one batch per stored chunk from `plan.from_batch`, then the
-/// trailer. Runs in its own task; when the receiver goes away the pull is recorded as cut.
+/// trailer. Runs in its own task; masking runs on blocking threads, two chunks at a time; when
+/// the receiver goes away the pull is recorded as cut. The trailer's digest is SHA-256 over the
+/// SHA-256 of each delivered batch, so a chunk delivered as stored is hashed once (or not at all
+/// when it comes verified from the cache).
 pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<Result<Delivery, ServiceError>> {
     let (tx, rx) = mpsc::channel(4);
     let gw = gw.clone();
     let actor = caller.actor();
-    let hash_key = gw.recipient_hash_key(plan.recipient.id.as_str());
+    let hash_key = Arc::new(gw.recipient_hash_key(plan.recipient.id.as_str()));
     tokio::spawn(async move {
         let plan = Arc::new(plan);
         let mut digest = digest::Context::new(&digest::SHA256);
         let (mut rows, mut batches, mut bytes) = (0u64, 0u64, 0u64);
         let mut failure: Option<String> = None;
+        let (dataset, version) = (&plan.dataset.id, plan.version.version);
+        let cached = gw.chunk_cache.get(dataset, version);
+        // Chunks of a whole version read from storage are kept for the cache once verified.
+        let mut fill: Option<(Vec<StoredChunk>, usize)> =
+            (cached.is_none() && plan.from_batch == 0).then(|| (Vec::new(), 0));
         {
-            let mut chunks = gw.store.chunks(&plan.dataset.id, plan.version.version, plan.from_batch);
-            while let Some(chunk) = chunks.next().await {
-                let batch = chunk.map_err(ServiceError::from).and_then(|c| deliver_chunk(&plan, &c, &hash_key));
-                let batch = match batch {
-                    Ok(b) => b,
+            let source = match &cached {
+                Some(all) => futures::stream::iter(
+                    all.iter().skip(plan.from_batch as usize).cloned().map(|c| Ok((c, true))).collect::<Vec<_>>(),
+                )
+                .boxed(),
+                None => gw
+                    .store
+                    .chunks(dataset, version, plan.from_batch)
+                    .map(|c| c.map(|c| (c, false)).map_err(ServiceError::from))
+                    .boxed(),
+            };
+            let mut work = source
+                .map(|item| {
+                    let (plan, key) = (plan.clone(), hash_key.clone());
+                    async move {
+                        let (chunk, verified) = item?;
+                        if plan.passthrough && verified {
+                            let d = Delivered {
+                                batch: RowBatch::from_encoded(chunk.data.clone()),
+                                sha256: chunk.sha256,
+                                rows: chunk.rows,
+                            };
+                            return Ok::<_, ServiceError>((chunk, d));
+                        }
+                        tokio::task::spawn_blocking(move || {
+                            let d = deliver_chunk(&plan, &chunk, &key, verified)?;
+                            Ok((chunk, d))
+                        })
+                        .await
+                        .map_err(|e| ServiceError::Internal(e.into()))?
+                    }
+                })
+                .buffered(2);
+            while let Some(item) = work.next().await {
+                let (chunk, d) = match item {
+                    Ok(x) => x,
                     Err(e) => {
                         failure = Some(e.to_string());
                         let _ = tx.send(Err(e)).await;
                         break;
                     }
                 };
-                let (n, _) = batch_rows(&batch);
-                digest.update(batch.encoded());
-                bytes += batch.encoded().len() as u64;
-                if tx.send(Ok(Delivery::Batch(batch))).await.is_err() {
+                digest.update(&d.sha256);
+                bytes += d.batch.encoded().len() as u64;
+                if tx.send(Ok(Delivery::Batch(d.batch))).await.is_err() {
                     failure = Some("cut: the recipient went away".into());
                     break;
                 }
-                rows += u64::from(n);
+                rows += u64::from(d.rows);
                 batches += 1;
+                if let Some((kept, size)) = &mut fill {
+                    *size += chunk.data.len();
+                    kept.push(chunk);
+                    if !gw.chunk_cache.admits(*size) {
+                        fill = None;
+                    }
+                }
+            }
+        }
+        if let (None, Some((kept, _))) = (&failure, fill) {
+            if kept.len() as u64 == plan.version.chunks {
+                gw.chunk_cache.insert(dataset, version, kept);
             }
         }
         let sha256: [u8; 32] = digest.finish().as_ref().try_into().expect("32 bytes");
@@ -474,25 +533,26 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
     rx
 }
 
-/// The rows of a delivered batch, read from its encoding.
-fn batch_rows(batch: &RowBatch) -> (u32, usize) {
-    batch.split().map(|(n, cols)| (n, cols.len())).unwrap_or((0, 0))
-}
-
-/// Turns one stored chunk into the batch this recipient receives.
-fn deliver_chunk(plan: &PullPlan, chunk: &StoredChunk, hash_key: &hmac::Key) -> Result<RowBatch, ServiceError> {
+/// Turns one stored chunk into the batch this recipient receives, checking the chunk against
+/// its digest unless it comes `verified` from the cache.
+fn deliver_chunk(
+    plan: &PullPlan,
+    chunk: &StoredChunk,
+    hash_key: &hmac::Key,
+    verified: bool,
+) -> Result<Delivered, ServiceError> {
     let corrupt = || {
         ServiceError::DataLoss(format!(
             "dataset {} version {} chunk {}",
             plan.dataset.id, plan.version.version, chunk.seq
         ))
     };
-    if digest::digest(&digest::SHA256, &chunk.data).as_ref() != chunk.sha256 {
+    if !verified && digest::digest(&digest::SHA256, &chunk.data).as_ref() != chunk.sha256 {
         return Err(corrupt());
     }
     let stored = RowBatch::from_encoded(chunk.data.clone());
     if plan.passthrough {
-        return Ok(stored);
+        return Ok(Delivered { batch: stored, sha256: chunk.sha256, rows: chunk.rows });
     }
     let (rows, columns) = stored.split().map_err(|_| corrupt())?;
     if columns.len() != plan.dataset.fields.len() {
@@ -502,28 +562,38 @@ fn deliver_chunk(plan: &PullPlan, chunk: &StoredChunk, hash_key: &hmac::Key) -> 
         <Column as prost::Message>::decode(columns[i].clone()).map_err(|_| corrupt())
     };
     let encode = |c: &Column| Bytes::from(prost::Message::encode_to_vec(c));
-    let Some((filter_index, filter_ty, accepted)) = &plan.row_filter else {
-        let mut out = Vec::with_capacity(plan.fields.len());
-        for f in &plan.fields {
-            out.push(match f.mask {
-                Mask::None => columns[f.index].clone(),
-                mask => encode(&masking::apply(&mask, f.ty, &decode(f.index)?, rows, hash_key)),
-            });
+    let (kept, out) = match &plan.row_filter {
+        None => {
+            let mut out = Vec::with_capacity(plan.fields.len());
+            for f in &plan.fields {
+                out.push(match f.mask {
+                    Mask::None => columns[f.index].clone(),
+                    mask => match masking::encoded::apply(&mask, f.ty, &columns[f.index], hash_key) {
+                        Some(masked) => Bytes::from(masked),
+                        None => encode(&masking::apply(&mask, f.ty, &decode(f.index)?, rows, hash_key)),
+                    },
+                });
+            }
+            (rows, out)
         }
-        return Ok(RowBatch::from_parts(rows, &out));
+        Some((filter_index, filter_ty, accepted)) => {
+            let key = decode(*filter_index)?;
+            let keep: Vec<u32> = text_values(&key, *filter_ty, rows)
+                .into_iter()
+                .enumerate()
+                .filter(|(_, v)| v.as_ref().is_some_and(|v| accepted.contains(v)))
+                .map(|(i, _)| i as u32)
+                .collect();
+            let kept = keep.len() as u32;
+            let mut out = Vec::with_capacity(plan.fields.len());
+            for f in &plan.fields {
+                let selected = ops::select(&decode(f.index)?, rows, &keep);
+                out.push(encode(&masking::apply(&f.mask, f.ty, &selected, kept, hash_key)));
+            }
+            (kept, out)
+        }
     };
-    let key = decode(*filter_index)?;
-    let keep: Vec<u32> = text_values(&key, *filter_ty, rows)
-        .into_iter()
-        .enumerate()
-        .filter(|(_, v)| v.as_ref().is_some_and(|v| accepted.contains(v)))
-        .map(|(i, _)| i as u32)
-        .collect();
-    let kept = keep.len() as u32;
-    let mut out = Vec::with_capacity(plan.fields.len());
-    for f in &plan.fields {
-        let selected = ops::select(&decode(f.index)?, rows, &keep);
-        out.push(encode(&masking::apply(&f.mask, f.ty, &selected, kept, hash_key)));
-    }
-    Ok(RowBatch::from_parts(kept, &out))
+    let batch = RowBatch::from_parts(kept, &out);
+    let sha256 = digest::digest(&digest::SHA256, batch.encoded()).as_ref().try_into().expect("32 bytes");
+    Ok(Delivered { batch, sha256, rows: kept })
 }

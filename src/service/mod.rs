@@ -8,10 +8,12 @@ use ring::hmac;
 
 use crate::domain::participant::{Participant, ParticipantStatus, Role};
 use crate::policy::PolicyConfig;
+use crate::store::cache::ChunkCache;
 use crate::store::{Store, StoreError};
 use crate::translog::sequencer::{LogError, TransferLog};
 
 pub mod assessment;
+pub mod audit;
 pub mod catalog;
 pub mod exchange;
 pub mod oversight;
@@ -157,6 +159,8 @@ pub struct Gateway {
     pub policy: PolicyConfig,
     /// The verifiable transfer log.
     pub log: TransferLog,
+    /// Verified chunks of recently pulled versions.
+    pub chunk_cache: Arc<ChunkCache>,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -179,7 +183,16 @@ impl Gateway {
         let mask_key = hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, b"bth-gateway mask HASH v1").as_ref());
         let counting_key =
             hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, b"bth-gateway person counting v1").as_ref());
-        Gateway { store, mask_key, counting_key, clock, limits, policy, log }
+        Gateway {
+            store,
+            mask_key,
+            counting_key,
+            clock,
+            limits,
+            policy,
+            log,
+            chunk_cache: Arc::new(ChunkCache::new(256 << 20)),
+        }
     }
 
     /// The key of the export ledger's person hashes.

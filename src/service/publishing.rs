@@ -144,8 +144,9 @@ impl Upload {
 
     async fn stage(&mut self, rows: u32, columns: Vec<Column>) -> Result<(), ServiceError> {
         let data = RowBatch::from_columns(rows, columns).encoded().clone();
-        self.digest.update(&data);
         let sha256: [u8; 32] = digest::digest(&digest::SHA256, &data).as_ref().try_into().expect("32 bytes");
+        // The version's digest covers its chunks' digests, in order (see `VersionInfo::sha256`).
+        self.digest.update(&sha256);
         let chunk = StoredChunk { seq: self.chunks, rows, sha256, data };
         self.chunks += 1;
         if let Some(upload) = &self.upload_id {

@@ -18,6 +18,7 @@ use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, StoredRecord};
 
+pub mod cache;
 pub mod sqlite;
 
 /// What can go wrong in a store. Client-facing messages never include the source.
@@ -164,6 +165,52 @@ pub enum Committed {
     Created(VersionInfo),
     /// A version with the same idempotency key already existed; the upload was discarded.
     Existing(VersionInfo),
+}
+
+/// Which transfer records [`Store::transfers`] returns: every `Some` narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransferFilter {
+    /// Records at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Records before this time.
+    pub to: Option<DateTime<Utc>>,
+    /// The dataset.
+    pub dataset: Option<String>,
+    /// The recipient participant.
+    pub recipient: Option<String>,
+    /// The exporter (dataset owner).
+    pub exporter: Option<String>,
+    /// The recipient's region.
+    pub region: Option<String>,
+    /// Export (`true`) or domestic (`false`).
+    pub export: Option<bool>,
+    /// The mechanism the rules required.
+    pub mechanism: Option<String>,
+    /// The action (`PASS`, `HOLD`, `BLOCK`, `COMPLETED`, `CUT`).
+    pub action: Option<String>,
+    /// The record type.
+    pub kind: Option<crate::domain::record::RecordKind>,
+    /// Only records whose recipient or exporter is this participant (a participant's own view).
+    pub party: Option<String>,
+    /// Keyset cursor: only records after this `(at, seq)` in newest-first order.
+    pub before: Option<(DateTime<Utc>, u64)>,
+}
+
+/// An integrated transfer record and the facets it was filed under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTransfer {
+    /// Store order.
+    pub seq: u64,
+    /// Its leaf index.
+    pub leaf_index: u64,
+    /// Decision or completion.
+    pub kind: crate::domain::record::RecordKind,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+    /// The leaf (canonical JSON).
+    pub json: String,
+    /// Its searchable facts.
+    pub facets: crate::domain::record::TransferFacets,
 }
 
 /// A gateway's persistent state.
@@ -315,6 +362,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` records with `seq > after`, in order (integrated or not).
     async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;
+
+    /// Up to `limit` integrated transfer records (records with facets) matching `filter`, newest
+    /// first: `at` descending, then `seq` descending. Records not yet integrated are absent.
+    async fn transfers(&self, filter: &TransferFilter, limit: u32) -> Result<Vec<StoredTransfer>, StoreError>;
+
+    /// The facets of the integrated records with leaf indexes in `[from, to)`, ascending by leaf
+    /// index: `None` for a record about no transfer. Indexes without an integrated record are
+    /// absent (the caller decides whether that is corruption).
+    async fn leaf_facets(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, Option<crate::domain::record::TransferFacets>)>, StoreError>;
 }
 
 /// Opens the store a database URL names: `sqlite:PATH` (created and migrated when missing).

@@ -870,6 +870,103 @@ impl Store for SqliteStore {
             .map_err(classify)?;
         rows.iter().map(record_from_row).collect()
     }
+
+    async fn transfers(
+        &self,
+        filter: &super::TransferFilter,
+        limit: u32,
+    ) -> Result<Vec<super::StoredTransfer>, StoreError> {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT seq, leaf_index, kind, at, json, transfer, dataset, recipient, exporter, region, export, \
+             mechanism, action FROM records WHERE transfer IS NOT NULL AND leaf_index IS NOT NULL",
+        );
+        if let Some(t) = filter.from {
+            q.push(" AND at >= ").push_bind(micros(t));
+        }
+        if let Some(t) = filter.to {
+            q.push(" AND at < ").push_bind(micros(t));
+        }
+        for (column, value) in [
+            ("dataset", &filter.dataset),
+            ("recipient", &filter.recipient),
+            ("exporter", &filter.exporter),
+            ("region", &filter.region),
+            ("mechanism", &filter.mechanism),
+            ("action", &filter.action),
+        ] {
+            if let Some(v) = value {
+                q.push(format_args!(" AND {column} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(export) = filter.export {
+            q.push(" AND export = ").push_bind(i64::from(export));
+        }
+        if let Some(kind) = filter.kind {
+            q.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(p) = &filter.party {
+            q.push(" AND (recipient = ").push_bind(p.clone()).push(" OR exporter = ").push_bind(p.clone()).push(")");
+        }
+        if let Some((at, seq)) = filter.before {
+            q.push(" AND (at < ").push_bind(micros(at));
+            q.push(" OR (at = ").push_bind(micros(at)).push(" AND seq < ").push_bind(seq as i64).push("))");
+        }
+        q.push(" ORDER BY at DESC, seq DESC LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                let bad = corrupt("transfer record");
+                let record = record_from_row(row)?;
+                Ok(super::StoredTransfer {
+                    seq: record.seq,
+                    leaf_index: record.leaf_index.ok_or_else(|| bad("no leaf index".into()))?,
+                    kind: record.kind,
+                    at: from_micros(row.try_get("at").map_err(|e| bad(e.to_string()))?),
+                    json: record.json,
+                    facets: transfer_facets_from_row(row)?.ok_or_else(|| bad("no facets".into()))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn leaf_facets(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, Option<crate::domain::record::TransferFacets>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT leaf_index, transfer, dataset, recipient, exporter, region, export, mechanism, action
+             FROM records WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+        )
+        .bind(from as i64)
+        .bind(to.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                let index: i64 = row.try_get("leaf_index").map_err(|e| corrupt("record")(e.to_string()))?;
+                Ok((index as u64, transfer_facets_from_row(row)?))
+            })
+            .collect()
+    }
+}
+
+/// The facets of a record row (`transfer` … `action` columns); `None` when it is about no transfer.
+fn transfer_facets_from_row(row: &SqliteRow) -> Result<Option<crate::domain::record::TransferFacets>, StoreError> {
+    let bad = corrupt("record facets");
+    let text = |c: &str| row.try_get::<Option<String>, _>(c).map_err(|e| bad(e.to_string()));
+    let Some(transfer) = text("transfer")? else { return Ok(None) };
+    Ok(Some(crate::domain::record::TransferFacets {
+        transfer,
+        dataset: text("dataset")?.unwrap_or_default(),
+        recipient: text("recipient")?.unwrap_or_default(),
+        exporter: text("exporter")?.unwrap_or_default(),
+        region: text("region")?.unwrap_or_default(),
+        export: row.try_get::<Option<i64>, _>("export").map_err(|e| bad(e.to_string()))?.unwrap_or(0) != 0,
+        mechanism: text("mechanism")?.unwrap_or_default(),
+        action: text("action")?.unwrap_or_default(),
+    }))
 }
 
 fn scope_to_json(s: &Scope) -> String {

@@ -5,6 +5,7 @@
 //! the bounded queue are refused at once (`LogError::Full`) rather than held in memory.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -199,44 +200,61 @@ async fn run(
                 replies.push(reply);
             }
         }
-        let outcome: Mutex<Option<Integrated>> = Mutex::new(None);
-        let integrator = |size: u64, queued: &[QueuedRecord]| -> Result<Option<Integration>, String> {
-            if size != edge.size() {
-                return Err(format!("the stored tree has {size} leaves, the sequencer {}", edge.size()));
-            }
-            if queued.is_empty() {
-                return Ok(None);
-            }
-            let hashes: Vec<Hash> = queued.iter().map(|q| merkle::leaf_hash(q.json.as_bytes())).collect();
-            let appended = edge.append(&hashes);
-            let new_size = appended.edge.size();
-            let note = signer.sign_checkpoint(&Checkpoint {
-                origin: settings.origin.clone(),
-                size: new_size,
-                root: appended.root,
-            });
-            let leaves: Vec<(u64, u64)> = queued.iter().enumerate().map(|(i, q)| (q.seq, size + i as u64)).collect();
-            let integration = Integration {
-                leaves: leaves.clone(),
-                nodes: appended.nodes.clone(),
-                checkpoint: StoredCheckpoint {
+        // Another gateway process sharing the database may have extended the tree: reload the
+        // edge and retry (nothing of a failed attempt was stored).
+        let mut attempts = 0;
+        let (result, outcome) = loop {
+            attempts += 1;
+            let stale = AtomicBool::new(false);
+            let outcome: Mutex<Option<Integrated>> = Mutex::new(None);
+            let integrator = |size: u64, queued: &[QueuedRecord]| -> Result<Option<Integration>, String> {
+                if size != edge.size() {
+                    stale.store(true, Ordering::Relaxed);
+                    return Err(format!("the stored tree has {size} leaves, the sequencer {}", edge.size()));
+                }
+                if queued.is_empty() {
+                    return Ok(None);
+                }
+                let hashes: Vec<Hash> = queued.iter().map(|q| merkle::leaf_hash(q.json.as_bytes())).collect();
+                let appended = edge.append(&hashes);
+                let new_size = appended.edge.size();
+                let note = signer.sign_checkpoint(&Checkpoint {
+                    origin: settings.origin.clone(),
                     size: new_size,
                     root: appended.root,
-                    note: note.clone(),
-                    at: Utc::now(),
-                },
+                });
+                let leaves: Vec<(u64, u64)> =
+                    queued.iter().enumerate().map(|(i, q)| (q.seq, size + i as u64)).collect();
+                let integration = Integration {
+                    leaves: leaves.clone(),
+                    nodes: appended.nodes.clone(),
+                    checkpoint: StoredCheckpoint {
+                        size: new_size,
+                        root: appended.root,
+                        note: note.clone(),
+                        at: Utc::now(),
+                    },
+                };
+                *outcome.lock().expect("not poisoned") = Some(Integrated {
+                    index_of: leaves.into_iter().collect(),
+                    hash_of: queued.iter().zip(&hashes).map(|(q, h)| (q.seq, *h)).collect(),
+                    appended,
+                    note,
+                });
+                Ok(Some(integration))
             };
-            *outcome.lock().expect("not poisoned") = Some(Integrated {
-                index_of: leaves.into_iter().collect(),
-                hash_of: queued.iter().zip(&hashes).map(|(q, h)| (q.seq, *h)).collect(),
-                appended,
-                note,
-            });
-            Ok(Some(integration))
+            let result = store.integrate(&records, &integrator).await;
+            if result.is_err() && stale.load(Ordering::Relaxed) && attempts < 5 {
+                if let Ok(e) = load_edge(store.as_ref()).await {
+                    edge = e;
+                    continue;
+                }
+            }
+            break (result, outcome.into_inner().expect("not poisoned"));
         };
-        match store.integrate(&records, &integrator).await {
+        match result {
             Ok(seqs) => {
-                let integrated = outcome.into_inner().expect("not poisoned");
+                let integrated = outcome;
                 if let Some(i) = &integrated {
                     edge = i.appended.edge.clone();
                     tracing::debug!(size = edge.size(), entries = i.index_of.len(), "log checkpoint signed");

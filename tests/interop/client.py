@@ -246,16 +246,17 @@ def pull(commerce):
     # Trailer.
     assert trailer.rows == 3, trailer
     assert trailer.batches == len(batches), trailer
-    # The trailer's sha256 covers "the delivered RowBatch encodings, concatenated in order".
+    # The trailer's sha256 is SHA-256 over the SHA-256 digests of the delivered RowBatch
+    # encodings, concatenated in order.
     # A client only has the decoded messages, so it re-serializes each RowBatch
     # deterministically. This matches the gateway's bytes because both prost and protobuf-python
     # write fields in field-number order, pack repeated scalars and omit proto3 defaults, and
     # RowBatch has no maps or unknown fields; deterministic=True pins the remaining freedom.
     reser = [b.SerializeToString(deterministic=True) for b in batches]
-    resha = hashlib.sha256(b"".join(reser)).hexdigest()
+    resha = hashlib.sha256(b"".join(hashlib.sha256(b).digest() for b in reser)).hexdigest()
     # The exact bytes on the wire: PullResponse field 2 (batch) is tag 0x12 + varint length.
     wire = [unwrap_field(r, 2) for r in raw[1:-1]]
-    wiresha = hashlib.sha256(b"".join(wire)).hexdigest()
+    wiresha = hashlib.sha256(b"".join(hashlib.sha256(b).digest() for b in wire)).hexdigest()
     assert trailer.bytes == sum(map(len, wire)), (trailer.bytes, sum(map(len, wire)))
     assert wiresha == trailer.sha256, f"trailer sha256 {trailer.sha256} != sha256 of wire RowBatch bytes {wiresha}"
     assert resha == trailer.sha256, (f"trailer sha256 {trailer.sha256} != sha256 of re-serialized RowBatches "

@@ -65,11 +65,11 @@ async fn publish_grant_pull_delivers_every_mask() {
     assert_eq!(ty("employees"), pb::FieldType::String as i32);
     assert_eq!(ty("score"), pb::FieldType::Float64 as i32);
 
-    // The trailer's digest covers exactly the delivered batches.
+    // The trailer's digest covers exactly the delivered batches: SHA-256 over their SHA-256s.
     let mut d = digest::Context::new(&digest::SHA256);
     let mut bytes = 0;
     for b in &p.raw {
-        d.update(b.encoded());
+        d.update(digest::digest(&digest::SHA256, b.encoded()).as_ref());
         bytes += b.encoded().len() as u64;
     }
     assert_eq!(p.trailer.sha256, hex::encode(d.finish()));

@@ -3,7 +3,9 @@
 
 mod harness;
 
+mod audit;
 mod catalog;
+mod cli;
 mod exchange;
 mod export;
 mod identity;

@@ -1,0 +1,161 @@
+//! `Audit`: checkpoints, entries, proofs and transfer records of the verifiable log.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{time_in, time_out};
+use super::identity::caller;
+use crate::domain::record::RecordKind;
+use crate::pb;
+use crate::service::audit::{self, TransferCursor, TransferQuery};
+use crate::service::{Gateway, ServiceError};
+use crate::store::{StoredCheckpoint, StoredTransfer};
+
+/// The `bth.gateway.v1.Audit` service.
+#[derive(Debug, Clone)]
+pub struct AuditService(pub Gateway);
+
+fn checkpoint_out(c: StoredCheckpoint) -> pb::Checkpoint {
+    pb::Checkpoint { tree_size: c.size, root_hash: c.root.to_vec(), note: c.note, signed_at: Some(time_out(c.at)) }
+}
+
+fn transfer_out(t: StoredTransfer) -> pb::TransferRecord {
+    let f = t.facets;
+    pb::TransferRecord {
+        leaf_index: t.leaf_index,
+        r#type: t.kind.to_string(),
+        json: t.json,
+        at: Some(time_out(t.at)),
+        transfer_id: f.transfer,
+        dataset_id: f.dataset,
+        recipient: f.recipient,
+        exporter: f.exporter,
+        region: f.region,
+        export: f.export,
+        mechanism: f.mechanism,
+        action: f.action,
+    }
+}
+
+/// A non-empty string filter.
+fn text(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn transfer_query_in(r: &pb::ListTransfersRequest) -> Result<TransferQuery, ServiceError> {
+    let kind = match r.r#type.as_str() {
+        "" => None,
+        s => match s.parse::<RecordKind>() {
+            Ok(k @ (RecordKind::TransferDecision | RecordKind::TransferCompleted)) => Some(k),
+            _ => return Err(ServiceError::invalid("type", "must be transfer.decision or transfer.completed")),
+        },
+    };
+    let export = match pb::TransferDirection::try_from(r.direction) {
+        Ok(pb::TransferDirection::Unspecified) => None,
+        Ok(pb::TransferDirection::Export) => Some(true),
+        Ok(pb::TransferDirection::Domestic) => Some(false),
+        Err(_) => return Err(ServiceError::invalid("direction", "unknown value")),
+    };
+    Ok(TransferQuery {
+        from: r.from.as_ref().map(|t| time_in("from", t)).transpose()?,
+        to: r.to.as_ref().map(|t| time_in("to", t)).transpose()?,
+        dataset: text(&r.dataset_id),
+        recipient: text(&r.recipient),
+        exporter: text(&r.exporter),
+        region: text(&r.region),
+        export,
+        mechanism: text(&r.mechanism),
+        action: text(&r.action),
+        kind,
+    })
+}
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for AuditService {
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let r = request.get_ref();
+        let found = match pb::CheckpointMatch::try_from(r.r#match) {
+            Ok(pb::CheckpointMatch::Exact) => {
+                audit::checkpoint(&self.0, &caller, (r.tree_size != 0).then_some(r.tree_size)).await?
+            }
+            Ok(pb::CheckpointMatch::FirstAtLeast) => audit::checkpoint_at_least(&self.0, &caller, r.tree_size).await?,
+            Err(_) => return Err(ServiceError::invalid("match", "unknown value").into()),
+        };
+        Ok(Response::new(checkpoint_out(found)))
+    }
+
+    async fn get_entries(
+        &self,
+        request: Request<pb::GetEntriesRequest>,
+    ) -> Result<Response<pb::GetEntriesResponse>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let r = request.get_ref();
+        let page = audit::entries(&self.0, &caller, r.start, (r.end != 0).then_some(r.end), r.page_size).await?;
+        Ok(Response::new(pb::GetEntriesResponse {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|e| pb::Entry {
+                    index: e.index,
+                    r#type: e.kind.to_string(),
+                    json: e.json,
+                    leaf_hash: e.leaf_hash.to_vec(),
+                })
+                .collect(),
+            next_start: page.next_start,
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let r = request.get_ref();
+        let p =
+            audit::inclusion_proof(&self.0, &caller, r.leaf_index, (r.tree_size != 0).then_some(r.tree_size)).await?;
+        Ok(Response::new(pb::InclusionProof {
+            leaf_index: p.index,
+            tree_size: p.size,
+            leaf_hash: p.leaf_hash.to_vec(),
+            hashes: p.proof.iter().map(|h| h.to_vec()).collect(),
+            root_hash: p.root.to_vec(),
+            checkpoint: p.checkpoint.map(checkpoint_out),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let r = request.get_ref();
+        let p = audit::consistency_proof(&self.0, &caller, r.old_size, (r.new_size != 0).then_some(r.new_size)).await?;
+        Ok(Response::new(pb::ConsistencyProof {
+            old_size: p.old_size,
+            new_size: p.new_size,
+            hashes: p.proof.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    async fn list_transfers(
+        &self,
+        request: Request<pb::ListTransfersRequest>,
+    ) -> Result<Response<pb::ListTransfersResponse>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let r = request.get_ref();
+        let query = transfer_query_in(r)?;
+        let after = match r.page_token.as_str() {
+            "" => None,
+            token => Some(TransferCursor::parse(token)?),
+        };
+        let page = audit::list_transfers(&self.0, &caller, query, r.page_size, after).await?;
+        Ok(Response::new(pb::ListTransfersResponse {
+            transfers: page.transfers.into_iter().map(transfer_out).collect(),
+            next_page_token: page.next.map(|c| c.token()).unwrap_or_default(),
+        }))
+    }
+}

@@ -1,0 +1,471 @@
+//! Audit: checkpoints, entries, inclusion and consistency proofs, and the transfer records.
+//!
+//! Who sees what: officers and auditors see everything; any other participant may fetch
+//! checkpoints and consistency proofs (only hashes), and the entries and inclusion proofs of the
+//! records about its own transfers (its id is their recipient or exporter facet).
+//!
+//! Every proof costs O(log n) node reads in ONE store round trip: the nodes a proof needs depend
+//! only on the index and sizes, so they are first listed by running the proof algorithm against
+//! a [`Recorder`] that returns dummy hashes, then fetched together, then the proof is computed
+//! from the fetched [`NodeMap`].
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+
+use super::{Caller, Gateway, ServiceError};
+use crate::domain::participant::Role;
+use crate::domain::record::{RecordKind, TransferFacets};
+use crate::store::{Store, StoredCheckpoint, StoredTransfer, TransferFilter};
+use crate::translog::edge::NodeMap;
+use crate::translog::merkle::{self, Hash, NodeSource};
+
+/// Largest page of [`entries`].
+pub const MAX_ENTRIES_PAGE: u32 = 1000;
+/// Page of [`entries`] when none is asked for.
+pub const DEFAULT_ENTRIES_PAGE: u32 = 100;
+/// Largest page of [`list_transfers`].
+pub const MAX_TRANSFERS_PAGE: u32 = 500;
+/// Page of [`list_transfers`] when none is asked for.
+pub const DEFAULT_TRANSFERS_PAGE: u32 = 100;
+
+/// A [`NodeSource`] that records which nodes are read and answers with zeros. The set of nodes
+/// the proof functions read depends only on their index and size arguments, never on hashes.
+#[derive(Debug, Default)]
+pub struct Recorder(RefCell<Vec<(u8, u64)>>);
+
+impl Recorder {
+    /// The nodes read so far, without duplicates, in first-read order.
+    pub fn coordinates(&self) -> Vec<(u8, u64)> {
+        let mut seen = HashSet::new();
+        self.0.borrow().iter().copied().filter(|c| seen.insert(*c)).collect()
+    }
+}
+
+impl NodeSource for Recorder {
+    type Error = std::convert::Infallible;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, Self::Error> {
+        self.0.borrow_mut().push((level, index));
+        Ok([0u8; 32])
+    }
+}
+
+/// Fetches `coordinates` with one store call.
+async fn fetch(store: &dyn Store, coordinates: &[(u8, u64)]) -> Result<NodeMap, ServiceError> {
+    Ok(NodeMap(store.tree_nodes(coordinates).await?))
+}
+
+fn missing(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::DataLoss(format!("the transfer log's tree ({e})"))
+}
+
+/// Does this caller see every record?
+fn sees_everything(caller: &Caller) -> bool {
+    caller.participant.has_role(Role::Officer) || caller.participant.has_role(Role::Auditor)
+}
+
+/// Is this record about one of the caller's transfers?
+fn is_party(caller: &Caller, facets: Option<&TransferFacets>) -> bool {
+    let me = caller.participant.id.as_str();
+    facets.is_some_and(|f| f.recipient == me || f.exporter == me)
+}
+
+/// The latest tree size (0 for an empty log).
+async fn latest_size(store: &dyn Store) -> Result<u64, ServiceError> {
+    Ok(store.checkpoint(None).await?.map_or(0, |c| c.size))
+}
+
+/// Refuses a non-officer access to leaves `[from, to)` unless every one is about its transfers.
+async fn require_own_leaves(gw: &Gateway, caller: &Caller, from: u64, to: u64) -> Result<(), ServiceError> {
+    if sees_everything(caller) || from >= to {
+        return Ok(());
+    }
+    let facets = gw.store.leaf_facets(from, to).await?;
+    let mut expected = from;
+    for (index, f) in &facets {
+        if *index != expected || !is_party(caller, f.as_ref()) {
+            break;
+        }
+        expected += 1;
+    }
+    if expected == to {
+        return Ok(());
+    }
+    Err(ServiceError::PermissionDenied(format!(
+        "leaf {expected} is not a record of a transfer of participant {} (officers and auditors see every record)",
+        caller.participant.id
+    )))
+}
+
+/// The latest checkpoint (`size` `None`), or the one of exactly `size`.
+///
+/// # Errors
+/// `NotFound` when no such checkpoint is stored.
+pub async fn checkpoint(gw: &Gateway, _caller: &Caller, size: Option<u64>) -> Result<StoredCheckpoint, ServiceError> {
+    gw.store.checkpoint(size).await?.ok_or_else(|| match size {
+        Some(n) => ServiceError::NotFound(format!("checkpoint of tree size {n}")),
+        None => ServiceError::NotFound("checkpoint (the log is empty)".into()),
+    })
+}
+
+/// The oldest checkpoint whose tree size is at least `size`.
+///
+/// # Errors
+/// `NotFound` when the latest checkpoint is smaller.
+pub async fn checkpoint_at_least(gw: &Gateway, _caller: &Caller, size: u64) -> Result<StoredCheckpoint, ServiceError> {
+    gw.store
+        .checkpoints(size.saturating_sub(1), 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ServiceError::NotFound(format!("checkpoint of tree size {size} or more")))
+}
+
+/// One leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Leaf index.
+    pub index: u64,
+    /// Record type.
+    pub kind: RecordKind,
+    /// The leaf: canonical JSON.
+    pub json: String,
+    /// The leaf hash the tree holds.
+    pub leaf_hash: Hash,
+}
+
+/// A page of entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntriesPage {
+    /// Contiguous from the requested start.
+    pub entries: Vec<Entry>,
+    /// Where the next page starts; `None` when the range is exhausted.
+    pub next_start: Option<u64>,
+}
+
+/// Leaves `[start, end)` (`end` `None`: the latest tree size), at most `page_size` of them (0:
+/// [`DEFAULT_ENTRIES_PAGE`]).
+///
+/// # Errors
+/// `InvalidArgument` (`page_size` above [`MAX_ENTRIES_PAGE`], `end` beyond the latest tree size,
+/// `start` beyond `end`); `PermissionDenied` when a non-officer asks for a leaf not about its
+/// transfers; `DataLoss` when a leaf or its hash is missing.
+pub async fn entries(
+    gw: &Gateway,
+    caller: &Caller,
+    start: u64,
+    end: Option<u64>,
+    page_size: u32,
+) -> Result<EntriesPage, ServiceError> {
+    let page = page(page_size, DEFAULT_ENTRIES_PAGE, MAX_ENTRIES_PAGE)?;
+    let latest = latest_size(gw.store.as_ref()).await?;
+    let end = end.unwrap_or(latest);
+    if end > latest {
+        return Err(ServiceError::invalid("end", format!("exceeds the latest tree size {latest}")));
+    }
+    if start > end {
+        return Err(ServiceError::invalid("start", format!("exceeds the end of the range ({end})")));
+    }
+    let stop = end.min(start + u64::from(page));
+    require_own_leaves(gw, caller, start, stop).await?;
+    let records = gw.store.leaves(start, (stop - start) as u32).await?;
+    let coordinates: Vec<(u8, u64)> = (start..stop).map(|i| (0, i)).collect();
+    let hashes = fetch(gw.store.as_ref(), &coordinates).await?;
+    let mut entries = Vec::with_capacity(records.len());
+    for (expected, r) in (start..stop).zip(&records) {
+        if r.leaf_index != Some(expected) {
+            return Err(ServiceError::DataLoss(format!("the transfer log's leaf {expected}")));
+        }
+        let leaf_hash = hashes.node(0, expected).map_err(missing)?;
+        entries.push(Entry { index: expected, kind: r.kind, json: r.json.clone(), leaf_hash });
+    }
+    if entries.len() as u64 != stop - start {
+        return Err(ServiceError::DataLoss(format!("the transfer log's leaf {}", start + entries.len() as u64)));
+    }
+    Ok(EntriesPage { entries, next_start: (stop < end).then_some(stop) })
+}
+
+/// An inclusion proof with what a client needs to check it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// The leaf.
+    pub index: u64,
+    /// The tree.
+    pub size: u64,
+    /// The leaf hash the tree holds.
+    pub leaf_hash: Hash,
+    /// The audit path, leaf sibling first.
+    pub proof: Vec<Hash>,
+    /// The root of the tree of `size` leaves.
+    pub root: Hash,
+    /// The signed checkpoint of `size`, when one was signed at exactly that size.
+    pub checkpoint: Option<StoredCheckpoint>,
+}
+
+/// Computes an inclusion proof, the leaf hash and the root with one store call for nodes.
+///
+/// # Errors
+/// `DataLoss` when a node the proof needs is not stored. Preconditions (`index < size ≤ latest`)
+/// are the caller's.
+pub async fn prove_inclusion(
+    store: &dyn Store,
+    index: u64,
+    size: u64,
+) -> Result<(Hash, Vec<Hash>, Hash), ServiceError> {
+    let recorder = Recorder::default();
+    let _ = recorder.node(0, index);
+    let Ok(_) = merkle::inclusion_proof(index, size, &recorder) else {
+        return Err(ServiceError::invalid("leaf_index", format!("must be below the tree size {size}")));
+    };
+    let Ok(_) = merkle::root_at(size, &recorder);
+    let nodes = fetch(store, &recorder.coordinates()).await?;
+    let leaf = nodes.node(0, index).map_err(missing)?;
+    let proof = merkle::inclusion_proof(index, size, &nodes).map_err(missing)?;
+    let root = merkle::root_at(size, &nodes).map_err(missing)?;
+    Ok((leaf, proof, root))
+}
+
+/// Computes a consistency proof and both roots with one store call for nodes.
+///
+/// # Errors
+/// `DataLoss` when a node is not stored. Preconditions (`old ≤ new ≤ latest`) are the caller's.
+pub async fn prove_consistency(
+    store: &dyn Store,
+    old_size: u64,
+    new_size: u64,
+) -> Result<(Vec<Hash>, Hash, Hash), ServiceError> {
+    let recorder = Recorder::default();
+    let Ok(_) = merkle::consistency_proof(old_size, new_size, &recorder) else {
+        return Err(ServiceError::invalid("old_size", format!("exceeds new_size {new_size}")));
+    };
+    let Ok(_) = merkle::root_at(old_size, &recorder);
+    let Ok(_) = merkle::root_at(new_size, &recorder);
+    let nodes = fetch(store, &recorder.coordinates()).await?;
+    let proof = merkle::consistency_proof(old_size, new_size, &nodes).map_err(missing)?;
+    let old_root = merkle::root_at(old_size, &nodes).map_err(missing)?;
+    let new_root = merkle::root_at(new_size, &nodes).map_err(missing)?;
+    Ok((proof, old_root, new_root))
+}
+
+/// The inclusion proof of leaf `index` in the tree of `size` leaves (`None`: the latest).
+///
+/// # Errors
+/// `InvalidArgument` unless `index < size ≤ latest` (naming `leaf_index` or `tree_size`);
+/// `PermissionDenied` for a non-officer's leaf not about its transfers; `DataLoss` when stored
+/// nodes are missing.
+pub async fn inclusion_proof(
+    gw: &Gateway,
+    caller: &Caller,
+    index: u64,
+    size: Option<u64>,
+) -> Result<InclusionProof, ServiceError> {
+    let latest = gw.store.checkpoint(None).await?;
+    let latest_size = latest.as_ref().map_or(0, |c| c.size);
+    let size = size.unwrap_or(latest_size);
+    if size > latest_size {
+        return Err(ServiceError::invalid("tree_size", format!("exceeds the latest tree size {latest_size}")));
+    }
+    if index >= size {
+        return Err(ServiceError::invalid("leaf_index", format!("must be below the tree size {size}")));
+    }
+    require_own_leaves(gw, caller, index, index + 1).await?;
+    let (leaf_hash, proof, root) = prove_inclusion(gw.store.as_ref(), index, size).await?;
+    let checkpoint = match latest {
+        Some(c) if c.size == size => Some(c),
+        _ => gw.store.checkpoint(Some(size)).await?,
+    };
+    if checkpoint.as_ref().is_some_and(|c| c.root != root) {
+        return Err(ServiceError::DataLoss(format!("the transfer log's tree at size {size}")));
+    }
+    Ok(InclusionProof { index, size, leaf_hash, proof, root, checkpoint })
+}
+
+/// A consistency proof between two tree sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    /// The older size.
+    pub old_size: u64,
+    /// The newer size.
+    pub new_size: u64,
+    /// The proof.
+    pub proof: Vec<Hash>,
+}
+
+/// The consistency proof from `old_size` to `new_size` (`None`: the latest). Public: it reveals
+/// only hashes.
+///
+/// # Errors
+/// `InvalidArgument` unless `old_size ≤ new_size ≤ latest`; `DataLoss` when nodes are missing.
+pub async fn consistency_proof(
+    gw: &Gateway,
+    _caller: &Caller,
+    old_size: u64,
+    new_size: Option<u64>,
+) -> Result<ConsistencyProof, ServiceError> {
+    let latest = latest_size(gw.store.as_ref()).await?;
+    let new_size = new_size.unwrap_or(latest);
+    if new_size > latest {
+        return Err(ServiceError::invalid("new_size", format!("exceeds the latest tree size {latest}")));
+    }
+    if old_size > new_size {
+        return Err(ServiceError::invalid("old_size", format!("exceeds new_size {new_size}")));
+    }
+    let (proof, _, _) = prove_consistency(gw.store.as_ref(), old_size, new_size).await?;
+    Ok(ConsistencyProof { old_size, new_size, proof })
+}
+
+/// Filters of [`list_transfers`] (every `Some` narrows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransferQuery {
+    /// At or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Before.
+    pub to: Option<DateTime<Utc>>,
+    /// Dataset id.
+    pub dataset: Option<String>,
+    /// Recipient id.
+    pub recipient: Option<String>,
+    /// Exporter id.
+    pub exporter: Option<String>,
+    /// Recipient region.
+    pub region: Option<String>,
+    /// Export (`true`) or domestic.
+    pub export: Option<bool>,
+    /// Mechanism.
+    pub mechanism: Option<String>,
+    /// Action.
+    pub action: Option<String>,
+    /// Decision or completion.
+    pub kind: Option<RecordKind>,
+}
+
+/// Where the next page of [`list_transfers`] starts: after `(at, seq)` in newest-first order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferCursor {
+    /// The last record's time.
+    pub at: DateTime<Utc>,
+    /// The last record's sequence number.
+    pub seq: u64,
+}
+
+impl TransferCursor {
+    /// The opaque page token: `<at microseconds>.<seq>`.
+    pub fn token(&self) -> String {
+        format!("{}.{}", self.at.timestamp_micros(), self.seq)
+    }
+
+    /// Parses a page token.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming `page_token`.
+    pub fn parse(token: &str) -> Result<TransferCursor, ServiceError> {
+        let bad = || ServiceError::invalid("page_token", "is not a token this service returned");
+        let (at, seq) = token.split_once('.').ok_or_else(bad)?;
+        let at = DateTime::from_timestamp_micros(at.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+        Ok(TransferCursor { at, seq: seq.parse().map_err(|_| bad())? })
+    }
+}
+
+/// A page of transfer records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransfersPage {
+    /// Newest first.
+    pub transfers: Vec<StoredTransfer>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<TransferCursor>,
+}
+
+/// Transfer records matching `query`, newest first; a participant that is neither officer nor
+/// auditor sees only its own transfers (recipient or exporter).
+///
+/// # Errors
+/// `InvalidArgument` for a page size above [`MAX_TRANSFERS_PAGE`] or `from` after `to`.
+pub async fn list_transfers(
+    gw: &Gateway,
+    caller: &Caller,
+    query: TransferQuery,
+    page_size: u32,
+    after: Option<TransferCursor>,
+) -> Result<TransfersPage, ServiceError> {
+    let page = page(page_size, DEFAULT_TRANSFERS_PAGE, MAX_TRANSFERS_PAGE)?;
+    if let (Some(from), Some(to)) = (query.from, query.to) {
+        if from > to {
+            return Err(ServiceError::invalid("from", "is after `to`"));
+        }
+    }
+    let filter = TransferFilter {
+        from: query.from,
+        to: query.to,
+        dataset: query.dataset,
+        recipient: query.recipient,
+        exporter: query.exporter,
+        region: query.region,
+        export: query.export,
+        mechanism: query.mechanism,
+        action: query.action,
+        kind: query.kind,
+        party: (!sees_everything(caller)).then(|| caller.participant.id.to_string()),
+        before: after.map(|c| (c.at, c.seq)),
+    };
+    let mut transfers = gw.store.transfers(&filter, page + 1).await?;
+    let more = transfers.len() > page as usize;
+    transfers.truncate(page as usize);
+    let next = more.then(|| transfers.last().map(|t| TransferCursor { at: t.at, seq: t.seq })).flatten();
+    Ok(TransfersPage { transfers, next })
+}
+
+/// A page size: 0 means `default`; above `max` is refused naming `page_size`.
+fn page(page_size: u32, default: u32, max: u32) -> Result<u32, ServiceError> {
+    match page_size {
+        0 => Ok(default),
+        n if n > max => Err(ServiceError::invalid("page_size", format!("at most {max}"))),
+        n => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translog::merkle::MemoryTree;
+
+    #[test]
+    fn a_recorded_proof_reads_the_same_nodes_as_a_real_one() {
+        let mut tree = MemoryTree::new();
+        for i in 0..1000u32 {
+            tree.push(&i.to_be_bytes());
+        }
+        for (index, size) in [(0u64, 1u64), (5, 8), (999, 1000), (123, 777), (512, 513)] {
+            let recorder = Recorder::default();
+            merkle::inclusion_proof(index, size, &recorder).unwrap();
+            let _ = merkle::root_at(size, &recorder);
+            let map =
+                NodeMap(recorder.coordinates().into_iter().map(|(l, i)| ((l, i), tree.node(l, i).unwrap())).collect());
+            let proof = merkle::inclusion_proof(index, size, &map).unwrap();
+            assert_eq!(proof, merkle::inclusion_proof(index, size, &tree).unwrap());
+            assert!(map.0.len() <= 2 * 64);
+        }
+        for (old, new) in [(1u64, 8u64), (6, 8), (300, 1000), (999, 1000), (0, 10)] {
+            let recorder = Recorder::default();
+            merkle::consistency_proof(old, new, &recorder).unwrap();
+            let map =
+                NodeMap(recorder.coordinates().into_iter().map(|(l, i)| ((l, i), tree.node(l, i).unwrap())).collect());
+            assert_eq!(
+                merkle::consistency_proof(old, new, &map).unwrap(),
+                merkle::consistency_proof(old, new, &tree).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn a_page_token_round_trips_and_garbage_is_refused() {
+        let c = TransferCursor { at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(), seq: 42 };
+        assert_eq!(TransferCursor::parse(&c.token()).unwrap(), c);
+        for bad in ["", "x", "1.", ".2", "1.2.3", "-1.x"] {
+            assert!(matches!(
+                TransferCursor::parse(bad),
+                Err(ServiceError::InvalidArgument { field, .. }) if field == "page_token"
+            ));
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! The verifiable transfer log from the outside: receipts checked with an independent
+//! implementation, the Audit service's proofs and roles, ListTransfers, `audit verify` against
+//! tampered databases, and fail-closed pulls.
+
+use bth_gateway::domain::classification::Level;
+use bth_gateway::domain::participant::{ParticipantKind, RecipientType, Role};
+use bth_gateway::pb::{self, audit_client::AuditClient};
+use bth_gateway::pki::{self, LeafKind};
+use chrono::Duration;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::Code;
+
+use crate::harness::*;
+
+/// An independent implementation of what a recipient needs to check a receipt by hand: C2SP
+/// signed notes with Ed25519 (ring directly) and RFC 6962 / RFC 9162 inclusion verification.
+/// Deliberately shares no code with `bth_gateway::translog`.
+mod independent {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use ring::{digest, signature};
+
+    pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        for p in parts {
+            ctx.update(p);
+        }
+        ctx.finish().as_ref().try_into().unwrap()
+    }
+
+    pub fn leaf_hash(leaf: &[u8]) -> [u8; 32] {
+        sha256(&[&[0x00], leaf])
+    }
+
+    fn node(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+        sha256(&[&[0x01], left, right])
+    }
+
+    /// A checkpoint whose signature verified.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct Checkpoint {
+        pub origin: String,
+        pub size: u64,
+        pub root: [u8; 32],
+    }
+
+    /// Verifies a signed note with a verifier key `<name>+<hex key id>+<base64(0x01 ‖ key)>` and
+    /// parses its checkpoint body. Panics on any failure.
+    pub fn open_checkpoint(vkey: &str, note: &str) -> Checkpoint {
+        let mut parts = vkey.splitn(3, '+');
+        let (name, id_hex, key) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let key = STANDARD.decode(key).unwrap();
+        assert_eq!(key[0], 0x01, "Ed25519");
+        let public = &key[1..];
+        assert_eq!(public.len(), 32);
+        let id = &sha256(&[name.as_bytes(), b"\n", &[0x01], public])[..4];
+        assert_eq!(hex::encode(id), id_hex, "the key id is derived from name and key");
+
+        let split = note.rfind("\n\n").expect("a blank line before the signatures");
+        let (body, signatures) = (&note[..=split], &note[split + 2..]);
+        let mut verified = false;
+        for line in signatures.lines() {
+            let rest = line.strip_prefix("\u{2014} ").expect("signature lines start with an em dash");
+            let (signer, blob) = rest.split_once(' ').unwrap();
+            let blob = STANDARD.decode(blob).unwrap();
+            if signer == name && &blob[..4] == id {
+                signature::UnparsedPublicKey::new(&signature::ED25519, public)
+                    .verify(body.as_bytes(), &blob[4..])
+                    .expect("the signature verifies over the body");
+                verified = true;
+            }
+        }
+        assert!(verified, "no signature by {name}");
+        let lines: Vec<&str> = body.lines().collect();
+        Checkpoint {
+            origin: lines[0].to_owned(),
+            size: lines[1].parse().unwrap(),
+            root: STANDARD.decode(lines[2]).unwrap().try_into().unwrap(),
+        }
+    }
+
+    /// RFC 9162 §2.1.3.2.
+    pub fn inclusion_holds(leaf: [u8; 32], index: u64, size: u64, proof: &[[u8; 32]], root: [u8; 32]) -> bool {
+        if index >= size {
+            return false;
+        }
+        let (mut f, mut s, mut r) = (index, size - 1, leaf);
+        for p in proof {
+            if s == 0 {
+                return false;
+            }
+            if f & 1 == 1 || f == s {
+                r = node(p, &r);
+                if f & 1 == 0 {
+                    while f & 1 == 0 && f != 0 {
+                        f >>= 1;
+                        s >>= 1;
+                    }
+                }
+            } else {
+                r = node(&r, p);
+            }
+            f >>= 1;
+            s >>= 1;
+        }
+        s == 0 && r == root
+    }
+
+    /// A `c2sp.org/tlog-proof@v1` receipt: index, proof, signed note.
+    pub fn parse_receipt(text: &str) -> (u64, Vec<[u8; 32]>, String) {
+        let (head, note) = text.split_once("\n\n").unwrap();
+        let mut lines = head.lines();
+        assert_eq!(lines.next(), Some("c2sp.org/tlog-proof@v1"));
+        let index = lines.next().unwrap().strip_prefix("index ").unwrap().parse().unwrap();
+        let proof = lines.map(|l| STANDARD.decode(l).unwrap().try_into().unwrap()).collect();
+        (index, proof, note.to_owned())
+    }
+}
+
+/// Audit clients of participant `id`, with a fresh certificate from the gateway's CA.
+async fn audit_client(t: &TestGateway, id: &str) -> AuditClient<Channel> {
+    let leaf = pki::issue(&t.ca, id, LeafKind::Client).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&t.ca.cert))
+        .domain_name("localhost")
+        .identity(Identity::from_pem(&leaf.cert, &leaf.key));
+    let channel = Channel::from_shared(format!("https://{}", t.addr)).unwrap().tls_config(tls).unwrap();
+    AuditClient::new(channel.connect().await.unwrap())
+}
+
+async fn auditor(t: &TestGateway) -> AuditClient<Channel> {
+    t.register("auditor", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Auditor], Level::G1)
+        .await;
+    audit_client(t, "auditor").await
+}
+
+/// `tj-stats` publishes `survey` (10 rows); returns its clients.
+async fn published(t: &TestGateway) -> Client {
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(10, 0)]).await.unwrap();
+    owner
+}
+
+/// A consumer `id` granted `enterprise` and `district` of `survey`.
+async fn granted_consumer(t: &TestGateway, owner: &mut Client, id: &str) -> Client {
+    let mut c = t.consumer(id, Level::G2).await;
+    granted(owner, &mut c, "survey", &["enterprise", "district"], pb::Approve::default()).await;
+    c
+}
+
+fn hashes(v: &[Vec<u8>]) -> Vec<[u8; 32]> {
+    v.iter().map(|h| h.as_slice().try_into().unwrap()).collect()
+}
+
+fn entry_req(start: u64, end: u64) -> pb::GetEntriesRequest {
+    pb::GetEntriesRequest { start, end, page_size: 0 }
+}
+
+#[tokio::test]
+async fn a_pull_receipt_verifies_offline_with_an_independent_note_and_merkle_implementation() {
+    let t = TestGateway::start().await;
+    let mut owner = published(&t).await;
+    let mut consumer = granted_consumer(&t, &mut owner, "tj-commerce").await;
+    let p = pull(&mut consumer, pull_req("survey")).await.unwrap();
+    let vkey = t.gw.log.verifier_key().to_owned();
+
+    // The decision's receipt: index, audit path, signed checkpoint.
+    let (index, proof, note) = independent::parse_receipt(&p.header.decision_receipt);
+    assert_eq!(index, p.header.decision_index);
+    let checkpoint = independent::open_checkpoint(&vkey, &note);
+    assert_eq!(checkpoint.origin, LOG_ORIGIN);
+    assert!(checkpoint.size > index);
+
+    // The leaf itself, as the consumer may read it (its own transfer).
+    let mut audit = audit_client(&t, "tj-commerce").await;
+    let entries = audit.get_entries(entry_req(index, index + 1)).await.unwrap().into_inner().entries;
+    assert_eq!(entries.len(), 1);
+    let leaf = &entries[0];
+    assert_eq!(leaf.r#type, "transfer.decision");
+    let record: serde_json::Value = serde_json::from_str(&leaf.json).unwrap();
+    assert_eq!(record["type"], "transfer.decision");
+    let leaf_hash = independent::leaf_hash(leaf.json.as_bytes());
+    assert_eq!(leaf.leaf_hash, leaf_hash.to_vec());
+    assert!(independent::inclusion_holds(leaf_hash, index, checkpoint.size, &proof, checkpoint.root));
+
+    // A different leaf, index or root does not verify.
+    assert!(!independent::inclusion_holds(
+        independent::leaf_hash(b"{}"),
+        index,
+        checkpoint.size,
+        &proof,
+        checkpoint.root
+    ));
+    assert!(!independent::inclusion_holds(leaf_hash, index + 1, checkpoint.size, &proof, checkpoint.root));
+    let mut wrong_root = checkpoint.root;
+    wrong_root[0] ^= 1;
+    assert!(!independent::inclusion_holds(leaf_hash, index, checkpoint.size, &proof, wrong_root));
+
+    // The completion's receipt too.
+    let (cindex, cproof, cnote) = independent::parse_receipt(&p.trailer.completion_receipt);
+    let cp = independent::open_checkpoint(&vkey, &cnote);
+    let centry = audit.get_entries(entry_req(cindex, cindex + 1)).await.unwrap().into_inner().entries.remove(0);
+    assert_eq!(centry.r#type, "transfer.completed");
+    assert!(independent::inclusion_holds(
+        independent::leaf_hash(centry.json.as_bytes()),
+        cindex,
+        cp.size,
+        &cproof,
+        cp.root
+    ));
+}
+
+#[tokio::test]
+async fn inclusion_and_consistency_proofs_verify_against_the_signed_checkpoints() {
+    let t = TestGateway::start().await;
+    let mut owner = published(&t).await;
+    let mut consumer = granted_consumer(&t, &mut owner, "tj-commerce").await;
+    let first = pull(&mut consumer, pull_req("survey")).await.unwrap();
+    let (_, _, old_note) = independent::parse_receipt(&first.trailer.completion_receipt);
+    let vkey = t.gw.log.verifier_key().to_owned();
+    let old = independent::open_checkpoint(&vkey, &old_note);
+    for _ in 0..3 {
+        pull(&mut consumer, pull_req("survey")).await.unwrap();
+    }
+    let mut audit = auditor(&t).await;
+    // Records of registrations are integrated within a second; wait for a stable latest size.
+    pull(&mut consumer, pull_req("survey")).await.unwrap();
+    let latest = audit.get_checkpoint(pb::GetCheckpointRequest::default()).await.unwrap().into_inner();
+    let cp = independent::open_checkpoint(&vkey, &latest.note);
+    assert_eq!((cp.size, cp.root.to_vec()), (latest.tree_size, latest.root_hash.clone()));
+
+    // Every leaf's inclusion proof in the latest tree, against the signed root.
+    let entries = audit.get_entries(entry_req(0, cp.size)).await.unwrap().into_inner();
+    assert_eq!(entries.entries.len() as u64, cp.size);
+    for e in &entries.entries {
+        let proof = audit
+            .get_inclusion_proof(pb::GetInclusionProofRequest { leaf_index: e.index, tree_size: 0 })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(proof.tree_size, cp.size);
+        assert_eq!(proof.checkpoint.as_ref().unwrap().note, latest.note);
+        let leaf = independent::leaf_hash(e.json.as_bytes());
+        assert_eq!(proof.leaf_hash, leaf.to_vec());
+        assert!(
+            independent::inclusion_holds(leaf, e.index, cp.size, &hashes(&proof.hashes), cp.root),
+            "leaf {}",
+            e.index
+        );
+    }
+
+    // In an older checkpoint's tree, with that checkpoint.
+    let proof = audit
+        .get_inclusion_proof(pb::GetInclusionProofRequest { leaf_index: 0, tree_size: old.size })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(independent::open_checkpoint(&vkey, &proof.checkpoint.unwrap().note), old);
+    let leaf0 = independent::leaf_hash(entries.entries[0].json.as_bytes());
+    assert!(independent::inclusion_holds(leaf0, 0, old.size, &hashes(&proof.hashes), old.root));
+
+    // Consistency from the old checkpoint to the latest, checked with the library verifier.
+    let c = audit
+        .get_consistency_proof(pb::GetConsistencyProofRequest { old_size: old.size, new_size: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(c.new_size, cp.size);
+    let proof = hashes(&c.hashes);
+    bth_gateway::translog::merkle::verify_consistency(old.size, cp.size, &old.root, &cp.root, &proof).unwrap();
+    let mut forged = old.root;
+    forged[3] ^= 0x40;
+    assert!(bth_gateway::translog::merkle::verify_consistency(old.size, cp.size, &forged, &cp.root, &proof).is_err());
+
+    // Walking every checkpoint with FIRST_AT_LEAST reaches the latest.
+    let mut size = 1;
+    let mut walked = 0;
+    loop {
+        let c = audit
+            .get_checkpoint(pb::GetCheckpointRequest {
+                tree_size: size,
+                r#match: pb::CheckpointMatch::FirstAtLeast as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        independent::open_checkpoint(&vkey, &c.note);
+        walked += 1;
+        if c.tree_size == cp.size {
+            break;
+        }
+        size = c.tree_size + 1;
+    }
+    assert!(walked >= 5, "one checkpoint per integrated batch: {walked}");
+}
+
+#[tokio::test]
+async fn a_consumer_cannot_read_another_consumers_transfer_records_but_an_auditor_and_the_exporter_can() {
+    let t = TestGateway::start().await;
+    let mut owner = published(&t).await;
+    let mut alice = granted_consumer(&t, &mut owner, "tj-commerce").await;
+    granted_consumer(&t, &mut owner, "tj-customs").await;
+    let p = pull(&mut alice, pull_req("survey")).await.unwrap();
+    let index = p.header.decision_index;
+
+    let mut bob = audit_client(&t, "tj-customs").await;
+    let err = bob.get_entries(entry_req(index, index + 1)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err =
+        bob.get_inclusion_proof(pb::GetInclusionProofRequest { leaf_index: index, tree_size: 0 }).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // Nor records about no transfer (a participant registration).
+    let err = bob.get_entries(entry_req(0, 1)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // Nor a range that includes a foreign record.
+    let err = bob.get_entries(entry_req(0, 0)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // Bob sees no transfer in ListTransfers; checkpoints and consistency proofs are public.
+    let mine = bob.list_transfers(pb::ListTransfersRequest::default()).await.unwrap().into_inner();
+    assert!(mine.transfers.is_empty());
+    let latest = bob.get_checkpoint(pb::GetCheckpointRequest::default()).await.unwrap().into_inner();
+    bob.get_consistency_proof(pb::GetConsistencyProofRequest { old_size: 1, new_size: latest.tree_size })
+        .await
+        .unwrap();
+
+    // Alice reads her own records; so does the exporter; the auditor reads everything.
+    let mut alice_audit = audit_client(&t, "tj-commerce").await;
+    alice_audit.get_inclusion_proof(pb::GetInclusionProofRequest { leaf_index: index, tree_size: 0 }).await.unwrap();
+    let theirs = alice_audit.list_transfers(pb::ListTransfersRequest::default()).await.unwrap().into_inner();
+    assert_eq!(theirs.transfers.len(), 2, "decision and completion");
+    let mut exporter = audit_client(&t, "tj-stats").await;
+    exporter.get_entries(entry_req(index, index + 1)).await.unwrap();
+    let mut auditor = auditor(&t).await;
+    let all = auditor.get_entries(entry_req(0, latest.tree_size)).await.unwrap().into_inner();
+    assert_eq!(all.entries.len() as u64, latest.tree_size);
+    assert_eq!(all.entries[0].r#type, "participant.registered");
+}
+
+#[tokio::test]
+async fn list_transfers_filters_by_every_facet_and_time_and_pages_newest_first() {
+    let t = TestGateway::start().await;
+    let mut owner = published(&t).await;
+    let mut alice = granted_consumer(&t, &mut owner, "tj-commerce").await;
+    let mut hk = t
+        .register("hk-univ", ParticipantKind::Other, RecipientType::Research, "HK", &[Role::Consumer], Level::G3)
+        .await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    let start = t.clock.now_plus(Duration::zero());
+    for _ in 0..3 {
+        pull(&mut alice, pull_req("survey")).await.unwrap();
+        t.clock.advance(Duration::minutes(1));
+    }
+    let middle = t.clock.now_plus(Duration::zero());
+    let held = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(held.code(), Code::FailedPrecondition);
+    t.clock.advance(Duration::minutes(1));
+    pull(&mut alice, pull_req("survey")).await.unwrap();
+
+    let audit = auditor(&t).await;
+    let list = |req: pb::ListTransfersRequest| {
+        let mut audit = audit.clone();
+        async move { audit.list_transfers(req).await.unwrap().into_inner() }
+    };
+    let all = list(pb::ListTransfersRequest::default()).await;
+    // 4 passed pulls (decision + completion) and one held decision.
+    assert_eq!(all.transfers.len(), 9);
+    assert!(all.next_page_token.is_empty());
+    let times: Vec<i64> = all.transfers.iter().map(|r| r.at.unwrap().seconds).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    let indexes: Vec<u64> = all.transfers.iter().map(|r| r.leaf_index).collect();
+    assert!(indexes.windows(2).all(|w| w[0] > w[1]), "same order as the log here: {indexes:?}");
+    for r in &all.transfers {
+        let json: serde_json::Value = serde_json::from_str(&r.json).unwrap();
+        assert_eq!(json["type"], r.r#type);
+    }
+
+    let exports =
+        list(pb::ListTransfersRequest { direction: pb::TransferDirection::Export as i32, ..Default::default() }).await;
+    assert_eq!(exports.transfers.len(), 1);
+    let e = &exports.transfers[0];
+    assert_eq!((e.recipient.as_str(), e.region.as_str(), e.action.as_str()), ("hk-univ", "HK", "HOLD"));
+    assert!(e.export);
+    assert_eq!(list(pb::ListTransfersRequest { region: "HK".into(), ..Default::default() }).await.transfers.len(), 1);
+    assert_eq!(
+        list(pb::ListTransfersRequest { action: "HOLD".into(), ..Default::default() }).await.transfers,
+        exports.transfers
+    );
+    assert_eq!(
+        list(pb::ListTransfersRequest { mechanism: e.mechanism.clone(), ..Default::default() }).await.transfers,
+        exports.transfers
+    );
+    let domestic = list(pb::ListTransfersRequest {
+        direction: pb::TransferDirection::Domestic as i32,
+        recipient: "tj-commerce".into(),
+        r#type: "transfer.completed".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(domestic.transfers.len(), 4);
+    assert!(domestic.transfers.iter().all(|r| r.action == "COMPLETED" && !r.export));
+    assert_eq!(
+        list(pb::ListTransfersRequest {
+            dataset_id: "survey".into(),
+            exporter: "tj-stats".into(),
+            ..Default::default()
+        })
+        .await
+        .transfers
+        .len(),
+        9
+    );
+    assert!(list(pb::ListTransfersRequest { dataset_id: "other".into(), ..Default::default() })
+        .await
+        .transfers
+        .is_empty());
+    // Time range: [start, middle) holds the first three pulls.
+    let early = list(pb::ListTransfersRequest { from: Some(start), to: Some(middle), ..Default::default() }).await;
+    assert_eq!(early.transfers.len(), 6);
+    let late = list(pb::ListTransfersRequest { from: Some(middle), ..Default::default() }).await;
+    assert_eq!(late.transfers.len(), 3);
+
+    // Paging: pages of 2 walk the same list without gaps or repeats.
+    let mut walked = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(pb::ListTransfersRequest { page_size: 2, page_token: token, ..Default::default() }).await;
+        assert!(page.transfers.len() <= 2);
+        walked.extend(page.transfers);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(walked, all.transfers);
+}
+
+#[tokio::test]
+async fn out_of_range_sizes_indexes_and_pages_are_invalid_arguments_naming_the_field() {
+    use tonic_types::StatusExt;
+    let t = TestGateway::start().await;
+    let mut owner = published(&t).await;
+    let mut alice = granted_consumer(&t, &mut owner, "tj-commerce").await;
+    pull(&mut alice, pull_req("survey")).await.unwrap();
+    let mut audit = auditor(&t).await;
+    let size = audit.get_checkpoint(pb::GetCheckpointRequest::default()).await.unwrap().into_inner().tree_size;
+    let field = |e: tonic::Status| {
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        e.get_details_bad_request().unwrap().field_violations[0].field.clone()
+    };
+    let incl = |leaf_index, tree_size| pb::GetInclusionProofRequest { leaf_index, tree_size };
+    assert_eq!(field(audit.get_inclusion_proof(incl(size, 0)).await.unwrap_err()), "leaf_index");
+    assert_eq!(field(audit.get_inclusion_proof(incl(0, size + 1)).await.unwrap_err()), "tree_size");
+    assert_eq!(field(audit.get_inclusion_proof(incl(3, 3)).await.unwrap_err()), "leaf_index");
+    let cons = |old_size, new_size| pb::GetConsistencyProofRequest { old_size, new_size };
+    assert_eq!(field(audit.get_consistency_proof(cons(3, 2)).await.unwrap_err()), "old_size");
+    assert_eq!(field(audit.get_consistency_proof(cons(1, size + 1)).await.unwrap_err()), "new_size");
+    assert_eq!(field(audit.get_consistency_proof(cons(size + 1, 0)).await.unwrap_err()), "old_size");
+    assert_eq!(
+        field(audit.get_entries(pb::GetEntriesRequest { start: 0, end: 0, page_size: 1001 }).await.unwrap_err()),
+        "page_size"
+    );
+    assert_eq!(field(audit.get_entries(entry_req(0, size + 1)).await.unwrap_err()), "end");
+    assert_eq!(field(audit.get_entries(entry_req(5, 2)).await.unwrap_err()), "start");
+    assert_eq!(
+        field(
+            audit.list_transfers(pb::ListTransfersRequest { page_size: 501, ..Default::default() }).await.unwrap_err()
+        ),
+        "page_size"
+    );
+    assert_eq!(
+        field(
+            audit
+                .list_transfers(pb::ListTransfersRequest { page_token: "garbage".into(), ..Default::default() })
+                .await
+                .unwrap_err()
+        ),
+        "page_token"
+    );
+    // Paging entries: next_start walks to the end.
+    let page = audit.get_entries(pb::GetEntriesRequest { start: 0, end: 0, page_size: 2 }).await.unwrap().into_inner();
+    assert_eq!(page.entries.len(), 2);
+    assert_eq!(page.next_start, Some(2));
+    let last = audit.get_entries(entry_req(size - 1, 0)).await.unwrap().into_inner();
+    assert_eq!((last.entries.len(), last.next_start), (1, None));
+    let err = audit.get_checkpoint(pb::GetCheckpointRequest { tree_size: size + 100, r#match: 0 }).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
