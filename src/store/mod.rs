@@ -19,6 +19,9 @@ use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, StoredRecord};
 
 pub mod cache;
+#[cfg(test)]
+mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 /// What can go wrong in a store. Client-facing messages never include the source.
@@ -377,14 +380,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(u64, Option<crate::domain::record::TransferFacets>)>, StoreError>;
 }
 
-/// Opens the store a database URL names: `sqlite:PATH` (created and migrated when missing).
+/// Opens the store a database URL names: `sqlite:PATH` (created and migrated when missing) or
+/// `postgres://…` / `postgresql://…` (an existing database, migrated).
 ///
 /// # Errors
 /// An unsupported scheme, or a database that cannot be opened or migrated.
 pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(postgres::PostgresStore::open(url).await?))
     } else {
-        anyhow::bail!("unsupported database URL scheme (expected sqlite:): {}", url.split(':').next().unwrap_or(""))
+        anyhow::bail!(
+            "unsupported database URL scheme (expected sqlite: or postgres:): {}",
+            url.split(':').next().unwrap_or("")
+        )
     }
 }
