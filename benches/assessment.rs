@@ -14,7 +14,9 @@ use bth_gateway::domain::participant::{Participant, ParticipantKind, Participant
 use bth_gateway::pb;
 use bth_gateway::policy::{self, Approval, ApprovalType, PolicyConfig, Scope, WindowTotals};
 use bth_gateway::service::exchange::{self, PullRequest};
-use bth_gateway::service::{catalog, participants, publishing, sharing, Caller, Gateway, Limits, SystemClock};
+use bth_gateway::service::{
+    catalog, oversight, participants, publishing, sharing, Caller, Gateway, Limits, SystemClock,
+};
 use bth_gateway::store::sqlite::SqliteStore;
 use bth_gateway::translog::note::Signer;
 use bth_gateway::translog::sequencer::{LogSettings, TransferLog};
@@ -92,7 +94,9 @@ async fn one_million_persons(persons: u32) {
     let gw = Gateway::new(store, &[9u8; 32], Arc::new(SystemClock), Limits::default(), PolicyConfig::default(), log);
     let owner = participant("sme", ParticipantKind::Other, RecipientType::Enterprise, "CN-TJ", &[Role::Publisher]);
     let hk = participant("hk-univ", ParticipantKind::Other, RecipientType::Research, "HK", &[Role::Consumer]);
-    for p in [&owner, &hk] {
+    let officer =
+        participant("officer", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Officer]);
+    for p in [&owner, &hk, &officer] {
         participants::register_as(gw.store.as_ref(), "bench", p.clone()).await.unwrap();
     }
     let caller = |p: &Participant| Caller { participant: p.clone(), cert_sha256: String::new() };
@@ -148,6 +152,23 @@ async fn one_million_persons(persons: u32) {
     .unwrap();
     sharing::decide(&gw, &caller(&owner), &g.id, sharing::Decision::Approve(Default::default())).await.unwrap();
 
+    // A million persons needs a security assessment (A4): record one so that the transfer passes
+    // and its persons enter the ledger.
+    oversight::record_approval(
+        &gw,
+        &caller(&officer),
+        oversight::NewApproval {
+            id: Some("SA-BENCH".into()),
+            kind: ApprovalType::CacSa,
+            exporter: owner.id.clone(),
+            reference: "CAC-BENCH".into(),
+            issued: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+            expires: None,
+            scope: Scope::default(),
+        },
+    )
+    .await
+    .unwrap();
     let req = PullRequest { dataset: Some(dataset.id.clone()), ..Default::default() };
     let t = Instant::now();
     let result = exchange::authorize(&gw, &caller(&hk), &req).await;

@@ -112,7 +112,8 @@ pub async fn gateway(config: &Config) -> anyhow::Result<Gateway> {
         }
     }
     let store = crate::store::open(&config.database_url).await?;
-    let purged = store.purge_abandoned_uploads().await?;
+    // Uploads in flight on other replicas are younger than a day.
+    let purged = store.purge_abandoned_uploads(chrono::Utc::now() - chrono::Duration::days(1)).await?;
     if purged > 0 {
         tracing::info!(purged, "discarded unfinished uploads");
     }

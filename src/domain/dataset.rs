@@ -35,6 +35,13 @@ named_enum! {
     }
 }
 
+impl FieldType {
+    /// Values travel as text (`Column.strings`).
+    pub fn is_text(self) -> bool {
+        matches!(self, FieldType::String | FieldType::Date | FieldType::Timestamp | FieldType::Decimal)
+    }
+}
+
 /// A field name: 1–64 characters of `a-z 0-9 _`, starting with a letter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

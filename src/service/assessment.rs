@@ -47,43 +47,75 @@ async fn persons(
 ) -> Result<Vec<[u8; 32]>, ServiceError> {
     let key = gw.counting_key();
     let person_index = dataset.person_key_field.as_ref().and_then(|f| dataset.field_index(f));
-    let mut out: HashSet<[u8; 32]> = HashSet::new();
+    let mut out: Vec<[u8; 32]> = Vec::with_capacity(version.rows as usize);
     let mut chunks = gw.store.chunks(&dataset.id, version.version, 0);
     let corrupt = || ServiceError::DataLoss(format!("dataset {} version {}", dataset.id, version.version));
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;
         let (n, columns) = RowBatch::from_encoded(chunk.data).split().map_err(|_| corrupt())?;
-        let column = |i: usize| -> Result<(Vec<Option<String>>, FieldType), ServiceError> {
-            let c: Column =
-                prost::Message::decode(columns.get(i).cloned().ok_or_else(corrupt)?).map_err(|_| corrupt())?;
-            let ty = dataset.fields[i].ty;
-            Ok((text_values(&c, ty, n), ty))
+        let decode = |i: usize| -> Result<Column, ServiceError> {
+            prost::Message::decode(columns.get(i).cloned().ok_or_else(corrupt)?).map_err(|_| corrupt())
         };
-        let keep: Vec<bool> = match rows.filter {
-            None => vec![true; n as usize],
-            Some((i, _, accepted)) => {
-                column(*i)?.0.into_iter().map(|v| v.is_some_and(|v| accepted.contains(&v))).collect()
+        let keep: Option<Vec<bool>> = match rows.filter {
+            None => None,
+            Some((i, ty, accepted)) => Some(
+                text_values(&decode(*i)?, *ty, n)
+                    .into_iter()
+                    .map(|v| v.is_some_and(|v| accepted.contains(&v)))
+                    .collect(),
+            ),
+        };
+        let kept = |row: usize| keep.as_ref().is_none_or(|k| k[row]);
+        let tag = |parts: &[&[u8]]| -> [u8; 32] {
+            let mut ctx = hmac::Context::with_key(&key);
+            for p in parts {
+                ctx.update(p);
             }
+            ctx.sign().as_ref().try_into().expect("32 bytes")
         };
-        let values = match person_index {
-            Some(i) => column(i)?.0,
-            None => vec![None; n as usize],
+        let anonymous = |row: usize| {
+            let seq = chunk.seq.to_be_bytes();
+            let row = (row as u64).to_be_bytes();
+            tag(&[b"row\0", dataset.id.as_str().as_bytes(), b"\0", &version.version.to_be_bytes(), &seq, &row])
         };
-        for (row, (value, kept)) in values.into_iter().zip(keep).enumerate() {
-            if !kept {
-                continue;
+        match person_index.map(decode).transpose()? {
+            // The common case: a text key, no row walking beyond the nulls.
+            Some(c) if dataset.fields[person_index.unwrap_or(0)].ty.is_text() && c.ints.is_empty() => {
+                let mut values = c.strings.iter();
+                let mut nulls = c.nulls.iter().peekable();
+                for row in 0..n as usize {
+                    let value = if nulls.peek() == Some(&&(row as u32)) {
+                        nulls.next();
+                        None
+                    } else {
+                        values.next()
+                    };
+                    if kept(row) {
+                        out.push(match value {
+                            Some(v) => tag(&[b"person\0", v.as_bytes()]),
+                            None => anonymous(row),
+                        });
+                    }
+                }
             }
-            let tag = match value {
-                Some(v) => hmac::sign(&key, format!("person\0{v}").as_bytes()),
-                None => hmac::sign(
-                    &key,
-                    format!("row\0{}\0{}\0{}\0{row}", dataset.id, version.version, chunk.seq).as_bytes(),
-                ),
-            };
-            out.insert(tag.as_ref().try_into().expect("32 bytes"));
+            Some(c) => {
+                let ty = dataset.fields[person_index.unwrap_or(0)].ty;
+                for (row, value) in text_values(&c, ty, n).into_iter().enumerate() {
+                    if kept(row) {
+                        out.push(match value {
+                            Some(v) => tag(&[b"person\0", v.as_bytes()]),
+                            None => anonymous(row),
+                        });
+                    }
+                }
+            }
+            None => out.extend((0..n as usize).filter(|r| kept(*r)).map(anonymous)),
         }
     }
-    Ok(out.into_iter().collect())
+    // Sorted, the ledger inserts touch its B-tree in order.
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }
 
 /// Assesses `transfer`: exports carrying personal information count their persons against the

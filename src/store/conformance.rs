@@ -416,7 +416,11 @@ async fn an_upload_is_invisible_until_committed_as_the_next_version(store: Arc<d
     let again = store.commit_upload("u3", &version("k1"), &rec(RecordKind::VersionPublished, 8)).await.unwrap();
     assert_eq!(again, Committed::Existing(v1));
     assert_eq!(store.records(0, 100).await.unwrap().len(), records);
-    assert_eq!(store.purge_abandoned_uploads().await.unwrap(), 0, "the discarded upload is gone");
+    assert_eq!(
+        store.purge_abandoned_uploads(chrono::Utc::now() + chrono::Duration::minutes(1)).await.unwrap(),
+        0,
+        "the discarded upload is gone"
+    );
 }
 
 async fn aborting_and_purging_remove_only_uncommitted_uploads(store: Arc<dyn Store>) {
@@ -430,8 +434,8 @@ async fn aborting_and_purging_remove_only_uncommitted_uploads(store: Arc<dyn Sto
     store.abort_upload("cut").await.unwrap();
     store.abort_upload("cut").await.unwrap();
     store.abort_upload("done").await.unwrap();
-    assert_eq!(store.purge_abandoned_uploads().await.unwrap(), 2);
-    assert_eq!(store.purge_abandoned_uploads().await.unwrap(), 0);
+    assert_eq!(store.purge_abandoned_uploads(chrono::Utc::now() + chrono::Duration::minutes(1)).await.unwrap(), 2);
+    assert_eq!(store.purge_abandoned_uploads(chrono::Utc::now() + chrono::Duration::minutes(1)).await.unwrap(), 0);
     let chunks: Vec<StoredChunk> = store.chunks(&did("ds"), 1, 0).map(|c| c.unwrap()).collect().await;
     assert_eq!(chunks.len(), 2, "a committed version keeps its chunks");
     // The purged id can be used again.
@@ -481,7 +485,7 @@ async fn concurrent_commits_get_distinct_versions_and_one_version_per_key(store:
     assert_eq!(created[0].version, 9);
     assert!(existing.iter().all(|v| *v == created[0]));
     assert_eq!(store.versions(&did("ds")).await.unwrap().len(), 9);
-    assert_eq!(store.purge_abandoned_uploads().await.unwrap(), 0);
+    assert_eq!(store.purge_abandoned_uploads(chrono::Utc::now() + chrono::Duration::minutes(1)).await.unwrap(), 0);
 }
 
 // --- grants -------------------------------------------------------------------------------------

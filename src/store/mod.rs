@@ -271,8 +271,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes an upload's staged chunks. Idempotent.
     async fn abort_upload(&self, upload_id: &str) -> Result<(), StoreError>;
 
-    /// Deletes every staged upload that no version names (after a crash). Returns how many.
-    async fn purge_abandoned_uploads(&self) -> Result<u64, StoreError>;
+    /// Deletes every staged upload started before `started_before` that no version names
+    /// (left by a crash). Returns how many. Replicas sharing a database pass a time well before
+    /// any upload still in flight.
+    async fn purge_abandoned_uploads(&self, started_before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// The chunks of a published version from `from_seq` on, in order.
     fn chunks(

@@ -629,13 +629,16 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(classify)
     }
 
-    async fn purge_abandoned_uploads(&self) -> Result<u64, StoreError> {
+    async fn purge_abandoned_uploads(&self, started_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let abandoned = "SELECT id FROM uploads WHERE started_at < $1 AND id NOT IN (SELECT upload_id FROM versions)";
         let mut tx = self.tx().await?;
-        sqlx::query("DELETE FROM chunks WHERE upload_id NOT IN (SELECT upload_id FROM versions)")
+        sqlx::query(&format!("DELETE FROM chunks WHERE upload_id IN ({abandoned})"))
+            .bind(micros(started_before))
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        let n = sqlx::query("DELETE FROM uploads WHERE id NOT IN (SELECT upload_id FROM versions)")
+        let n = sqlx::query(&format!("DELETE FROM uploads WHERE id IN ({abandoned})"))
+            .bind(micros(started_before))
             .execute(&mut *tx)
             .await
             .map_err(classify)?
