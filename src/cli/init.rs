@@ -49,7 +49,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     pki::write_new(&secrets.join("log-signing.key"), format!("{}\n", hex::encode(seed)).as_bytes(), 0o600)?;
     pki::write_new(&dir.join(CONFIG_FILE), TEMPLATE.as_bytes(), 0o644)?;
 
-    let config = Config::load(dir, None, |_| None, &Overrides::default())?;
+    let config = Config::load(dir, None, |k| std::env::var(k).ok(), &Overrides::default())?;
     let gw = crate::server::gateway(&config).await?;
     let admin = Participant {
         id: ParticipantId::parse(ADMIN_ID)?,

@@ -10,4 +10,5 @@ mod exchange;
 mod export;
 mod identity;
 mod publishing;
+mod replicas;
 mod sharing;
