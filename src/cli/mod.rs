@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod assess;
+pub mod audit;
 pub mod certs;
 pub mod init;
 pub mod participants;
@@ -48,6 +49,12 @@ pub enum Command {
         /// The transfer description (spec/assess-input.md).
         file: PathBuf,
     },
+    /// The verifiable transfer log: print its verifier key, verify it offline.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -58,5 +65,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Certs { command } => certs::run(command).map(|()| 0),
         Command::Participants { command } => participants::run(command).await.map(|()| 0),
         Command::Assess { file } => Ok(assess::run(&file)),
+        Command::Audit { command } => audit::run(command).await,
     }
 }

@@ -6,3 +6,4 @@ pub mod edge;
 pub mod merkle;
 pub mod note;
 pub mod sequencer;
+pub mod verify;

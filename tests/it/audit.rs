@@ -486,3 +486,309 @@ async fn out_of_range_sizes_indexes_and_pages_are_invalid_arguments_naming_the_f
     let err = audit.get_checkpoint(pb::GetCheckpointRequest { tree_size: size + 100, r#match: 0 }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }
+
+// ---- `bth-gateway audit verify` and fail-closed ----
+
+fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_bth-gateway"))
+}
+
+/// Runs SQL statements on a database file (as an attacker with file access would).
+async fn sql(url: &str, statements: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(statements).execute(&mut conn).await.unwrap();
+}
+
+/// A gateway with some history (registrations, a dataset, grants, pulls), all integrated.
+async fn with_history() -> TestGateway {
+    let t = TestGateway::start().await;
+    let mut owner = published(&t).await;
+    let mut alice = granted_consumer(&t, &mut owner, "tj-commerce").await;
+    for _ in 0..3 {
+        pull(&mut alice, pull_req("survey")).await.unwrap();
+    }
+    t
+}
+
+/// A consistent standalone copy of the gateway's database at `path`.
+async fn snapshot(t: &TestGateway, path: &std::path::Path) -> String {
+    sql(&t.db_url, &format!("VACUUM INTO '{}'", path.display())).await;
+    format!("sqlite:{}", path.display())
+}
+
+/// `audit verify --db PATH --verifier-key KEY` plus `extra`: (success, stdout, stderr).
+fn verify_db(t: &TestGateway, db: &std::path::Path, extra: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let out = bin()
+        .args(["audit", "verify", "--db"])
+        .arg(db)
+        .args(["--verifier-key", t.gw.log.verifier_key()])
+        .args(extra)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+const DROP_APPEND_ONLY_TRIGGERS: &str = "DROP TRIGGER records_are_append_only_update;
+     DROP TRIGGER records_are_append_only_delete;
+     DROP TRIGGER records_leaf_index_is_set_once;";
+
+#[tokio::test]
+async fn audit_verify_accepts_an_untouched_database() {
+    let t = with_history().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("copy.db");
+    snapshot(&t, &db).await;
+    let (ok, stdout, stderr) = verify_db(&t, &db, &[]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+    // A key of another log refuses every checkpoint.
+    let other = bth_gateway::translog::note::Signer::from_seed(LOG_ORIGIN, &[2u8; 32]).unwrap().verifier_key();
+    let out = bin().args(["audit", "verify", "--db"]).arg(&db).args(["--verifier-key", &other]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checkpoint "), "{out:?}");
+}
+
+#[tokio::test]
+async fn audit_verify_names_the_leaf_when_one_byte_of_a_stored_leaf_changes() {
+    let t = with_history().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("copy.db");
+    let url = snapshot(&t, &db).await;
+    sql(
+        &url,
+        &format!(
+            "{DROP_APPEND_ONLY_TRIGGERS}
+             UPDATE records SET json = replace(json, '\"schema\":1', '\"schema\":2') WHERE leaf_index = 5;"
+        ),
+    )
+    .await;
+    let (ok, stdout, stderr) = verify_db(&t, &db, &[]);
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("leaf 5:"), "{stderr}");
+}
+
+#[tokio::test]
+async fn audit_verify_names_the_leaf_when_a_record_is_deleted() {
+    let t = with_history().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("copy.db");
+    let url = snapshot(&t, &db).await;
+    sql(&url, &format!("{DROP_APPEND_ONLY_TRIGGERS} DELETE FROM records WHERE leaf_index = 4;")).await;
+    let (ok, stdout, stderr) = verify_db(&t, &db, &[]);
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("leaf 4 is missing"), "{stderr}");
+}
+
+#[tokio::test]
+async fn audit_verify_names_the_leaf_when_two_records_json_are_swapped() {
+    let t = with_history().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("copy.db");
+    let url = snapshot(&t, &db).await;
+    sql(
+        &url,
+        &format!(
+            "{DROP_APPEND_ONLY_TRIGGERS}
+             UPDATE records SET json = CASE leaf_index
+                 WHEN 2 THEN (SELECT json FROM records WHERE leaf_index = 6)
+                 ELSE (SELECT json FROM records WHERE leaf_index = 2) END
+             WHERE leaf_index IN (2, 6);"
+        ),
+    )
+    .await;
+    assert!(t.count("SELECT COUNT(*) FROM records WHERE leaf_index IS NOT NULL").await > 6);
+    let (ok, stdout, stderr) = verify_db(&t, &db, &[]);
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("leaf 2:"), "{stderr}");
+}
+
+#[tokio::test]
+async fn audit_verify_names_the_checkpoint_when_leaves_and_tree_are_rewritten_together() {
+    let t = with_history().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("copy.db");
+    let url = snapshot(&t, &db).await;
+    // A careful attacker also rewrites the stored leaf hash; the signed roots still catch it.
+    let json: String = {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar("SELECT json FROM records WHERE leaf_index = 3").fetch_one(&mut conn).await.unwrap()
+    };
+    let forged = json.replacen("\"schema\":1", "\"schema\":3", 1);
+    let hash = hex::encode(bth_gateway::translog::merkle::leaf_hash(forged.as_bytes()));
+    sql(
+        &url,
+        &format!(
+            "{DROP_APPEND_ONLY_TRIGGERS}
+             UPDATE records SET json = '{}' WHERE leaf_index = 3;
+             UPDATE tree_nodes SET hash = X'{hash}' WHERE level = 0 AND idx = 3;",
+            forged.replace('\'', "''")
+        ),
+    )
+    .await;
+    let (ok, _, stderr) = verify_db(&t, &db, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("checkpoint ") && stderr.contains("differs from the signed root"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_saved_checkpoint_is_trusted_by_the_next_verification_and_a_rewritten_or_truncated_log_fails_it() {
+    let t = with_history().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second, saved1, saved2) = (
+        dir.path().join("first.db"),
+        dir.path().join("second.db"),
+        dir.path().join("checkpoint-1.txt"),
+        dir.path().join("checkpoint-2.txt"),
+    );
+    snapshot(&t, &first).await;
+    let (ok, stdout, stderr) = verify_db(&t, &first, &["--save".as_ref(), saved1.as_os_str()]);
+    assert!(ok, "{stdout}{stderr}");
+    let note1 = std::fs::read_to_string(&saved1).unwrap();
+    let size1: u64 = note1.lines().nth(1).unwrap().parse().unwrap();
+
+    // The log grows; the new state is consistent with the saved checkpoint.
+    let mut alice = t.client("tj-commerce").await;
+    pull(&mut alice, pull_req("survey")).await.unwrap();
+    pull(&mut alice, pull_req("survey")).await.unwrap();
+    snapshot(&t, &second).await;
+    let (ok, stdout, stderr) =
+        verify_db(&t, &second, &["--trusted".as_ref(), saved1.as_os_str(), "--save".as_ref(), saved2.as_os_str()]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("consistent with the trusted checkpoint of tree size {size1}")), "{stdout}");
+    let size2: u64 = std::fs::read_to_string(&saved2).unwrap().lines().nth(1).unwrap().parse().unwrap();
+    assert!(size2 > size1);
+
+    // The older copy is shorter than the newer saved checkpoint: truncated.
+    let (ok, _, stderr) = verify_db(&t, &first, &["--trusted".as_ref(), saved2.as_os_str()]);
+    assert!(!ok);
+    assert!(stderr.contains(&format!("trusted checkpoint {size2}")), "{stderr}");
+
+    // Another log signed with the same key (a rewritten history) is not consistent with it.
+    let other = with_history().await;
+    let mut bob = granted_consumer(&other, &mut other.client("tj-stats").await, "tj-customs").await;
+    for _ in 0..4 {
+        pull(&mut bob, pull_req("survey")).await.unwrap();
+    }
+    let forked = dir.path().join("forked.db");
+    snapshot(&other, &forked).await;
+    let (ok, _, stderr) = verify_db(&other, &forked, &[]);
+    assert!(ok, "on its own the other log verifies: {stderr}");
+    let (ok, _, stderr) = verify_db(&other, &forked, &["--trusted".as_ref(), saved1.as_os_str()]);
+    assert!(!ok);
+    assert!(stderr.contains(&format!("trusted checkpoint {size1}")), "{stderr}");
+}
+
+#[tokio::test]
+async fn audit_verify_reads_a_running_gateway_with_an_auditors_certificate() {
+    let t = with_history().await;
+    t.register("auditor", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Auditor], Level::G1)
+        .await;
+    let mut alice = t.client("tj-commerce").await;
+    pull(&mut alice, pull_req("survey")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = pki::issue(&t.ca, "auditor", LeafKind::Client).unwrap();
+    let (ca, cert, key, saved) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("auditor.pem"),
+        dir.path().join("auditor.key"),
+        dir.path().join("checkpoint.txt"),
+    );
+    std::fs::write(&ca, &t.ca.cert).unwrap();
+    std::fs::write(&cert, &leaf.cert).unwrap();
+    std::fs::write(&key, &leaf.key).unwrap();
+    // The command runs on a blocking thread: this test's runtime also serves the gateway.
+    let remote = |extra: &[&std::ffi::OsStr]| {
+        let mut cmd = bin();
+        cmd.args(["audit", "verify", "--server", &format!("https://localhost:{}", t.addr.port())])
+            .arg("--ca")
+            .arg(&ca)
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .args(["--verifier-key", t.gw.log.verifier_key()])
+            .args(extra);
+        async move {
+            let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        }
+    };
+    let (ok, stdout, stderr) = remote(&["--save".as_ref(), saved.as_os_str()]).await;
+    assert!(ok, "{stdout}{stderr}");
+    pull(&mut alice, pull_req("survey")).await.unwrap();
+    let (ok, stdout, stderr) = remote(&["--trusted".as_ref(), saved.as_os_str()]).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("consistent with the trusted checkpoint"), "{stdout}");
+
+    // A consumer's certificate cannot read the whole log.
+    let consumer = pki::issue(&t.ca, "tj-commerce", LeafKind::Client).unwrap();
+    std::fs::write(&cert, &consumer.cert).unwrap();
+    std::fs::write(&key, &consumer.key).unwrap();
+    let (ok, _, stderr) = remote(&[]).await;
+    assert!(!ok);
+    assert!(stderr.contains("PermissionDenied") || stderr.contains("permission"), "{stderr}");
+}
+
+#[tokio::test]
+async fn audit_key_prints_the_working_directorys_verifier_key_and_verify_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin().arg("init").arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = bin().args(["audit", "key", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let key = String::from_utf8(out.stdout).unwrap();
+    let verifier = bth_gateway::translog::note::Verifier::new(key.trim()).unwrap();
+    assert_eq!(verifier.name(), "bth-gateway.tianjin/transfer-log/v1");
+    let out = bin().args(["audit", "verify", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_pull_is_unavailable_and_sends_nothing_when_the_log_cannot_be_written() {
+    let t = TestGateway::start().await;
+    let mut owner = published(&t).await;
+    let mut alice = granted_consumer(&t, &mut owner, "tj-commerce").await;
+    pull(&mut alice, pull_req("survey")).await.unwrap();
+    let records = t.count("SELECT COUNT(*) FROM records").await;
+    let checkpoints = t.count("SELECT COUNT(*) FROM checkpoints").await;
+    sql(
+        &t.db_url,
+        "CREATE TRIGGER records_unwritable BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
+    )
+    .await;
+
+    let mut received = 0;
+    let status = match alice.exchange.pull(pull_req("survey")).await {
+        Err(status) => status,
+        Ok(response) => {
+            let mut stream = response.into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(_)) => received += 1,
+                    Ok(None) => panic!("the pull completed without a log"),
+                    Err(status) => break status,
+                }
+            }
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(received, 0, "not even a header is sent");
+    assert_eq!(t.count("SELECT COUNT(*) FROM records").await, records);
+    assert_eq!(t.count("SELECT COUNT(*) FROM checkpoints").await, checkpoints);
+
+    // Once the log is writable again, pulls proceed and the log still verifies.
+    sql(&t.db_url, "DROP TRIGGER records_unwritable;").await;
+    let p = pull(&mut alice, pull_req("survey")).await.unwrap();
+    assert_eq!(p.trailer.rows, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("copy.db");
+    snapshot(&t, &db).await;
+    let (ok, stdout, stderr) = verify_db(&t, &db, &[]);
+    assert!(ok, "{stdout}{stderr}");
+}

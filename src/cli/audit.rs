@@ -1,0 +1,303 @@
+//! `bth-gateway audit key|verify`: the log's verifier key, and offline verification of the whole
+//! log from a database file or from a running gateway (with an auditor's certificate).
+//!
+//! The checks live in [`crate::translog::verify`]; this module only reads and prints.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::config::{Config, Overrides};
+use crate::pb::{self, audit_client::AuditClient};
+use crate::store::Store;
+use crate::translog::merkle::Hash;
+use crate::translog::note::Verifier;
+use crate::translog::verify::{LeafItem, LogVerifier, Report};
+
+/// Leaves and checkpoints read per round trip.
+const PAGE: u32 = 1000;
+
+/// Audit subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Print the log's verifier key (`<name>+<hex key id>+<base64 key>`) for auditors and recipients.
+    Key {
+        /// Working directory written by `init`.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Verify the whole log: every leaf re-hashed from its canonical JSON, every checkpoint's root
+    /// and signature, and consistency with a checkpoint saved earlier. Exits 1 naming the leaf
+    /// index or checkpoint at the first mismatch.
+    Verify(VerifyArgs),
+}
+
+/// Where to read the log from, and what to trust.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// A gateway database file, read directly (the gateway may be running or not).
+    #[arg(long, conflicts_with = "server")]
+    pub db: Option<PathBuf>,
+    /// A working directory written by `init`: its config names the database (unless --db or
+    /// --server is given) and the log key (unless --verifier-key is given).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// A running gateway, e.g. `https://gateway.example:8443`, read with an auditor's or officer's
+    /// certificate.
+    #[arg(long, requires_all = ["ca", "cert", "key"])]
+    pub server: Option<String>,
+    /// CA certificate (PEM) the gateway's server certificate chains to.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) of an auditor or officer.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// The log's verifier key (`bth-gateway audit key`); default: derived from --dir's config.
+    #[arg(long)]
+    pub verifier_key: Option<String>,
+    /// A signed checkpoint saved earlier (--save): the log must be consistent with it.
+    #[arg(long)]
+    pub trusted: Option<PathBuf>,
+    /// Write the latest verified checkpoint (signed note) here, for the next --trusted.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+}
+
+/// Runs an audit subcommand; returns the exit code (1: the log does not verify).
+pub async fn run(command: AuditCommand) -> anyhow::Result<i32> {
+    match command {
+        AuditCommand::Key { dir } => {
+            println!("{}", load_config(&dir)?.log_signer()?.verifier_key());
+            Ok(0)
+        }
+        AuditCommand::Verify(args) => verify(args).await,
+    }
+}
+
+fn load_config(dir: &Path) -> anyhow::Result<Config> {
+    Config::load(dir, None, |k| std::env::var(k).ok(), &Overrides::default())
+}
+
+/// Where the log is read from.
+enum Source {
+    Store(Arc<dyn Store>),
+    Remote(AuditClient<Channel>),
+}
+
+impl Source {
+    async fn open(args: &VerifyArgs, config: Option<&Config>) -> anyhow::Result<Source> {
+        if let Some(server) = &args.server {
+            let read = |p: &Option<PathBuf>| -> anyhow::Result<String> {
+                let p = p.as_ref().expect("clap requires --ca, --cert and --key with --server");
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read(&args.ca)?))
+                .identity(Identity::from_pem(read(&args.cert)?, read(&args.key)?));
+            let channel = Channel::from_shared(server.clone())
+                .context("--server must be a URL such as https://host:port")?
+                .tls_config(tls)?
+                .connect()
+                .await
+                .with_context(|| format!("connecting to {server}"))?;
+            return Ok(Source::Remote(AuditClient::new(channel).max_decoding_message_size(64 << 20)));
+        }
+        let url = match (&args.db, config) {
+            (Some(path), _) => {
+                if !path.is_file() {
+                    bail!("{} is not a database file", path.display());
+                }
+                format!("sqlite:{}", path.display())
+            }
+            (None, Some(config)) => config.database_url.clone(),
+            (None, None) => bail!("say where the log is: --db PATH, --dir DIR or --server URL"),
+        };
+        Ok(Source::Store(crate::store::open(&url).await?))
+    }
+
+    /// Up to a page of checkpoints with sizes above `after`, ascending: (size, root, note).
+    async fn checkpoints(&mut self, after: u64) -> anyhow::Result<Vec<(u64, Hash, String)>> {
+        match self {
+            Source::Store(store) => {
+                Ok(store.checkpoints(after, PAGE).await?.into_iter().map(|c| (c.size, c.root, c.note)).collect())
+            }
+            Source::Remote(client) => {
+                let request = pb::GetCheckpointRequest {
+                    tree_size: after + 1,
+                    r#match: pb::CheckpointMatch::FirstAtLeast as i32,
+                };
+                match client.get_checkpoint(request).await {
+                    Ok(c) => {
+                        let c = c.into_inner();
+                        Ok(vec![(c.tree_size, hash(&c.root_hash, "checkpoint root")?, c.note)])
+                    }
+                    Err(s) if s.code() == tonic::Code::NotFound => Ok(Vec::new()),
+                    Err(s) => Err(s).context("GetCheckpoint"),
+                }
+            }
+        }
+    }
+
+    /// A page of leaves from `from` (below `to` when the source can bound it), with the tree's
+    /// leaf hashes.
+    async fn leaves(&mut self, from: u64, to: u64) -> anyhow::Result<Vec<LeafItem>> {
+        match self {
+            Source::Store(store) => {
+                let limit = (to.saturating_sub(from)).clamp(1, u64::from(PAGE)) as u32;
+                let records = store.leaves(from, limit).await?;
+                let coordinates: Vec<(u8, u64)> = records.iter().filter_map(|r| r.leaf_index).map(|i| (0, i)).collect();
+                let nodes = store.tree_nodes(&coordinates).await?;
+                Ok(records
+                    .into_iter()
+                    .filter_map(|r| {
+                        let index = r.leaf_index?;
+                        Some((index, r.json, nodes.get(&(0, index)).copied()))
+                    })
+                    .collect())
+            }
+            Source::Remote(client) => {
+                if from >= to {
+                    return Ok(Vec::new());
+                }
+                let page = client
+                    .get_entries(pb::GetEntriesRequest { start: from, end: to, page_size: PAGE })
+                    .await
+                    .context("GetEntries")?
+                    .into_inner();
+                page.entries
+                    .into_iter()
+                    .map(|e| Ok((e.index, e.json, Some(hash(&e.leaf_hash, "leaf hash")?))))
+                    .collect()
+            }
+        }
+    }
+
+    async fn consistency(&mut self, old: u64, new: u64) -> anyhow::Result<Vec<Hash>> {
+        match self {
+            Source::Store(store) => {
+                let (proof, _, _) = crate::service::audit::prove_consistency(store.as_ref(), old, new)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("computing the consistency proof {old} -> {new}: {e}"))?;
+                Ok(proof)
+            }
+            Source::Remote(client) => client
+                .get_consistency_proof(pb::GetConsistencyProofRequest { old_size: old, new_size: new })
+                .await
+                .context("GetConsistencyProof")?
+                .into_inner()
+                .hashes
+                .iter()
+                .map(|h| hash(h, "consistency proof hash"))
+                .collect(),
+        }
+    }
+}
+
+fn hash(bytes: &[u8], what: &str) -> anyhow::Result<Hash> {
+    bytes.try_into().map_err(|_| anyhow::anyhow!("the gateway sent a {what} that is not 32 bytes"))
+}
+
+/// The outcome of reading and checking the log.
+enum Outcome {
+    Verified(Report),
+    Failed(crate::translog::verify::VerifyError),
+}
+
+async fn check(source: &mut Source, verifier: Verifier, trusted: Option<&str>) -> anyhow::Result<Outcome> {
+    macro_rules! check {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return Ok(Outcome::Failed(e)),
+            }
+        };
+    }
+    let mut v = LogVerifier::new(verifier);
+    if let Some(note) = trusted {
+        check!(v.trust(note));
+    }
+    let mut after = 0;
+    loop {
+        let checkpoints = source.checkpoints(after).await?;
+        if checkpoints.is_empty() {
+            break;
+        }
+        for (size, root, note) in checkpoints {
+            while v.size() < size {
+                let page = source.leaves(v.size(), size).await?;
+                if page.is_empty() {
+                    break;
+                }
+                for (index, json, tree_hash) in page {
+                    check!(v.leaf(index, &json, tree_hash.as_ref()));
+                }
+            }
+            check!(v.checkpoint(size, &root, &note));
+            after = size;
+        }
+    }
+    // Leaves beyond the latest checkpoint (a database can hold them; a gateway serves none).
+    if matches!(source, Source::Store(_)) {
+        for (index, json, tree_hash) in source.leaves(v.size(), v.size() + 1).await? {
+            check!(v.leaf(index, &json, tree_hash.as_ref()));
+        }
+    }
+    let proof = match v.needs_consistency() {
+        Some((old, new)) => Some(source.consistency(old, new).await?),
+        None => None,
+    };
+    Ok(match v.finish(proof.as_deref()) {
+        Ok(report) => Outcome::Verified(report),
+        Err(e) => Outcome::Failed(e),
+    })
+}
+
+async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
+    let config = args.dir.as_deref().map(load_config).transpose()?;
+    let vkey = match (&args.verifier_key, &config) {
+        (Some(k), _) => k.clone(),
+        (None, Some(c)) => c.log_signer()?.verifier_key(),
+        (None, None) => bail!("--verifier-key is required without --dir (print it with `bth-gateway audit key`)"),
+    };
+    let verifier = Verifier::new(vkey.trim()).map_err(|e| anyhow::anyhow!("--verifier-key: {e}"))?;
+    let trusted = args
+        .trusted
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    let mut source = Source::open(&args, config.as_ref()).await?;
+    let report = match check(&mut source, verifier, trusted.as_deref()).await? {
+        Outcome::Verified(report) => report,
+        Outcome::Failed(e) => {
+            eprintln!("verification FAILED: {e}");
+            return Ok(1);
+        }
+    };
+    match &report.latest {
+        Some((c, note)) => {
+            println!(
+                "ok: {} leaves and {} signed checkpoints verified; latest checkpoint: tree size {}, origin {}",
+                report.leaves, report.checkpoints, c.size, c.origin
+            );
+            if let Some(t) = &report.trusted {
+                println!("ok: consistent with the trusted checkpoint of tree size {}", t.size);
+            }
+            if let Some(path) = &args.save {
+                std::fs::write(path, note).with_context(|| format!("writing {}", path.display()))?;
+                println!("saved the latest checkpoint to {}", path.display());
+            }
+        }
+        None => {
+            println!("ok: the log is empty");
+            if args.save.is_some() {
+                println!("nothing to save: no checkpoint yet");
+            }
+        }
+    }
+    Ok(0)
+}
