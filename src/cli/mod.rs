@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod assess;
 pub mod audit;
 pub mod certs;
+pub mod demo;
 pub mod init;
 pub mod participants;
 pub mod serve;
@@ -55,6 +56,13 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Run the whole story against a real gateway on loopback: publish, grant, masked pull, an
+    /// export held until an officer records a security assessment, an offline-verified receipt.
+    Demo {
+        /// A new working directory for the demo (default: a fresh temporary one, kept).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -66,5 +74,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Participants { command } => participants::run(command).await.map(|()| 0),
         Command::Assess { file } => Ok(assess::run(&file)),
         Command::Audit { command } => audit::run(command).await,
+        Command::Demo { dir } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => tempfile_dir()?,
+            };
+            demo::run(&dir).await.map(|()| 0)
+        }
     }
+}
+
+/// A new directory under the system's temporary directory, kept after the demo.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let mut suffix = [0u8; 4];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
+        .map_err(|_| anyhow::anyhow!("system randomness unavailable"))?;
+    Ok(std::env::temp_dir().join(format!("bth-gateway-demo-{}", hex::encode(suffix))))
 }

@@ -101,3 +101,14 @@ fn init_writes_a_working_directory_with_private_secrets_and_refuses_to_overwrite
     assert!(list.lines().any(|l| l.starts_with("tj-stats\t") && l.contains("SUSPENDED")), "{list}");
     assert!(list.lines().any(|l| l.starts_with("admin\t")), "{list}");
 }
+
+#[test]
+fn demo_runs_the_whole_story_against_a_real_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin().args(["demo", "--dir"]).arg(dir.path().join("demo")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("receipt verifies offline"), "{stdout}");
+    assert!(stdout.contains("FailedPrecondition X5"), "{stdout}");
+    assert!(stdout.contains("9. hk-univ retries: 1500 rows delivered"), "{stdout}");
+}
