@@ -19,6 +19,7 @@ use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, StoredRecord};
 
 pub mod cache;
+mod codec;
 #[cfg(test)]
 mod conformance;
 pub mod postgres;

@@ -17,6 +17,7 @@ use futures::stream::{BoxStream, StreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 
+use super::codec::{corrupt, from_micros, micros, scope_from_json, scope_to_json};
 use super::{
     Committed, Integrator, Keep, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError,
     StoredApproval, StoredCheckpoint, StoredChunk, StoredTransfer, TransferFilter,
@@ -26,9 +27,9 @@ use crate::domain::dataset::{Dataset, FieldName, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
-use crate::domain::participant::{Participant, ParticipantStatus, Region};
+use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, RecordKind, StoredRecord, TransferFacets};
-use crate::policy::{Approval, Scope};
+use crate::policy::Approval;
 
 /// Embedded migrations for this dialect.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -130,18 +131,6 @@ fn exists_as(what: String) -> impl FnOnce(sqlx::Error) -> StoreError {
         StoreError::AlreadyExists(_) => StoreError::AlreadyExists(what),
         other => other,
     }
-}
-
-fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-fn from_micros(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
-
-fn corrupt(what: &str) -> impl Fn(String) -> StoreError + '_ {
-    move |detail| StoreError::Corrupt(format!("{what}: {detail}"))
 }
 
 /// Inserts records with one statement; returns their sequence numbers in order. A record that
@@ -318,36 +307,6 @@ fn transfer_facets_from_row(row: &PgRow) -> Result<Option<TransferFacets>, Store
         mechanism: text("mechanism")?.unwrap_or_default(),
         action: text("action")?.unwrap_or_default(),
     }))
-}
-
-/// An approval's scope as stored (the same JSON as the SQLite backend's).
-fn scope_to_json(s: &Scope) -> String {
-    serde_json::json!({
-        "recipients": s.recipients,
-        "destinations": s.destinations.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        "purposes": s.purposes,
-        "max_persons_nonsensitive": s.max_persons_nonsensitive,
-        "max_persons_sensitive": s.max_persons_sensitive,
-    })
-    .to_string()
-}
-
-fn scope_from_json(text: &str) -> Result<Scope, String> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let strings = |k: &str| -> Vec<String> {
-        v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
-    };
-    Ok(Scope {
-        recipients: strings("recipients"),
-        destinations: strings("destinations")
-            .iter()
-            .map(|r| Region::parse(r))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?,
-        purposes: strings("purposes"),
-        max_persons_nonsensitive: v["max_persons_nonsensitive"].as_u64(),
-        max_persons_sensitive: v["max_persons_sensitive"].as_u64(),
-    })
 }
 
 fn approval_from_row(row: &PgRow) -> Result<StoredApproval, StoreError> {

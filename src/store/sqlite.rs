@@ -11,6 +11,7 @@ use futures::stream::{BoxStream, StreamExt};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::codec::{corrupt, from_micros, micros, scope_from_json, scope_to_json};
 use super::{
     Committed, Integrator, Keep, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError,
     StoredApproval, StoredCheckpoint, StoredChunk,
@@ -20,10 +21,9 @@ use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
-use crate::domain::participant::Region;
 use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, RecordKind, StoredRecord};
-use crate::policy::{Approval, Scope};
+use crate::policy::Approval;
 use chrono::NaiveDate;
 
 /// Embedded migrations for this dialect.
@@ -78,18 +78,6 @@ fn classify(e: sqlx::Error) -> StoreError {
         }
         _ => StoreError::Other(e),
     }
-}
-
-fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-fn from_micros(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
-
-fn corrupt(what: &str) -> impl Fn(String) -> StoreError + '_ {
-    move |detail| StoreError::Corrupt(format!("{what}: {detail}"))
 }
 
 /// Columns of a record row, in insert order.
@@ -972,35 +960,6 @@ fn transfer_facets_from_row(row: &SqliteRow) -> Result<Option<crate::domain::rec
         mechanism: text("mechanism")?.unwrap_or_default(),
         action: text("action")?.unwrap_or_default(),
     }))
-}
-
-fn scope_to_json(s: &Scope) -> String {
-    serde_json::json!({
-        "recipients": s.recipients,
-        "destinations": s.destinations.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        "purposes": s.purposes,
-        "max_persons_nonsensitive": s.max_persons_nonsensitive,
-        "max_persons_sensitive": s.max_persons_sensitive,
-    })
-    .to_string()
-}
-
-fn scope_from_json(text: &str) -> Result<Scope, String> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let strings = |k: &str| -> Vec<String> {
-        v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
-    };
-    Ok(Scope {
-        recipients: strings("recipients"),
-        destinations: strings("destinations")
-            .iter()
-            .map(|r| Region::parse(r))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?,
-        purposes: strings("purposes"),
-        max_persons_nonsensitive: v["max_persons_nonsensitive"].as_u64(),
-        max_persons_sensitive: v["max_persons_sensitive"].as_u64(),
-    })
 }
 
 fn approval_from_row(row: &SqliteRow) -> Result<StoredApproval, StoreError> {

@@ -1,0 +1,54 @@
+//! Encodings both SQL backends share: times as microseconds, approval scopes as JSON, the
+//! error of a row that does not decode.
+
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::domain::participant::Region;
+use crate::policy::Scope;
+
+/// An approval scope as stored (JSON).
+pub(super) fn scope_to_json(s: &Scope) -> String {
+    serde_json::json!({
+        "recipients": s.recipients,
+        "destinations": s.destinations.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "purposes": s.purposes,
+        "max_persons_nonsensitive": s.max_persons_nonsensitive,
+        "max_persons_sensitive": s.max_persons_sensitive,
+    })
+    .to_string()
+}
+
+/// An approval scope from its stored JSON.
+pub(super) fn scope_from_json(text: &str) -> Result<Scope, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let strings = |k: &str| -> Vec<String> {
+        v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    };
+    Ok(Scope {
+        recipients: strings("recipients"),
+        destinations: strings("destinations")
+            .iter()
+            .map(|r| Region::parse(r))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?,
+        purposes: strings("purposes"),
+        max_persons_nonsensitive: v["max_persons_nonsensitive"].as_u64(),
+        max_persons_sensitive: v["max_persons_sensitive"].as_u64(),
+    })
+}
+
+/// Microseconds since the Unix epoch.
+pub(super) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// A time from microseconds since the Unix epoch.
+pub(super) fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// Makes the `Corrupt` error of a `what` row that does not decode.
+pub(super) fn corrupt(what: &str) -> impl Fn(String) -> StoreError + '_ {
+    move |detail| StoreError::Corrupt(format!("{what}: {detail}"))
+}
