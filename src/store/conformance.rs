@@ -21,7 +21,7 @@ use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
     Committed, Integration, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError, StoredApproval,
-    StoredCheckpoint, StoredChunk, TransferFilter,
+    StoredCheckpoint, StoredChunk, TransferFilter, TreeHead,
 };
 use crate::domain::classification::Level;
 use crate::domain::dataset::{Dataset, FieldName};
@@ -272,8 +272,9 @@ fn hold(id: &str, at: i64) -> Hold {
 /// and a checkpoint whose root is a function of the new size; records what it was given.
 fn integrate_all(
     seen: &std::sync::Mutex<Vec<(u64, Vec<QueuedRecord>)>>,
-) -> impl Fn(u64, &[QueuedRecord]) -> Result<Option<Integration>, String> + Send + Sync + '_ {
-    move |size, queued| {
+) -> impl Fn(&TreeHead, &[QueuedRecord]) -> Result<Option<Integration>, String> + Send + Sync + '_ {
+    move |head, queued| {
+        let size = head.size;
         seen.lock().unwrap().push((size, queued.to_vec()));
         if queued.is_empty() {
             return Ok(None);
@@ -592,7 +593,7 @@ async fn integrate_assigns_leaf_indexes_in_store_order_and_stores_the_tree(store
 
 async fn a_failed_integration_stores_nothing(store: Arc<dyn Store>) {
     catalog(store.as_ref()).await;
-    let fail = |_: u64, _: &[QueuedRecord]| -> Result<Option<Integration>, String> { Err("refused".into()) };
+    let fail = |_: &TreeHead, _: &[QueuedRecord]| -> Result<Option<Integration>, String> { Err("refused".into()) };
     let err = store.integrate(&[rec(RecordKind::TransferDecision, 9)], &fail).await;
     assert!(err.is_err());
     assert_eq!(store.records(0, 100).await.unwrap().len(), 3, "the new record was rolled back");

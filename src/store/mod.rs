@@ -113,7 +113,17 @@ pub struct Integration {
 
 /// Computes an integration from the current tree size and the queued records; `Ok(None)` when
 /// there is nothing to integrate, `Err` (a reason) to roll everything back.
-pub type Integrator<'a> = dyn Fn(u64, &[QueuedRecord]) -> Result<Option<Integration>, String> + Send + Sync + 'a;
+pub type Integrator<'a> = dyn Fn(&TreeHead, &[QueuedRecord]) -> Result<Option<Integration>, String> + Send + Sync + 'a;
+
+/// The stored tree as an integration finds it, read inside its transaction (so another gateway
+/// process sharing the database cannot have changed it since).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Leaves integrated: the size of the latest checkpoint.
+    pub size: u64,
+    /// The stored nodes of the tree's right edge (`translog::edge::decomposition(size)`).
+    pub edge: HashMap<(u8, u64), [u8; 32]>,
+}
 
 /// An approval with who recorded and revoked it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,8 +316,8 @@ pub trait Store: Send + Sync + 'static {
     async fn grants_of(&self, consumer: &ParticipantId, dataset: &DatasetId) -> Result<Vec<Grant>, StoreError>;
 
     /// The log's group commit, in one transaction: stores `new` records, then hands every
-    /// queued (not yet integrated) record, in store order, with the current tree size, to
-    /// `integrator`, and stores what it returns (leaf indexes, tree nodes, the signed
+    /// queued (not yet integrated) record, in store order, with the current tree's size and
+    /// right-edge nodes ([`TreeHead`]), to `integrator`, and stores what it returns (leaf indexes, tree nodes, the signed
     /// checkpoint). Returns the sequence numbers of `new`, in order. When `integrator` fails,
     /// nothing is stored. Implementations serialise integrations (one tree, no forks).
     async fn integrate(&self, new: &[NewRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError>;

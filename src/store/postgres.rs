@@ -20,7 +20,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Row};
 use super::codec::{corrupt, from_micros, micros, scope_from_json, scope_to_json};
 use super::{
     Committed, Integrator, Keep, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError,
-    StoredApproval, StoredCheckpoint, StoredChunk, StoredTransfer, TransferFilter,
+    StoredApproval, StoredCheckpoint, StoredChunk, StoredTransfer, TransferFilter, TreeHead,
 };
 use crate::domain::classification::UnknownName;
 use crate::domain::dataset::{Dataset, FieldName, VersionInfo};
@@ -30,6 +30,7 @@ use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, RecordKind, StoredRecord, TransferFacets};
 use crate::policy::Approval;
+use crate::translog::edge::decomposition;
 
 /// Embedded migrations for this dialect.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -194,6 +195,36 @@ async fn insert_records(conn: &mut PgConnection, recs: &[NewRecord]) -> Result<V
 
 async fn insert_record(conn: &mut PgConnection, rec: &NewRecord) -> Result<u64, StoreError> {
     Ok(insert_records(conn, std::slice::from_ref(rec)).await?[0])
+}
+
+/// The stored tree nodes among `coordinates`, read on `conn`.
+async fn nodes_in(
+    conn: &mut PgConnection,
+    coordinates: &[(u8, u64)],
+) -> Result<HashMap<(u8, u64), [u8; 32]>, StoreError> {
+    let mut out = HashMap::with_capacity(coordinates.len());
+    if coordinates.is_empty() {
+        return Ok(out);
+    }
+    let (level, idx): (Vec<i16>, Vec<i64>) = coordinates.iter().map(|&(l, i)| (i16::from(l), i as i64)).unzip();
+    let rows = sqlx::query(
+        "SELECT n.level, n.idx, n.hash FROM tree_nodes n
+         JOIN UNNEST($1::smallint[], $2::bigint[]) AS v (level, idx) ON n.level = v.level AND n.idx = v.idx",
+    )
+    .bind(level)
+    .bind(idx)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(classify)?;
+    for row in rows {
+        let bad = corrupt("tree node");
+        let hash: Vec<u8> = row.try_get(2).map_err(|e| bad(e.to_string()))?;
+        let hash: [u8; 32] = hash.try_into().map_err(|_| bad("not 32 bytes".into()))?;
+        let level: i16 = row.try_get(0).map_err(|e| bad(e.to_string()))?;
+        let idx: i64 = row.try_get(1).map_err(|e| bad(e.to_string()))?;
+        out.insert((level as u8, idx as u64), hash);
+    }
+    Ok(out)
 }
 
 fn record_from_row(row: &PgRow) -> Result<StoredRecord, StoreError> {
@@ -718,7 +749,9 @@ impl Store for PostgresStore {
                 .iter()
                 .map(|r| QueuedRecord { seq: r.get::<i64, _>(0) as u64, json: r.get(1) })
                 .collect();
-        let Some(integration) = integrator(size as u64, &queued).map_err(StoreError::Corrupt)? else {
+        let size = size as u64;
+        let edge = nodes_in(&mut tx, &decomposition(size)).await?;
+        let Some(integration) = integrator(&TreeHead { size, edge }, &queued).map_err(StoreError::Corrupt)? else {
             tx.commit().await.map_err(unavailable)?;
             return Ok(seqs);
         };
@@ -789,29 +822,8 @@ impl Store for PostgresStore {
     }
 
     async fn tree_nodes(&self, coordinates: &[(u8, u64)]) -> Result<HashMap<(u8, u64), [u8; 32]>, StoreError> {
-        let mut out = HashMap::with_capacity(coordinates.len());
-        if coordinates.is_empty() {
-            return Ok(out);
-        }
-        let (level, idx): (Vec<i16>, Vec<i64>) = coordinates.iter().map(|&(l, i)| (i16::from(l), i as i64)).unzip();
-        let rows = sqlx::query(
-            "SELECT n.level, n.idx, n.hash FROM tree_nodes n
-             JOIN UNNEST($1::smallint[], $2::bigint[]) AS v (level, idx) ON n.level = v.level AND n.idx = v.idx",
-        )
-        .bind(level)
-        .bind(idx)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        for row in rows {
-            let bad = corrupt("tree node");
-            let hash: Vec<u8> = row.try_get(2).map_err(|e| bad(e.to_string()))?;
-            let hash: [u8; 32] = hash.try_into().map_err(|_| bad("not 32 bytes".into()))?;
-            let level: i16 = row.try_get(0).map_err(|e| bad(e.to_string()))?;
-            let idx: i64 = row.try_get(1).map_err(|e| bad(e.to_string()))?;
-            out.insert((level as u8, idx as u64), hash);
-        }
-        Ok(out)
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        nodes_in(&mut conn, coordinates).await
     }
 
     async fn leaves(&self, from: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {

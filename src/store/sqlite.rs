@@ -14,7 +14,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use super::codec::{corrupt, from_micros, micros, scope_from_json, scope_to_json};
 use super::{
     Committed, Integrator, Keep, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError,
-    StoredApproval, StoredCheckpoint, StoredChunk,
+    StoredApproval, StoredCheckpoint, StoredChunk, TreeHead,
 };
 use crate::domain::classification::UnknownName;
 use crate::domain::dataset::{Dataset, VersionInfo};
@@ -24,6 +24,7 @@ use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, RecordKind, StoredRecord};
 use crate::policy::Approval;
+use crate::translog::edge::decomposition;
 use chrono::NaiveDate;
 
 /// Embedded migrations for this dialect.
@@ -128,6 +129,31 @@ fn unavailable(e: sqlx::Error) -> StoreError {
         StoreError::Other(e) => StoreError::Unavailable(e),
         other => other,
     }
+}
+
+/// The stored tree nodes among `coordinates`, read on `conn`.
+async fn nodes_in(
+    conn: &mut SqliteConnection,
+    coordinates: &[(u8, u64)],
+) -> Result<HashMap<(u8, u64), [u8; 32]>, StoreError> {
+    let mut out = HashMap::with_capacity(coordinates.len());
+    for chunk in coordinates.chunks(4096) {
+        let sql = format!(
+            "SELECT n.level, n.idx, n.hash FROM tree_nodes n JOIN (VALUES {}) AS v ON n.level = v.column1 AND n.idx = v.column2",
+            vec!["(?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (level, idx) in chunk {
+            q = q.bind(i64::from(*level)).bind(*idx as i64);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(classify)? {
+            let hash: Vec<u8> = row.get(2);
+            let hash: [u8; 32] =
+                hash.try_into().map_err(|_| StoreError::Corrupt("tree node is not 32 bytes".into()))?;
+            out.insert((row.get::<i64, _>(0) as u8, row.get::<i64, _>(1) as u64), hash);
+        }
+    }
+    Ok(out)
 }
 
 fn record_from_row(row: &SqliteRow) -> Result<StoredRecord, StoreError> {
@@ -593,7 +619,9 @@ impl Store for SqliteStore {
                 .iter()
                 .map(|r| QueuedRecord { seq: r.get::<i64, _>(0) as u64, json: r.get(1) })
                 .collect();
-        let Some(integration) = integrator(size as u64, &queued).map_err(StoreError::Corrupt)? else {
+        let size = size as u64;
+        let edge = nodes_in(&mut tx, &decomposition(size)).await?;
+        let Some(integration) = integrator(&TreeHead { size, edge }, &queued).map_err(StoreError::Corrupt)? else {
             tx.commit().await.map_err(unavailable)?;
             return Ok(seqs);
         };
@@ -652,24 +680,8 @@ impl Store for SqliteStore {
     }
 
     async fn tree_nodes(&self, coordinates: &[(u8, u64)]) -> Result<HashMap<(u8, u64), [u8; 32]>, StoreError> {
-        let mut out = HashMap::with_capacity(coordinates.len());
-        for chunk in coordinates.chunks(4096) {
-            let sql = format!(
-                "SELECT n.level, n.idx, n.hash FROM tree_nodes n JOIN (VALUES {}) AS v ON n.level = v.column1 AND n.idx = v.column2",
-                vec!["(?, ?)"; chunk.len()].join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for (level, idx) in chunk {
-                q = q.bind(i64::from(*level)).bind(*idx as i64);
-            }
-            for row in q.fetch_all(&self.pool).await.map_err(classify)? {
-                let hash: Vec<u8> = row.get(2);
-                let hash: [u8; 32] =
-                    hash.try_into().map_err(|_| StoreError::Corrupt("tree node is not 32 bytes".into()))?;
-                out.insert((row.get::<i64, _>(0) as u8, row.get::<i64, _>(1) as u64), hash);
-            }
-        }
-        Ok(out)
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        nodes_in(&mut conn, coordinates).await
     }
 
     async fn leaves(&self, from: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {

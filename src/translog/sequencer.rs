@@ -5,7 +5,6 @@
 //! the bounded queue are refused at once (`LogError::Full`) rather than held in memory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use super::edge::{decomposition, Edge, NodeMap};
 use super::merkle::{self, Hash};
 use super::note::{self, Checkpoint, Signer};
 use crate::domain::record::NewRecord;
-use crate::store::{Integration, QueuedRecord, Store, StoreError, StoredCheckpoint};
+use crate::store::{Integration, QueuedRecord, Store, StoreError, StoredCheckpoint, TreeHead};
 
 /// How the sequencer batches.
 ///
@@ -200,58 +199,51 @@ async fn run(
                 replies.push(reply);
             }
         }
-        // Another gateway process sharing the database may have extended the tree: reload the
-        // edge and retry (nothing of a failed attempt was stored).
-        let mut attempts = 0;
-        let (result, outcome) = loop {
-            attempts += 1;
-            let stale = AtomicBool::new(false);
-            let outcome: Mutex<Option<Integrated>> = Mutex::new(None);
-            let integrator = |size: u64, queued: &[QueuedRecord]| -> Result<Option<Integration>, String> {
-                if size != edge.size() {
-                    stale.store(true, Ordering::Relaxed);
-                    return Err(format!("the stored tree has {size} leaves, the sequencer {}", edge.size()));
-                }
-                if queued.is_empty() {
-                    return Ok(None);
-                }
-                let hashes: Vec<Hash> = queued.iter().map(|q| merkle::leaf_hash(q.json.as_bytes())).collect();
-                let appended = edge.append(&hashes);
-                let new_size = appended.edge.size();
-                let note = signer.sign_checkpoint(&Checkpoint {
-                    origin: settings.origin.clone(),
+        let outcome: Mutex<Option<Integrated>> = Mutex::new(None);
+        let integrator = |head: &TreeHead, queued: &[QueuedRecord]| -> Result<Option<Integration>, String> {
+            if queued.is_empty() {
+                return Ok(None);
+            }
+            // Another gateway process sharing the database may have extended the tree since this
+            // sequencer's last batch: then build on the edge read inside this transaction.
+            let loaded;
+            let base = if head.size == edge.size() {
+                &edge
+            } else {
+                let nodes = NodeMap(head.edge.clone());
+                loaded = Edge::load(head.size, &nodes).map_err(|e| format!("the stored tree lacks {e}"))?;
+                &loaded
+            };
+            let size = base.size();
+            let hashes: Vec<Hash> = queued.iter().map(|q| merkle::leaf_hash(q.json.as_bytes())).collect();
+            let appended = base.append(&hashes);
+            let new_size = appended.edge.size();
+            let note = signer.sign_checkpoint(&Checkpoint {
+                origin: settings.origin.clone(),
+                size: new_size,
+                root: appended.root,
+            });
+            let leaves: Vec<(u64, u64)> = queued.iter().enumerate().map(|(i, q)| (q.seq, size + i as u64)).collect();
+            let integration = Integration {
+                leaves: leaves.clone(),
+                nodes: appended.nodes.clone(),
+                checkpoint: StoredCheckpoint {
                     size: new_size,
                     root: appended.root,
-                });
-                let leaves: Vec<(u64, u64)> =
-                    queued.iter().enumerate().map(|(i, q)| (q.seq, size + i as u64)).collect();
-                let integration = Integration {
-                    leaves: leaves.clone(),
-                    nodes: appended.nodes.clone(),
-                    checkpoint: StoredCheckpoint {
-                        size: new_size,
-                        root: appended.root,
-                        note: note.clone(),
-                        at: Utc::now(),
-                    },
-                };
-                *outcome.lock().expect("not poisoned") = Some(Integrated {
-                    index_of: leaves.into_iter().collect(),
-                    hash_of: queued.iter().zip(&hashes).map(|(q, h)| (q.seq, *h)).collect(),
-                    appended,
-                    note,
-                });
-                Ok(Some(integration))
+                    note: note.clone(),
+                    at: Utc::now(),
+                },
             };
-            let result = store.integrate(&records, &integrator).await;
-            if result.is_err() && stale.load(Ordering::Relaxed) && attempts < 5 {
-                if let Ok(e) = load_edge(store.as_ref()).await {
-                    edge = e;
-                    continue;
-                }
-            }
-            break (result, outcome.into_inner().expect("not poisoned"));
+            *outcome.lock().expect("not poisoned") = Some(Integrated {
+                index_of: leaves.into_iter().collect(),
+                hash_of: queued.iter().zip(&hashes).map(|(q, h)| (q.seq, *h)).collect(),
+                appended,
+                note,
+            });
+            Ok(Some(integration))
         };
+        let result = store.integrate(&records, &integrator).await;
+        let outcome = outcome.into_inner().expect("not poisoned");
         match result {
             Ok(seqs) => {
                 let integrated = outcome;
