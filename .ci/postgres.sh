@@ -17,6 +17,8 @@ RUN_AS="${BTH_PG_USER:-pgtest}"
 DATA="$BASE/data"
 SOCK="$BASE/sock"
 PORT=5432
+# Benchmarks of durable appends set BTH_PG_DURABLE=1 (fsync and synchronous commit on).
+DURABILITY=$([ -n "${BTH_PG_DURABLE:-}" ] && echo on || echo off)
 
 log() { echo "postgres.sh: $*" >&2; }
 
@@ -63,16 +65,16 @@ start() {
         as_owner "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C \
             --no-instructions >"$BASE/initdb.log" 2>&1 || { cat "$BASE/initdb.log" >&2; exit 1; }
         cat >>"$DATA/postgresql.conf" <<EOF
-# bth-gateway tests: private socket, no TCP, durable enough for tests but fast.
+# bth-gateway tests: private socket, no TCP; fast, not durable unless BTH_PG_DURABLE is set.
 listen_addresses = ''
 port = $PORT
 unix_socket_directories = '$SOCK'
 unix_socket_permissions = 0777
 max_connections = 300
 shared_buffers = 128MB
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+fsync = $DURABILITY
+synchronous_commit = $DURABILITY
+full_page_writes = $DURABILITY
 EOF
     fi
     log "starting PostgreSQL on $SOCK"
