@@ -6,8 +6,9 @@ use super::convert::{time_in, time_out};
 use super::identity::caller;
 use crate::domain::record::RecordKind;
 use crate::pb;
-use crate::service::audit::{self, TransferCursor, TransferQuery};
+use crate::service::audit::{self, TransferCursor};
 use crate::service::{Gateway, ServiceError};
+use crate::store::TransferFilter;
 use crate::store::{StoredCheckpoint, StoredTransfer};
 
 /// The `bth.gateway.v1.Audit` service.
@@ -41,7 +42,7 @@ fn text(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
-fn transfer_query_in(r: &pb::ListTransfersRequest) -> Result<TransferQuery, ServiceError> {
+fn transfer_query_in(r: &pb::ListTransfersRequest) -> Result<TransferFilter, ServiceError> {
     let kind = match r.r#type.as_str() {
         "" => None,
         s => match s.parse::<RecordKind>() {
@@ -55,7 +56,7 @@ fn transfer_query_in(r: &pb::ListTransfersRequest) -> Result<TransferQuery, Serv
         Ok(pb::TransferDirection::Domestic) => Some(false),
         Err(_) => return Err(ServiceError::invalid("direction", "unknown value")),
     };
-    Ok(TransferQuery {
+    Ok(TransferFilter {
         from: r.from.as_ref().map(|t| time_in("from", t)).transpose()?,
         to: r.to.as_ref().map(|t| time_in("to", t)).transpose()?,
         dataset: text(&r.dataset_id),
@@ -66,6 +67,7 @@ fn transfer_query_in(r: &pb::ListTransfersRequest) -> Result<TransferQuery, Serv
         mechanism: text(&r.mechanism),
         action: text(&r.action),
         kind,
+        ..TransferFilter::default()
     })
 }
 

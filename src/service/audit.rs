@@ -315,31 +315,6 @@ pub async fn consistency_proof(
     Ok(ConsistencyProof { old_size, new_size, proof })
 }
 
-/// Filters of [`list_transfers`] (every `Some` narrows).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TransferQuery {
-    /// At or after.
-    pub from: Option<DateTime<Utc>>,
-    /// Before.
-    pub to: Option<DateTime<Utc>>,
-    /// Dataset id.
-    pub dataset: Option<String>,
-    /// Recipient id.
-    pub recipient: Option<String>,
-    /// Exporter id.
-    pub exporter: Option<String>,
-    /// Recipient region.
-    pub region: Option<String>,
-    /// Export (`true`) or domestic.
-    pub export: Option<bool>,
-    /// Mechanism.
-    pub mechanism: Option<String>,
-    /// Action.
-    pub action: Option<String>,
-    /// Decision or completion.
-    pub kind: Option<RecordKind>,
-}
-
 /// Where the next page of [`list_transfers`] starts: after `(at, seq)` in newest-first order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransferCursor {
@@ -384,30 +359,19 @@ pub struct TransfersPage {
 pub async fn list_transfers(
     gw: &Gateway,
     caller: &Caller,
-    query: TransferQuery,
+    mut filter: TransferFilter,
     page_size: u32,
     after: Option<TransferCursor>,
 ) -> Result<TransfersPage, ServiceError> {
     let page = page(page_size, DEFAULT_TRANSFERS_PAGE, MAX_TRANSFERS_PAGE)?;
-    if let (Some(from), Some(to)) = (query.from, query.to) {
+    if let (Some(from), Some(to)) = (filter.from, filter.to) {
         if from > to {
             return Err(ServiceError::invalid("from", "is after `to`"));
         }
     }
-    let filter = TransferFilter {
-        from: query.from,
-        to: query.to,
-        dataset: query.dataset,
-        recipient: query.recipient,
-        exporter: query.exporter,
-        region: query.region,
-        export: query.export,
-        mechanism: query.mechanism,
-        action: query.action,
-        kind: query.kind,
-        party: (!sees_everything(caller)).then(|| caller.participant.id.to_string()),
-        before: after.map(|c| (c.at, c.seq)),
-    };
+    // The caller's view and the page position are the use case's, whatever the request said.
+    filter.party = (!sees_everything(caller)).then(|| caller.participant.id.to_string());
+    filter.before = after.map(|c| (c.at, c.seq));
     let mut transfers = gw.store.transfers(&filter, page + 1).await?;
     let more = transfers.len() > page as usize;
     transfers.truncate(page as usize);
