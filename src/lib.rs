@@ -6,20 +6,21 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | [`cli`] | one function per subcommand (`init`, `serve`, `certs`, `participants`) |
+//! | [`cli`] | one function per subcommand (`init`, `serve`, `certs`, `participants`, `assess`, `audit`, `demo`) |
 //! | [`server`] | assembly: TLS, services, health, reflection, graceful shutdown |
 //! | [`config`] | configuration: file, then `BTH_*` environment, then flags |
 //! | [`grpc`] | adapters: identity from the client certificate, proto ↔ domain, the one `Status` mapping |
-//! | [`service`] | use cases: catalog, publishing, sharing, exchange, participants |
+//! | [`service`] | use cases: catalog, publishing, sharing, exchange, assessment, oversight, audit, participants |
 //! | [`policy`] | classification, domestic and export tables, approvals, counting (pure) |
 //! | [`masking`] | masks (pure) |
 //! | [`wire`] | `RowBatch` carried pre-encoded: stored chunks go out without per-row work |
-//! | [`translog`] | RFC 6962 Merkle tree, signed notes, canonical JSON (pure) |
+//! | [`translog`] | RFC 6962 Merkle tree, signed notes, canonical JSON, verification (pure); the sequencer |
 //! | [`domain`] | ids, classification, participants, datasets, grants, masks, records |
-//! | [`store`] | the storage contract and its SQLite implementation |
+//! | [`store`] | the storage contract, its SQLite and PostgreSQL implementations, the chunk cache |
 //! | [`pki`] | the development PKI written by `init` and `certs issue` |
 //!
-//! `domain`, `policy`, `masking` and `translog` import neither tonic nor sqlx.
+//! `domain`, `policy`, `masking` and `translog` import neither tonic nor sqlx (the sequencer
+//! reaches storage only through the `Store` trait).
 
 pub mod cli;
 pub mod config;
