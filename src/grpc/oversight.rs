@@ -58,6 +58,7 @@ fn approval_out(s: &StoredApproval) -> pb::Approval {
         recorded_at: Some(time_out(s.recorded_at)),
         revoked_by: s.revoked_by.clone().unwrap_or_default(),
         revoke_reason: s.revoke_reason.clone().unwrap_or_default(),
+        receipt: String::new(),
     }
 }
 
@@ -111,8 +112,8 @@ impl pb::oversight_server::Oversight for OversightService {
             expires: if r.expires.is_empty() { None } else { Some(day_in("expires", &r.expires)?) },
             scope: scope_in(r.scope.as_ref())?,
         };
-        let a = oversight::record_approval(&self.0, &caller, new).await?;
-        Ok(Response::new(approval_out(&a)))
+        let (a, receipt) = oversight::record_approval(&self.0, &caller, new).await?;
+        Ok(Response::new(pb::Approval { receipt: receipt.text(), ..approval_out(&a) }))
     }
 
     async fn revoke_approval(

@@ -20,6 +20,7 @@ use crate::domain::record::{RecordKind, TransferFacets};
 use crate::store::{Store, StoredCheckpoint, StoredTransfer, TransferFilter};
 use crate::translog::edge::NodeMap;
 use crate::translog::merkle::{self, Hash, NodeSource};
+use crate::translog::sequencer::Receipt;
 
 /// Largest page of [`entries`].
 pub const MAX_ENTRIES_PAGE: u32 = 1000;
@@ -224,6 +225,39 @@ pub async fn prove_inclusion(
     let proof = merkle::inclusion_proof(index, size, &nodes).map_err(missing)?;
     let root = merkle::root_at(size, &nodes).map_err(missing)?;
     Ok((leaf, proof, root))
+}
+
+/// The receipt of a record a state change stored (its sequence number `seq`): waits until the
+/// sequencer has integrated it (asking it to), then proves it in the latest signed checkpoint.
+///
+/// # Errors
+/// `Unavailable` when the record is not integrated within ten seconds; `DataLoss` when a node the
+/// proof needs is missing.
+pub async fn receipt_for_record(gw: &Gateway, seq: u64) -> Result<Receipt, ServiceError> {
+    gw.log.kick();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let index = loop {
+        let record = gw.store.records(seq.saturating_sub(1), 1).await?.into_iter().find(|r| r.seq == seq);
+        match record {
+            Some(r) => match r.leaf_index {
+                Some(index) => break index,
+                None if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                None => {
+                    return Err(ServiceError::Unavailable("the record was not integrated into the log in time".into()));
+                }
+            },
+            None => return Err(ServiceError::Internal(anyhow::anyhow!("record {seq} is not stored"))),
+        }
+    };
+    let checkpoint = gw
+        .store
+        .checkpoint(None)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("an integrated record without a checkpoint")))?;
+    let (leaf_hash, proof, _) = prove_inclusion(gw.store.as_ref(), index, checkpoint.size).await?;
+    Ok(Receipt { index, leaf_hash, proof, checkpoint: checkpoint.note })
 }
 
 /// Computes a consistency proof and both roots with one store call for nodes.

@@ -13,6 +13,7 @@ use crate::domain::participant::Role;
 use crate::domain::record::{NewRecord, RecordKind};
 use crate::policy::{Approval, ApprovalType, Exemption, Scope};
 use crate::store::StoredApproval;
+use crate::translog::sequencer::Receipt;
 
 /// What an officer records.
 #[derive(Debug, Clone)]
@@ -77,13 +78,17 @@ fn approval_body(a: &Approval) -> serde_json::Value {
     })
 }
 
-/// Records an approval.
+/// Records an approval; returns it with the receipt of its log record.
 ///
 /// # Errors
 /// `PermissionDenied` without the officer role, or for an approval of the officer's own
 /// organisation; `InvalidArgument` for a bad id, an unknown exporter, a blank reference or an
 /// expiry before the issue date; `AlreadyExists` for a taken id.
-pub async fn record_approval(gw: &Gateway, caller: &Caller, new: NewApproval) -> Result<StoredApproval, ServiceError> {
+pub async fn record_approval(
+    gw: &Gateway,
+    caller: &Caller,
+    new: NewApproval,
+) -> Result<(StoredApproval, Receipt), ServiceError> {
     caller.require(Role::Officer)?;
     if new.exporter == caller.participant.id {
         return Err(ServiceError::PermissionDenied(
@@ -129,10 +134,10 @@ pub async fn record_approval(gw: &Gateway, caller: &Caller, new: NewApproval) ->
         revoke_reason: None,
     };
     let rec = NewRecord::new(RecordKind::ApprovalRecorded, caller.actor(), approval_body(&stored.approval));
-    gw.store.insert_approval(&stored, &rec).await?;
-    gw.log.kick();
+    let seq = gw.store.insert_approval(&stored, &rec).await?;
     tracing::info!(approval = %stored.approval.id, kind = %stored.approval.kind, exporter = %stored.approval.exporter, "approval recorded");
-    Ok(stored)
+    let receipt = super::audit::receipt_for_record(gw, seq).await?;
+    Ok((stored, receipt))
 }
 
 /// Revokes an approval: transfers it covered are held again from their next pull.

@@ -335,7 +335,8 @@ pub trait Store: Send + Sync + 'static {
     async fn leaves(&self, from: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;
 
     /// Records an approval. `AlreadyExists` when the id is taken.
-    async fn insert_approval(&self, a: &StoredApproval, rec: &NewRecord) -> Result<(), StoreError>;
+    /// Returns the record's sequence number (its receipt is asked for by it).
+    async fn insert_approval(&self, a: &StoredApproval, rec: &NewRecord) -> Result<u64, StoreError>;
 
     /// Marks an approval revoked; `None` when there is none; `Conflict` when already revoked.
     async fn revoke_approval(

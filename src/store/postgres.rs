@@ -838,7 +838,7 @@ impl Store for PostgresStore {
         rows.iter().map(record_from_row).collect()
     }
 
-    async fn insert_approval(&self, a: &StoredApproval, rec: &NewRecord) -> Result<(), StoreError> {
+    async fn insert_approval(&self, a: &StoredApproval, rec: &NewRecord) -> Result<u64, StoreError> {
         let mut tx = self.tx().await?;
         let ap = &a.approval;
         sqlx::query(
@@ -857,8 +857,9 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(exists_as(format!("approval {}", ap.id)))?;
-        insert_record(&mut tx, rec).await?;
-        tx.commit().await.map_err(classify)
+        let seq = insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(seq)
     }
 
     async fn revoke_approval(

@@ -696,7 +696,7 @@ impl Store for SqliteStore {
         rows.iter().map(record_from_row).collect()
     }
 
-    async fn insert_approval(&self, a: &StoredApproval, rec: &NewRecord) -> Result<(), StoreError> {
+    async fn insert_approval(&self, a: &StoredApproval, rec: &NewRecord) -> Result<u64, StoreError> {
         let mut tx = self.write_tx().await?;
         let ap = &a.approval;
         sqlx::query(
@@ -718,8 +718,9 @@ impl Store for SqliteStore {
             StoreError::AlreadyExists(_) => StoreError::AlreadyExists(format!("approval {}", ap.id)),
             other => other,
         })?;
-        insert_record(&mut tx, rec).await?;
-        tx.commit().await.map_err(classify)
+        let seq = insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(seq)
     }
 
     async fn revoke_approval(

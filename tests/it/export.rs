@@ -4,6 +4,8 @@ use bth_gateway::domain::classification::Level;
 use bth_gateway::domain::participant::{ParticipantKind, RecipientType, Role};
 use bth_gateway::pb::{self, resolve_hold_request::Resolution};
 use bth_gateway::service::Limits;
+use bth_gateway::translog::merkle;
+use bth_gateway::translog::note::{parse_receipt, Verifier};
 use bth_gateway::wire::RowBatch;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -104,6 +106,19 @@ async fn a_state_organs_personal_information_to_hong_kong_is_held_until_a_securi
     assert_eq!(details["requirement"]["region"], "HK");
 
     let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
+    // The officer gets a receipt of the approval's log record, verifiable offline.
+    let (index, proof, note) = parse_receipt(&sa.receipt).unwrap();
+    let checkpoint = Verifier::new(t.gw.log.verifier_key()).unwrap().verify_note(&note).unwrap();
+    let leaf = t.gw.store.leaves(index, 1).await.unwrap().pop().unwrap();
+    assert!(leaf.json.contains(&sa.id) && leaf.json.contains("approval.recorded"), "{}", leaf.json);
+    merkle::verify_inclusion(
+        &merkle::leaf_hash(leaf.json.as_bytes()),
+        index,
+        checkpoint.size,
+        &proof,
+        &checkpoint.root,
+    )
+    .unwrap();
     let released = off
         .oversight
         .resolve_hold(pb::ResolveHoldRequest {
