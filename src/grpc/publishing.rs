@@ -1,26 +1,17 @@
 //! `Publishing`: a client stream of a header and row batches becomes one version.
 
 use futures::StreamExt;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{dataset_id_in, version_out};
 use super::identity::caller;
+use super::status::size_limit_status;
 use crate::pb::{self, publish_request::Msg};
 use crate::service::{publishing, Gateway, ServiceError};
 
 /// The `bth.gateway.v1.Publishing` service.
 #[derive(Debug, Clone)]
 pub struct PublishingService(pub Gateway);
-
-/// A stream error from the transport: tonic reports an over-limit message as `OUT_OF_RANGE`,
-/// the gateway's contract says `RESOURCE_EXHAUSTED`.
-fn transport_error(s: Status) -> Status {
-    if s.code() == Code::OutOfRange && s.message().contains("message length too large") {
-        Status::resource_exhausted(s.message().to_owned())
-    } else {
-        s
-    }
-}
 
 #[tonic::async_trait]
 impl pb::publishing_server::Publishing for PublishingService {
@@ -33,14 +24,14 @@ impl pb::publishing_server::Publishing for PublishingService {
         let header = match stream.next().await {
             Some(Ok(pb::PublishRequest { msg: Some(Msg::Header(h)) })) => h,
             Some(Ok(_)) => return Err(ServiceError::invalid("header", "the first message must be the header").into()),
-            Some(Err(s)) => return Err(transport_error(s)),
+            Some(Err(s)) => return Err(size_limit_status(s)),
             None => return Err(ServiceError::invalid("header", "the stream is empty").into()),
         };
         let dataset = dataset_id_in("header.dataset_id", &header.dataset_id)?;
         let mut upload = publishing::start(&self.0, &caller, &dataset, &header.idempotency_key).await?;
         let outcome: Result<(), Status> = async {
             while let Some(msg) = stream.next().await {
-                match msg.map_err(transport_error)?.msg {
+                match msg.map_err(size_limit_status)?.msg {
                     Some(Msg::Batch(batch)) => {
                         let batch = batch
                             .decode()

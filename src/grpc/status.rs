@@ -67,17 +67,32 @@ impl From<ServiceError> for Status {
     }
 }
 
-/// tonic answers a message over the decoding limit with `OUT_OF_RANGE`; the gateway's contract
-/// says `RESOURCE_EXHAUSTED`. Applied to every response's headers (unary and streaming errors
-/// raised before a handler runs are trailers-only responses).
+/// tonic reports a message over the decoding limit with `OUT_OF_RANGE` and this text.
+const OVER_LIMIT: &str = "message length too large";
+
+/// Whether a status is tonic's "message over the decoding limit" (its message may arrive
+/// percent-encoded, as in a `grpc-message` header).
+fn is_over_limit(code: &str, message: &str) -> bool {
+    code == "11" && (message.contains(OVER_LIMIT) || message.contains(&OVER_LIMIT.replace(' ', "%20")))
+}
+
+/// The gateway's contract says `RESOURCE_EXHAUSTED` for a message over the size limit, where
+/// tonic says `OUT_OF_RANGE`. For statuses a handler sees (a client stream's error).
+pub fn size_limit_status(s: Status) -> Status {
+    if is_over_limit(&(s.code() as i32).to_string(), s.message()) {
+        Status::resource_exhausted(s.message().to_owned())
+    } else {
+        s
+    }
+}
+
+/// The same for every response's headers: unary and streaming errors raised before a handler
+/// runs are trailers-only responses.
 pub fn size_limit_code<B>(mut response: tonic::codegen::http::Response<B>) -> tonic::codegen::http::Response<B> {
     let headers = response.headers_mut();
-    let over_limit = headers.get("grpc-status").is_some_and(|v| v == "11")
-        && headers
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large"));
-    if over_limit {
+    let code = headers.get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let message = headers.get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or("");
+    if is_over_limit(code, message) {
         headers.insert("grpc-status", tonic::codegen::http::HeaderValue::from_static("8"));
     }
     response
