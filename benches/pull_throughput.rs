@@ -1,7 +1,10 @@
 //! Pull throughput: the same 1 000 000 rows (10 fields: strings, integers, decimals) streamed by
 //! the gateway's `Exchange.Pull` and by a bare tonic server with the same TLS settings serving
 //! them from memory, in the same run. Prints rows/s of both and their ratio, unmasked and with
-//! three of the ten fields masked. Run: `cargo bench --bench pull_throughput` (ROWS=… to change).
+//! three of the ten fields masked — masked on the fly (the recipient's extract forgotten before
+//! each pull) and from the extract prepared when the grant was approved — and the CPU time of
+//! each pull (client and servers share the process). Run: `cargo bench --bench pull_throughput`
+//! (ROWS=…, ROUNDS=… to change).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -21,18 +24,25 @@ use tonic::{Request, Response, Status};
 
 mod common;
 
-use common::{client, dataset, participant, pull_once, rows, BATCH};
+use common::{client, dataset, participant, pull_batches, pull_dataset, rows, BATCH};
 
-/// The bare server: the same Pull RPC, batches from memory, no policy, masking or storage.
-struct Bare(Arc<Vec<RowBatch>>);
+/// The masks of the masked pulls.
+const MASKS: [(&str, &str); 3] = [("phone", "HASH"), ("contact", "PARTIAL"), ("output", "BUCKET")];
+
+/// The bare server: the same Pull RPC, batches from memory, no policy, masking or storage. It
+/// serves the stored batches, or for dataset `masked` the batches the masked recipient receives.
+struct Bare {
+    stored: Arc<Vec<RowBatch>>,
+    masked: Arc<Vec<RowBatch>>,
+}
 
 type PullStream = Pin<Box<dyn Stream<Item = Result<pb::PullResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::exchange_server::Exchange for Bare {
     type PullStream = PullStream;
-    async fn pull(&self, _: Request<pb::PullRequest>) -> Result<Response<PullStream>, Status> {
-        let batches = self.0.clone();
+    async fn pull(&self, req: Request<pb::PullRequest>) -> Result<Response<PullStream>, Status> {
+        let batches = if req.get_ref().dataset_id == "masked" { self.masked.clone() } else { self.stored.clone() };
         let header = pb::PullResponse { msg: Some(Msg::Header(pb::PullHeader::default())) };
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
@@ -67,9 +77,12 @@ fn main() {
         let settings = bth_gateway::translog::sequencer::LogSettings::new("bench.example/log");
         let log = bth_gateway::translog::sequencer::TransferLog::start(store.clone(), signer, settings).await.unwrap();
         let gw = Gateway::new(store, &[9u8; 32], Arc::new(SystemClock), limits, PolicyConfig::default(), log);
-        for (id, roles) in
-            [("owner", &[Role::Publisher][..]), ("plain", &[Role::Consumer]), ("masked", &[Role::Consumer])]
-        {
+        for (id, roles) in [
+            ("owner", &[Role::Publisher][..]),
+            ("plain", &[Role::Consumer]),
+            ("masked", &[Role::Consumer]),
+            ("cold", &[Role::Consumer]),
+        ] {
             participants::register_as(gw.store.as_ref(), "bench", participant(id, roles)).await.unwrap();
         }
         let owner = Caller { participant: participant("owner", &[Role::Publisher]), cert_sha256: String::new() };
@@ -87,9 +100,7 @@ fn main() {
         println!("published {} rows in {} chunks in {:.2?}", version.rows, version.chunks, t0.elapsed());
 
         let fields: Vec<_> = dataset().fields.iter().map(|f| f.name.clone()).collect();
-        for (who, masks) in
-            [("plain", vec![]), ("masked", vec![("phone", "HASH"), ("contact", "PARTIAL"), ("output", "BUCKET")])]
-        {
+        for (who, masks) in [("plain", vec![]), ("masked", MASKS.to_vec()), ("cold", MASKS.to_vec())] {
             let c = Caller { participant: participant(who, &[Role::Consumer]), cert_sha256: String::new() };
             let g = sharing::request(
                 &gw,
@@ -123,6 +134,13 @@ fn main() {
             sharing::decide(&gw, &owner, &g.id, sharing::Decision::Approve(approval)).await.unwrap();
         }
 
+        // Both masked recipients' extracts are prepared in the background after the last approval.
+        let waited = Instant::now();
+        while gw.chunk_cache.entries() < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        println!("extracts prepared {:.2?} after the last approval", waited.elapsed());
+
         // The same chunks, from memory, for the bare server.
         let mut batches = Vec::new();
         {
@@ -144,7 +162,9 @@ fn main() {
         let bare_tls = ServerTlsConfig::new()
             .identity(Identity::from_pem(&tls.cert, &tls.key))
             .client_ca_root(Certificate::from_pem(&tls.client_ca));
-        let bare = Bare(Arc::new(batches));
+        let mut masked_client = client(gw_addr, &ca, &pki::issue(&ca, "masked", LeafKind::Client).unwrap()).await;
+        let masked_batches = pull_batches(&mut masked_client, "bench").await;
+        let bare = Bare { stored: Arc::new(batches), masked: Arc::new(masked_batches) };
         tokio::spawn(async move {
             Server::builder()
                 .tls_config(bare_tls)
@@ -157,17 +177,28 @@ fn main() {
         let leaf = |id: &str| pki::issue(&ca, id, LeafKind::Client).unwrap();
         let mut plain = client(gw_addr, &ca, &leaf("plain")).await;
         let mut masked = client(gw_addr, &ca, &leaf("masked")).await;
+        let mut cold = client(gw_addr, &ca, &leaf("cold")).await;
+        let cold_id = bth_gateway::domain::ids::ParticipantId::parse("cold").unwrap();
         let mut baseline = client(bare_addr, &ca, &leaf("plain")).await;
+        let mut baseline_masked = client(bare_addr, &ca, &leaf("plain")).await;
 
-        let results = Mutex::new(vec![Vec::new(); 3]);
+        let clients = [&mut baseline, &mut plain, &mut baseline_masked, &mut cold, &mut masked];
+        let mut clients: Vec<_> = clients.into_iter().zip(["bench", "bench", "masked", "bench", "bench"]).collect();
+        let results = Mutex::new(vec![Vec::new(); clients.len()]);
+        let cpu = Mutex::new(vec![Vec::new(); clients.len()]);
         for round in 0..=rounds {
-            for (k, c) in [&mut baseline, &mut plain, &mut masked].into_iter().enumerate() {
-                let t = Instant::now();
-                let n = pull_once(c).await;
+            for (k, (c, dataset_id)) in clients.iter_mut().enumerate() {
+                if k == 3 {
+                    gw.chunk_cache.forget(&dataset().id, &cold_id);
+                }
+                let (t, cpu0) = (Instant::now(), cpu_seconds());
+                let n = pull_dataset(c, dataset_id).await;
                 assert_eq!(n, u64::from(total));
                 let rate = n as f64 / t.elapsed().as_secs_f64();
                 if round > 0 {
-                    results.lock().unwrap()[k].push(rate); // round 0 warms up
+                    // Round 0 warms up.
+                    results.lock().unwrap()[k].push(rate);
+                    cpu.lock().unwrap()[k].push(cpu_seconds() - cpu0);
                 }
             }
         }
@@ -175,11 +206,26 @@ fn main() {
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
             v[v.len() / 2]
         };
-        let r = results.into_inner().unwrap();
-        let (base, unmasked, masked) = (median(r[0].clone()), median(r[1].clone()), median(r[2].clone()));
-        println!("rows per pull: {total}; rounds: {rounds} (median rows/s)");
-        println!("bare tonic server (memory, same TLS): {base:>12.0} rows/s");
-        println!("gateway Pull, unmasked:               {unmasked:>12.0} rows/s   ratio {:.2}", unmasked / base);
-        println!("gateway Pull, 3 of 10 fields masked:  {masked:>12.0} rows/s   ratio {:.2}", masked / base);
+        let (r, cpu) = (results.into_inner().unwrap(), cpu.into_inner().unwrap());
+        let rate = |k: usize| median(r[k].clone());
+        println!("rows per pull: {total}; rounds: {rounds} (medians; CPU = process CPU seconds per pull)");
+        let line = |name: &str, k: usize, base: Option<usize>| {
+            let ratio = base.map_or(String::new(), |b| format!("ratio {:.2}", rate(k) / rate(b)));
+            println!("{name:<48} {:>11.0} rows/s   CPU {:.2} s   {ratio}", rate(k), median(cpu[k].clone()));
+        };
+        line("bare tonic server, stored batches (memory)", 0, None);
+        line("gateway Pull, unmasked", 1, Some(0));
+        line("gateway Pull, 3 of 10 masked, on the fly", 3, Some(0));
+        line("gateway Pull, 3 of 10 masked, prepared", 4, Some(0));
+        line("bare tonic server, masked batches (memory)", 2, None);
+        line("gateway Pull, 3 of 10 masked, on the fly", 3, Some(2));
+        line("gateway Pull, 3 of 10 masked, prepared", 4, Some(2));
     });
+}
+
+/// CPU seconds (user + system) this process used so far, in clock ticks of 10 ms (Linux).
+fn cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let f: Vec<&str> = s.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
 }

@@ -14,6 +14,8 @@
 //! | `log_key_file` | `secrets/log-signing.key` | `BTH_LOG_KEY_FILE` |
 //! | `log_origin` | `bth-gateway.tianjin/transfer-log/v1` | `BTH_LOG_ORIGIN` |
 //! | `max_message_bytes` | `4194304` (4 MiB) | `BTH_MAX_MESSAGE_BYTES` |
+//! | `cache_mib` | `512` | `BTH_CACHE_MIB` |
+//! | `prepare_extracts` | `true` | `BTH_PREPARE_EXTRACTS` |
 //! | `log` | `info` | `BTH_LOG` |
 //! | `[policy]` | the values of rules.md (see [`crate::policy::PolicyConfig`]) | — |
 //!
@@ -51,6 +53,10 @@ pub struct Config {
     pub log_origin: String,
     /// Largest gRPC message accepted; larger ones get `RESOURCE_EXHAUSTED`.
     pub max_message_bytes: usize,
+    /// MiB of memory for verified chunks of recently pulled versions and prepared extracts.
+    pub cache_mib: usize,
+    /// Prepare each consumer's masked extract when its grant is approved or a version published.
+    pub prepare_extracts: bool,
     /// `tracing` filter, e.g. `info` or `bth_gateway=debug`.
     pub log: String,
     /// `[policy]`: thresholds, windows and validity periods of the rules (rules.md), the spec's
@@ -70,6 +76,8 @@ impl Default for Config {
             log_key_file: "secrets/log-signing.key".into(),
             log_origin: "bth-gateway.tianjin/transfer-log/v1".into(),
             max_message_bytes: 4 * 1024 * 1024,
+            cache_mib: 512,
+            prepare_extracts: true,
             log: "info".into(),
             policy: crate::policy::PolicyConfig::default(),
         }
@@ -154,6 +162,12 @@ impl Config {
         if let Some(v) = env("BTH_MAX_MESSAGE_BYTES") {
             self.max_message_bytes = parse("BTH_MAX_MESSAGE_BYTES", v)?;
         }
+        if let Some(v) = env("BTH_CACHE_MIB") {
+            self.cache_mib = parse("BTH_CACHE_MIB", v)?;
+        }
+        if let Some(v) = env("BTH_PREPARE_EXTRACTS") {
+            self.prepare_extracts = parse("BTH_PREPARE_EXTRACTS", v)?;
+        }
         if let Some(v) = env("BTH_LOG") {
             self.log = v;
         }
@@ -178,6 +192,15 @@ impl Config {
                     None => format!("sqlite:{}", abs.display()),
                 };
             }
+        }
+    }
+
+    /// The use cases' limits this configuration sets.
+    pub fn limits(&self) -> crate::service::Limits {
+        crate::service::Limits {
+            cache_bytes: self.cache_mib.saturating_mul(1 << 20),
+            prepare_extracts: self.prepare_extracts,
+            ..crate::service::Limits::default()
         }
     }
 
@@ -240,6 +263,16 @@ log_origin = "bth-gateway.tianjin/transfer-log/v1"
 
 # Largest gRPC message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED. Default 4 MiB.
 max_message_bytes = 4194304
+
+# Memory, in MiB, for verified chunks of recently pulled versions and for prepared extracts (what
+# one consumer receives of a version, already masked). An entry larger than half of it is never
+# kept. Default: 512.
+cache_mib = 512
+
+# Prepare each consumer's masked extract in the background when its grant is approved or a new
+# version is published, so that its pull sends chunks already masked. Nothing is sent or counted
+# while preparing. Default: true.
+prepare_extracts = true
 
 # Log filter (tracing EnvFilter syntax). Default: info.
 log = "info"

@@ -205,12 +205,10 @@ mod tests {
 /// pulls. Each function returns the encoded masked `Column`, or `None` when the column's shape
 /// has no fast path (the caller decodes and uses [`apply`]); results equal [`apply`]'s.
 pub mod encoded {
-    use std::fmt::Write as _;
-
     use prost::encoding::{decode_key, decode_varint, encode_key, encode_varint, skip_field, DecodeContext, WireType};
     use ring::hmac;
 
-    use super::{bucket, generalize_date, partial};
+    use super::{bucket, generalize_date};
     use crate::domain::dataset::FieldType;
     use crate::domain::mask::Mask;
 
@@ -268,49 +266,79 @@ pub mod encoded {
 
     const HEX: &[u8; 16] = b"0123456789abcdef";
 
+    /// Appends one `HASH` value: the hex HMAC of `v`.
+    fn put_hash(out: &mut Vec<u8>, key: &hmac::Key, v: &[u8]) {
+        let tag = hmac::sign(key, v);
+        encode_key(1, WireType::LengthDelimited, out);
+        encode_varint(64, out);
+        for b in tag.as_ref() {
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
+        }
+    }
+
+    /// Appends one `PARTIAL` value without building it first: the same text as
+    /// [`super::partial`].
+    fn put_partial(out: &mut Vec<u8>, v: &str, first: usize, last: usize) {
+        let star_run = |out: &mut Vec<u8>, n: usize| out.resize(out.len() + n, b'*');
+        let chars = if v.is_ascii() { v.len() } else { v.chars().count() };
+        encode_key(1, WireType::LengthDelimited, out);
+        if first + last >= chars {
+            encode_varint(chars as u64, out);
+            star_run(out, chars);
+            return;
+        }
+        let (head, tail) = if v.is_ascii() {
+            (first, chars - last)
+        } else {
+            let at = |k: usize| v.char_indices().nth(k).map_or(v.len(), |(i, _)| i);
+            (at(first), at(chars - last))
+        };
+        let hidden = chars - first - last;
+        encode_varint((head + hidden + v.len() - tail) as u64, out);
+        out.extend_from_slice(&v.as_bytes()[..head]);
+        star_run(out, hidden);
+        out.extend_from_slice(&v.as_bytes()[tail..]);
+    }
+
+    /// Appends one integer `BUCKET` value, `[lo,hi)`.
+    fn put_int_bucket(out: &mut Vec<u8>, v: i64, width: u64) {
+        let w = i128::from(width);
+        let lo = i128::from(v).div_euclid(w) * w;
+        let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (lo, hi) = (a.format(lo).as_bytes(), b.format(lo + w).as_bytes());
+        encode_key(1, WireType::LengthDelimited, out);
+        encode_varint((lo.len() + hi.len() + 3) as u64, out);
+        out.push(b'[');
+        out.extend_from_slice(lo);
+        out.push(b',');
+        out.extend_from_slice(hi);
+        out.push(b')');
+    }
+
     /// Applies `mask` to an encoded column of type `ty`.
     pub fn apply(mask: &Mask, ty: FieldType, column: &[u8], hash_key: &hmac::Key) -> Option<Vec<u8>> {
         let v = view(column)?;
         if !v.strings.is_empty() && !v.ints.is_empty() {
             return None;
         }
-        let mut out = Vec::with_capacity(column.len() + 72 * (v.strings.len() + v.ints.len()));
-        let mut text = String::new();
+        let values = v.strings.len() + v.ints.len();
+        let per_value = match mask {
+            Mask::Hash => 66,
+            Mask::Bucket { .. } => 44,
+            _ => 0,
+        };
+        let mut out = Vec::with_capacity(column.len() + per_value * values);
+        let mut text = itoa::Buffer::new();
         match (mask, v.ints.is_empty()) {
-            (Mask::Hash, true) => {
-                for s in &v.strings {
-                    let tag = hmac::sign(hash_key, s);
-                    encode_key(1, WireType::LengthDelimited, &mut out);
-                    encode_varint(64, &mut out);
-                    for b in tag.as_ref() {
-                        out.push(HEX[usize::from(b >> 4)]);
-                        out.push(HEX[usize::from(b & 15)]);
-                    }
-                }
-            }
-            (Mask::Hash, false) => {
-                for i in &v.ints {
-                    text.clear();
-                    let _ = write!(text, "{i}");
-                    let tag = hmac::sign(hash_key, text.as_bytes());
-                    put(&mut out, hex::encode(tag).as_bytes());
-                }
-            }
+            (Mask::Hash, true) => v.strings.iter().for_each(|s| put_hash(&mut out, hash_key, s)),
+            (Mask::Hash, false) => v.ints.iter().for_each(|i| put_hash(&mut out, hash_key, text.format(*i).as_bytes())),
             (Mask::Partial { keep_first, keep_last }, true) => {
                 for s in &v.strings {
-                    let s = std::str::from_utf8(s).ok()?;
-                    put(&mut out, partial(s, *keep_first as usize, *keep_last as usize).as_bytes());
+                    put_partial(&mut out, std::str::from_utf8(s).ok()?, *keep_first as usize, *keep_last as usize);
                 }
             }
-            (Mask::Bucket { width }, false) => {
-                let w = i128::from(*width);
-                for i in &v.ints {
-                    let lo = i128::from(*i).div_euclid(w) * w;
-                    text.clear();
-                    let _ = write!(text, "[{lo},{})", lo + w);
-                    put(&mut out, text.as_bytes());
-                }
-            }
+            (Mask::Bucket { width }, false) => v.ints.iter().for_each(|i| put_int_bucket(&mut out, *i, *width)),
             (Mask::Bucket { width }, true) if ty == FieldType::Decimal => {
                 for s in &v.strings {
                     put(&mut out, bucket(std::str::from_utf8(s).ok()?, ty, *width).as_bytes());
@@ -339,17 +367,23 @@ pub mod encoded {
         #[test]
         fn the_fast_path_equals_the_decoded_path() {
             let key = hmac::Key::new(hmac::HMAC_SHA256, b"k");
-            let strings =
-                Column {
-                    strings: vec!["张三丰".into(), "13812345678".into()], nulls: vec![1], ..Default::default()
-                };
+            let strings = Column {
+                strings: vec!["张三丰".into(), "13812345678".into(), "ab".into(), String::new(), "a张b三c".into()],
+                nulls: vec![1],
+                ..Default::default()
+            };
             let ints = Column { ints: vec![-1, 250, 9_999], nulls: vec![0, 4], ..Default::default() };
             let dates = Column { strings: vec!["2025-06-30".into()], ..Default::default() };
+            let extremes = Column { ints: vec![i64::MIN, i64::MAX], ..Default::default() };
             let cases: Vec<(Mask, FieldType, &Column, u32)> = vec![
-                (Mask::Hash, FieldType::String, &strings, 3),
+                (Mask::Hash, FieldType::String, &strings, 6),
                 (Mask::Hash, FieldType::Int64, &ints, 5),
-                (Mask::Partial { keep_first: 1, keep_last: 2 }, FieldType::String, &strings, 3),
+                (Mask::Partial { keep_first: 1, keep_last: 2 }, FieldType::String, &strings, 6),
+                (Mask::Partial { keep_first: 0, keep_last: 1 }, FieldType::String, &strings, 6),
+                (Mask::Partial { keep_first: 2, keep_last: 0 }, FieldType::String, &strings, 6),
                 (Mask::Bucket { width: 100 }, FieldType::Int64, &ints, 5),
+                (Mask::Bucket { width: 7 }, FieldType::Int64, &extremes, 2),
+                (Mask::Hash, FieldType::Int64, &extremes, 2),
                 (Mask::GeneralizeDate { granularity: DateGranularity::Month }, FieldType::Date, &dates, 1),
             ];
             for (mask, ty, column, rows) in cases {

@@ -17,7 +17,7 @@ use crate::pb::{
     admin_server::AdminServer, catalog_server::CatalogServer, exchange_server::ExchangeServer,
     oversight_server::OversightServer, publishing_server::PublishingServer, sharing_server::SharingServer,
 };
-use crate::service::{Gateway, Limits, SystemClock};
+use crate::service::{Gateway, SystemClock};
 use crate::translog::sequencer::{LogSettings, TransferLog};
 
 /// The PEM material of the TLS listener.
@@ -119,7 +119,7 @@ pub async fn gateway(config: &Config) -> anyhow::Result<Gateway> {
     }
     let secret = config.read_secret()?;
     let log = TransferLog::start(store.clone(), config.log_signer()?, LogSettings::new(&config.log_origin)).await?;
-    Ok(Gateway::new(store, &secret, Arc::new(SystemClock), Limits::default(), config.policy.clone(), log))
+    Ok(Gateway::new(store, &secret, Arc::new(SystemClock), config.limits(), config.policy.clone(), log))
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

@@ -99,10 +99,15 @@ pub async fn client(addr: std::net::SocketAddr, ca: &Pem, leaf: &Pem) -> Exchang
     ExchangeClient::new(channel).max_decoding_message_size(64 << 20)
 }
 
-/// Pulls once; returns rows received.
+/// Pulls the benchmark dataset once; returns rows received.
 pub async fn pull_once(c: &mut ExchangeClient<Channel>) -> u64 {
+    pull_dataset(c, "bench").await
+}
+
+/// Pulls `dataset` once; returns rows received.
+pub async fn pull_dataset(c: &mut ExchangeClient<Channel>, dataset: &str) -> u64 {
     let mut s =
-        c.pull(pb::PullRequest { dataset_id: "bench".into(), ..Default::default() }).await.unwrap().into_inner();
+        c.pull(pb::PullRequest { dataset_id: dataset.into(), ..Default::default() }).await.unwrap().into_inner();
     let mut rows = 0u64;
     while let Some(m) = s.message().await.unwrap() {
         if let Some(Msg::Batch(b)) = m.msg {
@@ -110,4 +115,17 @@ pub async fn pull_once(c: &mut ExchangeClient<Channel>) -> u64 {
         }
     }
     rows
+}
+
+/// Pulls `dataset` once; returns the batches received.
+pub async fn pull_batches(c: &mut ExchangeClient<Channel>, dataset: &str) -> Vec<bth_gateway::wire::RowBatch> {
+    let mut s =
+        c.pull(pb::PullRequest { dataset_id: dataset.into(), ..Default::default() }).await.unwrap().into_inner();
+    let mut batches = Vec::new();
+    while let Some(m) = s.message().await.unwrap() {
+        if let Some(Msg::Batch(b)) = m.msg {
+            batches.push(b);
+        }
+    }
+    batches
 }

@@ -332,7 +332,7 @@ pub fn pull_header(plan: &PullPlan) -> pb::PullHeader {
         transfer_id: plan.transfer_id.clone(),
         dataset_id: plan.dataset.id.to_string(),
         version: plan.version.version,
-        fields: plan.fields.iter().map(delivered_out).collect(),
+        fields: plan.shape.fields.iter().map(delivered_out).collect(),
         decision: Some(decision_out(&plan.decision)),
         total_batches: plan.version.chunks,
         from_batch: plan.from_batch,

@@ -72,7 +72,7 @@ impl pb::exchange_server::Exchange for ExchangeService {
         Ok(Response::new(pb::PreviewPullResponse {
             dataset_id: plan.dataset.id.to_string(),
             version: plan.version.version,
-            fields: plan.fields.iter().map(delivered_out).collect(),
+            fields: plan.shape.fields.iter().map(delivered_out).collect(),
             decision: Some(decision_out(&plan.decision)),
             rows: plan.version.rows,
         }))

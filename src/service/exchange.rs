@@ -4,15 +4,15 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use ring::{digest, hmac};
+use ring::digest;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::assessment::{self, Counting, RowSelection};
+use super::extract::{mask_chunk, Shape};
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::classification::Classification;
 use crate::domain::dataset::{Dataset, FieldName, FieldType, VersionInfo};
@@ -21,10 +21,8 @@ use crate::domain::ids::DatasetId;
 use crate::domain::mask::Mask;
 use crate::domain::participant::{Participant, Role};
 use crate::domain::record::{shanghai, NewRecord, RecordKind, TransferFacets};
-use crate::domain::values::{ops, text_values};
-use crate::masking;
-use crate::pb::Column;
 use crate::policy::{self, Action, Decision, DecisionJson};
+use crate::store::cache::{ChunkCache, Extract, VersionChunks};
 use crate::store::StoredChunk;
 use crate::translog::sequencer::Receipt;
 use crate::wire::RowBatch;
@@ -74,20 +72,14 @@ pub struct PullPlan {
     pub version: VersionInfo,
     /// The grant used.
     pub grant: Grant,
-    /// Delivered columns, in schema order.
-    pub fields: Vec<DeliveredField>,
-    /// Fields granted but dropped (`DROP`).
-    pub dropped: Vec<FieldName>,
+    /// What is delivered of every chunk: columns, masks, row filter.
+    pub shape: Shape,
     /// The rules' verdict.
     pub decision: Decision,
     /// What the rules read.
     pub transfer: policy::Transfer,
     /// When it was assessed.
     pub at: DateTime<Utc>,
-    /// Row filter: the stored column index and the accepted text values.
-    row_filter: Option<(usize, FieldType, HashSet<String>)>,
-    /// Stored chunks go out as they are (every field, in order, unmasked, no filter).
-    passthrough: bool,
     /// First batch to send.
     pub from_batch: u64,
     recipient: Participant,
@@ -170,35 +162,7 @@ pub async fn plan(
         ServiceError::Internal(anyhow::anyhow!("owner {} of dataset {} is not registered", dataset.owner, dataset.id))
     })?;
     let recipient = caller.participant.clone();
-    let mut fields = Vec::new();
-    let mut dropped = Vec::new();
-    for (index, def) in dataset.fields.iter().enumerate() {
-        let Some(granted) = grant.field(&def.name) else { continue };
-        if !wanted.is_empty() && !wanted.contains(&def.name) {
-            continue;
-        }
-        let mask =
-            masking::effective_mask(granted.mask.unwrap_or(def.default_mask), def.class.level > recipient.clearance);
-        if mask == Mask::Drop {
-            dropped.push(def.name.clone());
-            continue;
-        }
-        fields.push(DeliveredField {
-            name: def.name.clone(),
-            index,
-            ty: def.ty,
-            delivered_ty: masking::delivered_type(&mask, def.ty),
-            class: def.class,
-            mask,
-        });
-    }
-    let row_filter = grant.row_filter.as_ref().map(|f| {
-        let index = dataset.field_index(&f.field).unwrap_or(usize::MAX);
-        let ty = dataset.fields.get(index).map_or(FieldType::String, |d| d.ty);
-        (index, ty, f.values.iter().cloned().collect::<HashSet<_>>())
-    });
-    let passthrough =
-        row_filter.is_none() && fields.len() == dataset.fields.len() && fields.iter().all(|f| f.mask == Mask::None);
+    let shape = Shape::of(&dataset, &grant, &recipient, &wanted);
     let transfer = policy::Transfer {
         ruleset: policy::Ruleset::default(),
         at: now.with_timezone(&shanghai()),
@@ -222,29 +186,33 @@ pub async fn plan(
             attested_by: grant.exemption_attested_by.as_ref().map(|p| p.to_string()),
         },
         // REDACT fields are not part of the transfer (rules.md §1); DROP ones are gone already.
-        fields: fields
+        fields: shape
+            .fields
             .iter()
             .filter(|f| !f.mask.removes_field())
             .map(|f| policy::Field { name: f.name.to_string(), classification: f.class })
             .collect(),
         persons: policy::Persons::default(),
     };
-    let (decision, persons) =
-        assessment::assess(gw, &transfer, &dataset, &version, &RowSelection { filter: row_filter.as_ref() }, counting)
-            .await?;
+    let (decision, persons) = assessment::assess(
+        gw,
+        &transfer,
+        &dataset,
+        &version,
+        &RowSelection { filter: shape.row_filter.as_ref() },
+        counting,
+    )
+    .await?;
     let transfer = policy::Transfer { persons, ..transfer };
     Ok(PullPlan {
         transfer_id: new_id("t-"),
         dataset,
         version,
         grant,
-        fields,
-        dropped,
+        shape,
         decision,
         transfer,
         at: now,
-        row_filter,
-        passthrough,
         from_batch: req.from_batch,
         recipient,
         exporter,
@@ -325,13 +293,13 @@ fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceErr
                 "id": a.id, "type": a.kind.as_str(), "check": a.check.as_str(),
                 "scope_miss": a.scope_miss.map(|m| m.as_str()),
             })),
-            "fields": plan.fields.iter().map(|f| json!({
+            "fields": plan.shape.fields.iter().map(|f| json!({
                 "name": f.name.as_str(),
                 "level": f.class.level.as_str(),
                 "pi": f.class.pi.as_str(),
                 "stat_micro": f.class.stat_micro,
                 "mask": f.mask,
-            })).chain(plan.dropped.iter().map(|n| json!({"name": n.as_str(), "mask": {"kind": "DROP"}}))).collect::<Vec<_>>(),
+            })).chain(plan.shape.dropped.iter().map(|n| json!({"name": n.as_str(), "mask": {"kind": "DROP"}}))).collect::<Vec<_>>(),
             "rows": plan.version.rows,
             "from_batch": plan.from_batch,
             "ruleset": d.ruleset.as_str(),
@@ -408,19 +376,17 @@ pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Resu
     }
 }
 
-/// A delivered batch and what the trailer needs of it.
-struct Delivered {
-    batch: RowBatch,
-    /// SHA-256 of `batch`'s encoding.
-    sha256: [u8; 32],
-    rows: u32,
-}
-
 /// Streams an authorised pull: one batch per stored chunk from `plan.from_batch`, then the
 /// trailer. Runs in its own task; masking runs on blocking threads, two chunks at a time; when
 /// the receiver goes away the pull is recorded as cut. The trailer's digest is SHA-256 over the
 /// SHA-256 of each delivered batch, so a chunk delivered as stored is hashed once (or not at all
 /// when it comes verified from the cache).
+///
+/// Chunks come from the first of: the recipient's prepared extract ([`extract`]), sent as it
+/// is; the cached verified version; the store. A whole version read from the store, and a whole
+/// extract masked on the fly, are kept in the cache for the next pull.
+///
+/// [`extract`]: super::extract
 pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<Result<Delivery, ServiceError>> {
     let (tx, rx) = mpsc::channel(4);
     let gw = gw.clone();
@@ -432,38 +398,48 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
         let (mut rows, mut batches, mut bytes) = (0u64, 0u64, 0u64);
         let mut failure: Option<String> = None;
         let (dataset, version) = (&plan.dataset.id, plan.version.version);
-        let cached = gw.chunk_cache.get(dataset, version);
-        // Chunks of a whole version read from storage are kept for the cache once verified.
-        let mut fill: Option<(Vec<StoredChunk>, usize)> =
-            (cached.is_none() && plan.from_batch == 0).then(|| (Vec::new(), 0));
+        let extract = plan.shape.extract(&plan.recipient);
+        let prepared = gw.chunk_cache.get(dataset, version, &extract);
+        let stored = match prepared {
+            Some(_) => None,
+            None => gw.chunk_cache.get(dataset, version, &Extract::Stored),
+        };
+        // What was read or masked on the way, kept for the cache once the whole version went out.
+        let whole = plan.from_batch == 0;
+        let mut fill_stored = (whole && prepared.is_none() && stored.is_none()).then(Fill::default);
+        let mut fill_extract = (whole && prepared.is_none() && !plan.shape.passthrough).then(Fill::default);
         {
-            let source = match &cached {
-                Some(all) => futures::stream::iter(
-                    all.iter().skip(plan.from_batch as usize).cloned().map(|c| Ok((c, true))).collect::<Vec<_>>(),
+            // (chunk, verified, ready: goes out as it is)
+            let cached = |all: &VersionChunks, ready: bool| {
+                futures::stream::iter(
+                    all.iter()
+                        .skip(plan.from_batch as usize)
+                        .cloned()
+                        .map(|c| Ok((c, true, ready)))
+                        .collect::<Vec<_>>(),
                 )
-                .boxed(),
-                None => gw
+                .boxed()
+            };
+            let source = match (&prepared, &stored) {
+                (Some(all), _) => cached(all, true),
+                (None, Some(all)) => cached(all, plan.shape.passthrough),
+                (None, None) => gw
                     .store
                     .chunks(dataset, version, plan.from_batch)
-                    .map(|c| c.map(|c| (c, false)).map_err(ServiceError::from))
+                    .map(|c| c.map(|c| (c, false, false)).map_err(ServiceError::from))
                     .boxed(),
             };
             let mut work = source
                 .map(|item| {
                     let (plan, key) = (plan.clone(), hash_key.clone());
                     async move {
-                        let (chunk, verified) = item?;
-                        if plan.passthrough && verified {
-                            let d = Delivered {
-                                batch: RowBatch::from_encoded(chunk.data.clone()),
-                                sha256: chunk.sha256,
-                                rows: chunk.rows,
-                            };
-                            return Ok::<_, ServiceError>((chunk, d));
+                        let (chunk, verified, ready) = item?;
+                        if ready {
+                            return Ok::<_, ServiceError>((None, chunk));
                         }
                         tokio::task::spawn_blocking(move || {
-                            let d = deliver_chunk(&plan, &chunk, &key, verified)?;
-                            Ok((chunk, d))
+                            let out = mask_chunk(&plan.shape, &plan.dataset, &plan.version, &chunk, &key, verified)?;
+                            Ok((Some(chunk), out))
                         })
                         .await
                         .map_err(|e| ServiceError::Internal(e.into()))?
@@ -471,7 +447,7 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
                 })
                 .buffered(2);
             while let Some(item) = work.next().await {
-                let (chunk, d) = match item {
+                let (read, out) = match item {
                     Ok(x) => x,
                     Err(e) => {
                         failure = Some(e.to_string());
@@ -479,26 +455,25 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
                         break;
                     }
                 };
-                digest.update(&d.sha256);
-                bytes += d.batch.encoded().len() as u64;
-                if tx.send(Ok(Delivery::Batch(d.batch))).await.is_err() {
+                digest.update(&out.sha256);
+                bytes += out.data.len() as u64;
+                if tx.send(Ok(Delivery::Batch(RowBatch::from_encoded(out.data.clone())))).await.is_err() {
                     failure = Some("cut: the recipient went away".into());
                     break;
                 }
-                rows += u64::from(d.rows);
+                rows += u64::from(out.rows);
                 batches += 1;
-                if let Some((kept, size)) = &mut fill {
-                    *size += chunk.data.len();
-                    kept.push(chunk);
-                    if !gw.chunk_cache.admits(*size) {
-                        fill = None;
-                    }
+                if let Some(read) = read {
+                    Fill::keep(&mut fill_stored, read, &gw.chunk_cache);
                 }
+                Fill::keep(&mut fill_extract, out, &gw.chunk_cache);
             }
         }
-        if let (None, Some((kept, _))) = (&failure, fill) {
-            if kept.len() as u64 == plan.version.chunks {
-                gw.chunk_cache.insert(dataset, version, kept);
+        if failure.is_none() {
+            for (fill, extract) in [(fill_stored, Extract::Stored), (fill_extract, extract)] {
+                if let Some(fill) = fill.filter(|f| f.chunks.len() as u64 == plan.version.chunks) {
+                    gw.chunk_cache.insert(dataset, version, extract, fill.chunks);
+                }
             }
         }
         let sha256: [u8; 32] = digest.finish().as_ref().try_into().expect("32 bytes");
@@ -533,67 +508,22 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
     rx
 }
 
-/// Turns one stored chunk into the batch this recipient receives, checking the chunk against
-/// its digest unless it comes `verified` from the cache.
-fn deliver_chunk(
-    plan: &PullPlan,
-    chunk: &StoredChunk,
-    hash_key: &hmac::Key,
-    verified: bool,
-) -> Result<Delivered, ServiceError> {
-    let corrupt = || {
-        ServiceError::DataLoss(format!(
-            "dataset {} version {} chunk {}",
-            plan.dataset.id, plan.version.version, chunk.seq
-        ))
-    };
-    if !verified && digest::digest(&digest::SHA256, &chunk.data).as_ref() != chunk.sha256 {
-        return Err(corrupt());
-    }
-    let stored = RowBatch::from_encoded(chunk.data.clone());
-    if plan.passthrough {
-        return Ok(Delivered { batch: stored, sha256: chunk.sha256, rows: chunk.rows });
-    }
-    let (rows, columns) = stored.split().map_err(|_| corrupt())?;
-    if columns.len() != plan.dataset.fields.len() {
-        return Err(corrupt());
-    }
-    let decode = |i: usize| -> Result<Column, ServiceError> {
-        <Column as prost::Message>::decode(columns[i].clone()).map_err(|_| corrupt())
-    };
-    let encode = |c: &Column| Bytes::from(prost::Message::encode_to_vec(c));
-    let (kept, out) = match &plan.row_filter {
-        None => {
-            let mut out = Vec::with_capacity(plan.fields.len());
-            for f in &plan.fields {
-                out.push(match f.mask {
-                    Mask::None => columns[f.index].clone(),
-                    mask => match masking::encoded::apply(&mask, f.ty, &columns[f.index], hash_key) {
-                        Some(masked) => Bytes::from(masked),
-                        None => encode(&masking::apply(&mask, f.ty, &decode(f.index)?, rows, hash_key)),
-                    },
-                });
+/// Chunks of a whole version or extract collected on the way, while they fit the cache.
+#[derive(Default)]
+struct Fill {
+    chunks: Vec<StoredChunk>,
+    bytes: usize,
+}
+
+impl Fill {
+    /// Keeps `chunk`, or gives up the fill when it outgrows what the cache admits.
+    fn keep(fill: &mut Option<Fill>, chunk: StoredChunk, cache: &ChunkCache) {
+        if let Some(f) = fill {
+            f.bytes += chunk.data.len();
+            f.chunks.push(chunk);
+            if !cache.admits(f.bytes) {
+                *fill = None;
             }
-            (rows, out)
         }
-        Some((filter_index, filter_ty, accepted)) => {
-            let key = decode(*filter_index)?;
-            let keep: Vec<u32> = text_values(&key, *filter_ty, rows)
-                .into_iter()
-                .enumerate()
-                .filter(|(_, v)| v.as_ref().is_some_and(|v| accepted.contains(v)))
-                .map(|(i, _)| i as u32)
-                .collect();
-            let kept = keep.len() as u32;
-            let mut out = Vec::with_capacity(plan.fields.len());
-            for f in &plan.fields {
-                let selected = ops::select(&decode(f.index)?, rows, &keep);
-                out.push(encode(&masking::apply(&f.mask, f.ty, &selected, kept, hash_key)));
-            }
-            (kept, out)
-        }
-    };
-    let batch = RowBatch::from_parts(kept, &out);
-    let sha256 = digest::digest(&digest::SHA256, batch.encoded()).as_ref().try_into().expect("32 bytes");
-    Ok(Delivered { batch, sha256, rows: kept })
+    }
 }

@@ -16,6 +16,7 @@ pub mod assessment;
 pub mod audit;
 pub mod catalog;
 pub mod exchange;
+pub mod extract;
 pub mod oversight;
 pub mod participants;
 pub mod publishing;
@@ -134,11 +135,22 @@ pub struct Limits {
     pub chunk_rows: u32,
     /// Rows in one version.
     pub max_version_rows: u64,
+    /// Bytes of verified chunks and prepared extracts kept in memory ([`ChunkCache`]).
+    pub cache_bytes: usize,
+    /// Prepare masked extracts when a grant is approved or a version published
+    /// ([`extract`]).
+    pub prepare_extracts: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_batch_rows: 65_536, chunk_rows: 8_192, max_version_rows: 100_000_000 }
+        Limits {
+            max_batch_rows: 65_536,
+            chunk_rows: 8_192,
+            max_version_rows: 100_000_000,
+            cache_bytes: 512 << 20,
+            prepare_extracts: true,
+        }
     }
 }
 
@@ -159,8 +171,10 @@ pub struct Gateway {
     pub policy: PolicyConfig,
     /// The verifiable transfer log.
     pub log: TransferLog,
-    /// Verified chunks of recently pulled versions.
+    /// Verified chunks of recently pulled versions and prepared extracts.
     pub chunk_cache: Arc<ChunkCache>,
+    /// One extract is prepared at a time.
+    preparing: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -188,10 +202,11 @@ impl Gateway {
             mask_key,
             counting_key,
             clock,
+            chunk_cache: Arc::new(ChunkCache::new(limits.cache_bytes)),
+            preparing: Arc::new(tokio::sync::Semaphore::new(1)),
             limits,
             policy,
             log,
-            chunk_cache: Arc::new(ChunkCache::new(256 << 20)),
         }
     }
 

@@ -211,6 +211,7 @@ impl Upload {
         match committed {
             Ok(Committed::Created(v)) => {
                 tracing::info!(dataset = %v.dataset, version = v.version, rows = v.rows, "published version");
+                super::extract::prepare_version_in_background(&self.gw, v.dataset.clone(), v.version);
                 Ok((v, true))
             }
             Ok(Committed::Existing(v)) if same(&v) => Ok((v, false)),

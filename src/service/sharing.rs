@@ -184,6 +184,9 @@ pub async fn decide(gw: &Gateway, caller: &Caller, grant_id: &str, decision: Dec
     gw.store.update_grant(&g, GrantStatus::Pending, &rec).await?;
     gw.log.kick();
     tracing::info!(grant = %g.id, status = %g.status, "grant decided");
+    if g.status == GrantStatus::Approved {
+        super::extract::prepare_in_background(gw, g.clone());
+    }
     Ok(g)
 }
 
@@ -267,6 +270,7 @@ pub async fn revoke(gw: &Gateway, caller: &Caller, grant_id: &str, reason: &str)
     let rec = NewRecord::new(RecordKind::GrantRevoked, caller.actor(), grant_body(&g));
     gw.store.update_grant(&g, before, &rec).await?;
     gw.log.kick();
+    gw.chunk_cache.forget(&g.dataset, &g.consumer);
     tracing::info!(grant = %g.id, "grant revoked");
     Ok(g)
 }

@@ -346,7 +346,6 @@ async fn stored_content_that_fails_its_digest_is_data_loss() {
     let t = TestGateway::start().await;
     let mut owner = published(&t).await;
     let mut consumer = t.consumer("tj-commerce", Level::G2).await;
-    granted(&mut owner, &mut consumer, "survey", &["district"], pb::Approve::default()).await;
     use sqlx::Connection;
     let mut conn = sqlx::SqliteConnection::connect(&t.db_url).await.unwrap();
     let (upload, mut data): (String, Vec<u8>) =
@@ -359,6 +358,78 @@ async fn stored_content_that_fails_its_digest_is_data_loss() {
         .execute(&mut conn)
         .await
         .unwrap();
+    // Approved after the damage: preparing the extract meets it too, and caches nothing.
+    granted(&mut owner, &mut consumer, "survey", &["district"], pb::Approve::default()).await;
     let err = pull(&mut consumer, pull_req("survey")).await.unwrap_err();
     assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+    assert_eq!(t.gw.chunk_cache.bytes(), 0, "nothing of a damaged version is kept");
+}
+
+/// Waits until the gateway's cache holds `n` versions or extracts.
+async fn cached_entries(t: &TestGateway, n: usize) {
+    for _ in 0..500 {
+        if t.gw.chunk_cache.entries() == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the cache holds {} entries, not {n}", t.gw.chunk_cache.entries());
+}
+
+#[tokio::test]
+async fn a_prepared_extract_delivers_exactly_what_masking_on_the_fly_does() {
+    use bth_gateway::service::Limits;
+    let fields = ["enterprise", "contact", "phone", "founded", "employees", "revenue", "audited_at"];
+    let filter = pb::Approve {
+        row_filter: Some(pb::RowFilter {
+            field: "district".into(), values: vec!["和平区".into(), "南开区".into()]
+        }),
+        ..Default::default()
+    };
+    let mut pulls = Vec::new();
+    for prepare in [true, false] {
+        // The same secret in both gateways: the same HASH key for the same recipient.
+        let t = TestGateway::start_with(Limits { chunk_rows: 4, prepare_extracts: prepare, ..Limits::default() }).await;
+        let mut owner = published(&t).await;
+        let mut plain = t.consumer("tj-commerce", Level::G2).await;
+        let mut filtered = t.consumer("tj-binhai", Level::G2).await;
+        granted(&mut owner, &mut plain, "survey", &fields, pb::Approve::default()).await;
+        granted(&mut owner, &mut filtered, "survey", &fields, filter.clone()).await;
+        if prepare {
+            // Both extracts are prepared in the background before anything is pulled.
+            cached_entries(&t, 2).await;
+        } else {
+            assert_eq!(t.gw.chunk_cache.bytes(), 0, "nothing prepared");
+        }
+        let mut got = Vec::new();
+        for c in [&mut plain, &mut filtered] {
+            let first = pull(c, pull_req("survey")).await.unwrap();
+            let again = pull(c, pull_req("survey")).await.unwrap();
+            let resumed = pull(c, pb::PullRequest { from_batch: 1, ..pull_req("survey") }).await.unwrap();
+            assert_eq!(first.raw, again.raw, "a second pull (from the cache) sends the same bytes");
+            assert_eq!(first.raw[1..], resumed.raw[..], "a resumed pull sends the same later batches");
+            assert_eq!(first.trailer.sha256, again.trailer.sha256);
+            got.push(first);
+        }
+        assert!(got[1].rows() < got[0].rows(), "the row filter applies to the prepared extract");
+        pulls.push(got);
+    }
+    for (prepared, on_the_fly) in pulls[0].iter().zip(&pulls[1]) {
+        assert_eq!(prepared.raw, on_the_fly.raw);
+        assert_eq!(prepared.trailer.sha256, on_the_fly.trailer.sha256);
+        assert_eq!(prepared.header.fields, on_the_fly.header.fields);
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_grant_leaves_no_extract_behind() {
+    let t = TestGateway::start().await;
+    let mut owner = published(&t).await;
+    let mut consumer = t.consumer("tj-commerce", Level::G2).await;
+    let g = granted(&mut owner, &mut consumer, "survey", &["district", "phone"], pb::Approve::default()).await;
+    cached_entries(&t, 1).await;
+    owner.sharing.revoke_grant(pb::RevokeGrantRequest { grant_id: g.id, reason: "ended".into() }).await.unwrap();
+    assert_eq!(t.gw.chunk_cache.bytes(), 0);
+    let err = pull(&mut consumer, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
 }

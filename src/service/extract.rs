@@ -1,0 +1,299 @@
+//! Extracts: what one recipient receives of a version — its granted fields, masked, filtered by
+//! its grant's rows — built chunk by chunk, and prepared ahead of the pull.
+//!
+//! A masked pull costs an HMAC-SHA-256 per `HASH` value and a formatting step per other masked
+//! value; that work depends only on the version, the recipient's mask key and the delivered
+//! [`Shape`]. So the gateway prepares a recipient's extract in the background when a grant is
+//! approved and when its dataset gets a new version, and keeps it in the [`ChunkCache`] beside
+//! the stored chunks: the pull then sends prepared chunks as they are. Nothing is sent while
+//! preparing, and nothing is recorded: a pull is authorised, assessed and logged the same way
+//! whether its extract was prepared or not, and a pull whose shape differs (a field subset, a
+//! changed clearance) masks on the fly.
+//!
+//! [`ChunkCache`]: crate::store::cache::ChunkCache
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use ring::{digest, hmac};
+
+use super::{Gateway, ServiceError};
+use crate::domain::dataset::{Dataset, FieldName, FieldType, VersionInfo};
+use crate::domain::grant::Grant;
+use crate::domain::ids::DatasetId;
+use crate::domain::mask::Mask;
+use crate::domain::participant::Participant;
+use crate::domain::values::{ops, text_values};
+use crate::masking;
+use crate::pb::Column;
+use crate::store::cache::Extract;
+use crate::store::StoredChunk;
+use crate::wire::RowBatch;
+
+use super::exchange::DeliveredField;
+
+/// A grant's row filter: the stored column index, its type and the accepted text values.
+pub type RowFilter = (usize, FieldType, HashSet<String>);
+
+/// What a recipient receives of every chunk: the delivered columns with their masks, the dropped
+/// fields, the row filter.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// Delivered columns, in schema order.
+    pub fields: Vec<DeliveredField>,
+    /// Fields granted but dropped (`DROP`).
+    pub dropped: Vec<FieldName>,
+    /// Row filter of the grant.
+    pub row_filter: Option<RowFilter>,
+    /// Stored chunks go out as they are (every field, in order, unmasked, no filter).
+    pub passthrough: bool,
+}
+
+impl Shape {
+    /// The shape of `grant` for `recipient`, limited to `wanted` fields (empty = all granted;
+    /// the caller checked that they are granted).
+    pub fn of(dataset: &Dataset, grant: &Grant, recipient: &Participant, wanted: &HashSet<&FieldName>) -> Shape {
+        let mut fields = Vec::new();
+        let mut dropped = Vec::new();
+        for (index, def) in dataset.fields.iter().enumerate() {
+            let Some(granted) = grant.field(&def.name) else { continue };
+            if !wanted.is_empty() && !wanted.contains(&def.name) {
+                continue;
+            }
+            let mask = masking::effective_mask(
+                granted.mask.unwrap_or(def.default_mask),
+                def.class.level > recipient.clearance,
+            );
+            if mask == Mask::Drop {
+                dropped.push(def.name.clone());
+                continue;
+            }
+            fields.push(DeliveredField {
+                name: def.name.clone(),
+                index,
+                ty: def.ty,
+                delivered_ty: masking::delivered_type(&mask, def.ty),
+                class: def.class,
+                mask,
+            });
+        }
+        let row_filter = grant.row_filter.as_ref().map(|f| {
+            let index = dataset.field_index(&f.field).unwrap_or(usize::MAX);
+            let ty = dataset.fields.get(index).map_or(FieldType::String, |d| d.ty);
+            (index, ty, f.values.iter().cloned().collect::<HashSet<_>>())
+        });
+        let passthrough =
+            row_filter.is_none() && fields.len() == dataset.fields.len() && fields.iter().all(|f| f.mask == Mask::None);
+        Shape { fields, dropped, row_filter, passthrough }
+    }
+
+    /// The cache entry holding this shape's chunks for `recipient`: the stored chunks for a
+    /// passthrough shape, otherwise the recipient's extract named by a digest of everything that
+    /// determines its bytes besides the version and the recipient's key.
+    pub fn extract(&self, recipient: &Participant) -> Extract {
+        if self.passthrough {
+            return Extract::Stored;
+        }
+        let mut d = digest::Context::new(&digest::SHA256);
+        let mut put = |bytes: &[u8]| {
+            d.update(&(bytes.len() as u64).to_le_bytes());
+            d.update(bytes);
+        };
+        put(b"bth-gateway extract v1");
+        for f in &self.fields {
+            put(&(f.index as u64).to_le_bytes());
+            put(f.ty.as_str().as_bytes());
+            put(format!("{:?}", f.mask).as_bytes());
+        }
+        if let Some((index, ty, values)) = &self.row_filter {
+            put(b"filter");
+            put(&(*index as u64).to_le_bytes());
+            put(ty.as_str().as_bytes());
+            let mut values: Vec<&String> = values.iter().collect();
+            values.sort();
+            values.iter().for_each(|v| put(v.as_bytes()));
+        }
+        Extract::Masked { recipient: recipient.id.clone(), shape: d.finish().as_ref().try_into().expect("32 bytes") }
+    }
+}
+
+/// Turns one stored chunk of `version` into the chunk a recipient with `shape` receives,
+/// checking it against its digest unless it comes `verified` from the cache. The result's
+/// `sha256` is the digest of its `data`.
+///
+/// # Errors
+/// `DataLoss` for a chunk that does not match its digest or cannot be read.
+pub fn mask_chunk(
+    shape: &Shape,
+    dataset: &Dataset,
+    version: &VersionInfo,
+    chunk: &StoredChunk,
+    hash_key: &hmac::Key,
+    verified: bool,
+) -> Result<StoredChunk, ServiceError> {
+    let corrupt =
+        || ServiceError::DataLoss(format!("dataset {} version {} chunk {}", dataset.id, version.version, chunk.seq));
+    if !verified && digest::digest(&digest::SHA256, &chunk.data).as_ref() != chunk.sha256 {
+        return Err(corrupt());
+    }
+    if shape.passthrough {
+        return Ok(chunk.clone());
+    }
+    let (rows, columns) = RowBatch::from_encoded(chunk.data.clone()).split().map_err(|_| corrupt())?;
+    if columns.len() != dataset.fields.len() {
+        return Err(corrupt());
+    }
+    let decode = |i: usize| -> Result<Column, ServiceError> {
+        <Column as prost::Message>::decode(columns[i].clone()).map_err(|_| corrupt())
+    };
+    let encode = |c: &Column| Bytes::from(prost::Message::encode_to_vec(c));
+    let (kept, out) = match &shape.row_filter {
+        None => {
+            let mut out = Vec::with_capacity(shape.fields.len());
+            for f in &shape.fields {
+                out.push(match f.mask {
+                    Mask::None => columns[f.index].clone(),
+                    mask => match masking::encoded::apply(&mask, f.ty, &columns[f.index], hash_key) {
+                        Some(masked) => Bytes::from(masked),
+                        None => encode(&masking::apply(&mask, f.ty, &decode(f.index)?, rows, hash_key)),
+                    },
+                });
+            }
+            (rows, out)
+        }
+        Some((filter_index, filter_ty, accepted)) => {
+            let key = decode(*filter_index)?;
+            let keep: Vec<u32> = text_values(&key, *filter_ty, rows)
+                .into_iter()
+                .enumerate()
+                .filter(|(_, v)| v.as_ref().is_some_and(|v| accepted.contains(v)))
+                .map(|(i, _)| i as u32)
+                .collect();
+            let kept = keep.len() as u32;
+            let mut out = Vec::with_capacity(shape.fields.len());
+            for f in &shape.fields {
+                let selected = ops::select(&decode(f.index)?, rows, &keep);
+                out.push(encode(&masking::apply(&f.mask, f.ty, &selected, kept, hash_key)));
+            }
+            (kept, out)
+        }
+    };
+    let data = RowBatch::from_parts(kept, &out).encoded().clone();
+    let sha256 = digest::digest(&digest::SHA256, &data).as_ref().try_into().expect("32 bytes");
+    Ok(StoredChunk { seq: chunk.seq, rows: kept, sha256, data })
+}
+
+/// Prepares, in the background, the extract of the latest version of `grant`'s dataset for its
+/// consumer. See [`prepare`].
+pub fn prepare_in_background(gw: &Gateway, grant: Grant) {
+    if !gw.limits.prepare_extracts {
+        return;
+    }
+    let gw = gw.clone();
+    tokio::spawn(async move {
+        let id = grant.id.clone();
+        if let Err(e) = prepare(&gw, &grant, None).await {
+            tracing::warn!(grant = %id, error = %e, "extract not prepared");
+        }
+    });
+}
+
+/// Prepares, in the background, the extracts of `version` for every approved grant of `dataset`
+/// (a version was just published).
+pub fn prepare_version_in_background(gw: &Gateway, dataset: DatasetId, version: u64) {
+    if !gw.limits.prepare_extracts {
+        return;
+    }
+    let gw = gw.clone();
+    tokio::spawn(async move {
+        let owner = match gw.store.dataset(&dataset).await {
+            Ok(Some(d)) => d.owner,
+            _ => return,
+        };
+        let grants = match gw.store.grants_visible_to(&owner, Some(&dataset)).await {
+            Ok(g) => g,
+            Err(e) => return tracing::warn!(dataset = %dataset, error = %e, "extracts not prepared"),
+        };
+        let now = gw.clock.now();
+        for grant in grants.into_iter().filter(|g| g.is_usable(now)) {
+            if let Err(e) = prepare(&gw, &grant, Some(version)).await {
+                tracing::warn!(grant = %grant.id, error = %e, "extract not prepared");
+            }
+        }
+    });
+}
+
+/// What [`prepare`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    /// The extract is now cached.
+    Cached,
+    /// Nothing to do: the grant delivers the stored chunks as they are, or the extract was
+    /// already cached.
+    NotNeeded,
+    /// The grant is not usable, the dataset has no such version, or the extract exceeds the
+    /// cache's admission limit.
+    Skipped,
+}
+
+/// Builds the extract of `version` (latest when `None`) for `grant`'s consumer and caches it.
+/// Preparations run one at a time, each chunk on a blocking thread, so that they yield to pulls.
+///
+/// # Errors
+/// A store failure or a chunk that does not match its digest.
+pub async fn prepare(gw: &Gateway, grant: &Grant, version: Option<u64>) -> Result<Prepared, ServiceError> {
+    let _turn = gw.preparing.acquire().await.map_err(|e| ServiceError::Internal(e.into()))?;
+    if !grant.is_usable(gw.clock.now()) {
+        return Ok(Prepared::Skipped);
+    }
+    let (Some(dataset), Some(recipient)) =
+        (gw.store.dataset(&grant.dataset).await?, gw.store.participant(&grant.consumer).await?)
+    else {
+        return Ok(Prepared::Skipped);
+    };
+    let Some(version) = gw.store.version(&dataset.id, version).await? else { return Ok(Prepared::Skipped) };
+    let shape = Arc::new(Shape::of(&dataset, grant, &recipient, &HashSet::new()));
+    let extract = shape.extract(&recipient);
+    if extract == Extract::Stored || gw.chunk_cache.get(&dataset.id, version.version, &extract).is_some() {
+        return Ok(Prepared::NotNeeded);
+    }
+    let key = Arc::new(gw.recipient_hash_key(recipient.id.as_str()));
+    let (dataset, version) = (Arc::new(dataset), Arc::new(version));
+    let stored = gw.chunk_cache.get(&dataset.id, version.version, &Extract::Stored);
+    let mut source = match &stored {
+        Some(all) => futures::stream::iter(all.iter().cloned().map(|c| Ok((c, true)))).boxed(),
+        None => gw.store.chunks(&dataset.id, version.version, 0).map(|c| c.map(|c| (c, false))).boxed(),
+    };
+    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    while let Some(item) = source.next().await {
+        let (chunk, verified) = item?;
+        let (shape, dataset2, version2, key) = (shape.clone(), dataset.clone(), version.clone(), key.clone());
+        let masked =
+            tokio::task::spawn_blocking(move || mask_chunk(&shape, &dataset2, &version2, &chunk, &key, verified))
+                .await
+                .map_err(|e| ServiceError::Internal(e.into()))??;
+        bytes += masked.data.len();
+        if !gw.chunk_cache.admits(bytes) {
+            return Ok(Prepared::Skipped);
+        }
+        out.push(masked);
+    }
+    if out.len() as u64 != version.chunks {
+        return Err(ServiceError::DataLoss(format!(
+            "dataset {} version {} has {} of {} chunks",
+            dataset.id,
+            version.version,
+            out.len(),
+            version.chunks
+        )));
+    }
+    // A grant revoked meanwhile has had its extracts forgotten: do not bring one back.
+    if !gw.store.grant(&grant.id).await?.is_some_and(|g| g.is_usable(gw.clock.now())) {
+        return Ok(Prepared::Skipped);
+    }
+    gw.chunk_cache.insert(&dataset.id, version.version, extract, out);
+    tracing::debug!(grant = %grant.id, version = version.version, bytes, "extract prepared");
+    Ok(Prepared::Cached)
+}
