@@ -160,7 +160,7 @@ async fn append_bench(dir: &Path) {
             );
         }
     }
-    println!("  (one fsync of the WAL per batch; a batch closes at 64 entries or 2 ms)");
+    println!("  (one fsync of the WAL per batch; a batch closes at 64 entries or 2 ms, at once for a lone append)");
 }
 
 /// Builds a log of `leaves` synthetic leaves: every perfect subtree stored, one signed

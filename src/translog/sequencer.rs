@@ -1,8 +1,10 @@
 //! The sequencer: one task per gateway that group-commits records into the log, integrates
 //! every queued record in store order, signs a checkpoint per batch and hands out receipts.
 //!
-//! A batch closes at `batch_max` entries or `batch_wait` after its first entry. Callers beyond
-//! the bounded queue are refused at once (`LogError::Full`) rather than held in memory.
+//! A batch closes at `batch_max` entries or `batch_wait` after its first entry; when the
+//! previous batch held a single entry (nobody else is appending), it closes with what is already
+//! queued, without waiting, so that a lone append is not delayed. Callers beyond the bounded
+//! queue are refused at once (`LogError::Full`) rather than held in memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -174,6 +176,7 @@ async fn run(
     settings: LogSettings,
     mut edge: Edge,
 ) {
+    let mut last_batch = 0usize;
     loop {
         let first = match tokio::time::timeout(settings.idle, rx.recv()).await {
             Ok(Some(job)) => job,
@@ -181,8 +184,16 @@ async fn run(
             Err(_) => Job { record: None, reply: None },
         };
         let mut jobs = vec![first];
-        let deadline = Instant::now() + settings.batch_wait;
         while jobs.len() < settings.batch_max {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        // Under load (the last batch had company) wait a little for more; alone, go now.
+        let wait = if last_batch > 1 || jobs.len() > 1 { settings.batch_wait } else { Duration::ZERO };
+        let deadline = Instant::now() + wait;
+        while jobs.len() < settings.batch_max && !wait.is_zero() {
             tokio::select! {
                 job = rx.recv() => match job {
                     Some(job) => jobs.push(job),
@@ -191,6 +202,7 @@ async fn run(
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
+        last_batch = jobs.len();
         let mut records = Vec::new();
         let mut replies = Vec::new();
         for job in jobs {
