@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `listen` | `127.0.0.1:7443` (loopback only) | `BTH_LISTEN` |
 //! | `database_url` | `sqlite:data/gateway.db` | `BTH_DATABASE_URL` |
+//! | `database_pool` | `16` (PostgreSQL connections per process) | `BTH_DATABASE_POOL` |
 //! | `tls_cert` | `certs/server.pem` | `BTH_TLS_CERT` |
 //! | `tls_key` | `certs/server.key` | `BTH_TLS_KEY` |
 //! | `client_ca` | `certs/ca.pem` | `BTH_CLIENT_CA` |
@@ -39,6 +40,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite:PATH` (embedded default).
     pub database_url: String,
+    /// Connections to PostgreSQL per gateway process (SQLite keeps its own small pool).
+    pub database_pool: u32,
     /// Server certificate chain, PEM.
     pub tls_cert: PathBuf,
     /// Server private key, PEM.
@@ -69,6 +72,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
             database_url: "sqlite:data/gateway.db".into(),
+            database_pool: crate::store::postgres::DEFAULT_POOL,
             tls_cert: "certs/server.pem".into(),
             tls_key: "certs/server.key".into(),
             client_ca: "certs/ca.pem".into(),
@@ -140,6 +144,9 @@ impl Config {
         }
         if let Some(v) = env("BTH_DATABASE_URL") {
             self.database_url = v;
+        }
+        if let Some(v) = env("BTH_DATABASE_POOL") {
+            self.database_pool = parse("BTH_DATABASE_POOL", v)?;
         }
         if let Some(v) = env("BTH_TLS_CERT") {
             self.tls_cert = v.into();
@@ -247,6 +254,10 @@ listen = "127.0.0.1:7443"
 
 # Database. Default: the embedded SQLite file below (created and migrated on first start).
 database_url = "sqlite:data/gateway.db"
+
+# Connections to PostgreSQL per gateway process (ignored for SQLite). Default: 16. Keep the sum
+# over all replicas below the server's max_connections.
+database_pool = 16
 
 # Server certificate and key, and the CA that client certificates must chain to.
 tls_cert = "certs/server.pem"

@@ -111,7 +111,7 @@ pub async fn gateway(config: &Config) -> anyhow::Result<Gateway> {
             }
         }
     }
-    let store = crate::store::open(&config.database_url).await?;
+    let store = crate::store::open_with(&config.database_url, config.database_pool).await?;
     // Uploads in flight on other replicas are younger than a day.
     let purged = store.purge_abandoned_uploads(chrono::Utc::now() - chrono::Duration::days(1)).await?;
     if purged > 0 {

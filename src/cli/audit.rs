@@ -117,7 +117,7 @@ impl Source {
             (None, Some(config)) => config.database_url.clone(),
             (None, None) => bail!("say where the log is: --db PATH, --dir DIR or --server URL"),
         };
-        Ok(Source::Store(crate::store::open(&url).await?))
+        Ok(Source::Store(crate::store::open_read_only(&url).await?))
     }
 
     /// Up to a page of checkpoints with sizes above `after`, ascending: (size, root, note).

@@ -171,6 +171,19 @@ pub enum DatasetError {
     /// Free text too long.
     #[error("{0} is longer than {MAX_TEXT} bytes")]
     TextTooLong(&'static str),
+    /// Free text with a control character other than tab and line breaks.
+    #[error("{0} contains a control character")]
+    ControlCharacter(&'static str),
+}
+
+fn check_text(what: &'static str, text: &str) -> Result<(), DatasetError> {
+    if text.len() > MAX_TEXT {
+        return Err(DatasetError::TextTooLong(what));
+    }
+    if super::has_control_chars(text) {
+        return Err(DatasetError::ControlCharacter(what));
+    }
+    Ok(())
 }
 
 impl Dataset {
@@ -179,12 +192,8 @@ impl Dataset {
         if self.fields.is_empty() || self.fields.len() > MAX_FIELDS {
             return Err(DatasetError::FieldCount(self.fields.len()));
         }
-        if self.title.len() > MAX_TEXT {
-            return Err(DatasetError::TextTooLong("title"));
-        }
-        if self.description.len() > MAX_TEXT {
-            return Err(DatasetError::TextTooLong("description"));
-        }
+        check_text("title", &self.title)?;
+        check_text("description", &self.description)?;
         let mut seen = HashSet::new();
         for f in &self.fields {
             if !seen.insert(&f.name) {
@@ -192,9 +201,7 @@ impl Dataset {
             }
             f.class.admissible().map_err(|source| DatasetError::Classification { field: f.name.clone(), source })?;
             f.default_mask.check_fits(f.ty).map_err(|source| DatasetError::Mask { field: f.name.clone(), source })?;
-            if f.description.len() > MAX_TEXT {
-                return Err(DatasetError::TextTooLong("field description"));
-            }
+            check_text("field description", &f.description)?;
         }
         for (role, key) in
             [("person_key_field", &self.person_key_field), ("contributor_key_field", &self.contributor_key_field)]

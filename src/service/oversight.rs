@@ -13,6 +13,9 @@ use crate::domain::participant::Role;
 use crate::domain::record::{NewRecord, RecordKind};
 use crate::policy::{Approval, ApprovalType, Exemption, Scope};
 use crate::store::StoredApproval;
+
+/// Longest reason an officer gives, in bytes.
+const REASON_MAX: usize = 1024;
 use crate::translog::sequencer::Receipt;
 
 /// What an officer records.
@@ -107,9 +110,7 @@ pub async fn record_approval(
         }
         None => new_id("a-"),
     };
-    if new.reference.trim().is_empty() || new.reference.len() > 256 {
-        return Err(ServiceError::invalid("reference", "is required (at most 256 bytes)"));
-    }
+    super::check_text("reference", &new.reference, true, 256)?;
     if new.expires.is_some_and(|e| e < new.issued) {
         return Err(ServiceError::invalid("expires", "is before issued"));
     }
@@ -152,9 +153,7 @@ pub async fn revoke_approval(
     reason: &str,
 ) -> Result<StoredApproval, ServiceError> {
     caller.require(Role::Officer)?;
-    if reason.trim().is_empty() {
-        return Err(ServiceError::invalid("reason", "is required"));
-    }
+    super::check_text("reason", reason, true, REASON_MAX)?;
     let mut body = json!({"approval": id, "reason": reason});
     if let Some(a) = gw.store.approval(id).await? {
         body["exporter"] = a.approval.exporter.into();
@@ -213,9 +212,7 @@ pub async fn resolve_hold(
     }
     match resolution {
         Resolution::Refuse { reason } => {
-            if reason.trim().is_empty() {
-                return Err(ServiceError::invalid("refuse_reason", "is required"));
-            }
+            super::check_text("refuse_reason", &reason, true, REASON_MAX)?;
             hold.status = HoldStatus::Refused;
             hold.reason = reason;
         }

@@ -29,9 +29,7 @@ fn describe(p: &Participant) -> serde_json::Value {
 /// # Errors
 /// `InvalidArgument` for a blank display name or no roles; `AlreadyExists` for a taken id.
 pub async fn register_as(store: &dyn Store, actor: &str, mut p: Participant) -> Result<Participant, ServiceError> {
-    if p.display_name.trim().is_empty() || p.display_name.len() > 256 {
-        return Err(ServiceError::invalid("participant.display_name", "must be 1-256 bytes, not blank"));
-    }
+    super::check_text("participant.display_name", &p.display_name, true, 256)?;
     if p.roles.is_empty() {
         return Err(ServiceError::invalid("participant.roles", "at least one role is required"));
     }

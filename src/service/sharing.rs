@@ -58,13 +58,7 @@ pub enum Decision {
 }
 
 fn check_text(field: &str, text: &str, required: bool) -> Result<(), ServiceError> {
-    if required && text.trim().is_empty() {
-        return Err(ServiceError::invalid(field, "is required"));
-    }
-    if text.len() > MAX_TEXT {
-        return Err(ServiceError::invalid(field, format!("at most {MAX_TEXT} bytes")));
-    }
-    Ok(())
+    super::check_text(field, text, required, MAX_TEXT)
 }
 
 pub(crate) fn grant_body(g: &Grant) -> serde_json::Value {
@@ -226,11 +220,8 @@ fn approve(g: &mut Grant, d: &Dataset, a: Approval, now: DateTime<Utc>) -> Resul
         if filter.values.is_empty() || filter.values.len() > MAX_FILTER_VALUES {
             return Err(ServiceError::invalid("approve.row_filter.values", format!("1 to {MAX_FILTER_VALUES} values")));
         }
-        if filter.values.iter().any(|v| v.len() > MAX_TEXT) {
-            return Err(ServiceError::invalid(
-                "approve.row_filter.values",
-                format!("each value at most {MAX_TEXT} bytes"),
-            ));
+        for (i, v) in filter.values.iter().enumerate() {
+            check_text(&format!("approve.row_filter.values[{i}]"), v, false)?;
         }
     }
     let expires = a.expires_at.or(g.requested_expiry);

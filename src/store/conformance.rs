@@ -74,7 +74,7 @@ where
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix).expect("random");
     let db = format!("bth_test_{}", hex::encode(suffix));
     conn.execute(format!("CREATE DATABASE {db}").as_str()).await.expect("create test database");
-    let store = PostgresStore::connect(admin.clone().database(&db)).await.expect("open postgres");
+    let store = PostgresStore::connect(admin.clone().database(&db), 4).await.expect("open postgres");
     let pool = store.pool().clone();
     let outcome = tokio::spawn(test(Arc::new(store))).await;
     pool.close().await;
@@ -123,6 +123,48 @@ conformance! {
     concurrent_counting_loses_no_updates,
     transfers_list_integrated_transfer_records_newest_first,
     records_page_in_store_order,
+}
+
+/// A store opened for reading (`audit verify`) reads what a writer stored and writes nothing.
+async fn reading_only(writer: Arc<dyn Store>, reader: Arc<dyn Store>) {
+    writer.insert_participant(&participant("a1"), &rec(RecordKind::ParticipantRegistered, 1)).await.unwrap();
+    assert_eq!(reader.participant(&pid("a1")).await.unwrap(), Some(participant("a1")));
+    let err = reader.insert_participant(&participant("b1"), &rec(RecordKind::ParticipantRegistered, 2)).await;
+    assert!(err.is_err(), "a read-only store wrote");
+    assert_eq!(writer.participant(&pid("b1")).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_sqlite_store_opened_for_reading_writes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("store.db").display());
+    let writer = Arc::new(SqliteStore::open(&url).await.expect("open sqlite"));
+    let reader = Arc::new(SqliteStore::open_read_only(&url).await.expect("open for reading"));
+    reading_only(writer, reader).await;
+    let missing = format!("sqlite:{}", dir.path().join("missing.db").display());
+    assert!(SqliteStore::open_read_only(&missing).await.is_err(), "nothing is created");
+    assert!(!dir.path().join("missing.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_store_opened_for_reading_writes_nothing() {
+    let Some(url) = postgres_url("a_postgres_store_opened_for_reading_writes_nothing") else { return };
+    let admin = PgConnectOptions::from_str(&url).expect("BTH_TEST_DATABASE_URL is a PostgreSQL URL");
+    let mut conn = PgConnection::connect_with(&admin).await.expect("connect to BTH_TEST_DATABASE_URL");
+    let mut suffix = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix).expect("random");
+    let db = format!("bth_test_{}", hex::encode(suffix));
+    conn.execute(format!("CREATE DATABASE {db}").as_str()).await.expect("create test database");
+    let writer = PostgresStore::connect(admin.clone().database(&db), 2).await.expect("open postgres");
+    let reader = PostgresStore::connect_read_only(admin.clone().database(&db)).await.expect("open for reading");
+    let pools = (writer.pool().clone(), reader.pool().clone());
+    let outcome = tokio::spawn(reading_only(Arc::new(writer), Arc::new(reader))).await;
+    pools.0.close().await;
+    pools.1.close().await;
+    conn.execute(format!("DROP DATABASE {db} WITH (FORCE)").as_str()).await.expect("drop test database");
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }
 
 // --- fixtures ---------------------------------------------------------------------------------

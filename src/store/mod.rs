@@ -395,19 +395,48 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store a database URL names: `sqlite:PATH` (created and migrated when missing) or
-/// `postgres://…` / `postgresql://…` (an existing database, migrated).
+/// `postgres://…` / `postgresql://…` (an existing database, migrated), with the default pool.
 ///
 /// # Errors
 /// An unsupported scheme, or a database that cannot be opened or migrated.
 pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    open_with(url, postgres::DEFAULT_POOL).await
+}
+
+fn unsupported(url: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "unsupported database URL scheme (expected sqlite: or postgres:): {}",
+        url.split(':').next().unwrap_or("")
+    )
+}
+
+/// Opens the store a database URL names for reading only: nothing is created, migrated or
+/// written (`audit verify`).
+///
+/// # Errors
+/// An unsupported scheme, or a database that cannot be opened.
+pub async fn open_read_only(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open_read_only(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(postgres::PostgresStore::open_read_only(url).await?))
+    } else {
+        Err(unsupported(url))
+    }
+}
+
+/// As [`open`], with at most `pool` connections to PostgreSQL (SQLite, which serialises its
+/// writers, keeps its own small pool).
+///
+/// # Errors
+/// As [`open`]; a pool of 0.
+pub async fn open_with(url: &str, pool: u32) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(Arc::new(postgres::PostgresStore::open(url).await?))
+        anyhow::ensure!(pool > 0, "database_pool must be at least 1");
+        Ok(Arc::new(postgres::PostgresStore::connect(url.parse()?, pool).await?))
     } else {
-        anyhow::bail!(
-            "unsupported database URL scheme (expected sqlite: or postgres:): {}",
-            url.split(':').next().unwrap_or("")
-        )
+        Err(unsupported(url))
     }
 }

@@ -58,13 +58,16 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
+/// Connections per gateway process, unless configured (`database_pool`).
+pub const DEFAULT_POOL: u32 = 16;
+
 impl PostgresStore {
     /// Connects to and migrates the database a `postgres:` or `postgresql:` URL names.
     ///
     /// # Errors
     /// A malformed URL, an unreachable database, or a failed migration.
     pub async fn open(url: &str) -> Result<PostgresStore, sqlx::Error> {
-        PostgresStore::connect(PgConnectOptions::from_str(url)?).await
+        PostgresStore::connect(PgConnectOptions::from_str(url)?, DEFAULT_POOL).await
     }
 
     /// Connects with `options` and migrates the database. Concurrent migrations from several
@@ -72,13 +75,35 @@ impl PostgresStore {
     ///
     /// # Errors
     /// An unreachable database or a failed migration.
-    pub async fn connect(options: PgConnectOptions) -> Result<PostgresStore, sqlx::Error> {
+    pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<PostgresStore, sqlx::Error> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Connects for reading only: every transaction is read-only and nothing is migrated.
+    ///
+    /// # Errors
+    /// A malformed URL or an unreachable database.
+    pub async fn open_read_only(url: &str) -> Result<PostgresStore, sqlx::Error> {
+        PostgresStore::connect_read_only(PgConnectOptions::from_str(url)?).await
+    }
+
+    /// As [`PostgresStore::open_read_only`], with connection `options`.
+    ///
+    /// # Errors
+    /// An unreachable database.
+    pub async fn connect_read_only(options: PgConnectOptions) -> Result<PostgresStore, sqlx::Error> {
+        let options = options.options([("default_transaction_read_only", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
         Ok(PostgresStore { pool })
     }
 

@@ -53,6 +53,17 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// Opens an existing database a `sqlite:` URL names for reading only: nothing is created,
+    /// migrated or written (an auditor's copy stays as it was handed over).
+    ///
+    /// # Errors
+    /// A missing or unreadable file.
+    pub async fn open_read_only(url: &str) -> Result<SqliteStore, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str(url)?.read_only(true).busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
+        Ok(SqliteStore { pool })
+    }
+
     /// Starts a write transaction that takes the write lock at once, so that two writers never
     /// deadlock upgrading read locks.
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {

@@ -35,6 +35,21 @@ async fn a_grant_request_is_checked() {
         .await
         .unwrap_err();
     assert!(err.message().contains("purpose"), "{}", err.message());
+    // NUL and other control characters in free text are refused (PostgreSQL cannot store NUL).
+    for bad in ["for\0statistics", "for \u{1b}[2Jstatistics"] {
+        let err = consumer
+            .sharing
+            .request_grant(pb::RequestGrantRequest { legal_basis: bad.into(), ..request(&["district"]) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains("legal_basis") && err.message().contains("control"), "{}", err.message());
+    }
+    let none = consumer.sharing.list_grants(pb::ListGrantsRequest::default()).await.unwrap().into_inner();
+    assert!(none.grants.is_empty(), "nothing stored");
+    let multi_line =
+        pb::RequestGrantRequest { purpose: "industry\tstatistics\r\n2025".into(), ..request(&["district"]) };
+    consumer.sharing.request_grant(multi_line).await.unwrap();
     let g = consumer.sharing.request_grant(request(&["district", "phone"])).await.unwrap().into_inner();
     assert_eq!(g.status, pb::GrantStatus::Pending as i32);
 }
