@@ -168,22 +168,13 @@ pub enum DatasetError {
         /// The name given.
         name: FieldName,
     },
-    /// Free text too long.
-    #[error("{0} is longer than {MAX_TEXT} bytes")]
-    TextTooLong(&'static str),
-    /// Free text with a control character other than tab and line breaks.
-    #[error("{0} contains a control character")]
-    ControlCharacter(&'static str),
+    /// Free text too long or with a control character.
+    #[error("{0}: {1}")]
+    Text(&'static str, super::TextError),
 }
 
 fn check_text(what: &'static str, text: &str) -> Result<(), DatasetError> {
-    if text.len() > MAX_TEXT {
-        return Err(DatasetError::TextTooLong(what));
-    }
-    if super::has_control_chars(text) {
-        return Err(DatasetError::ControlCharacter(what));
-    }
-    Ok(())
+    super::check_free_text(text, MAX_TEXT).map_err(|e| DatasetError::Text(what, e))
 }
 
 impl Dataset {

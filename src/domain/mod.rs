@@ -10,9 +10,28 @@ pub mod participant;
 pub mod record;
 pub mod values;
 
-/// Whether caller-supplied free text (a title, a purpose, a reason) holds a control character
-/// other than tab and line breaks. Such text is refused: NUL cannot be stored in a PostgreSQL
-/// text column, and the others only hide what a reviewer reads.
-pub fn has_control_chars(text: &str) -> bool {
-    text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+/// Why caller-supplied free text (a title, a purpose, a reason) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    /// Longer than its limit, in bytes.
+    #[error("at most {0} bytes")]
+    TooLong(usize),
+    /// A control character other than tab and line breaks: NUL cannot be stored in a PostgreSQL
+    /// text column, and the others only hide what a reviewer reads.
+    #[error("contains a control character")]
+    ControlCharacter,
+}
+
+/// Checks free text against a limit of `max` bytes and for control characters.
+///
+/// # Errors
+/// [`TextError`] saying which.
+pub fn check_free_text(text: &str, max: usize) -> Result<(), TextError> {
+    if text.len() > max {
+        return Err(TextError::TooLong(max));
+    }
+    if text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+        return Err(TextError::ControlCharacter);
+    }
+    Ok(())
 }

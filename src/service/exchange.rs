@@ -5,14 +5,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::stream::{BoxStream, StreamExt};
 
 use ring::digest;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::assessment::{self, Counting, RowSelection};
-use super::extract::{mask_chunk, Shape};
+use super::extract::{stored_chunks, Masker, Shape};
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::classification::Classification;
 use crate::domain::dataset::{Dataset, FieldName, FieldType, VersionInfo};
@@ -22,7 +22,7 @@ use crate::domain::mask::Mask;
 use crate::domain::participant::{Participant, Role};
 use crate::domain::record::{shanghai, NewRecord, RecordKind, TransferFacets};
 use crate::policy::{self, Action, Decision, DecisionJson};
-use crate::store::cache::{ChunkCache, Extract, VersionChunks};
+use crate::store::cache::Extract;
 use crate::store::StoredChunk;
 use crate::translog::sequencer::Receipt;
 use crate::wire::RowBatch;
@@ -74,6 +74,8 @@ pub struct PullPlan {
     pub grant: Grant,
     /// What is delivered of every chunk: columns, masks, row filter.
     pub shape: Shape,
+    /// Every granted field is delivered (no subset asked for): the shape an extract is prepared for.
+    whole_grant: bool,
     /// The rules' verdict.
     pub decision: Decision,
     /// What the rules read.
@@ -210,6 +212,7 @@ pub async fn plan(
         version,
         grant,
         shape,
+        whole_grant: req.fields.is_empty(),
         decision,
         transfer,
         at: now,
@@ -391,58 +394,49 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
     let (tx, rx) = mpsc::channel(4);
     let gw = gw.clone();
     let actor = caller.actor();
-    let hash_key = Arc::new(gw.recipient_hash_key(plan.recipient.id.as_str()));
     tokio::spawn(async move {
-        let plan = Arc::new(plan);
         let mut digest = digest::Context::new(&digest::SHA256);
         let (mut rows, mut batches, mut bytes) = (0u64, 0u64, 0u64);
         let mut failure: Option<String> = None;
-        let (dataset, version) = (&plan.dataset.id, plan.version.version);
+        let (dataset, version, from) = (plan.dataset.id.clone(), plan.version.version, plan.from_batch);
         let extract = plan.shape.extract(&plan.recipient);
-        let prepared = gw.chunk_cache.get(dataset, version, &extract);
-        let stored = match prepared {
-            Some(_) => None,
-            None => gw.chunk_cache.get(dataset, version, &Extract::Stored),
-        };
-        // What was read or masked on the way, kept for the cache once the whole version went out.
-        let whole = plan.from_batch == 0;
-        let mut fill_stored = (whole && prepared.is_none() && stored.is_none()).then(Fill::default);
-        let mut fill_extract = (whole && prepared.is_none() && !plan.shape.passthrough).then(Fill::default);
+        let prepared = gw.chunk_cache.get(&dataset, version, &extract);
+        // A whole version masked on the fly with every granted field is kept for the next pull;
+        // started before anything is masked, so that a revocation from now on keeps it out.
+        let mut fill_extract = (from == 0 && prepared.is_none() && plan.whole_grant && extract != Extract::Stored)
+            .then(|| gw.chunk_cache.fill(&dataset, version, extract));
+        let masker = Arc::new(Masker {
+            hash_key: gw.recipient_hash_key(plan.recipient.id.as_str()),
+            shape: plan.shape.clone(),
+            dataset: plan.dataset.clone(),
+            version: plan.version.clone(),
+        });
         {
             // (chunk, verified, ready: goes out as it is)
-            let cached = |all: &VersionChunks, ready: bool| {
-                futures::stream::iter(
-                    all.iter()
-                        .skip(plan.from_batch as usize)
-                        .cloned()
-                        .map(|c| Ok((c, true, ready)))
-                        .collect::<Vec<_>>(),
-                )
-                .boxed()
-            };
-            let source = match (&prepared, &stored) {
-                (Some(all), _) => cached(all, true),
-                (None, Some(all)) => cached(all, plan.shape.passthrough),
-                (None, None) => gw
-                    .store
-                    .chunks(dataset, version, plan.from_batch)
-                    .map(|c| c.map(|c| (c, false, false)).map_err(ServiceError::from))
-                    .boxed(),
+            type Source<'a> = BoxStream<'a, Result<(StoredChunk, bool, bool), ServiceError>>;
+            let (source, mut fill_stored): (Source<'_>, _) = match &prepared {
+                Some(all) => {
+                    let chunks: Vec<_> = all.iter().skip(from as usize).cloned().map(|c| Ok((c, true, true))).collect();
+                    (futures::stream::iter(chunks).boxed(), None)
+                }
+                None => {
+                    let (cached, chunks) = stored_chunks(&gw, &dataset, version, from);
+                    let passthrough = plan.shape.passthrough;
+                    let chunks = chunks.map(move |c| c.map(|(c, verified)| (c, verified, passthrough && verified)));
+                    let fill = (from == 0 && !cached).then(|| gw.chunk_cache.fill(&dataset, version, Extract::Stored));
+                    (chunks.boxed(), fill)
+                }
             };
             let mut work = source
                 .map(|item| {
-                    let (plan, key) = (plan.clone(), hash_key.clone());
+                    let masker = masker.clone();
                     async move {
                         let (chunk, verified, ready) = item?;
                         if ready {
                             return Ok::<_, ServiceError>((None, chunk));
                         }
-                        tokio::task::spawn_blocking(move || {
-                            let out = mask_chunk(&plan.shape, &plan.dataset, &plan.version, &chunk, &key, verified)?;
-                            Ok((Some(chunk), out))
-                        })
-                        .await
-                        .map_err(|e| ServiceError::Internal(e.into()))?
+                        let out = masker.mask(chunk.clone(), verified).await?;
+                        Ok((Some(chunk), out))
                     }
                 })
                 .buffered(2);
@@ -455,26 +449,27 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
                         break;
                     }
                 };
-                digest.update(&out.sha256);
-                bytes += out.data.len() as u64;
                 if tx.send(Ok(Delivery::Batch(RowBatch::from_encoded(out.data.clone())))).await.is_err() {
                     failure = Some("cut: the recipient went away".into());
                     break;
                 }
+                digest.update(&out.sha256);
+                bytes += out.data.len() as u64;
                 rows += u64::from(out.rows);
                 batches += 1;
-                if let Some(read) = read {
-                    Fill::keep(&mut fill_stored, read, &gw.chunk_cache);
+                if let (Some(read), Some(fill)) = (read, fill_stored.as_mut()) {
+                    fill.keep(read);
                 }
-                Fill::keep(&mut fill_extract, out, &gw.chunk_cache);
+                if let Some(fill) = fill_extract.as_mut() {
+                    fill.keep(out);
+                }
+            }
+            if let (None, Some(fill)) = (&failure, fill_stored) {
+                fill.finish(plan.version.chunks);
             }
         }
-        if failure.is_none() {
-            for (fill, extract) in [(fill_stored, Extract::Stored), (fill_extract, extract)] {
-                if let Some(fill) = fill.filter(|f| f.chunks.len() as u64 == plan.version.chunks) {
-                    gw.chunk_cache.insert(dataset, version, extract, fill.chunks);
-                }
-            }
+        if let (None, Some(fill)) = (&failure, fill_extract) {
+            fill.finish(plan.version.chunks);
         }
         let sha256: [u8; 32] = digest.finish().as_ref().try_into().expect("32 bytes");
         let mut rec = NewRecord::new(
@@ -506,24 +501,4 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
         let _ = tx.send(msg).await;
     });
     rx
-}
-
-/// Chunks of a whole version or extract collected on the way, while they fit the cache.
-#[derive(Default)]
-struct Fill {
-    chunks: Vec<StoredChunk>,
-    bytes: usize,
-}
-
-impl Fill {
-    /// Keeps `chunk`, or gives up the fill when it outgrows what the cache admits.
-    fn keep(fill: &mut Option<Fill>, chunk: StoredChunk, cache: &ChunkCache) {
-        if let Some(f) = fill {
-            f.bytes += chunk.data.len();
-            f.chunks.push(chunk);
-            if !cache.admits(f.bytes) {
-                *fill = None;
-            }
-        }
-    }
 }

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::stream::{BoxStream, StreamExt};
 use ring::{digest, hmac};
 
 use super::{Gateway, ServiceError};
@@ -185,6 +185,47 @@ pub fn mask_chunk(
     Ok(StoredChunk { seq: chunk.seq, rows: kept, sha256, data })
 }
 
+/// Masks chunks for one recipient and shape on blocking threads.
+#[derive(Debug)]
+pub struct Masker {
+    /// The delivered shape.
+    pub shape: Shape,
+    /// The dataset (its fields name the stored columns).
+    pub dataset: Dataset,
+    /// The version the chunks belong to.
+    pub version: VersionInfo,
+    /// The recipient's `HASH` key.
+    pub hash_key: hmac::Key,
+}
+
+impl Masker {
+    /// [`mask_chunk`] on a blocking thread.
+    ///
+    /// # Errors
+    /// As [`mask_chunk`].
+    pub async fn mask(self: &Arc<Self>, chunk: StoredChunk, verified: bool) -> Result<StoredChunk, ServiceError> {
+        let m = self.clone();
+        tokio::task::spawn_blocking(move || mask_chunk(&m.shape, &m.dataset, &m.version, &chunk, &m.hash_key, verified))
+            .await
+            .map_err(|e| ServiceError::Internal(e.into()))?
+    }
+}
+
+/// Stored chunks, each with whether it was verified against its digest already.
+pub type StoredChunks<'a> = BoxStream<'a, Result<(StoredChunk, bool), ServiceError>>;
+
+/// The stored chunks of a version from `from`: from the cached whole version when there is one
+/// (`true`, every chunk verified), else from the store.
+pub fn stored_chunks<'a>(gw: &'a Gateway, dataset: &DatasetId, version: u64, from: u64) -> (bool, StoredChunks<'a>) {
+    match gw.chunk_cache.get(dataset, version, &Extract::Stored) {
+        Some(all) => {
+            let chunks: Vec<_> = all.iter().skip(from as usize).cloned().map(|c| Ok((c, true))).collect();
+            (true, futures::stream::iter(chunks).boxed())
+        }
+        None => (false, gw.store.chunks(dataset, version, from).map(|c| Ok((c?, false))).boxed()),
+    }
+}
+
 /// Prepares, in the background, the extract of the latest version of `grant`'s dataset for its
 /// consumer. See [`prepare`].
 pub fn prepare_in_background(gw: &Gateway, grant: Grant) {
@@ -193,14 +234,13 @@ pub fn prepare_in_background(gw: &Gateway, grant: Grant) {
     }
     let gw = gw.clone();
     tokio::spawn(async move {
-        let id = grant.id.clone();
         if let Err(e) = prepare(&gw, &grant, None).await {
-            tracing::warn!(grant = %id, error = %e, "extract not prepared");
+            tracing::warn!(grant = %grant.id, error = %e, "extract not prepared");
         }
     });
 }
 
-/// Prepares, in the background, the extracts of `version` for every approved grant of `dataset`
+/// Prepares, in the background, the extracts of `version` for every usable grant of `dataset`
 /// (a version was just published).
 pub fn prepare_version_in_background(gw: &Gateway, dataset: DatasetId, version: u64) {
     if !gw.limits.prepare_extracts {
@@ -225,75 +265,52 @@ pub fn prepare_version_in_background(gw: &Gateway, dataset: DatasetId, version: 
     });
 }
 
-/// What [`prepare`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Prepared {
-    /// The extract is now cached.
-    Cached,
-    /// Nothing to do: the grant delivers the stored chunks as they are, or the extract was
-    /// already cached.
-    NotNeeded,
-    /// The grant is not usable, the dataset has no such version, or the extract exceeds the
-    /// cache's admission limit.
-    Skipped,
-}
-
-/// Builds the extract of `version` (latest when `None`) for `grant`'s consumer and caches it.
-/// Preparations run one at a time, each chunk on a blocking thread, so that they yield to pulls.
+/// Builds the extract of `version` (latest when `None`) for `grant`'s consumer with every
+/// granted field, and caches it; the stored chunks read on the way are cached too. Nothing is
+/// done for a grant that is no longer usable, a version that is no longer the latest, a shape
+/// that sends stored chunks as they are, or an extract already cached; an extract larger than
+/// the cache admits is given up. Preparations run one at a time, each chunk on a blocking
+/// thread, so that they yield to pulls.
 ///
 /// # Errors
 /// A store failure or a chunk that does not match its digest.
-pub async fn prepare(gw: &Gateway, grant: &Grant, version: Option<u64>) -> Result<Prepared, ServiceError> {
+pub async fn prepare(gw: &Gateway, grant: &Grant, version: Option<u64>) -> Result<(), ServiceError> {
     let _turn = gw.preparing.acquire().await.map_err(|e| ServiceError::Internal(e.into()))?;
-    if !grant.is_usable(gw.clock.now()) {
-        return Ok(Prepared::Skipped);
-    }
-    let (Some(dataset), Some(recipient)) =
-        (gw.store.dataset(&grant.dataset).await?, gw.store.participant(&grant.consumer).await?)
-    else {
-        return Ok(Prepared::Skipped);
+    let fresh = gw.store.grant(&grant.id).await?;
+    let (Some(grant), Some(dataset), Some(recipient), Some(latest)) = (
+        fresh.filter(|g| g.is_usable(gw.clock.now())),
+        gw.store.dataset(&grant.dataset).await?,
+        gw.store.participant(&grant.consumer).await?,
+        gw.store.version(&grant.dataset, None).await?,
+    ) else {
+        return Ok(());
     };
-    let Some(version) = gw.store.version(&dataset.id, version).await? else { return Ok(Prepared::Skipped) };
-    let shape = Arc::new(Shape::of(&dataset, grant, &recipient, &HashSet::new()));
+    if version.is_some_and(|v| v != latest.version) {
+        return Ok(());
+    }
+    let shape = Shape::of(&dataset, &grant, &recipient, &HashSet::new());
     let extract = shape.extract(&recipient);
-    if extract == Extract::Stored || gw.chunk_cache.get(&dataset.id, version.version, &extract).is_some() {
-        return Ok(Prepared::NotNeeded);
+    if extract == Extract::Stored || gw.chunk_cache.get(&dataset.id, latest.version, &extract).is_some() {
+        return Ok(());
     }
-    let key = Arc::new(gw.recipient_hash_key(recipient.id.as_str()));
-    let (dataset, version) = (Arc::new(dataset), Arc::new(version));
-    let stored = gw.chunk_cache.get(&dataset.id, version.version, &Extract::Stored);
-    let mut source = match &stored {
-        Some(all) => futures::stream::iter(all.iter().cloned().map(|c| Ok((c, true)))).boxed(),
-        None => gw.store.chunks(&dataset.id, version.version, 0).map(|c| c.map(|c| (c, false))).boxed(),
-    };
-    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    // Read before anything is masked: a revocation from now on keeps this extract out.
+    let mut fill = gw.chunk_cache.fill(&dataset.id, latest.version, extract);
+    let (cached, mut source) = stored_chunks(gw, &dataset.id, latest.version, 0);
+    let mut stored = (!cached).then(|| gw.chunk_cache.fill(&dataset.id, latest.version, Extract::Stored));
+    let chunks = latest.chunks;
+    let masker =
+        Arc::new(Masker { hash_key: gw.recipient_hash_key(recipient.id.as_str()), shape, dataset, version: latest });
     while let Some(item) = source.next().await {
         let (chunk, verified) = item?;
-        let (shape, dataset2, version2, key) = (shape.clone(), dataset.clone(), version.clone(), key.clone());
-        let masked =
-            tokio::task::spawn_blocking(move || mask_chunk(&shape, &dataset2, &version2, &chunk, &key, verified))
-                .await
-                .map_err(|e| ServiceError::Internal(e.into()))??;
-        bytes += masked.data.len();
-        if !gw.chunk_cache.admits(bytes) {
-            return Ok(Prepared::Skipped);
+        if let Some(stored) = &mut stored {
+            stored.keep(chunk.clone());
         }
-        out.push(masked);
+        fill.keep(masker.mask(chunk, verified).await?);
     }
-    if out.len() as u64 != version.chunks {
-        return Err(ServiceError::DataLoss(format!(
-            "dataset {} version {} has {} of {} chunks",
-            dataset.id,
-            version.version,
-            out.len(),
-            version.chunks
-        )));
+    if let Some(stored) = stored {
+        stored.finish(chunks);
     }
-    // A grant revoked meanwhile has had its extracts forgotten: do not bring one back.
-    if !gw.store.grant(&grant.id).await?.is_some_and(|g| g.is_usable(gw.clock.now())) {
-        return Ok(Prepared::Skipped);
-    }
-    gw.chunk_cache.insert(&dataset.id, version.version, extract, out);
-    tracing::debug!(grant = %grant.id, version = version.version, bytes, "extract prepared");
-    Ok(Prepared::Cached)
+    fill.finish(chunks);
+    tracing::debug!(grant = %grant.id, version = masker.version.version, "extract prepared");
+    Ok(())
 }

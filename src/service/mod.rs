@@ -221,19 +221,13 @@ impl Gateway {
     }
 }
 
-/// Checks caller-supplied free text: not blank when `required`, at most `max` bytes, no control
-/// characters but tab and line breaks ([`crate::domain::has_control_chars`]).
+/// Checks caller-supplied free text: not blank when `required`, then
+/// [`crate::domain::check_free_text`].
 pub(crate) fn check_text(field: &str, text: &str, required: bool, max: usize) -> Result<(), ServiceError> {
     if required && text.trim().is_empty() {
         return Err(ServiceError::invalid(field, "is required"));
     }
-    if text.len() > max {
-        return Err(ServiceError::invalid(field, format!("at most {max} bytes")));
-    }
-    if crate::domain::has_control_chars(text) {
-        return Err(ServiceError::invalid(field, "contains a control character"));
-    }
-    Ok(())
+    crate::domain::check_free_text(text, max).map_err(|e| ServiceError::invalid(field, e))
 }
 
 /// An authenticated caller: the participant its verified certificate names, looked up on this

@@ -13,10 +13,10 @@ use crate::domain::participant::Role;
 use crate::domain::record::{NewRecord, RecordKind};
 use crate::policy::{Approval, ApprovalType, Exemption, Scope};
 use crate::store::StoredApproval;
+use crate::translog::sequencer::Receipt;
 
 /// Longest reason an officer gives, in bytes.
 const REASON_MAX: usize = 1024;
-use crate::translog::sequencer::Receipt;
 
 /// What an officer records.
 #[derive(Debug, Clone)]

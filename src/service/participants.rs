@@ -50,6 +50,7 @@ pub async fn suspend_as(
     id: &ParticipantId,
     reason: &str,
 ) -> Result<Participant, ServiceError> {
+    super::check_text("reason", reason, false, 1024)?;
     let rec =
         NewRecord::new(RecordKind::ParticipantSuspended, actor, json!({"participant": id.as_str(), "reason": reason}));
     let p = store

@@ -21,8 +21,8 @@ async fn unclassified_or_inconsistent_fields_are_refused_naming_the_field() {
         (Box::new(|r| r.fields[1].name = "enterprise".into()), "twice"),
         (Box::new(|r| r.person_key_field = "nobody".into()), "person_key_field"),
         (Box::new(|r| r.id = "Bad Id".into()), "id"),
-        (Box::new(|r| r.title = "survey\0".into()), "title contains a control character"),
-        (Box::new(|r| r.fields[3].description = "phone\u{7}".into()), "field description contains a control"),
+        (Box::new(|r| r.title = "survey\0".into()), "title: contains a control character"),
+        (Box::new(|r| r.fields[3].description = "phone\u{7}".into()), "field description: contains a control"),
     ];
     for (change, needle) in cases {
         let mut req = survey("survey");

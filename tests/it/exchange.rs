@@ -396,10 +396,15 @@ async fn a_prepared_extract_delivers_exactly_what_masking_on_the_fly_does() {
         granted(&mut owner, &mut plain, "survey", &fields, pb::Approve::default()).await;
         granted(&mut owner, &mut filtered, "survey", &fields, filter.clone()).await;
         if prepare {
-            // Both extracts are prepared in the background before anything is pulled.
-            cached_entries(&t, 2).await;
+            // Both extracts (and the stored version read for them) are prepared in the background
+            // before anything is pulled.
+            cached_entries(&t, 3).await;
         } else {
             assert_eq!(t.gw.chunk_cache.bytes(), 0, "nothing prepared");
+            let subset =
+                pull(&mut plain, pb::PullRequest { fields: vec!["phone".into()], ..pull_req("survey") }).await.unwrap();
+            assert_eq!(subset.header.fields.len(), 1);
+            assert_eq!(t.gw.chunk_cache.entries(), 1, "the stored version is kept, a field subset's extract is not");
         }
         let mut got = Vec::new();
         for c in [&mut plain, &mut filtered] {
@@ -427,9 +432,9 @@ async fn a_revoked_grant_leaves_no_extract_behind() {
     let mut owner = published(&t).await;
     let mut consumer = t.consumer("tj-commerce", Level::G2).await;
     let g = granted(&mut owner, &mut consumer, "survey", &["district", "phone"], pb::Approve::default()).await;
-    cached_entries(&t, 1).await;
+    cached_entries(&t, 2).await; // the extract and the stored version read for it
     owner.sharing.revoke_grant(pb::RevokeGrantRequest { grant_id: g.id, reason: "ended".into() }).await.unwrap();
-    assert_eq!(t.gw.chunk_cache.bytes(), 0);
+    assert_eq!(t.gw.chunk_cache.entries(), 1, "only the stored version is left");
     let err = pull(&mut consumer, pull_req("survey")).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 }
