@@ -317,13 +317,9 @@ async fn every_pull_records_its_decision_before_and_its_completion_after() {
     let mut consumer = t.consumer("tj-commerce", Level::G2).await;
     granted(&mut owner, &mut consumer, "survey", &["district", "contact"], pb::Approve::default()).await;
     let p = pull(&mut consumer, pull_req("survey")).await.unwrap();
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&t.db_url).await.unwrap();
+    let query = |column: &str| format!("SELECT {column} FROM records WHERE kind LIKE 'transfer.%' ORDER BY seq");
     let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT kind, json FROM records WHERE kind LIKE 'transfer.%' ORDER BY seq")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+        t.strings(&query("kind")).await.into_iter().zip(t.strings(&query("json")).await).collect();
     assert_eq!(rows.len(), 2);
     let decision: serde_json::Value = serde_json::from_str(&rows[0].1).unwrap();
     assert_eq!(rows[0].0, "transfer.decision");
@@ -346,18 +342,13 @@ async fn stored_content_that_fails_its_digest_is_data_loss() {
     let t = TestGateway::start().await;
     let mut owner = published(&t).await;
     let mut consumer = t.consumer("tj-commerce", Level::G2).await;
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&t.db_url).await.unwrap();
-    let (upload, mut data): (String, Vec<u8>) =
-        sqlx::query_as("SELECT upload_id, data FROM chunks WHERE seq = 1").fetch_one(&mut conn).await.unwrap();
-    let last = data.len() - 1;
-    data[last] ^= 1;
-    sqlx::query("UPDATE chunks SET data = ? WHERE upload_id = ? AND seq = 1")
-        .bind(data)
-        .bind(upload)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    // Flip the last bit of the second chunk.
+    t.execute(
+        "UPDATE chunks SET data = CAST(substr(data, 1, length(data) - 1)
+             || CASE WHEN substr(data, -1) = X'00' THEN X'01' ELSE X'00' END AS BLOB) WHERE seq = 1;",
+        "UPDATE chunks SET data = set_byte(data, length(data) - 1, get_byte(data, length(data) - 1) # 1) WHERE seq = 1;",
+    )
+    .await;
     // Approved after the damage: preparing the extract meets it too, and caches nothing.
     granted(&mut owner, &mut consumer, "survey", &["district"], pb::Approve::default()).await;
     let err = pull(&mut consumer, pull_req("survey")).await.unwrap_err();

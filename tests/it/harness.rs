@@ -14,7 +14,9 @@ use bth_gateway::pki::{self, LeafKind, Pem};
 use bth_gateway::policy::PolicyConfig;
 use bth_gateway::server::{self, TlsPem};
 use bth_gateway::service::{participants, Clock, Gateway, Limits};
+use bth_gateway::store::postgres::PostgresStore;
 use bth_gateway::store::sqlite::SqliteStore;
+use bth_gateway::store::Store;
 use bth_gateway::translog::note::Signer;
 use bth_gateway::translog::sequencer::{LogSettings, TransferLog};
 use bth_gateway::wire::{DecodedBatch, RowBatch};
@@ -50,13 +52,59 @@ impl Clock for TestClock {
     }
 }
 
+/// The variable that runs the integration tests on PostgreSQL: `BTH_IT_BACKEND=postgres` (with
+/// `BTH_TEST_DATABASE_URL` naming a server where databases may be created). SQLite otherwise.
+pub const BACKEND_VAR: &str = "BTH_IT_BACKEND";
+
+/// Whether this run uses PostgreSQL.
+pub fn on_postgres() -> bool {
+    match std::env::var(BACKEND_VAR).as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("{BACKEND_VAR}={other}: expected postgres or sqlite"),
+    }
+}
+
+/// A fresh database on the `BTH_TEST_DATABASE_URL` server for one gateway: (its URL, its name).
+async fn fresh_postgres_database() -> (String, String) {
+    use sqlx::{Connection, Executor};
+    let admin = std::env::var("BTH_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| panic!("{BACKEND_VAR}=postgres needs BTH_TEST_DATABASE_URL (.ci/postgres.sh start)"));
+    let mut suffix = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix).unwrap();
+    let name = format!("bth_it_{}", hex::encode(suffix));
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    (url.to_string(), name)
+}
+
+/// Drops a test database (terminating the gateway's connections), from any context.
+fn drop_postgres_database(name: String) {
+    let _ = std::thread::spawn(move || {
+        use sqlx::{Connection, Executor};
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let admin = std::env::var("BTH_TEST_DATABASE_URL").unwrap();
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+            }
+        });
+    })
+    .join();
+}
+
 /// A running gateway; stopped when dropped.
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub ca: Pem,
     pub clock: Arc<TestClock>,
     pub gw: Gateway,
+    /// The gateway's database: `sqlite:…` or `postgres://…`.
     pub db_url: String,
+    /// The PostgreSQL database to drop afterwards.
+    pg_database: Option<String>,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -83,8 +131,15 @@ impl TestGateway {
         let dir = tempfile::tempdir().unwrap();
         let ca = pki::new_ca().unwrap();
         let server_pem = pki::issue(&ca, "bth-gateway server", LeafKind::Server).unwrap();
-        let db_url = format!("sqlite:{}", dir.path().join("gateway.db").display());
-        let store = Arc::new(SqliteStore::open(&db_url).await.unwrap());
+        let (db_url, pg_database, store): (_, _, Arc<dyn Store>) = if on_postgres() {
+            let (url, name) = fresh_postgres_database().await;
+            let store = PostgresStore::open(&url).await.unwrap();
+            (url, Some(name), Arc::new(store))
+        } else {
+            let url = format!("sqlite:{}", dir.path().join("gateway.db").display());
+            let store = SqliteStore::open(&url).await.unwrap();
+            (url, None, Arc::new(store))
+        };
         let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
         let signer = Signer::from_seed(LOG_ORIGIN, &[1u8; 32]).unwrap();
         let log = TransferLog::start(store.clone(), signer, LogSettings::new(LOG_ORIGIN)).await.unwrap();
@@ -100,7 +155,8 @@ impl TestGateway {
             })
             .await
         });
-        let t = TestGateway { addr, ca, clock, gw, db_url, _dir: dir, stop: Some(stop), server: Some(server) };
+        let t =
+            TestGateway { addr, ca, clock, gw, db_url, pg_database, _dir: dir, stop: Some(stop), server: Some(server) };
         t.register("admin", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Admin], Level::G1)
             .await;
         t
@@ -170,8 +226,49 @@ impl TestGateway {
     /// Runs a SQL count against the gateway's database (to check what is stored).
     pub async fn count(&self, sql: &str) -> i64 {
         use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        if self.pg_database.is_some() {
+            let mut conn = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+    }
+
+    /// The text values of a one-column query on the gateway's database.
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        use sqlx::Connection;
+        if self.pg_database.is_some() {
+            let mut conn = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
+        }
+    }
+
+    /// Runs SQL statements on the gateway's database (as an attacker or a failing disk would):
+    /// `sqlite` on SQLite, `postgres` on PostgreSQL.
+    pub async fn execute(&self, sqlite: &str, postgres: &str) {
+        use sqlx::Connection;
+        if self.pg_database.is_some() {
+            let mut conn = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
+            sqlx::raw_sql(postgres).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+            sqlx::raw_sql(sqlite).execute(&mut conn).await.unwrap();
+        }
+    }
+
+    /// The gateway's SQLite URL, or `None` (after saying so) on a PostgreSQL run: for tests of
+    /// the SQLite file itself (`audit verify --db`).
+    pub fn sqlite_url(&self, test: &str) -> Option<&str> {
+        if self.pg_database.is_some() {
+            eprintln!("skipped {test} on PostgreSQL: it is about the SQLite file");
+            None
+        } else {
+            Some(&self.db_url)
+        }
     }
 
     /// Stops the server, draining in-flight calls; returns what `run` returned.
@@ -185,6 +282,9 @@ impl Drop for TestGateway {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(name) = self.pg_database.take() {
+            drop_postgres_database(name);
         }
     }
 }
