@@ -299,6 +299,7 @@ pub fn grant_out(g: &Grant) -> pb::Grant {
         decided_at: g.decided_at.map(time_out),
         exemption: g.exemption.to_string(),
         exemption_attested_by: g.exemption_attested_by.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+        receipt: String::new(),
     }
 }
 
@@ -339,4 +340,9 @@ pub fn pull_header(plan: &PullPlan) -> pb::PullHeader {
         decision_index: plan.receipt.as_ref().map_or(0, |r| r.index),
         decision_receipt: plan.receipt.as_ref().map(|r| r.text()).unwrap_or_default(),
     }
+}
+
+/// A receipt's C2SP tlog-proof text; empty when there is none.
+pub fn receipt_text(receipt: Option<&crate::translog::sequencer::Receipt>) -> String {
+    receipt.map(|r| r.text()).unwrap_or_default()
 }

@@ -3,7 +3,7 @@
 use chrono::NaiveDate;
 use tonic::{Request, Response, Status};
 
-use super::convert::{grant_out, participant_id_in, time_out};
+use super::convert::{grant_out, participant_id_in, receipt_text, time_out};
 use super::identity::caller;
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::participant::Region;
@@ -77,6 +77,7 @@ fn hold_out(h: &Hold) -> pb::Hold {
         resolved_at: h.resolved_at.map(time_out),
         reason: h.reason.clone(),
         approval_id: h.approval_id.clone().unwrap_or_default(),
+        receipt: String::new(),
     }
 }
 
@@ -122,8 +123,8 @@ impl pb::oversight_server::Oversight for OversightService {
     ) -> Result<Response<pb::Approval>, Status> {
         let caller = caller(&self.0, &request).await?;
         let r = request.get_ref();
-        let a = oversight::revoke_approval(&self.0, &caller, &r.id, &r.reason).await?;
-        Ok(Response::new(approval_out(&a)))
+        let (a, receipt) = oversight::revoke_approval(&self.0, &caller, &r.id, &r.reason).await?;
+        Ok(Response::new(pb::Approval { receipt: receipt_text(receipt.as_ref()), ..approval_out(&a) }))
     }
 
     async fn list_approvals(
@@ -149,8 +150,8 @@ impl pb::oversight_server::Oversight for OversightService {
                 )
             }
         };
-        let h = oversight::resolve_hold(&self.0, &caller, &r.hold_id, resolution).await?;
-        Ok(Response::new(hold_out(&h)))
+        let (h, receipt) = oversight::resolve_hold(&self.0, &caller, &r.hold_id, resolution).await?;
+        Ok(Response::new(pb::Hold { receipt: receipt_text(receipt.as_ref()), ..hold_out(&h) }))
     }
 
     async fn attest_exemption(
@@ -158,7 +159,7 @@ impl pb::oversight_server::Oversight for OversightService {
         request: Request<pb::AttestExemptionRequest>,
     ) -> Result<Response<pb::Grant>, Status> {
         let caller = caller(&self.0, &request).await?;
-        let g = oversight::attest_exemption(&self.0, &caller, &request.get_ref().grant_id).await?;
-        Ok(Response::new(grant_out(&g)))
+        let (g, receipt) = oversight::attest_exemption(&self.0, &caller, &request.get_ref().grant_id).await?;
+        Ok(Response::new(pb::Grant { receipt: receipt_text(receipt.as_ref()), ..grant_out(&g) }))
     }
 }

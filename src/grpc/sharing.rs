@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{dataset_id_in, field_name_in, grant_out, mask_in, row_filter_in, time_in};
+use super::convert::{dataset_id_in, field_name_in, grant_out, mask_in, receipt_text, row_filter_in, time_in};
 use super::identity::caller;
 use crate::pb::{self, decide_grant_request::Decision};
 use crate::service::sharing::{self, Approval, GrantRequest};
@@ -69,15 +69,15 @@ impl pb::sharing_server::Sharing for SharingService {
                 })
             }
         };
-        let g = sharing::decide(&self.0, &caller, &r.grant_id, decision).await?;
-        Ok(Response::new(grant_out(&g)))
+        let (g, receipt) = sharing::decide(&self.0, &caller, &r.grant_id, decision).await?;
+        Ok(Response::new(pb::Grant { receipt: receipt_text(receipt.as_ref()), ..grant_out(&g) }))
     }
 
     async fn revoke_grant(&self, request: Request<pb::RevokeGrantRequest>) -> Result<Response<pb::Grant>, Status> {
         let caller = caller(&self.0, &request).await?;
         let r = request.get_ref();
-        let g = sharing::revoke(&self.0, &caller, &r.grant_id, &r.reason).await?;
-        Ok(Response::new(grant_out(&g)))
+        let (g, receipt) = sharing::revoke(&self.0, &caller, &r.grant_id, &r.reason).await?;
+        Ok(Response::new(pb::Grant { receipt: receipt_text(receipt.as_ref()), ..grant_out(&g) }))
     }
 
     async fn list_grants(

@@ -260,6 +260,19 @@ pub async fn receipt_for_record(gw: &Gateway, seq: u64) -> Result<Receipt, Servi
     Ok(Receipt { index, leaf_hash, proof, checkpoint: checkpoint.note })
 }
 
+/// The receipt of a state change's record ([`receipt_for_record`]), or `None` when it cannot be
+/// had: the change is committed with its record, which the sequencer integrates at the latest on
+/// its next idle sweep, and its proof can be fetched then (`GetInclusionProof`).
+pub async fn receipt_if_integrated(gw: &Gateway, seq: u64) -> Option<Receipt> {
+    match receipt_for_record(gw, seq).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(record = seq, error = %e, "no receipt for a committed state change");
+            None
+        }
+    }
+}
+
 /// Computes a consistency proof and both roots with one store call for nodes.
 ///
 /// # Errors

@@ -151,7 +151,7 @@ pub async fn revoke_approval(
     caller: &Caller,
     id: &str,
     reason: &str,
-) -> Result<StoredApproval, ServiceError> {
+) -> Result<(StoredApproval, Option<Receipt>), ServiceError> {
     caller.require(Role::Officer)?;
     super::check_text("reason", reason, true, REASON_MAX)?;
     let mut body = json!({"approval": id, "reason": reason});
@@ -159,14 +159,13 @@ pub async fn revoke_approval(
         body["exporter"] = a.approval.exporter.into();
     }
     let rec = NewRecord::new(RecordKind::ApprovalRevoked, caller.actor(), body);
-    let a = gw
+    let (a, seq) = gw
         .store
         .revoke_approval(id, &caller.participant.id, reason, gw.clock.now(), &rec)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("approval {id}")))?;
-    gw.log.kick();
     tracing::info!(approval = id, "approval revoked");
-    Ok(a)
+    Ok((a, super::audit::receipt_if_integrated(gw, seq).await))
 }
 
 /// Approvals, optionally of one exporter.
@@ -197,7 +196,7 @@ pub async fn resolve_hold(
     caller: &Caller,
     id: &str,
     resolution: Resolution,
-) -> Result<Hold, ServiceError> {
+) -> Result<(Hold, Option<Receipt>), ServiceError> {
     caller.require(Role::Officer)?;
     let mut hold = gw.store.hold(id).await?.ok_or_else(|| ServiceError::NotFound(format!("hold {id}")))?;
     let me = &caller.participant.id;
@@ -264,10 +263,9 @@ pub async fn resolve_hold(
             "reason": hold.reason,
         }),
     );
-    gw.store.resolve_hold(&hold, &rec).await?;
-    gw.log.kick();
+    let seq = gw.store.resolve_hold(&hold, &rec).await?;
     tracing::info!(hold = %hold.id, status = %hold.status, "hold resolved");
-    Ok(hold)
+    Ok((hold, super::audit::receipt_if_integrated(gw, seq).await))
 }
 
 /// Attests a grant's exemption claim.
@@ -275,7 +273,11 @@ pub async fn resolve_hold(
 /// # Errors
 /// `PermissionDenied` without the officer role, or on the officer's own grant or dataset;
 /// `NotFound`; `FailedPrecondition` when the grant claims no exemption or is already attested.
-pub async fn attest_exemption(gw: &Gateway, caller: &Caller, grant_id: &str) -> Result<Grant, ServiceError> {
+pub async fn attest_exemption(
+    gw: &Gateway,
+    caller: &Caller,
+    grant_id: &str,
+) -> Result<(Grant, Option<Receipt>), ServiceError> {
     caller.require(Role::Officer)?;
     let mut g = gw.store.grant(grant_id).await?.ok_or_else(|| ServiceError::NotFound(format!("grant {grant_id}")))?;
     let owner = gw.store.dataset(&g.dataset).await?.map(|d| d.owner);
@@ -294,7 +296,6 @@ pub async fn attest_exemption(gw: &Gateway, caller: &Caller, grant_id: &str) -> 
     let status = g.status;
     g.exemption_attested_by = Some(me.clone());
     let rec = NewRecord::new(RecordKind::ExemptionAttested, caller.actor(), super::sharing::grant_body(&g));
-    gw.store.update_grant(&g, status, &rec).await?;
-    gw.log.kick();
-    Ok(g)
+    let seq = gw.store.update_grant(&g, status, &rec).await?;
+    Ok((g, super::audit::receipt_if_integrated(gw, seq).await))
 }

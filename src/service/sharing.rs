@@ -12,6 +12,7 @@ use crate::domain::ids::DatasetId;
 use crate::domain::mask::Mask;
 use crate::domain::participant::Role;
 use crate::domain::record::{NewRecord, RecordKind};
+use crate::translog::sequencer::Receipt;
 
 /// Upper bound on purpose, legal basis and reasons, in bytes.
 const MAX_TEXT: usize = 1024;
@@ -150,7 +151,12 @@ pub async fn request(gw: &Gateway, caller: &Caller, req: GrantRequest) -> Result
 /// `PermissionDenied` unless the caller owns the dataset; `FailedPrecondition` unless the grant
 /// is pending; `InvalidArgument` when the approval widens the request (a field not requested,
 /// a mask less strict than the field's default, a later expiry) or names unknown fields.
-pub async fn decide(gw: &Gateway, caller: &Caller, grant_id: &str, decision: Decision) -> Result<Grant, ServiceError> {
+pub async fn decide(
+    gw: &Gateway,
+    caller: &Caller,
+    grant_id: &str,
+    decision: Decision,
+) -> Result<(Grant, Option<Receipt>), ServiceError> {
     caller.require(Role::Publisher)?;
     let mut g = grant(gw, grant_id).await?;
     let d = dataset(gw, &g.dataset).await?;
@@ -175,13 +181,12 @@ pub async fn decide(gw: &Gateway, caller: &Caller, grant_id: &str, decision: Dec
     };
     g.decided_at = Some(now);
     let rec = NewRecord::new(kind, caller.actor(), grant_body(&g));
-    gw.store.update_grant(&g, GrantStatus::Pending, &rec).await?;
-    gw.log.kick();
+    let seq = gw.store.update_grant(&g, GrantStatus::Pending, &rec).await?;
     tracing::info!(grant = %g.id, status = %g.status, "grant decided");
     if g.status == GrantStatus::Approved {
         super::extract::prepare_in_background(gw, g.clone());
     }
-    Ok(g)
+    Ok((g, super::audit::receipt_if_integrated(gw, seq).await))
 }
 
 fn approve(g: &mut Grant, d: &Dataset, a: Approval, now: DateTime<Utc>) -> Result<(), ServiceError> {
@@ -243,7 +248,12 @@ fn approve(g: &mut Grant, d: &Dataset, a: Approval, now: DateTime<Utc>) -> Resul
 ///
 /// # Errors
 /// `PermissionDenied` for anyone else; `FailedPrecondition` for a refused or revoked grant.
-pub async fn revoke(gw: &Gateway, caller: &Caller, grant_id: &str, reason: &str) -> Result<Grant, ServiceError> {
+pub async fn revoke(
+    gw: &Gateway,
+    caller: &Caller,
+    grant_id: &str,
+    reason: &str,
+) -> Result<(Grant, Option<Receipt>), ServiceError> {
     check_text("reason", reason, false)?;
     let mut g = grant(gw, grant_id).await?;
     let d = dataset(gw, &g.dataset).await?;
@@ -259,11 +269,10 @@ pub async fn revoke(gw: &Gateway, caller: &Caller, grant_id: &str, reason: &str)
     g.reason = reason.to_owned();
     g.decided_at = Some(gw.clock.now());
     let rec = NewRecord::new(RecordKind::GrantRevoked, caller.actor(), grant_body(&g));
-    gw.store.update_grant(&g, before, &rec).await?;
-    gw.log.kick();
+    let seq = gw.store.update_grant(&g, before, &rec).await?;
     gw.chunk_cache.forget(&g.dataset, &g.consumer);
     tracing::info!(grant = %g.id, "grant revoked");
-    Ok(g)
+    Ok((g, super::audit::receipt_if_integrated(gw, seq).await))
 }
 
 /// Grants the caller is party to (as consumer or owner).

@@ -568,16 +568,18 @@ async fn grants_change_only_from_the_expected_status(store: Arc<dyn Store>) {
             store.update_grant(&revoked, GrantStatus::Approved, &rec(RecordKind::GrantRevoked, 30 + i)).await
         }));
     }
-    let mut wins = 0;
+    let mut wins = Vec::new();
     for task in tasks {
         match task.await.unwrap() {
-            Ok(()) => wins += 1,
+            Ok(seq) => wins.push(seq),
             Err(StoreError::Conflict(_)) => {}
             Err(e) => panic!("a lost compare-and-set is a conflict: {e:?}"),
         }
     }
-    assert_eq!(wins, 1);
-    assert_eq!(store.records(0, 1000).await.unwrap().len(), records + 1, "only the winner's record is stored");
+    assert_eq!(wins.len(), 1);
+    let all = store.records(0, 1000).await.unwrap();
+    assert_eq!(all.len(), records + 1, "only the winner's record is stored");
+    assert_eq!(all.last().map(|r| (r.seq, r.kind)), Some((wins[0], RecordKind::GrantRevoked)), "its record's seq");
 }
 
 // --- the log ------------------------------------------------------------------------------------
@@ -705,11 +707,13 @@ async fn approvals_are_revoked_once(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(revoked.len(), 1, "exactly one revocation");
-    let a = &revoked[0];
+    let (a, seq) = &revoked[0];
     assert!(a.approval.revoked);
     assert_eq!((a.revoked_by.as_deref(), a.revoke_reason.as_deref()), (Some("officer"), Some("expired scope")));
     assert_eq!(store.approval("a1").await.unwrap().as_ref(), Some(a));
-    assert_eq!(store.records(0, 100).await.unwrap().len(), records + 1);
+    let all = store.records(0, 100).await.unwrap();
+    assert_eq!(all.len(), records + 1);
+    assert_eq!(all.last().map(|r| (r.seq, r.kind)), Some((*seq, RecordKind::ApprovalRevoked)), "its record's seq");
 }
 
 async fn holds_are_resolved_once(store: Arc<dyn Store>) {
@@ -732,18 +736,21 @@ async fn holds_are_resolved_once(store: Arc<dyn Store>) {
             h.resolved_at = Some(t(50 + i));
             h.reason = format!("decision {i}");
             h.approval_id = (i % 2 == 0).then(|| "a1".to_owned());
-            store.resolve_hold(&h, &rec(RecordKind::HoldResolved, 10 + i as u64)).await.map(|()| h)
+            store.resolve_hold(&h, &rec(RecordKind::HoldResolved, 10 + i as u64)).await.map(|seq| (h, seq))
         }));
     }
     let mut resolved = Vec::new();
     for task in tasks {
         match task.await.unwrap() {
-            Ok(h) => resolved.push(h),
+            Ok((h, seq)) => resolved.push((h, seq)),
             Err(StoreError::Conflict(_)) => {}
             Err(e) => panic!("resolving a resolved hold is a conflict: {e:?}"),
         }
     }
     assert_eq!(resolved.len(), 1, "exactly one resolution");
+    let last = store.records(0, 1000).await.unwrap().pop().map(|r| (r.seq, r.kind));
+    assert_eq!(last, Some((resolved[0].1, RecordKind::HoldResolved)), "its record's seq");
+    let resolved: Vec<Hold> = resolved.into_iter().map(|(h, _)| h).collect();
     assert_eq!(store.hold("h1").await.unwrap().as_ref(), Some(&resolved[0]));
     assert_eq!(store.open_hold("g1", "CAC_SA").await.unwrap(), None);
     assert!(store.holds(Some(HoldStatus::Open)).await.unwrap().is_empty());

@@ -301,8 +301,9 @@ pub trait Store: Send + Sync + 'static {
     /// The grant with this id; `None` when there is none.
     async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
 
-    /// Replaces a grant if its stored status is still `expected`; `Conflict` otherwise.
-    async fn update_grant(&self, g: &Grant, expected: GrantStatus, rec: &NewRecord) -> Result<(), StoreError>;
+    /// Replaces a grant if its stored status is still `expected`; `Conflict` otherwise. Returns
+    /// the record's sequence number.
+    async fn update_grant(&self, g: &Grant, expected: GrantStatus, rec: &NewRecord) -> Result<u64, StoreError>;
 
     /// Grants where `participant` is the consumer or owns the dataset, optionally for one
     /// dataset, oldest first.
@@ -338,7 +339,8 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the record's sequence number (its receipt is asked for by it).
     async fn insert_approval(&self, a: &StoredApproval, rec: &NewRecord) -> Result<u64, StoreError>;
 
-    /// Marks an approval revoked; `None` when there is none; `Conflict` when already revoked.
+    /// Marks an approval revoked, returning it and the record's sequence number; `None` when
+    /// there is none; `Conflict` when already revoked.
     async fn revoke_approval(
         &self,
         id: &str,
@@ -346,7 +348,7 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         at: DateTime<Utc>,
         rec: &NewRecord,
-    ) -> Result<Option<StoredApproval>, StoreError>;
+    ) -> Result<Option<(StoredApproval, u64)>, StoreError>;
 
     /// The approval with this id.
     async fn approval(&self, id: &str) -> Result<Option<StoredApproval>, StoreError>;
@@ -367,8 +369,9 @@ pub trait Store: Send + Sync + 'static {
     /// Holds, optionally of one status, oldest first.
     async fn holds(&self, status: Option<HoldStatus>) -> Result<Vec<Hold>, StoreError>;
 
-    /// Stores a hold's resolution if it is still open; `Conflict` otherwise.
-    async fn resolve_hold(&self, h: &Hold, rec: &NewRecord) -> Result<(), StoreError>;
+    /// Stores a hold's resolution if it is still open; `Conflict` otherwise. Returns the
+    /// record's sequence number.
+    async fn resolve_hold(&self, h: &Hold, rec: &NewRecord) -> Result<u64, StoreError>;
 
     /// Counts a transfer's persons into the exporter's ledger, in one serialised transaction:
     /// reads the window's distinct counts, adds the persons (keyed hashes) of this transfer for

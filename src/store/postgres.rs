@@ -707,7 +707,7 @@ impl Store for PostgresStore {
         row.as_ref().map(grant_from_row).transpose()
     }
 
-    async fn update_grant(&self, g: &Grant, expected: GrantStatus, rec: &NewRecord) -> Result<(), StoreError> {
+    async fn update_grant(&self, g: &Grant, expected: GrantStatus, rec: &NewRecord) -> Result<u64, StoreError> {
         let mut tx = self.tx().await?;
         // A concurrent update of the same row waits for ours, then re-checks `status`.
         let n = sqlx::query("UPDATE grants SET status = $1, body = $2 WHERE id = $3 AND status = $4")
@@ -722,8 +722,9 @@ impl Store for PostgresStore {
         if n != 1 {
             return Err(StoreError::Conflict(format!("grant {}", g.id)));
         }
-        insert_record(&mut tx, rec).await?;
-        tx.commit().await.map_err(classify)
+        let seq = insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(seq)
     }
 
     async fn grants_visible_to(
@@ -894,7 +895,7 @@ impl Store for PostgresStore {
         reason: &str,
         at: DateTime<Utc>,
         rec: &NewRecord,
-    ) -> Result<Option<StoredApproval>, StoreError> {
+    ) -> Result<Option<(StoredApproval, u64)>, StoreError> {
         let mut tx = self.tx().await?;
         // FOR UPDATE: two concurrent revocations never both see "not revoked".
         let Some(row) = sqlx::query("SELECT * FROM approvals WHERE id = $1 FOR UPDATE")
@@ -919,9 +920,9 @@ impl Store for PostgresStore {
         .await
         .map_err(classify)?;
         let a = approval_from_row(&row)?;
-        insert_record(&mut tx, rec).await?;
+        let seq = insert_record(&mut tx, rec).await?;
         tx.commit().await.map_err(classify)?;
-        Ok(Some(a))
+        Ok(Some((a, seq)))
     }
 
     async fn approval(&self, id: &str) -> Result<Option<StoredApproval>, StoreError> {
@@ -993,7 +994,7 @@ impl Store for PostgresStore {
         rows.iter().map(hold_from_row).collect()
     }
 
-    async fn resolve_hold(&self, h: &Hold, rec: &NewRecord) -> Result<(), StoreError> {
+    async fn resolve_hold(&self, h: &Hold, rec: &NewRecord) -> Result<u64, StoreError> {
         let mut tx = self.tx().await?;
         let n = sqlx::query(
             "UPDATE holds SET status = $1, resolved_by = $2, resolved_at = $3, reason = $4, approval_id = $5
@@ -1012,8 +1013,9 @@ impl Store for PostgresStore {
         if n != 1 {
             return Err(StoreError::Conflict(format!("hold {} is no longer open", h.id)));
         }
-        insert_record(&mut tx, rec).await?;
-        tx.commit().await.map_err(classify)
+        let seq = insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(seq)
     }
 
     async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError> {

@@ -568,7 +568,7 @@ impl Store for SqliteStore {
         row.as_ref().map(grant_from_row).transpose()
     }
 
-    async fn update_grant(&self, g: &Grant, expected: GrantStatus, rec: &NewRecord) -> Result<(), StoreError> {
+    async fn update_grant(&self, g: &Grant, expected: GrantStatus, rec: &NewRecord) -> Result<u64, StoreError> {
         let mut tx = self.write_tx().await?;
         let n = sqlx::query("UPDATE grants SET status = ?, body = ? WHERE id = ? AND status = ?")
             .bind(g.status.as_str())
@@ -582,8 +582,9 @@ impl Store for SqliteStore {
         if n != 1 {
             return Err(StoreError::Conflict(format!("grant {}", g.id)));
         }
-        insert_record(&mut tx, rec).await?;
-        tx.commit().await.map_err(classify)
+        let seq = insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(seq)
     }
 
     async fn grants_visible_to(
@@ -741,7 +742,7 @@ impl Store for SqliteStore {
         reason: &str,
         at: DateTime<Utc>,
         rec: &NewRecord,
-    ) -> Result<Option<StoredApproval>, StoreError> {
+    ) -> Result<Option<(StoredApproval, u64)>, StoreError> {
         let mut tx = self.write_tx().await?;
         let Some(row) = sqlx::query("SELECT * FROM approvals WHERE id = ?")
             .bind(id)
@@ -765,9 +766,9 @@ impl Store for SqliteStore {
         .await
         .map_err(classify)?;
         let a = approval_from_row(&row)?;
-        insert_record(&mut tx, rec).await?;
+        let seq = insert_record(&mut tx, rec).await?;
         tx.commit().await.map_err(classify)?;
-        Ok(Some(a))
+        Ok(Some((a, seq)))
     }
 
     async fn approval(&self, id: &str) -> Result<Option<StoredApproval>, StoreError> {
@@ -838,7 +839,7 @@ impl Store for SqliteStore {
         rows.iter().map(hold_from_row).collect()
     }
 
-    async fn resolve_hold(&self, h: &Hold, rec: &NewRecord) -> Result<(), StoreError> {
+    async fn resolve_hold(&self, h: &Hold, rec: &NewRecord) -> Result<u64, StoreError> {
         let mut tx = self.write_tx().await?;
         let n = sqlx::query(
             "UPDATE holds SET status = ?, resolved_by = ?, resolved_at = ?, reason = ?, approval_id = ? WHERE id = ? AND status = 'OPEN'",
@@ -856,8 +857,9 @@ impl Store for SqliteStore {
         if n != 1 {
             return Err(StoreError::Conflict(format!("hold {} is no longer open", h.id)));
         }
-        insert_record(&mut tx, rec).await?;
-        tx.commit().await.map_err(classify)
+        let seq = insert_record(&mut tx, rec).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(seq)
     }
 
     async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError> {

@@ -4,8 +4,6 @@ use bth_gateway::domain::classification::Level;
 use bth_gateway::domain::participant::{ParticipantKind, RecipientType, Role};
 use bth_gateway::pb::{self, resolve_hold_request::Resolution};
 use bth_gateway::service::Limits;
-use bth_gateway::translog::merkle;
-use bth_gateway::translog::note::{parse_receipt, Verifier};
 use bth_gateway::wire::RowBatch;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -107,18 +105,7 @@ async fn a_state_organs_personal_information_to_hong_kong_is_held_until_a_securi
 
     let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
     // The officer gets a receipt of the approval's log record, verifiable offline.
-    let (index, proof, note) = parse_receipt(&sa.receipt).unwrap();
-    let checkpoint = Verifier::new(t.gw.log.verifier_key()).unwrap().verify_note(&note).unwrap();
-    let leaf = t.gw.store.leaves(index, 1).await.unwrap().pop().unwrap();
-    assert!(leaf.json.contains(&sa.id) && leaf.json.contains("approval.recorded"), "{}", leaf.json);
-    merkle::verify_inclusion(
-        &merkle::leaf_hash(leaf.json.as_bytes()),
-        index,
-        checkpoint.size,
-        &proof,
-        &checkpoint.root,
-    )
-    .unwrap();
+    t.verify_receipt(&sa.receipt, &[&sa.id, "approval.recorded"]).await;
     let released = off
         .oversight
         .resolve_hold(pb::ResolveHoldRequest {
@@ -129,16 +116,22 @@ async fn a_state_organs_personal_information_to_hong_kong_is_held_until_a_securi
         .unwrap()
         .into_inner();
     assert_eq!(released.status, "RELEASED");
+    t.verify_receipt(&released.receipt, &[&released.id, "hold.resolved", "RELEASED"]).await;
     let p = pull(&mut hk, pull_req("survey")).await.unwrap();
     assert_eq!(p.trailer.rows, 6);
     let d = p.header.decision.unwrap();
     assert!(d.export);
     assert_eq!((d.action.as_str(), d.mechanism.as_str()), ("PASS", "REQUIRES_SECURITY_ASSESSMENT"));
 
-    off.oversight
-        .revoke_approval(pb::RevokeApprovalRequest { id: sa.id, reason: "withdrawn by CAC".into() })
+    let revoked = off
+        .oversight
+        .revoke_approval(pb::RevokeApprovalRequest { id: sa.id.clone(), reason: "withdrawn by CAC".into() })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
+    t.verify_receipt(&revoked.receipt, &[&sa.id, "approval.revoked", "withdrawn by CAC"]).await;
+    let listed = off.oversight.list_approvals(pb::ListApprovalsRequest::default()).await.unwrap().into_inner();
+    assert!(listed.approvals.iter().all(|a| a.receipt.is_empty()), "listings carry no receipts");
     let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
 }
@@ -362,6 +355,7 @@ async fn an_attested_exemption_switches_off_the_volume_rules() {
     let attested =
         off.oversight.attest_exemption(pb::AttestExemptionRequest { grant_id: g.id }).await.unwrap().into_inner();
     assert_eq!(attested.exemption_attested_by, "officer");
+    t.verify_receipt(&attested.receipt, &[&attested.id, "exemption.attested"]).await;
     let p = pull(&mut hk, pull_req("big")).await.unwrap();
     assert_eq!(p.header.decision.unwrap().rules, vec!["E3"]);
 }

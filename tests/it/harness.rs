@@ -260,6 +260,21 @@ impl TestGateway {
         }
     }
 
+    /// Checks a `c2sp.org/tlog-proof@v1` receipt an RPC answered with: its checkpoint is signed
+    /// by this gateway's log key, its leaf holds every one of `needles`, and the inclusion proof
+    /// leads from that leaf to the checkpoint's root.
+    pub async fn verify_receipt(&self, receipt: &str, needles: &[&str]) {
+        use bth_gateway::translog::{merkle, note};
+        let (index, proof, signed) = note::parse_receipt(receipt).expect("a tlog-proof receipt");
+        let checkpoint = note::Verifier::new(self.gw.log.verifier_key()).unwrap().verify_note(&signed).unwrap();
+        let leaf = self.gw.store.leaves(index, 1).await.unwrap().pop().expect("the receipt's leaf");
+        for needle in needles {
+            assert!(leaf.json.contains(needle), "{needle} not in leaf {index}: {}", leaf.json);
+        }
+        let hash = merkle::leaf_hash(leaf.json.as_bytes());
+        merkle::verify_inclusion(&hash, index, checkpoint.size, &proof, &checkpoint.root).unwrap();
+    }
+
     /// The gateway's SQLite URL, or `None` (after saying so) on a PostgreSQL run: for tests of
     /// the SQLite file itself (`audit verify --db`).
     pub fn sqlite_url(&self, test: &str) -> Option<&str> {

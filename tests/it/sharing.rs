@@ -130,3 +130,23 @@ async fn grants_are_listed_to_their_parties_only() {
     assert_eq!(list(&mut consumer).await, 1);
     assert_eq!(list(&mut third).await, 0);
 }
+
+#[tokio::test]
+async fn grant_decisions_answer_with_a_receipt_of_their_log_record() {
+    let t = TestGateway::start().await;
+    let (mut owner, mut consumer) = setup(&t).await;
+    let g = consumer.sharing.request_grant(request(&["district"])).await.unwrap().into_inner();
+    let approve =
+        pb::DecideGrantRequest { grant_id: g.id.clone(), decision: Some(Decision::Approve(Default::default())) };
+    let approved = owner.sharing.decide_grant(approve).await.unwrap().into_inner();
+    t.verify_receipt(&approved.receipt, &[&g.id, "grant.approved"]).await;
+    let revoked = consumer
+        .sharing
+        .revoke_grant(pb::RevokeGrantRequest { grant_id: g.id.clone(), reason: "no longer needed".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    t.verify_receipt(&revoked.receipt, &[&g.id, "grant.revoked", "no longer needed"]).await;
+    let listed = consumer.sharing.list_grants(pb::ListGrantsRequest::default()).await.unwrap().into_inner();
+    assert!(listed.grants.iter().all(|g| g.receipt.is_empty()), "listings carry no receipts");
+}
