@@ -177,6 +177,28 @@ impl Source {
         }
     }
 
+    /// Compares the interior nodes the verifier completed since the last call with the stored
+    /// tree's (a database only).
+    async fn check_nodes(
+        &mut self,
+        v: &mut LogVerifier,
+    ) -> anyhow::Result<Result<(), crate::translog::verify::VerifyError>> {
+        let Source::Store(store) = self else { return Ok(Ok(())) };
+        let computed = v.take_nodes();
+        for part in computed.chunks(PAGE as usize) {
+            let coordinates: Vec<(u8, u64)> = part.iter().map(|(l, i, _)| (*l, *i)).collect();
+            let stored = store.tree_nodes(&coordinates).await?;
+            for (level, index, hash) in part {
+                if let Err(e) =
+                    crate::translog::verify::check_tree_node(*level, *index, hash, stored.get(&(*level, *index)))
+                {
+                    return Ok(Err(e));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
     async fn consistency(&mut self, old: u64, new: u64) -> anyhow::Result<Vec<Hash>> {
         match self {
             Source::Store(store) => {
@@ -218,6 +240,11 @@ async fn check(source: &mut Source, verifier: Verifier, trusted: Option<&str>) -
         };
     }
     let mut v = LogVerifier::new(verifier);
+    if matches!(source, Source::Store(_)) {
+        // On the database, the stored interior nodes (what proofs are served from) are checked
+        // too; a gateway does not serve them, and clients check the proofs it serves.
+        v.collect_nodes();
+    }
     if let Some(note) = trusted {
         check!(v.trust(note));
     }
@@ -236,6 +263,9 @@ async fn check(source: &mut Source, verifier: Verifier, trusted: Option<&str>) -
                 for (index, json, tree_hash) in page {
                     check!(v.leaf(index, &json, tree_hash.as_ref()));
                 }
+                if let Err(e) = source.check_nodes(&mut v).await? {
+                    return Ok(Outcome::Failed(e));
+                }
             }
             check!(v.checkpoint(size, &root, &note));
             after = size;
@@ -245,6 +275,9 @@ async fn check(source: &mut Source, verifier: Verifier, trusted: Option<&str>) -
     if matches!(source, Source::Store(_)) {
         for (index, json, tree_hash) in source.leaves(v.size(), v.size() + 1).await? {
             check!(v.leaf(index, &json, tree_hash.as_ref()));
+        }
+        if let Err(e) = source.check_nodes(&mut v).await? {
+            return Ok(Outcome::Failed(e));
         }
     }
     let proof = match v.needs_consistency() {

@@ -35,6 +35,25 @@ pub enum VerifyError {
         /// The index found there.
         found: u64,
     },
+    /// A stored interior node of the tree differs from the hash of the leaves beneath it (proofs
+    /// served from it would not verify).
+    #[error(
+        "tree node at level {level}, index {index}: the stored hash differs from the hash of the leaves beneath it"
+    )]
+    TreeNode {
+        /// Height above the leaves.
+        level: u8,
+        /// Position within its level.
+        index: u64,
+    },
+    /// A complete subtree's node is not stored (proofs that need it cannot be served).
+    #[error("tree node at level {level}, index {index}: not stored")]
+    TreeNodeMissing {
+        /// Height above the leaves.
+        level: u8,
+        /// Position within its level.
+        index: u64,
+    },
     /// The tree's stored leaf hash differs from the hash of the stored JSON.
     #[error("leaf {index}: the hash of the stored JSON differs from the tree's leaf hash")]
     LeafHash {
@@ -166,12 +185,25 @@ pub struct LogVerifier {
     latest: Option<(Checkpoint, String)>,
     /// The checkpoint saved earlier, and whether the leaves reproduced its root.
     trusted: Option<(Checkpoint, bool)>,
+    /// Interior nodes completed and not yet taken, when collecting ([`LogVerifier::collect_nodes`]).
+    nodes: Option<Vec<(u8, u64, Hash)>>,
 }
 
 impl LogVerifier {
     /// A verifier of the log signed by `verifier`'s key; the origin must be the key's name.
     pub fn new(verifier: Verifier) -> LogVerifier {
-        LogVerifier { verifier, edge: Vec::new(), size: 0, checkpoints: 0, latest: None, trusted: None }
+        LogVerifier { verifier, edge: Vec::new(), size: 0, checkpoints: 0, latest: None, trusted: None, nodes: None }
+    }
+
+    /// Keeps every interior node (perfect subtree above the leaves) the leaves complete, for
+    /// comparison with a stored tree ([`LogVerifier::take_nodes`], [`check_tree_node`]).
+    pub fn collect_nodes(&mut self) {
+        self.nodes.get_or_insert_with(Vec::new);
+    }
+
+    /// The interior nodes completed since the last call: (level, index, hash).
+    pub fn take_nodes(&mut self) -> Vec<(u8, u64, Hash)> {
+        self.nodes.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Leaves fed so far.
@@ -324,9 +356,26 @@ impl LogVerifier {
             self.edge.pop();
             hash = merkle::node_hash(&left, &hash);
             level += 1;
+            if let Some(nodes) = &mut self.nodes {
+                // The new leaf `size` is the last of this subtree's 2^level leaves.
+                nodes.push((level, self.size >> level, hash));
+            }
         }
         self.edge.push((level, hash));
         self.size += 1;
+    }
+}
+
+/// Compares an interior node computed from the leaves with the one the tree stores.
+///
+/// # Errors
+/// [`VerifyError::TreeNode`] when they differ, [`VerifyError::TreeNodeMissing`] when none is
+/// stored.
+pub fn check_tree_node(level: u8, index: u64, computed: &Hash, stored: Option<&Hash>) -> Result<(), VerifyError> {
+    match stored {
+        Some(h) if h == computed => Ok(()),
+        Some(_) => Err(VerifyError::TreeNode { level, index }),
+        None => Err(VerifyError::TreeNodeMissing { level, index }),
     }
 }
 
@@ -380,6 +429,26 @@ pub fn verify_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn collected_nodes_are_the_perfect_subtrees_the_leaves_complete() {
+        let verifier =
+            Verifier::new(&Signer::from_seed("example.org/log", &[3u8; 32]).unwrap().verifier_key()).unwrap();
+        let mut v = LogVerifier::new(verifier);
+        v.collect_nodes();
+        let leaves: Vec<String> = (0..5).map(|i| format!("{{\"n\":{i}}}")).collect();
+        for (i, json) in leaves.iter().enumerate() {
+            v.leaf(i as u64, json, None).unwrap();
+        }
+        let h: Vec<Hash> = leaves.iter().map(|j| merkle::leaf_hash(j.as_bytes())).collect();
+        let (n10, n11) = (merkle::node_hash(&h[0], &h[1]), merkle::node_hash(&h[2], &h[3]));
+        let expected = vec![(1, 0, n10), (1, 1, n11), (2, 0, merkle::node_hash(&n10, &n11))];
+        assert_eq!(v.take_nodes(), expected, "leaf 4 completes nothing yet");
+        assert!(v.take_nodes().is_empty(), "taken once");
+        assert!(check_tree_node(1, 0, &n10, Some(&n10)).is_ok());
+        assert!(matches!(check_tree_node(1, 0, &n10, Some(&n11)), Err(VerifyError::TreeNode { level: 1, index: 0 })));
+        assert!(matches!(check_tree_node(2, 0, &n10, None), Err(VerifyError::TreeNodeMissing { level: 2, index: 0 })));
+    }
     use crate::translog::merkle::MemoryTree;
     use crate::translog::note::Signer;
 

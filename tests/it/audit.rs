@@ -571,6 +571,27 @@ async fn audit_verify_names_the_leaf_when_one_byte_of_a_stored_leaf_changes() {
 }
 
 #[tokio::test]
+async fn audit_verify_names_the_tree_node_when_an_interior_node_is_altered_or_missing() {
+    let t = with_history().await;
+    let Some(_) = t.sqlite_url("audit_verify_names_the_tree_node_when_an_interior_node_is_altered_or_missing") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Leaves and checkpoints untouched: only what inclusion proofs are served from.
+    let (altered, missing) = (dir.path().join("altered.db"), dir.path().join("missing.db"));
+    let url = snapshot(&t, &altered).await;
+    sql(&url, "UPDATE tree_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1;").await;
+    let (ok, stdout, stderr) = verify_db(&t, &altered, &[]);
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("tree node at level 2, index 1: the stored hash differs"), "{stderr}");
+    let url = snapshot(&t, &missing).await;
+    sql(&url, "DELETE FROM tree_nodes WHERE level = 1 AND idx = 2;").await;
+    let (ok, stdout, stderr) = verify_db(&t, &missing, &[]);
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("tree node at level 1, index 2: not stored"), "{stderr}");
+}
+
+#[tokio::test]
 async fn audit_verify_names_the_leaf_when_a_record_is_deleted() {
     let t = with_history().await;
     let Some(_) = t.sqlite_url("audit_verify_names_the_leaf_when_a_record_is_deleted") else { return };
@@ -634,6 +655,34 @@ async fn audit_verify_names_the_checkpoint_when_leaves_and_tree_are_rewritten_to
         ),
     )
     .await;
+    // The interior nodes above it now differ from their children.
+    let (ok, _, stderr) = verify_db(&t, &db, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("tree node at level 1, index 1: the stored hash differs"), "{stderr}");
+    // So the attacker recomputes every stored interior node from the forged leaves as well.
+    {
+        use bth_gateway::translog::merkle;
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let rows: Vec<(i64, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT level, idx, hash FROM tree_nodes ORDER BY level, idx")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let mut nodes: std::collections::HashMap<(i64, i64), [u8; 32]> =
+            rows.iter().map(|(l, i, h)| ((*l, *i), h.as_slice().try_into().unwrap())).collect();
+        for (level, idx, _) in rows.iter().filter(|(l, _, _)| *l > 0) {
+            let hash = merkle::node_hash(&nodes[&(level - 1, 2 * idx)], &nodes[&(level - 1, 2 * idx + 1)]);
+            nodes.insert((*level, *idx), hash);
+            sqlx::query("UPDATE tree_nodes SET hash = ? WHERE level = ? AND idx = ?")
+                .bind(hash.to_vec())
+                .bind(level)
+                .bind(idx)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
     let (ok, _, stderr) = verify_db(&t, &db, &[]);
     assert!(!ok);
     assert!(stderr.contains("checkpoint ") && stderr.contains("differs from the signed root"), "{stderr}");
