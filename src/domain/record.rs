@@ -125,6 +125,36 @@ impl NewRecord {
     }
 }
 
+/// A record with its leaf (RFC 8785 JSON) computed once, outside the store's transaction: the
+/// transfer log's callers prepare their records in parallel, the sequencer only stores them.
+/// The record cannot be changed afterwards, so the leaf always matches it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedRecord {
+    record: NewRecord,
+    leaf: String,
+}
+
+impl PreparedRecord {
+    /// Computes `record`'s leaf.
+    ///
+    /// # Errors
+    /// As [`NewRecord::leaf`].
+    pub fn new(record: NewRecord) -> Result<PreparedRecord, crate::translog::canonical::CanonicalError> {
+        let leaf = record.leaf()?;
+        Ok(PreparedRecord { record, leaf })
+    }
+
+    /// The record.
+    pub fn record(&self) -> &NewRecord {
+        &self.record
+    }
+
+    /// Its leaf.
+    pub fn leaf(&self) -> &str {
+        &self.leaf
+    }
+}
+
 /// A stored record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRecord {

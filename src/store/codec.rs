@@ -52,3 +52,24 @@ pub(super) fn from_micros(us: i64) -> DateTime<Utc> {
 pub(super) fn corrupt(what: &str) -> impl Fn(String) -> StoreError + '_ {
     move |detail| StoreError::Corrupt(format!("{what}: {detail}"))
 }
+
+/// Checks that an integration placed the records stored with their leaf indexes
+/// (`queued[earlier..]`, from `first_new` on) exactly there, and names every earlier one.
+pub(super) fn check_placement(
+    leaves: &[(u64, u64)],
+    queued: &[super::QueuedRecord],
+    earlier: usize,
+    first_new: Option<u64>,
+) -> Result<(), super::StoreError> {
+    let placed = leaves.len() == queued.len()
+        && leaves.iter().zip(queued).all(|((seq, _), q)| *seq == q.seq)
+        && leaves[earlier..]
+            .iter()
+            .enumerate()
+            .all(|(i, (_, index))| first_new.is_some_and(|first| *index == first + i as u64));
+    if placed {
+        Ok(())
+    } else {
+        Err(super::StoreError::Corrupt("the integration placed the queued records elsewhere than stored".into()))
+    }
+}

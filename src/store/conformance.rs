@@ -29,7 +29,7 @@ use crate::domain::grant::{Grant, GrantStatus};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantKind, ParticipantStatus, RecipientType, Region, Role};
-use crate::domain::record::{NewRecord, RecordKind, TransferFacets};
+use crate::domain::record::{NewRecord, PreparedRecord, RecordKind, TransferFacets};
 use crate::policy::{Approval, ApprovalType, Scope};
 
 /// Names the PostgreSQL server (any database on it; tests create their own) for these tests.
@@ -180,6 +180,10 @@ fn pid(s: &str) -> ParticipantId {
 
 fn did(s: &str) -> DatasetId {
     DatasetId::parse(s).unwrap()
+}
+
+fn prepared(records: &[NewRecord]) -> Vec<PreparedRecord> {
+    records.iter().cloned().map(|r| PreparedRecord::new(r).expect("canonical")).collect()
 }
 
 fn rec(kind: RecordKind, n: u64) -> NewRecord {
@@ -588,7 +592,7 @@ async fn integrate_assigns_leaf_indexes_in_store_order_and_stores_the_tree(store
     catalog(store.as_ref()).await; // three queued records
     let seen = std::sync::Mutex::new(Vec::new());
     let new = [rec(RecordKind::TransferDecision, 10), rec(RecordKind::TransferCompleted, 11)];
-    let seqs = store.integrate(&new, &integrate_all(&seen)).await.unwrap();
+    let seqs = store.integrate(&prepared(&new), &integrate_all(&seen)).await.unwrap();
     assert_eq!(seqs.len(), 2);
     assert!(seqs[0] < seqs[1]);
     {
@@ -624,7 +628,8 @@ async fn integrate_assigns_leaf_indexes_in_store_order_and_stores_the_tree(store
 
     // The next batch extends the tree.
     store.insert_participant(&participant("late"), &rec(RecordKind::ParticipantRegistered, 12)).await.unwrap();
-    let seqs2 = store.integrate(&[rec(RecordKind::TransferDecision, 13)], &integrate_all(&seen)).await.unwrap();
+    let seqs2 =
+        store.integrate(&prepared(&[rec(RecordKind::TransferDecision, 13)]), &integrate_all(&seen)).await.unwrap();
     assert_eq!(seen.lock().unwrap()[2].0, 5);
     let tail = store.leaves(5, 100).await.unwrap();
     assert_eq!(tail.len(), 2);
@@ -638,7 +643,7 @@ async fn integrate_assigns_leaf_indexes_in_store_order_and_stores_the_tree(store
 async fn a_failed_integration_stores_nothing(store: Arc<dyn Store>) {
     catalog(store.as_ref()).await;
     let fail = |_: &TreeHead, _: &[QueuedRecord]| -> Result<Option<Integration>, String> { Err("refused".into()) };
-    let err = store.integrate(&[rec(RecordKind::TransferDecision, 9)], &fail).await;
+    let err = store.integrate(&prepared(&[rec(RecordKind::TransferDecision, 9)]), &fail).await;
     assert!(err.is_err());
     assert_eq!(store.records(0, 100).await.unwrap().len(), 3, "the new record was rolled back");
     assert_eq!(store.checkpoint(None).await.unwrap(), None);
@@ -653,7 +658,7 @@ async fn concurrent_integrations_grow_one_tree(store: Arc<dyn Store>) {
             let seen = std::sync::Mutex::new(Vec::new());
             for j in 0..4 {
                 let batch = [rec(RecordKind::TransferDecision, i * 100 + j), rec(RecordKind::TransferCompleted, j)];
-                store.integrate(&batch, &integrate_all(&seen)).await.unwrap();
+                store.integrate(&prepared(&batch), &integrate_all(&seen)).await.unwrap();
             }
         }));
     }
@@ -857,7 +862,7 @@ async fn transfers_list_integrated_transfer_records_newest_first(store: Arc<dyn 
         with(RecordKind::TransferDecision, 4, facets("t3", "abroad", true, "PASS")),
     ];
     let seen = std::sync::Mutex::new(Vec::new());
-    let seqs = store.integrate(&batch, &integrate_all(&seen)).await.unwrap();
+    let seqs = store.integrate(&prepared(&batch), &integrate_all(&seen)).await.unwrap();
     // Stored but not integrated: never listed.
     store
         .insert_hold(&hold("h1", 5), &with(RecordKind::TransferDecision, 6, facets("t4", "abroad", true, "HOLD")))

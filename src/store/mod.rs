@@ -16,7 +16,7 @@ use crate::domain::grant::{Grant, GrantStatus};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantStatus};
-use crate::domain::record::{NewRecord, StoredRecord};
+use crate::domain::record::{NewRecord, PreparedRecord, StoredRecord};
 
 pub mod cache;
 mod codec;
@@ -321,7 +321,7 @@ pub trait Store: Send + Sync + 'static {
     /// right-edge nodes ([`TreeHead`]), to `integrator`, and stores what it returns (leaf indexes, tree nodes, the signed
     /// checkpoint). Returns the sequence numbers of `new`, in order. When `integrator` fails,
     /// nothing is stored. Implementations serialise integrations (one tree, no forks).
-    async fn integrate(&self, new: &[NewRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError>;
+    async fn integrate(&self, new: &[PreparedRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError>;
 
     /// The latest checkpoint, or the one of tree size `size`.
     async fn checkpoint(&self, size: Option<u64>) -> Result<Option<StoredCheckpoint>, StoreError>;

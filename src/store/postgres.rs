@@ -17,7 +17,7 @@ use futures::stream::{BoxStream, StreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 
-use super::codec::{corrupt, from_micros, micros, scope_from_json, scope_to_json};
+use super::codec::{check_placement, corrupt, from_micros, micros, scope_from_json, scope_to_json};
 use super::{
     Committed, Integrator, Keep, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError,
     StoredApproval, StoredCheckpoint, StoredChunk, StoredTransfer, TransferFilter, TreeHead,
@@ -28,7 +28,7 @@ use crate::domain::grant::{Grant, GrantStatus};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantStatus};
-use crate::domain::record::{NewRecord, RecordKind, StoredRecord, TransferFacets};
+use crate::domain::record::{NewRecord, PreparedRecord, RecordKind, StoredRecord, TransferFacets};
 use crate::policy::Approval;
 use crate::translog::edge::decomposition;
 
@@ -161,7 +161,14 @@ fn exists_as(what: String) -> impl FnOnce(sqlx::Error) -> StoreError {
 
 /// Inserts records with one statement; returns their sequence numbers in order. A record that
 /// cannot be stored makes the operation unavailable (fail closed).
-async fn insert_records(conn: &mut PgConnection, recs: &[NewRecord]) -> Result<Vec<u64>, StoreError> {
+/// Inserts records with their leaves, in order, in one statement; returns their sequence
+/// numbers. With `first_index`, the records are integrated at once: leaf indexes from
+/// `first_index` on (the caller integrates them in this transaction).
+async fn insert_records(
+    conn: &mut PgConnection,
+    recs: &[(&NewRecord, &str)],
+    first_index: Option<u64>,
+) -> Result<Vec<u64>, StoreError> {
     if recs.is_empty() {
         return Ok(Vec::new());
     }
@@ -172,8 +179,8 @@ async fn insert_records(conn: &mut PgConnection, recs: &[NewRecord]) -> Result<V
     let mut json = Vec::with_capacity(n);
     let (mut transfer, mut dataset, mut recipient, mut exporter) = (vec![], vec![], vec![], vec![]);
     let (mut region, mut export, mut mechanism, mut action) = (vec![], vec![], vec![], vec![]);
-    for rec in recs {
-        json.push(rec.leaf().map_err(|e| StoreError::Corrupt(format!("record: {e}")))?);
+    for (rec, leaf) in recs {
+        json.push(*leaf);
         at.push(micros(rec.at));
         kind.push(rec.kind.as_str());
         actor.push(rec.actor.as_str());
@@ -189,8 +196,10 @@ async fn insert_records(conn: &mut PgConnection, recs: &[NewRecord]) -> Result<V
     }
     // Rows are inserted in ordinality order, so sequence numbers increase with the input.
     let rows = sqlx::query(
-        "INSERT INTO records (at, kind, actor, json, transfer, dataset, recipient, exporter, region, export, mechanism, action)
-         SELECT at, kind, actor, json, transfer, dataset, recipient, exporter, region, export, mechanism, action
+        "INSERT INTO records (at, kind, actor, json, transfer, dataset, recipient, exporter, region, export, mechanism,
+                              action, leaf_index)
+         SELECT at, kind, actor, json, transfer, dataset, recipient, exporter, region, export, mechanism, action,
+                $13::bigint + ord - 1
          FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                      $9::text[], $10::boolean[], $11::text[], $12::text[])
               WITH ORDINALITY AS r (at, kind, actor, json, transfer, dataset, recipient, exporter, region, export,
@@ -210,6 +219,7 @@ async fn insert_records(conn: &mut PgConnection, recs: &[NewRecord]) -> Result<V
     .bind(export)
     .bind(mechanism)
     .bind(action)
+    .bind(first_index.map(|i| i as i64))
     .fetch_all(conn)
     .await
     .map_err(unavailable)?;
@@ -219,7 +229,8 @@ async fn insert_records(conn: &mut PgConnection, recs: &[NewRecord]) -> Result<V
 }
 
 async fn insert_record(conn: &mut PgConnection, rec: &NewRecord) -> Result<u64, StoreError> {
-    Ok(insert_records(conn, std::slice::from_ref(rec)).await?[0])
+    let leaf = rec.leaf().map_err(|e| StoreError::Corrupt(format!("record: {e}")))?;
+    Ok(insert_records(conn, &[(rec, &leaf)], None).await?[0])
 }
 
 /// The stored tree nodes among `coordinates`, read on `conn`.
@@ -756,17 +767,18 @@ impl Store for PostgresStore {
         rows.iter().map(grant_from_row).collect()
     }
 
-    async fn integrate(&self, new: &[NewRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError> {
+    async fn integrate(&self, new: &[PreparedRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         // One integrator at a time across every process: each statement below (READ COMMITTED)
         // then sees the tree the previous integration committed.
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOG_LOCK).execute(&mut *tx).await.map_err(unavailable)?;
-        let seqs = insert_records(&mut tx, new).await?;
         let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(size), 0) FROM checkpoints")
             .fetch_one(&mut *tx)
             .await
             .map_err(unavailable)?;
-        let queued: Vec<QueuedRecord> =
+        let size = size as u64;
+        // Records state changes stored and not yet integrated come first (store order).
+        let mut queued: Vec<QueuedRecord> =
             sqlx::query("SELECT seq, json FROM records WHERE leaf_index IS NULL ORDER BY seq LIMIT $1")
                 .bind(INTEGRATION_BATCH)
                 .fetch_all(&mut *tx)
@@ -775,13 +787,23 @@ impl Store for PostgresStore {
                 .iter()
                 .map(|r| QueuedRecord { seq: r.get::<i64, _>(0) as u64, json: r.get(1) })
                 .collect();
-        let size = size as u64;
+        let earlier = queued.len();
+        // The new records follow them: stored with their leaf indexes already, so that they need
+        // no second write. Beyond a full queue they wait for the next integration.
+        let first_new = (earlier < INTEGRATION_BATCH as usize).then_some(size + earlier as u64);
+        let prepared: Vec<(&NewRecord, &str)> = new.iter().map(|p| (p.record(), p.leaf())).collect();
+        let seqs = insert_records(&mut tx, &prepared, first_new).await?;
+        if first_new.is_some() {
+            queued.extend(seqs.iter().zip(new).map(|(seq, p)| QueuedRecord { seq: *seq, json: p.leaf().to_owned() }));
+        }
         let edge = nodes_in(&mut tx, &decomposition(size)).await?;
         let Some(integration) = integrator(&TreeHead { size, edge }, &queued).map_err(StoreError::Corrupt)? else {
             tx.commit().await.map_err(unavailable)?;
             return Ok(seqs);
         };
-        let (seq, index): (Vec<i64>, Vec<i64>) = integration.leaves.iter().map(|&(s, i)| (s as i64, i as i64)).unzip();
+        check_placement(&integration.leaves, &queued, earlier, first_new)?;
+        let before = &integration.leaves[..earlier];
+        let (seq, index): (Vec<i64>, Vec<i64>) = before.iter().map(|&(s, i)| (s as i64, i as i64)).unzip();
         let updated = sqlx::query(
             "UPDATE records SET leaf_index = v.idx FROM UNNEST($1::bigint[], $2::bigint[]) AS v (seq, idx)
              WHERE records.seq = v.seq",
@@ -792,11 +814,8 @@ impl Store for PostgresStore {
         .await
         .map_err(unavailable)?
         .rows_affected();
-        if updated != integration.leaves.len() as u64 {
-            return Err(StoreError::Corrupt(format!(
-                "integration names {} records, {updated} exist",
-                integration.leaves.len()
-            )));
+        if updated != before.len() as u64 {
+            return Err(StoreError::Corrupt(format!("integration names {} records, {updated} exist", before.len())));
         }
         let mut level = Vec::with_capacity(integration.nodes.len());
         let mut idx = Vec::with_capacity(integration.nodes.len());

@@ -11,7 +11,7 @@ use futures::stream::{BoxStream, StreamExt};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::codec::{corrupt, from_micros, micros, scope_from_json, scope_to_json};
+use super::codec::{check_placement, corrupt, from_micros, micros, scope_from_json, scope_to_json};
 use super::{
     Committed, Integrator, Keep, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError,
     StoredApproval, StoredCheckpoint, StoredChunk, TreeHead,
@@ -22,7 +22,7 @@ use crate::domain::grant::{Grant, GrantStatus};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantStatus};
-use crate::domain::record::{NewRecord, RecordKind, StoredRecord};
+use crate::domain::record::{NewRecord, PreparedRecord, RecordKind, StoredRecord};
 use crate::policy::Approval;
 use crate::translog::edge::decomposition;
 use chrono::NaiveDate;
@@ -48,7 +48,8 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             // 64 MiB of page cache per connection: the export ledger's bulk inserts stay in memory.
             .pragma("cache_size", "-65536");
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        // A local file cannot drop a connection: no test query before each use.
+        let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
         Ok(SqliteStore { pool })
     }
@@ -94,26 +95,32 @@ fn classify(e: sqlx::Error) -> StoreError {
 
 /// Columns of a record row, in insert order.
 const RECORD_COLUMNS: &str =
-    "at, kind, actor, json, transfer, dataset, recipient, exporter, region, export, mechanism, action";
+    "at, kind, actor, json, leaf_index, transfer, dataset, recipient, exporter, region, export, mechanism, action";
 
-/// Inserts records with one statement; returns their sequence numbers in order. A record that
-/// cannot be stored makes the operation unavailable (fail closed).
-async fn insert_records(conn: &mut SqliteConnection, recs: &[NewRecord]) -> Result<Vec<u64>, StoreError> {
+/// Inserts records with their leaves, in order, with one statement; returns their sequence
+/// numbers in order. With `first_index`, the records are integrated at once: leaf indexes from
+/// `first_index` on (the caller integrates them in this transaction). A record that cannot be
+/// stored makes the operation unavailable (fail closed).
+async fn insert_records(
+    conn: &mut SqliteConnection,
+    recs: &[(&NewRecord, &str)],
+    first_index: Option<u64>,
+) -> Result<Vec<u64>, StoreError> {
     if recs.is_empty() {
         return Ok(Vec::new());
     }
-    let row = format!("({})", ["?"; 12].join(", "));
+    let row = format!("({})", ["?"; 13].join(", "));
     let sql =
         format!("INSERT INTO records ({RECORD_COLUMNS}) VALUES {} RETURNING seq", vec![row; recs.len()].join(", "));
     let mut q = sqlx::query(&sql);
-    for rec in recs {
-        let leaf = rec.leaf().map_err(|e| StoreError::Corrupt(format!("record: {e}")))?;
+    for (i, (rec, leaf)) in recs.iter().enumerate() {
         let f = rec.facets.as_ref();
         q = q
             .bind(micros(rec.at))
             .bind(rec.kind.as_str())
             .bind(rec.actor.clone())
-            .bind(leaf)
+            .bind(leaf.to_string())
+            .bind(first_index.map(|first| (first + i as u64) as i64))
             .bind(f.map(|f| f.transfer.clone()))
             .bind(f.map(|f| f.dataset.clone()))
             .bind(f.map(|f| f.recipient.clone()))
@@ -131,7 +138,8 @@ async fn insert_records(conn: &mut SqliteConnection, recs: &[NewRecord]) -> Resu
 }
 
 async fn insert_record(conn: &mut SqliteConnection, rec: &NewRecord) -> Result<u64, StoreError> {
-    Ok(insert_records(conn, std::slice::from_ref(rec)).await?[0])
+    let leaf = rec.leaf().map_err(|e| StoreError::Corrupt(format!("record: {e}")))?;
+    Ok(insert_records(conn, &[(rec, &leaf)], None).await?[0])
 }
 
 /// A failure to store a record: the operation it records cannot proceed.
@@ -616,14 +624,15 @@ impl Store for SqliteStore {
         rows.iter().map(grant_from_row).collect()
     }
 
-    async fn integrate(&self, new: &[NewRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError> {
+    async fn integrate(&self, new: &[PreparedRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-        let seqs = insert_records(&mut tx, new).await?;
         let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(size), 0) FROM checkpoints")
             .fetch_one(&mut *tx)
             .await
             .map_err(unavailable)?;
-        let queued: Vec<QueuedRecord> =
+        let size = size as u64;
+        // Records state changes stored and not yet integrated come first (store order).
+        let mut queued: Vec<QueuedRecord> =
             sqlx::query("SELECT seq, json FROM records WHERE leaf_index IS NULL ORDER BY seq LIMIT 4096")
                 .fetch_all(&mut *tx)
                 .await
@@ -631,13 +640,23 @@ impl Store for SqliteStore {
                 .iter()
                 .map(|r| QueuedRecord { seq: r.get::<i64, _>(0) as u64, json: r.get(1) })
                 .collect();
-        let size = size as u64;
+        let earlier = queued.len();
+        // The new records follow them: stored with their leaf indexes already, so that they need
+        // no second write. Beyond a full queue they wait for the next integration.
+        let first_new = (earlier < 4096).then_some(size + earlier as u64);
+        let prepared: Vec<(&NewRecord, &str)> = new.iter().map(|p| (p.record(), p.leaf())).collect();
+        let seqs = insert_records(&mut tx, &prepared, first_new).await?;
+        if first_new.is_some() {
+            queued.extend(seqs.iter().zip(new).map(|(seq, p)| QueuedRecord { seq: *seq, json: p.leaf().to_owned() }));
+        }
         let edge = nodes_in(&mut tx, &decomposition(size)).await?;
         let Some(integration) = integrator(&TreeHead { size, edge }, &queued).map_err(StoreError::Corrupt)? else {
             tx.commit().await.map_err(unavailable)?;
             return Ok(seqs);
         };
-        for chunk in integration.leaves.chunks(4096) {
+        check_placement(&integration.leaves, &queued, earlier, first_new)?;
+        let before = &integration.leaves[..earlier];
+        for chunk in before.chunks(4096) {
             let sql = format!(
                 "UPDATE records SET leaf_index = v.column2 FROM (VALUES {}) AS v WHERE records.seq = v.column1",
                 vec!["(?, ?)"; chunk.len()].join(", ")

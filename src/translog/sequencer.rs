@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::edge::{decomposition, Edge, NodeMap};
 use super::merkle::{self, Hash};
 use super::note::{self, Checkpoint, Signer};
-use crate::domain::record::NewRecord;
+use crate::domain::record::{NewRecord, PreparedRecord};
 use crate::store::{Integration, QueuedRecord, Store, StoreError, StoredCheckpoint, TreeHead};
 
 /// How the sequencer batches.
@@ -88,7 +88,7 @@ impl Receipt {
 }
 
 struct Job {
-    record: Option<NewRecord>,
+    record: Option<PreparedRecord>,
     reply: Option<oneshot::Sender<Result<Receipt, LogError>>>,
 }
 
@@ -142,6 +142,9 @@ impl TransferLog {
     /// # Errors
     /// [`LogError`]: the caller must not proceed.
     pub async fn append(&self, record: NewRecord) -> Result<Receipt, LogError> {
+        // The leaf is computed here, by each caller, not by the one sequencer.
+        let record = PreparedRecord::new(record)
+            .map_err(|e| LogError::Unavailable(crate::store::StoreError::Corrupt(format!("record: {e}"))))?;
         let (reply, receipt) = oneshot::channel();
         self.jobs.try_send(Job { record: Some(record), reply: Some(reply) }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => LogError::Full,
