@@ -126,20 +126,15 @@ impl Source {
             Source::Store(store) => {
                 Ok(store.checkpoints(after, PAGE).await?.into_iter().map(|c| (c.size, c.root, c.note)).collect())
             }
-            Source::Remote(client) => {
-                let request = pb::GetCheckpointRequest {
-                    tree_size: after + 1,
-                    r#match: pb::CheckpointMatch::FirstAtLeast as i32,
-                };
-                match client.get_checkpoint(request).await {
-                    Ok(c) => {
-                        let c = c.into_inner();
-                        Ok(vec![(c.tree_size, hash(&c.root_hash, "checkpoint root")?, c.note)])
-                    }
-                    Err(s) if s.code() == tonic::Code::NotFound => Ok(Vec::new()),
-                    Err(s) => Err(s).context("GetCheckpoint"),
-                }
-            }
+            Source::Remote(client) => client
+                .list_checkpoints(pb::ListCheckpointsRequest { after_size: after, page_size: PAGE })
+                .await
+                .context("ListCheckpoints")?
+                .into_inner()
+                .checkpoints
+                .into_iter()
+                .map(|c| Ok((c.tree_size, hash(&c.root_hash, "checkpoint root")?, c.note)))
+                .collect(),
         }
     }
 

@@ -89,6 +89,16 @@ impl pb::audit_server::Audit for AuditService {
         Ok(Response::new(checkpoint_out(found)))
     }
 
+    async fn list_checkpoints(
+        &self,
+        request: Request<pb::ListCheckpointsRequest>,
+    ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
+        let caller = caller(&self.0, &request).await?;
+        let r = request.get_ref();
+        let list = audit::checkpoints(&self.0, &caller, r.after_size, r.page_size).await?;
+        Ok(Response::new(pb::ListCheckpointsResponse { checkpoints: list.into_iter().map(checkpoint_out).collect() }))
+    }
+
     async fn get_entries(
         &self,
         request: Request<pb::GetEntriesRequest>,

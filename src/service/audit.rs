@@ -123,6 +123,21 @@ pub async fn checkpoint_at_least(gw: &Gateway, _caller: &Caller, size: u64) -> R
         .ok_or_else(|| ServiceError::NotFound(format!("checkpoint of tree size {size} or more")))
 }
 
+/// Stored checkpoints of trees larger than `after`, ascending, at most `page_size` of them (0:
+/// [`DEFAULT_ENTRIES_PAGE`]). Any participant may list them: they reveal only hashes.
+///
+/// # Errors
+/// `InvalidArgument` for `page_size` above [`MAX_ENTRIES_PAGE`].
+pub async fn checkpoints(
+    gw: &Gateway,
+    _caller: &Caller,
+    after: u64,
+    page_size: u32,
+) -> Result<Vec<StoredCheckpoint>, ServiceError> {
+    let page = page(page_size, DEFAULT_ENTRIES_PAGE, MAX_ENTRIES_PAGE)?;
+    Ok(gw.store.checkpoints(after, page).await?)
+}
+
 /// One leaf.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

@@ -436,6 +436,41 @@ async fn list_transfers_filters_by_every_facet_and_time_and_pages_newest_first()
 }
 
 #[tokio::test]
+async fn checkpoints_are_listed_ascending_in_pages_to_any_participant() {
+    let t = TestGateway::start().await;
+    let mut owner = published(&t).await;
+    let mut alice = granted_consumer(&t, &mut owner, "tj-commerce").await;
+    for _ in 0..3 {
+        pull(&mut alice, pull_req("survey")).await.unwrap();
+    }
+    // A consumer, not an auditor: checkpoints reveal only hashes.
+    let mut audit = audit_client(&t, "tj-commerce").await;
+    let verifier = bth_gateway::translog::note::Verifier::new(t.gw.log.verifier_key()).unwrap();
+    let (mut after, mut all) = (0, Vec::new());
+    loop {
+        let page = audit
+            .list_checkpoints(pb::ListCheckpointsRequest { after_size: after, page_size: 2 })
+            .await
+            .unwrap()
+            .into_inner()
+            .checkpoints;
+        for c in &page {
+            let signed = verifier.verify_note(&c.note).unwrap();
+            assert_eq!((signed.size, signed.root.to_vec()), (c.tree_size, c.root_hash.clone()));
+            assert!(c.tree_size > after, "ascending, above after_size");
+            after = c.tree_size;
+        }
+        all.extend(page.iter().map(|c| c.tree_size));
+        if page.len() < 2 {
+            break;
+        }
+    }
+    assert!(all.len() >= 3, "{all:?}");
+    let latest = audit.get_checkpoint(pb::GetCheckpointRequest::default()).await.unwrap().into_inner();
+    assert_eq!(all.last(), Some(&latest.tree_size));
+}
+
+#[tokio::test]
 async fn out_of_range_sizes_indexes_and_pages_are_invalid_arguments_naming_the_field() {
     use tonic_types::StatusExt;
     let t = TestGateway::start().await;
@@ -458,6 +493,10 @@ async fn out_of_range_sizes_indexes_and_pages_are_invalid_arguments_naming_the_f
     assert_eq!(field(audit.get_consistency_proof(cons(size + 1, 0)).await.unwrap_err()), "old_size");
     assert_eq!(
         field(audit.get_entries(pb::GetEntriesRequest { start: 0, end: 0, page_size: 1001 }).await.unwrap_err()),
+        "page_size"
+    );
+    assert_eq!(
+        field(audit.list_checkpoints(pb::ListCheckpointsRequest { after_size: 0, page_size: 1001 }).await.unwrap_err()),
         "page_size"
     );
     assert_eq!(field(audit.get_entries(entry_req(0, size + 1)).await.unwrap_err()), "end");
