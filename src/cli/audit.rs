@@ -172,8 +172,8 @@ impl Source {
         }
     }
 
-    /// Compares the interior nodes the verifier completed since the last call with the stored
-    /// tree's (a database only).
+    /// Compares the nodes the verifier completed since the last call with the stored tree's (a
+    /// database only).
     async fn check_nodes(
         &mut self,
         v: &mut LogVerifier,
@@ -236,14 +236,15 @@ async fn check(source: &mut Source, verifier: Verifier, trusted: Option<&str>) -
     }
     let mut v = LogVerifier::new(verifier);
     if matches!(source, Source::Store(_)) {
-        // On the database, the stored interior nodes (what proofs are served from) are checked
-        // too; a gateway does not serve them, and clients check the proofs it serves.
+        // On the database, every stored node (what proofs are served from) is checked too; a
+        // gateway does not serve them, and clients check the proofs it serves.
         v.collect_nodes();
     }
     if let Some(note) = trusted {
         check!(v.trust(note));
     }
     let mut after = 0;
+    let mut node_failure = None;
     loop {
         let checkpoints = source.checkpoints(after).await?;
         if checkpoints.is_empty() {
@@ -259,10 +260,16 @@ async fn check(source: &mut Source, verifier: Verifier, trusted: Option<&str>) -
                     check!(v.leaf(index, &json, tree_hash.as_ref()));
                 }
                 if let Err(e) = source.check_nodes(&mut v).await? {
-                    return Ok(Outcome::Failed(e));
+                    node_failure.get_or_insert(e);
                 }
             }
+            // A stored node that differs from its leaves is reported once the checkpoint
+            // covering it verified: when the leaves themselves were forged, the signed root
+            // names the real culprit.
             check!(v.checkpoint(size, &root, &note));
+            if let Some(e) = node_failure.take() {
+                return Ok(Outcome::Failed(e));
+            }
             after = size;
         }
     }
@@ -272,8 +279,11 @@ async fn check(source: &mut Source, verifier: Verifier, trusted: Option<&str>) -
             check!(v.leaf(index, &json, tree_hash.as_ref()));
         }
         if let Err(e) = source.check_nodes(&mut v).await? {
-            return Ok(Outcome::Failed(e));
+            node_failure.get_or_insert(e);
         }
+    }
+    if let Some(e) = node_failure {
+        return Ok(Outcome::Failed(e));
     }
     let proof = match v.needs_consistency() {
         Some((old, new)) => Some(source.consistency(old, new).await?),

@@ -114,7 +114,7 @@ impl pb::oversight_server::Oversight for OversightService {
             scope: scope_in(r.scope.as_ref())?,
         };
         let (a, receipt) = oversight::record_approval(&self.0, &caller, new).await?;
-        Ok(Response::new(pb::Approval { receipt: receipt.text(), ..approval_out(&a) }))
+        Ok(Response::new(pb::Approval { receipt: receipt_text(receipt.as_ref()), ..approval_out(&a) }))
     }
 
     async fn revoke_approval(

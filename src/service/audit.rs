@@ -251,13 +251,16 @@ pub async fn prove_inclusion(
 pub async fn receipt_for_record(gw: &Gateway, seq: u64) -> Result<Receipt, ServiceError> {
     gw.log.kick();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Usually integrated within a millisecond or two; back off so a failing log is not polled hard.
+    let mut pause = std::time::Duration::from_millis(1);
     let index = loop {
         let record = gw.store.records(seq.saturating_sub(1), 1).await?.into_iter().find(|r| r.seq == seq);
         match record {
             Some(r) => match r.leaf_index {
                 Some(index) => break index,
                 None if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
                 }
                 None => {
                     return Err(ServiceError::Unavailable("the record was not integrated into the log in time".into()));
@@ -275,9 +278,10 @@ pub async fn receipt_for_record(gw: &Gateway, seq: u64) -> Result<Receipt, Servi
     Ok(Receipt { index, leaf_hash, proof, checkpoint: checkpoint.note })
 }
 
-/// The receipt of a state change's record ([`receipt_for_record`]), or `None` when it cannot be
-/// had: the change is committed with its record, which the sequencer integrates at the latest on
-/// its next idle sweep, and its proof can be fetched then (`GetInclusionProof`).
+/// The receipt of a state change's record ([`receipt_for_record`]), or `None` (logged with the
+/// reason) when it cannot be produced: the change is already committed with its record, which
+/// the sequencer integrates at the latest on its next idle sweep, so the caller is not told it
+/// failed.
 pub async fn receipt_if_integrated(gw: &Gateway, seq: u64) -> Option<Receipt> {
     match receipt_for_record(gw, seq).await {
         Ok(r) => Some(r),

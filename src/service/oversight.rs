@@ -81,7 +81,8 @@ fn approval_body(a: &Approval) -> serde_json::Value {
     })
 }
 
-/// Records an approval; returns it with the receipt of its log record.
+/// Records an approval; returns it with the receipt of its log record (`None` when that cannot be
+/// produced in time: the approval is recorded either way).
 ///
 /// # Errors
 /// `PermissionDenied` without the officer role, or for an approval of the officer's own
@@ -91,7 +92,7 @@ pub async fn record_approval(
     gw: &Gateway,
     caller: &Caller,
     new: NewApproval,
-) -> Result<(StoredApproval, Receipt), ServiceError> {
+) -> Result<(StoredApproval, Option<Receipt>), ServiceError> {
     caller.require(Role::Officer)?;
     if new.exporter == caller.participant.id {
         return Err(ServiceError::PermissionDenied(
@@ -137,7 +138,7 @@ pub async fn record_approval(
     let rec = NewRecord::new(RecordKind::ApprovalRecorded, caller.actor(), approval_body(&stored.approval));
     let seq = gw.store.insert_approval(&stored, &rec).await?;
     tracing::info!(approval = %stored.approval.id, kind = %stored.approval.kind, exporter = %stored.approval.exporter, "approval recorded");
-    let receipt = super::audit::receipt_for_record(gw, seq).await?;
+    let receipt = super::audit::receipt_if_integrated(gw, seq).await;
     Ok((stored, receipt))
 }
 

@@ -317,9 +317,13 @@ pub trait Store: Send + Sync + 'static {
     async fn grants_of(&self, consumer: &ParticipantId, dataset: &DatasetId) -> Result<Vec<Grant>, StoreError>;
 
     /// The log's group commit, in one transaction: stores `new` records, then hands every
-    /// queued (not yet integrated) record, in store order, with the current tree's size and
-    /// right-edge nodes ([`TreeHead`]), to `integrator`, and stores what it returns (leaf indexes, tree nodes, the signed
-    /// checkpoint). Returns the sequence numbers of `new`, in order. When `integrator` fails,
+    /// queued (not yet integrated) record — those stored earlier first, then `new`, in store
+    /// order, at most [`INTEGRATION_BATCH`] earlier ones — with the current tree's size and
+    /// right-edge nodes ([`TreeHead`]) to `integrator`, and stores what it returns (leaf
+    /// indexes, tree nodes, the signed checkpoint). The integrator must place the queued records
+    /// at leaf indexes `size..` in the order given (new records are stored with those indexes
+    /// already; anything else is `Corrupt` and rolls back), and may return `None` only for an
+    /// empty queue. Returns the sequence numbers of `new`, in order. When `integrator` fails,
     /// nothing is stored. Implementations serialise integrations (one tree, no forks).
     async fn integrate(&self, new: &[PreparedRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError>;
 
@@ -396,6 +400,9 @@ pub trait Store: Send + Sync + 'static {
         to: u64,
     ) -> Result<Vec<(u64, Option<crate::domain::record::TransferFacets>)>, StoreError>;
 }
+
+/// Most records one integration takes from the queue of records stored and not yet integrated.
+pub(crate) const INTEGRATION_BATCH: usize = 4096;
 
 /// Opens the store a database URL names: `sqlite:PATH` (created and migrated when missing) or
 /// `postgres://…` / `postgresql://…` (an existing database, migrated), with the default pool.

@@ -47,7 +47,7 @@ const LEDGER_LOCK_CLASS: i32 = 0x6c65_6467;
 const VERSION_LOCK_CLASS: i32 = 0x7665_7273;
 
 /// Queued records handed to one integration at most (as in the SQLite backend).
-const INTEGRATION_BATCH: i64 = 4096;
+const INTEGRATION_BATCH: i64 = super::INTEGRATION_BATCH as i64;
 
 /// Persons bound to one ledger statement at most (one array parameter).
 const LEDGER_BATCH: usize = 100_000;
@@ -798,6 +798,10 @@ impl Store for PostgresStore {
         }
         let edge = nodes_in(&mut tx, &decomposition(size)).await?;
         let Some(integration) = integrator(&TreeHead { size, edge }, &queued).map_err(StoreError::Corrupt)? else {
+            if !queued.is_empty() {
+                // Records stored with leaf indexes must be integrated in this transaction.
+                return Err(StoreError::Corrupt("the integrator left queued records out".into()));
+            }
             tx.commit().await.map_err(unavailable)?;
             return Ok(seqs);
         };

@@ -633,7 +633,8 @@ impl Store for SqliteStore {
         let size = size as u64;
         // Records state changes stored and not yet integrated come first (store order).
         let mut queued: Vec<QueuedRecord> =
-            sqlx::query("SELECT seq, json FROM records WHERE leaf_index IS NULL ORDER BY seq LIMIT 4096")
+            sqlx::query("SELECT seq, json FROM records WHERE leaf_index IS NULL ORDER BY seq LIMIT ?")
+                .bind(super::INTEGRATION_BATCH as i64)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(unavailable)?
@@ -643,7 +644,7 @@ impl Store for SqliteStore {
         let earlier = queued.len();
         // The new records follow them: stored with their leaf indexes already, so that they need
         // no second write. Beyond a full queue they wait for the next integration.
-        let first_new = (earlier < 4096).then_some(size + earlier as u64);
+        let first_new = (earlier < super::INTEGRATION_BATCH).then_some(size + earlier as u64);
         let prepared: Vec<(&NewRecord, &str)> = new.iter().map(|p| (p.record(), p.leaf())).collect();
         let seqs = insert_records(&mut tx, &prepared, first_new).await?;
         if first_new.is_some() {
@@ -651,6 +652,10 @@ impl Store for SqliteStore {
         }
         let edge = nodes_in(&mut tx, &decomposition(size)).await?;
         let Some(integration) = integrator(&TreeHead { size, edge }, &queued).map_err(StoreError::Corrupt)? else {
+            if !queued.is_empty() {
+                // Records stored with leaf indexes must be integrated in this transaction.
+                return Err(StoreError::Corrupt("the integrator left queued records out".into()));
+            }
             tx.commit().await.map_err(unavailable)?;
             return Ok(seqs);
         };

@@ -195,13 +195,14 @@ impl LogVerifier {
         LogVerifier { verifier, edge: Vec::new(), size: 0, checkpoints: 0, latest: None, trusted: None, nodes: None }
     }
 
-    /// Keeps every interior node (perfect subtree above the leaves) the leaves complete, for
-    /// comparison with a stored tree ([`LogVerifier::take_nodes`], [`check_tree_node`]).
+    /// Keeps every node the leaves complete (the leaf hashes at level 0 and every perfect subtree
+    /// above them), for comparison with a stored tree ([`LogVerifier::take_nodes`],
+    /// [`check_tree_node`]).
     pub fn collect_nodes(&mut self) {
         self.nodes.get_or_insert_with(Vec::new);
     }
 
-    /// The interior nodes completed since the last call: (level, index, hash).
+    /// The nodes completed since the last call: (level, index, hash).
     pub fn take_nodes(&mut self) -> Vec<(u8, u64, Hash)> {
         self.nodes.as_mut().map(std::mem::take).unwrap_or_default()
     }
@@ -348,6 +349,9 @@ impl LogVerifier {
     }
 
     fn push(&mut self, leaf: Hash) {
+        if let Some(nodes) = &mut self.nodes {
+            nodes.push((0, self.size, leaf));
+        }
         let (mut level, mut hash) = (0u8, leaf);
         while let Some(&(l, left)) = self.edge.last() {
             if l != level {
@@ -442,8 +446,12 @@ mod tests {
         }
         let h: Vec<Hash> = leaves.iter().map(|j| merkle::leaf_hash(j.as_bytes())).collect();
         let (n10, n11) = (merkle::node_hash(&h[0], &h[1]), merkle::node_hash(&h[2], &h[3]));
-        let expected = vec![(1, 0, n10), (1, 1, n11), (2, 0, merkle::node_hash(&n10, &n11))];
-        assert_eq!(v.take_nodes(), expected, "leaf 4 completes nothing yet");
+        let mut expected: Vec<(u8, u64, Hash)> = h.iter().enumerate().map(|(i, h)| (0, i as u64, *h)).collect();
+        expected.extend([(1, 0, n10), (1, 1, n11), (2, 0, merkle::node_hash(&n10, &n11))]);
+        expected.sort();
+        let mut got = v.take_nodes();
+        got.sort();
+        assert_eq!(got, expected, "leaf 4 completes nothing above level 0 yet");
         assert!(v.take_nodes().is_empty(), "taken once");
         assert!(check_tree_node(1, 0, &n10, Some(&n10)).is_ok());
         assert!(matches!(check_tree_node(1, 0, &n10, Some(&n11)), Err(VerifyError::TreeNode { level: 1, index: 0 })));

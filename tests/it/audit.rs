@@ -573,6 +573,40 @@ const DROP_APPEND_ONLY_TRIGGERS: &str = "DROP TRIGGER records_are_append_only_up
      DROP TRIGGER records_leaf_index_is_set_once;";
 
 #[tokio::test]
+async fn audit_verify_reads_the_database_its_configuration_names_on_either_backend() {
+    let t = with_history().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bth-gateway.toml"), format!("database_url = \"{}\"\n", t.db_url)).unwrap();
+    let verify = || {
+        let out = bin()
+            .args(["audit", "verify", "--dir"])
+            .arg(dir.path())
+            .args(["--verifier-key", t.gw.log.verifier_key()])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, stdout, stderr) = verify();
+    assert!(ok && stdout.starts_with("ok: "), "{stdout}{stderr}");
+    // Read-only: the check wrote nothing (the gateway is idle).
+    let records = t.count("SELECT COUNT(*) FROM records").await;
+    // An interior node proofs are served from, altered in place.
+    t.execute(
+        "UPDATE tree_nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 0;",
+        "UPDATE tree_nodes SET hash = decode(repeat('00', 32), 'hex') WHERE level = 1 AND idx = 0;",
+    )
+    .await;
+    let (ok, stdout, stderr) = verify();
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("tree node at level 1, index 0: the stored hash differs"), "{stderr}");
+    assert_eq!(t.count("SELECT COUNT(*) FROM records").await, records);
+}
+
+#[tokio::test]
 async fn audit_verify_accepts_an_untouched_database() {
     let t = with_history().await;
     let Some(_) = t.sqlite_url("audit_verify_accepts_an_untouched_database") else { return };
@@ -628,6 +662,12 @@ async fn audit_verify_names_the_tree_node_when_an_interior_node_is_altered_or_mi
     let (ok, stdout, stderr) = verify_db(&t, &missing, &[]);
     assert!(!ok, "{stdout}");
     assert!(stderr.contains("tree node at level 1, index 2: not stored"), "{stderr}");
+    let leaf_hash_gone = dir.path().join("leaf-hash-gone.db");
+    let url = snapshot(&t, &leaf_hash_gone).await;
+    sql(&url, "DELETE FROM tree_nodes WHERE level = 0 AND idx = 3;").await;
+    let (ok, stdout, stderr) = verify_db(&t, &leaf_hash_gone, &[]);
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("tree node at level 0, index 3: not stored"), "{stderr}");
 }
 
 #[tokio::test]
@@ -694,11 +734,12 @@ async fn audit_verify_names_the_checkpoint_when_leaves_and_tree_are_rewritten_to
         ),
     )
     .await;
-    // The interior nodes above it now differ from their children.
+    // The interior nodes above it now differ from their children, but the signed root names the
+    // real culprit: the leaves.
     let (ok, _, stderr) = verify_db(&t, &db, &[]);
     assert!(!ok);
-    assert!(stderr.contains("tree node at level 1, index 1: the stored hash differs"), "{stderr}");
-    // So the attacker recomputes every stored interior node from the forged leaves as well.
+    assert!(stderr.contains("checkpoint ") && stderr.contains("differs from the signed root"), "{stderr}");
+    // Recomputing every stored interior node from the forged leaves changes nothing.
     {
         use bth_gateway::translog::merkle;
         use sqlx::Connection;

@@ -65,34 +65,48 @@ pub fn on_postgres() -> bool {
     }
 }
 
-/// A fresh database on the `BTH_TEST_DATABASE_URL` server for one gateway: (its URL, its name).
-async fn fresh_postgres_database() -> (String, String) {
-    use sqlx::{Connection, Executor};
-    let admin = std::env::var("BTH_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| panic!("{BACKEND_VAR}=postgres needs BTH_TEST_DATABASE_URL (.ci/postgres.sh start)"));
-    let mut suffix = [0u8; 8];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix).unwrap();
-    let name = format!("bth_it_{}", hex::encode(suffix));
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    let mut url = url::Url::parse(&admin).unwrap();
-    url.set_path(&name);
-    (url.to_string(), name)
+/// A database on the `BTH_TEST_DATABASE_URL` server for one gateway, dropped (with the
+/// gateway's connections) when this is dropped, also when the test panics.
+pub struct PgDatabase {
+    /// Its URL.
+    pub url: String,
+    name: String,
 }
 
-/// Drops a test database (terminating the gateway's connections), from any context.
-fn drop_postgres_database(name: String) {
-    let _ = std::thread::spawn(move || {
+impl PgDatabase {
+    async fn create() -> PgDatabase {
         use sqlx::{Connection, Executor};
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            let admin = std::env::var("BTH_TEST_DATABASE_URL").unwrap();
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
-            }
-        });
-    })
-    .join();
+        let admin = std::env::var("BTH_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| panic!("{BACKEND_VAR}=postgres needs BTH_TEST_DATABASE_URL (.ci/postgres.sh start)"));
+        let mut suffix = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix).unwrap();
+        let name = format!("bth_it_{}", hex::encode(suffix));
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&name);
+        PgDatabase { url: url.to_string(), name }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        // From any context, also inside the test's runtime: a thread with its own.
+        let dropped = std::thread::spawn(move || {
+            use sqlx::{Connection, Executor};
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let admin = std::env::var("BTH_TEST_DATABASE_URL").unwrap_or_default();
+                let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.map(|_| ())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop a test database: {e}");
+        }
+    }
 }
 
 /// A running gateway; stopped when dropped.
@@ -103,8 +117,8 @@ pub struct TestGateway {
     pub gw: Gateway,
     /// The gateway's database: `sqlite:…` or `postgres://…`.
     pub db_url: String,
-    /// The PostgreSQL database to drop afterwards.
-    pg_database: Option<String>,
+    /// The PostgreSQL database, dropped afterwards.
+    pg_database: Option<PgDatabase>,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -132,9 +146,11 @@ impl TestGateway {
         let ca = pki::new_ca().unwrap();
         let server_pem = pki::issue(&ca, "bth-gateway server", LeafKind::Server).unwrap();
         let (db_url, pg_database, store): (_, _, Arc<dyn Store>) = if on_postgres() {
-            let (url, name) = fresh_postgres_database().await;
-            let store = PostgresStore::open(&url).await.unwrap();
-            (url, Some(name), Arc::new(store))
+            let db = PgDatabase::create().await;
+            // A small pool: many test gateways share one server.
+            let options: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+            let store = PostgresStore::connect(options, 4).await.unwrap();
+            (db.url.clone(), Some(db), Arc::new(store))
         } else {
             let url = format!("sqlite:{}", dir.path().join("gateway.db").display());
             let store = SqliteStore::open(&url).await.unwrap();
@@ -298,9 +314,7 @@ impl Drop for TestGateway {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(name) = self.pg_database.take() {
-            drop_postgres_database(name);
-        }
+        // (`pg_database` drops the database after this.)
     }
 }
 
