@@ -568,6 +568,18 @@ fn verify_db(t: &TestGateway, db: &std::path::Path, extra: &[&std::ffi::OsStr]) 
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
+/// Verifies a copy of `t`'s database after `statements` ran on it (as an attacker with the file
+/// would): asserts that verification fails and returns what it printed on stderr.
+async fn verify_fails_after(t: &TestGateway, statements: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("copy.db");
+    let url = snapshot(t, &db).await;
+    sql(&url, statements).await;
+    let (ok, stdout, stderr) = verify_db(t, &db, &[]);
+    assert!(!ok, "verification passed after: {statements}\n{stdout}");
+    stderr
+}
+
 const DROP_APPEND_ONLY_TRIGGERS: &str = "DROP TRIGGER records_are_append_only_update;
      DROP TRIGGER records_are_append_only_delete;
      DROP TRIGGER records_leaf_index_is_set_once;";
@@ -627,19 +639,14 @@ async fn audit_verify_accepts_an_untouched_database() {
 async fn audit_verify_names_the_leaf_when_one_byte_of_a_stored_leaf_changes() {
     let t = with_history().await;
     let Some(_) = t.sqlite_url("audit_verify_names_the_leaf_when_one_byte_of_a_stored_leaf_changes") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("copy.db");
-    let url = snapshot(&t, &db).await;
-    sql(
-        &url,
+    let stderr = verify_fails_after(
+        &t,
         &format!(
             "{DROP_APPEND_ONLY_TRIGGERS}
              UPDATE records SET json = replace(json, '\"schema\":1', '\"schema\":2') WHERE leaf_index = 5;"
         ),
     )
     .await;
-    let (ok, stdout, stderr) = verify_db(&t, &db, &[]);
-    assert!(!ok, "{stdout}");
     assert!(stderr.contains("leaf 5:"), "{stderr}");
 }
 
@@ -649,37 +656,26 @@ async fn audit_verify_names_the_tree_node_when_an_interior_node_is_altered_or_mi
     let Some(_) = t.sqlite_url("audit_verify_names_the_tree_node_when_an_interior_node_is_altered_or_missing") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     // Leaves and checkpoints untouched: only what inclusion proofs are served from.
-    let (altered, missing) = (dir.path().join("altered.db"), dir.path().join("missing.db"));
-    let url = snapshot(&t, &altered).await;
-    sql(&url, "UPDATE tree_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1;").await;
-    let (ok, stdout, stderr) = verify_db(&t, &altered, &[]);
-    assert!(!ok, "{stdout}");
-    assert!(stderr.contains("tree node at level 2, index 1: the stored hash differs"), "{stderr}");
-    let url = snapshot(&t, &missing).await;
-    sql(&url, "DELETE FROM tree_nodes WHERE level = 1 AND idx = 2;").await;
-    let (ok, stdout, stderr) = verify_db(&t, &missing, &[]);
-    assert!(!ok, "{stdout}");
-    assert!(stderr.contains("tree node at level 1, index 2: not stored"), "{stderr}");
-    let leaf_hash_gone = dir.path().join("leaf-hash-gone.db");
-    let url = snapshot(&t, &leaf_hash_gone).await;
-    sql(&url, "DELETE FROM tree_nodes WHERE level = 0 AND idx = 3;").await;
-    let (ok, stdout, stderr) = verify_db(&t, &leaf_hash_gone, &[]);
-    assert!(!ok, "{stdout}");
-    assert!(stderr.contains("tree node at level 0, index 3: not stored"), "{stderr}");
+    for (statements, named) in [
+        (
+            "UPDATE tree_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1;",
+            "level 2, index 1: the stored hash differs",
+        ),
+        ("DELETE FROM tree_nodes WHERE level = 1 AND idx = 2;", "level 1, index 2: not stored"),
+        ("DELETE FROM tree_nodes WHERE level = 0 AND idx = 3;", "level 0, index 3: not stored"),
+    ] {
+        let stderr = verify_fails_after(&t, statements).await;
+        assert!(stderr.contains(&format!("tree node at {named}")), "{statements}: {stderr}");
+    }
 }
 
 #[tokio::test]
 async fn audit_verify_names_the_leaf_when_a_record_is_deleted() {
     let t = with_history().await;
     let Some(_) = t.sqlite_url("audit_verify_names_the_leaf_when_a_record_is_deleted") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("copy.db");
-    let url = snapshot(&t, &db).await;
-    sql(&url, &format!("{DROP_APPEND_ONLY_TRIGGERS} DELETE FROM records WHERE leaf_index = 4;")).await;
-    let (ok, stdout, stderr) = verify_db(&t, &db, &[]);
-    assert!(!ok, "{stdout}");
+    let stderr =
+        verify_fails_after(&t, &format!("{DROP_APPEND_ONLY_TRIGGERS} DELETE FROM records WHERE leaf_index = 4;")).await;
     assert!(stderr.contains("leaf 4 is missing"), "{stderr}");
 }
 
