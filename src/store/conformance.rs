@@ -60,6 +60,18 @@ fn postgres_url(test: &str) -> Option<String> {
     }
 }
 
+/// Creates a fresh database on the server `url` names: the connection to drop it with, the
+/// options that reach it, its name.
+async fn fresh_database(url: &str) -> (PgConnection, PgConnectOptions, String) {
+    let admin = PgConnectOptions::from_str(url).expect("BTH_TEST_DATABASE_URL is a PostgreSQL URL");
+    let mut conn = PgConnection::connect_with(&admin).await.expect("connect to BTH_TEST_DATABASE_URL");
+    let mut suffix = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix).expect("random");
+    let db = format!("bth_test_{}", hex::encode(suffix));
+    conn.execute(format!("CREATE DATABASE {db}").as_str()).await.expect("create test database");
+    (conn, admin.database(&db), db)
+}
+
 /// Runs `test` on a store in a fresh database on the `BTH_TEST_DATABASE_URL` server, dropped
 /// afterwards (also when the test fails).
 async fn on_postgres<F, Fut>(name: &str, test: F)
@@ -68,13 +80,8 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let Some(url) = postgres_url(name) else { return };
-    let admin = PgConnectOptions::from_str(&url).expect("BTH_TEST_DATABASE_URL is a PostgreSQL URL");
-    let mut conn = PgConnection::connect_with(&admin).await.expect("connect to BTH_TEST_DATABASE_URL");
-    let mut suffix = [0u8; 8];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix).expect("random");
-    let db = format!("bth_test_{}", hex::encode(suffix));
-    conn.execute(format!("CREATE DATABASE {db}").as_str()).await.expect("create test database");
-    let store = PostgresStore::connect(admin.clone().database(&db), 4).await.expect("open postgres");
+    let (mut conn, options, db) = fresh_database(&url).await;
+    let store = PostgresStore::connect(options, 4).await.expect("open postgres");
     let pool = store.pool().clone();
     let outcome = tokio::spawn(test(Arc::new(store))).await;
     pool.close().await;
@@ -149,14 +156,9 @@ async fn a_sqlite_store_opened_for_reading_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgres_store_opened_for_reading_writes_nothing() {
     let Some(url) = postgres_url("a_postgres_store_opened_for_reading_writes_nothing") else { return };
-    let admin = PgConnectOptions::from_str(&url).expect("BTH_TEST_DATABASE_URL is a PostgreSQL URL");
-    let mut conn = PgConnection::connect_with(&admin).await.expect("connect to BTH_TEST_DATABASE_URL");
-    let mut suffix = [0u8; 8];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix).expect("random");
-    let db = format!("bth_test_{}", hex::encode(suffix));
-    conn.execute(format!("CREATE DATABASE {db}").as_str()).await.expect("create test database");
-    let writer = PostgresStore::connect(admin.clone().database(&db), 2).await.expect("open postgres");
-    let reader = PostgresStore::connect_read_only(admin.clone().database(&db)).await.expect("open for reading");
+    let (mut conn, options, db) = fresh_database(&url).await;
+    let writer = PostgresStore::connect(options.clone(), 2).await.expect("open postgres");
+    let reader = PostgresStore::connect_read_only(options).await.expect("open for reading");
     let pools = (writer.pool().clone(), reader.pool().clone());
     let outcome = tokio::spawn(reading_only(Arc::new(writer), Arc::new(reader))).await;
     pools.0.close().await;
