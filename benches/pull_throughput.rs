@@ -160,7 +160,16 @@ fn main() {
         let gw_addr = listener.local_addr().unwrap();
         let served = gw.clone();
         let tls2 = tls.clone();
-        tokio::spawn(async move { server::run(listener, served, &tls2, 64 << 20, std::future::pending()).await });
+        tokio::spawn(async move {
+            server::run(
+                listener,
+                served,
+                &tls2,
+                &server::Settings { max_message_bytes: 64 << 20, ..Default::default() },
+                std::future::pending(),
+            )
+            .await
+        });
 
         let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let bare_addr = bare_listener.local_addr().unwrap();

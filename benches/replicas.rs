@@ -101,7 +101,16 @@ async fn pulls(gws: &[Gateway], ca: &Pem, tls: &TlsPem, rounds: usize) -> (f64, 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (gw, tls) = (gw.clone(), tls.clone());
-        tokio::spawn(async move { server::run(listener, gw, &tls, 64 << 20, std::future::pending()).await });
+        tokio::spawn(async move {
+            server::run(
+                listener,
+                gw,
+                &tls,
+                &server::Settings { max_message_bytes: 64 << 20, ..Default::default() },
+                std::future::pending(),
+            )
+            .await
+        });
         let leaf = pki::issue(ca, "plain", LeafKind::Client).unwrap();
         clients.push(client(addr, ca, &leaf).await);
     }

@@ -17,7 +17,11 @@
 //! | `max_message_bytes` | `4194304` (4 MiB) | `BTH_MAX_MESSAGE_BYTES` |
 //! | `cache_mib` | `512` | `BTH_CACHE_MIB` |
 //! | `prepare_extracts` | `true` | `BTH_PREPARE_EXTRACTS` |
+//! | `max_pulls_per_participant` | `4` (pulls streaming at once per participant) | `BTH_MAX_PULLS_PER_PARTICIPANT` |
+//! | `stale_upload_secs` | `3600` (staged uploads older than this are purged) | `BTH_STALE_UPLOAD_SECS` |
+//! | `maintenance_secs` | `60` (how often uploads are purged and cut transfers reconciled) | `BTH_MAINTENANCE_SECS` |
 //! | `log` | `info` | `BTH_LOG` |
+//! | `[network]` | see [`NetworkConfig`] | — |
 //! | `[policy]` | the values of rules.md (see [`crate::policy::PolicyConfig`]) | — |
 //!
 //! Relative paths (and the path of a relative `sqlite:` URL) are resolved against the working
@@ -60,8 +64,16 @@ pub struct Config {
     pub cache_mib: usize,
     /// Prepare each consumer's masked extract when its grant is approved or a version published.
     pub prepare_extracts: bool,
+    /// Pulls one participant may have streaming at once; one more is `RESOURCE_EXHAUSTED`.
+    pub max_pulls_per_participant: usize,
+    /// Staged uploads (of publishes that never finished) older than this are purged.
+    pub stale_upload_secs: u64,
+    /// How often stale uploads are purged and transfers cut by a crash get their completion.
+    pub maintenance_secs: u64,
     /// `tracing` filter, e.g. `info` or `bth_gateway=debug`.
     pub log: String,
+    /// `[network]`: what clients may hold of the listener.
+    pub network: NetworkConfig,
     /// `[policy]`: thresholds, windows and validity periods of the rules (rules.md), the spec's
     /// values by default.
     pub policy: crate::policy::PolicyConfig,
@@ -82,8 +94,66 @@ impl Default for Config {
             max_message_bytes: 4 * 1024 * 1024,
             cache_mib: 512,
             prepare_extracts: true,
+            max_pulls_per_participant: 4,
+            stale_upload_secs: 3600,
+            maintenance_secs: 60,
             log: "info".into(),
+            network: NetworkConfig::default(),
             policy: crate::policy::PolicyConfig::default(),
+        }
+    }
+}
+
+/// `[network]`: what one client can hold of the listener. Every value is a cap: past it, the
+/// gateway refuses or closes rather than waits.
+///
+/// # Defaults
+///
+/// | setting | default |
+/// |---|---|
+/// | `handshake_timeout_secs` | `10`: a socket that has not completed its TLS handshake by then is closed |
+/// | `max_pending_handshakes` | `256`: sockets in their handshake at once; a new one evicts the oldest |
+/// | `max_connections` | `1024`: authenticated connections at once (more are closed after the handshake) |
+/// | `max_connections_per_participant` | `16`: per client certificate subject (more get `RESOURCE_EXHAUSTED`) |
+/// | `max_streams_per_connection` | `64`: concurrent calls on one HTTP/2 connection |
+/// | `keepalive_interval_secs` | `30`: HTTP/2 PING to a quiet client after this long |
+/// | `keepalive_timeout_secs` | `20`: a PING unanswered this long closes the connection |
+/// | `idle_timeout_secs` | `300`: a connection with no call in flight this long is closed |
+///
+/// At start the process's open-file soft limit is raised to its hard limit; keep
+/// `max_connections + max_pending_handshakes` well below it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Seconds a socket has to complete its TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// Sockets in their handshake at once.
+    pub max_pending_handshakes: usize,
+    /// Authenticated connections at once.
+    pub max_connections: usize,
+    /// Authenticated connections per certificate subject.
+    pub max_connections_per_participant: usize,
+    /// Concurrent streams per connection.
+    pub max_streams_per_connection: u32,
+    /// Seconds of quiet before an HTTP/2 keep-alive PING.
+    pub keepalive_interval_secs: u64,
+    /// Seconds a PING may stay unanswered.
+    pub keepalive_timeout_secs: u64,
+    /// Seconds without a call in flight before a connection is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            handshake_timeout_secs: 10,
+            max_pending_handshakes: 256,
+            max_connections: 1024,
+            max_connections_per_participant: 16,
+            max_streams_per_connection: 64,
+            keepalive_interval_secs: 30,
+            keepalive_timeout_secs: 20,
+            idle_timeout_secs: 300,
         }
     }
 }
@@ -175,6 +245,15 @@ impl Config {
         if let Some(v) = env("BTH_PREPARE_EXTRACTS") {
             self.prepare_extracts = parse("BTH_PREPARE_EXTRACTS", v)?;
         }
+        if let Some(v) = env("BTH_MAX_PULLS_PER_PARTICIPANT") {
+            self.max_pulls_per_participant = parse("BTH_MAX_PULLS_PER_PARTICIPANT", v)?;
+        }
+        if let Some(v) = env("BTH_STALE_UPLOAD_SECS") {
+            self.stale_upload_secs = parse("BTH_STALE_UPLOAD_SECS", v)?;
+        }
+        if let Some(v) = env("BTH_MAINTENANCE_SECS") {
+            self.maintenance_secs = parse("BTH_MAINTENANCE_SECS", v)?;
+        }
         if let Some(v) = env("BTH_LOG") {
             self.log = v;
         }
@@ -207,6 +286,7 @@ impl Config {
         crate::service::Limits {
             cache_bytes: self.cache_mib.saturating_mul(1 << 20),
             prepare_extracts: self.prepare_extracts,
+            max_pulls_per_participant: self.max_pulls_per_participant.max(1),
             ..crate::service::Limits::default()
         }
     }
@@ -285,8 +365,29 @@ cache_mib = 512
 # while preparing. Default: true.
 prepare_extracts = true
 
+# Pulls one participant may have streaming at once; one more answers RESOURCE_EXHAUSTED.
+# Default: 4.
+max_pulls_per_participant = 4
+
+# Staged uploads of publishes that never finished (a crash, a cut stream) older than this many
+# seconds are purged; every `maintenance_secs` the gateway also gives transfers cut by a crash
+# their completion record (INTERRUPTED). Defaults: 3600 and 60.
+stale_upload_secs = 3600
+maintenance_secs = 60
+
 # Log filter (tracing EnvFilter syntax). Default: info.
 log = "info"
+
+# What clients may hold of the listener. Past each cap the gateway refuses or closes.
+[network]
+handshake_timeout_secs = 10         # a socket must complete its TLS handshake within this
+max_pending_handshakes = 256        # sockets in their handshake at once; a new one evicts the oldest
+max_connections = 1024              # authenticated connections at once
+max_connections_per_participant = 16  # per client certificate; more get RESOURCE_EXHAUSTED
+max_streams_per_connection = 64     # concurrent calls on one HTTP/2 connection
+keepalive_interval_secs = 30        # HTTP/2 PING after this much quiet ...
+keepalive_timeout_secs = 20         # ... and close when it is not answered in time
+idle_timeout_secs = 300             # close a connection with no call in flight this long
 
 # Thresholds, windows and validity periods of the export rules (rules.md §3). The defaults are
 # the spec's; change them only when the law changes.

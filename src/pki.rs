@@ -35,13 +35,28 @@ impl std::fmt::Debug for Pem {
     }
 }
 
-/// Sets the validity to yesterday (clock skew) through `days` from today.
-fn validity(params: &mut CertificateParams, days: i64) {
-    use chrono::Datelike;
-    let ymd = |d: chrono::NaiveDate| rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8);
-    let today = chrono::Utc::now().date_naive();
-    params.not_before = ymd(today - chrono::Days::new(1));
-    params.not_after = ymd(today + chrono::Days::new(days as u64));
+/// When a certificate is valid: from `not_before` through `not_after`, both at 00:00 UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// First day of validity.
+    pub not_before: chrono::NaiveDate,
+    /// Last day (its midnight, UTC): the certificate has expired from then on.
+    pub not_after: chrono::NaiveDate,
+}
+
+impl Validity {
+    /// From yesterday (clock skew) through `days` from today.
+    pub fn from_today(days: u64) -> Validity {
+        let today = chrono::Utc::now().date_naive();
+        Validity { not_before: today - chrono::Days::new(1), not_after: today + chrono::Days::new(days) }
+    }
+
+    fn apply(&self, params: &mut CertificateParams) {
+        use chrono::Datelike;
+        let ymd = |d: chrono::NaiveDate| rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8);
+        params.not_before = ymd(self.not_before);
+        params.not_after = ymd(self.not_after);
+    }
 }
 
 fn serial(params: &mut CertificateParams) {
@@ -58,13 +73,18 @@ fn name(cn: &str) -> DistinguishedName {
     dn
 }
 
-/// Creates a self-signed CA valid for ten years.
+/// Creates a self-signed CA named [`CA_NAME`], valid for ten years.
 pub fn new_ca() -> anyhow::Result<Pem> {
+    new_ca_named(CA_NAME, Validity::from_today(3650))
+}
+
+/// Creates a self-signed CA (ECDSA P-256, path length 0) with common name `common_name`.
+pub fn new_ca_named(common_name: &str, validity: Validity) -> anyhow::Result<Pem> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name = name(CA_NAME);
+    params.distinguished_name = name(common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    validity(&mut params, 3650);
+    validity.apply(&mut params);
     serial(&mut params);
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
@@ -80,21 +100,51 @@ pub enum LeafKind {
     Client,
 }
 
+/// The profile of a leaf certificate: what [`issue_leaf`] puts in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafProfile {
+    /// Subject common name: the participant id of a client certificate.
+    pub common_name: String,
+    /// Subject alternative names (DNS names or IP addresses).
+    pub sans: Vec<String>,
+    /// Extended key usages; empty leaves the extension out (which rustls reads as "any usage").
+    pub usages: Vec<ExtendedKeyUsagePurpose>,
+    /// When it is valid.
+    pub validity: Validity,
+}
+
+impl LeafProfile {
+    /// The development profile of `kind`: a server certificate names `localhost`, `127.0.0.1`
+    /// and `::1` and is for serverAuth; a client certificate names no SAN and is for clientAuth.
+    pub fn new(common_name: &str, kind: LeafKind, validity: Validity) -> LeafProfile {
+        let (sans, usage) = match kind {
+            LeafKind::Server => (
+                vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()],
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ),
+            LeafKind::Client => (Vec::new(), ExtendedKeyUsagePurpose::ClientAuth),
+        };
+        LeafProfile { common_name: common_name.to_owned(), sans, usages: vec![usage], validity }
+    }
+}
+
 /// Issues a leaf certificate valid for two years, signed by `ca`.
 pub fn issue(ca: &Pem, common_name: &str, kind: LeafKind) -> anyhow::Result<Pem> {
-    let sans = match kind {
-        LeafKind::Server => vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()],
-        LeafKind::Client => Vec::new(),
-    };
-    let mut params = CertificateParams::new(sans)?;
-    params.distinguished_name = name(common_name);
+    issue_leaf(ca, &LeafProfile::new(common_name, kind, Validity::from_today(730)))
+}
+
+/// Issues a leaf certificate of `profile` (a fresh ECDSA P-256 key, digitalSignature key usage,
+/// not a CA), signed by `ca`.
+///
+/// # Errors
+/// A CA whose certificate or key does not parse, or a SAN rcgen refuses.
+pub fn issue_leaf(ca: &Pem, profile: &LeafProfile) -> anyhow::Result<Pem> {
+    let mut params = CertificateParams::new(profile.sans.clone())?;
+    params.distinguished_name = name(&profile.common_name);
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![match kind {
-        LeafKind::Server => ExtendedKeyUsagePurpose::ServerAuth,
-        LeafKind::Client => ExtendedKeyUsagePurpose::ClientAuth,
-    }];
-    validity(&mut params, 730);
+    params.extended_key_usages = profile.usages.clone();
+    profile.validity.apply(&mut params);
     serial(&mut params);
     let ca_key = KeyPair::from_pem(&ca.key).context("the CA key does not parse")?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert, ca_key).context("the CA certificate does not parse")?;
@@ -171,6 +221,23 @@ mod tests {
         let (_, cert) = X509Certificate::from_der(&d).unwrap();
         let sans = format!("{:?}", cert.subject_alternative_name().unwrap().unwrap().value.general_names);
         assert!(sans.contains("DNSName(\"localhost\")") && sans.contains("IPAddress([127, 0, 0, 1])"), "{sans}");
+    }
+
+    #[test]
+    fn a_profile_sets_its_dates_and_an_empty_usage_list_leaves_the_extension_out() {
+        let ca = new_ca().unwrap();
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let validity = Validity { not_before: day(2019, 1, 1), not_after: day(2020, 1, 1) };
+        let profile = LeafProfile { usages: Vec::new(), ..LeafProfile::new("tj-stats", LeafKind::Client, validity) };
+        let d = der(&issue_leaf(&ca, &profile).unwrap().cert);
+        let (_, cert) = X509Certificate::from_der(&d).unwrap();
+        assert_eq!(cert.validity().not_before.timestamp(), 1_546_300_800);
+        assert_eq!(cert.validity().not_after.timestamp(), 1_577_836_800);
+        assert!(cert.extended_key_usage().unwrap().is_none());
+        let d = der(&issue(&ca, "tj-stats", LeafKind::Client).unwrap().cert);
+        let (_, cert) = X509Certificate::from_der(&d).unwrap();
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
     }
 
     #[test]

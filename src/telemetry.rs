@@ -11,5 +11,8 @@ pub fn init(filter: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        // A full disk under a redirected stderr must not panic a handler (the fallback report
+        // of a failed write is an `eprintln!`, which panics when stderr cannot be written).
+        .log_internal_errors(false)
         .try_init();
 }

@@ -98,8 +98,9 @@ impl RowBatch {
             let (tag, wire_type) = prost::encoding::decode_key(&mut buf)?;
             match (tag, wire_type) {
                 (ROW_COUNT_TAG, WireType::Varint) => {
-                    row_count = u32::try_from(decode_varint(&mut buf)?)
-                        .map_err(|_| DecodeError::new("row_count out of range"))?;
+                    // A uint32 read from a wider varint is truncated (protobuf's rule), as
+                    // `decode` does: both readings of one batch agree.
+                    row_count = decode_varint(&mut buf)? as u32;
                 }
                 (COLUMNS_TAG, WireType::LengthDelimited) => {
                     let len = decode_varint(&mut buf)?;
@@ -200,6 +201,13 @@ mod tests {
         let only_second = RowBatch::from_parts(rows, &cols[1..]);
         assert_eq!(only_second.decode().unwrap().columns, vec![sample()[1].clone()]);
         assert_eq!(RowBatch::from_parts(rows, &cols), batch);
+    }
+
+    #[test]
+    fn split_reads_a_wide_row_count_as_decode_does() {
+        let batch = RowBatch::from_encoded(Bytes::from_static(&[8, 255, 255, 255, 255, 255, 255, 255, 255, 255, 1]));
+        assert_eq!(batch.decode().unwrap().row_count, u32::MAX);
+        assert_eq!(batch.split().unwrap(), (u32::MAX, Vec::new()));
     }
 
     #[test]

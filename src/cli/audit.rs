@@ -3,13 +3,14 @@
 //!
 //! The checks live in [`crate::translog::verify`]; this module only reads and prints.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::config::{Config, Overrides};
+use super::load_config;
+use crate::config::Config;
 use crate::pb::{self, audit_client::AuditClient};
 use crate::store::Store;
 use crate::translog::merkle::Hash;
@@ -77,10 +78,6 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<i32> {
         }
         AuditCommand::Verify(args) => verify(args).await,
     }
-}
-
-fn load_config(dir: &Path) -> anyhow::Result<Config> {
-    Config::load(dir, None, |k| std::env::var(k).ok(), &Overrides::default())
 }
 
 /// Where the log is read from.

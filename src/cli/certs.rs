@@ -26,6 +26,8 @@ pub fn run(command: CertsCommand) -> anyhow::Result<()> {
     match command {
         CertsCommand::Issue { id, dir, out } => {
             let id = ParticipantId::parse(&id)?;
+            // The development CA lives beside the config file `init` writes, whatever the database.
+            super::require_gateway(&dir, None, &Default::default(), |_| None)?;
             let certs = dir.join("certs");
             let ca = pki::read_ca(&certs)?;
             let out = out.unwrap_or_else(|| certs.join("clients"));

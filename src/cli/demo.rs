@@ -70,6 +70,7 @@ fn field(name: &str, ty: pb::FieldType, level: pb::Level, pi: pb::Pi, mask: Opti
         r#type: ty as i32,
         level: level as i32,
         pi: pi as i32,
+        share: pb::Share::Conditional as i32,
         default_mask: mask,
         ..Default::default()
     }
@@ -121,7 +122,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = gw.clone();
     let server = tokio::spawn(async move {
-        crate::server::run(listener, served, &tls, config.max_message_bytes, async {
+        crate::server::run(listener, served, &tls, &crate::server::Settings::from(&config), async {
             let _ = stopped.await;
         })
         .await

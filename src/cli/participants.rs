@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::config::{Config, Overrides};
 use crate::domain::classification::Level;
 use crate::domain::ids::ParticipantId;
 use crate::domain::participant::{Participant, ParticipantKind, ParticipantStatus, RecipientType, Region, Role};
@@ -60,8 +59,7 @@ pub enum ParticipantsCommand {
 }
 
 async fn gateway(dir: &std::path::Path) -> anyhow::Result<crate::service::Gateway> {
-    let config = Config::load(dir, None, |k| std::env::var(k).ok(), &Overrides::default())?;
-    crate::server::gateway(&config).await
+    crate::server::gateway(&super::load_config(dir)?).await
 }
 
 /// Runs a participant subcommand.

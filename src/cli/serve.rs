@@ -30,11 +30,15 @@ pub struct ServeArgs {
 /// Loads the configuration, opens the database, binds, serves until SIGINT/SIGTERM, drains.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let flags = Overrides { listen: args.listen, database_url: args.database_url, log: args.log };
+    crate::cli::require_gateway(&args.dir, args.config.as_deref(), &flags, |k| std::env::var(k).ok())?;
     let config = Config::load(&args.dir, args.config.as_deref(), |k| std::env::var(k).ok(), &flags)?;
     crate::telemetry::init(&config.log);
     let tls = crate::server::read_tls(&config)?;
     let gw = crate::server::gateway(&config).await?;
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-    crate::server::run(listener, gw, &tls, config.max_message_bytes, crate::server::termination()).await
+    if let Some(files) = crate::server::connections::raise_open_file_limit() {
+        tracing::info!(files, "open-file limit");
+    }
+    crate::server::run(listener, gw, &tls, &crate::server::Settings::from(&config), crate::server::termination()).await
 }

@@ -86,13 +86,12 @@ named_enum! {
 }
 
 named_enum! {
-    /// The government catalogue's share attribute; `CONDITIONAL` by default.
-    #[derive(Default)]
+    /// The government catalogue's share attribute. No default: every field carries one (an
+    /// unset share attribute is refused at the edge).
     Share, "share" {
         /// 无条件共享: may be granted by default.
         Unconditional = "UNCONDITIONAL",
         /// 有条件共享: shared only under an owner-approved grant.
-        #[default]
         Conditional = "CONDITIONAL",
         /// 不予共享: never shared (rule D3).
         NotShared = "NOT_SHARED",

@@ -47,6 +47,9 @@ named_enum! {
         ApprovalRevoked = "approval.revoked",
         /// An officer attested a grant's exemption claim.
         ExemptionAttested = "exemption.attested",
+        /// Pull attempts refused before any assessment (no grant, a field not granted, an
+        /// unknown dataset), counted per participant, dataset and reason over about a minute.
+        AccessRefused = "access.refused",
     }
 }
 

@@ -4,6 +4,8 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{time_in, time_out};
 use super::identity::caller;
+use crate::domain::ids::{DatasetId, ParticipantId};
+use crate::domain::participant::Region;
 use crate::domain::record::RecordKind;
 use crate::pb;
 use crate::service::audit::{self, TransferCursor};
@@ -42,12 +44,33 @@ fn text(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
+/// A non-empty filter that must parse (as an id, a region, …) to match anything; refused naming
+/// `field` when it does not.
+fn parsed<T, E: ToString>(
+    field: &str,
+    s: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<String>, ServiceError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    parse(s).map_err(|e| ServiceError::invalid(field, e.to_string()))?;
+    Ok(Some(s.to_owned()))
+}
+
 fn transfer_query_in(r: &pb::ListTransfersRequest) -> Result<TransferFilter, ServiceError> {
     let kind = match r.r#type.as_str() {
         "" => None,
         s => match s.parse::<RecordKind>() {
-            Ok(k @ (RecordKind::TransferDecision | RecordKind::TransferCompleted)) => Some(k),
-            _ => return Err(ServiceError::invalid("type", "must be transfer.decision or transfer.completed")),
+            Ok(k @ (RecordKind::TransferDecision | RecordKind::TransferCompleted | RecordKind::AccessRefused)) => {
+                Some(k)
+            }
+            _ => {
+                return Err(ServiceError::invalid(
+                    "type",
+                    "must be transfer.decision, transfer.completed or access.refused",
+                ))
+            }
         },
     };
     let export = match pb::TransferDirection::try_from(r.direction) {
@@ -59,10 +82,10 @@ fn transfer_query_in(r: &pb::ListTransfersRequest) -> Result<TransferFilter, Ser
     Ok(TransferFilter {
         from: r.from.as_ref().map(|t| time_in("from", t)).transpose()?,
         to: r.to.as_ref().map(|t| time_in("to", t)).transpose()?,
-        dataset: text(&r.dataset_id),
-        recipient: text(&r.recipient),
-        exporter: text(&r.exporter),
-        region: text(&r.region),
+        dataset: parsed("dataset_id", &r.dataset_id, DatasetId::parse)?,
+        recipient: parsed("recipient", &r.recipient, ParticipantId::parse)?,
+        exporter: parsed("exporter", &r.exporter, ParticipantId::parse)?,
+        region: parsed("region", &r.region, Region::parse)?,
         export,
         mechanism: text(&r.mechanism),
         action: text(&r.action),

@@ -22,10 +22,14 @@ use crate::service::ServiceError;
 /// (after removing `strip` from the proto name).
 macro_rules! enum_conversion {
     ($in:ident, $out:ident, $proto:ty, $domain:ty, $strip:literal) => {
-        /// Parses the proto enum value of `field`; `UNSPECIFIED` and unknown numbers are refused.
+        /// Parses the proto enum value of `field`; `UNSPECIFIED` (0, "not given") and unknown
+        /// numbers are refused naming `field`: an unset enum never becomes a default.
         pub fn $in(field: &str, v: i32) -> Result<$domain, ServiceError> {
-            let names: Vec<&str> = <$domain>::ALL.iter().map(|d| d.as_str()).collect();
-            let bad = || ServiceError::invalid(field, format!("is required: one of {}", names.join(", ")));
+            let names: Vec<String> = <$domain>::ALL.iter().map(|d| format!("{}{}", $strip, d.as_str())).collect();
+            let bad = || {
+                let why = if v == 0 { "is required".to_owned() } else { format!("has no value {v}") };
+                ServiceError::invalid(field, format!("{why}: one of {}", names.join(", ")))
+            };
             let p = <$proto>::try_from(v).map_err(|_| bad())?;
             let name = p.as_str_name();
             let name = name.strip_prefix($strip).unwrap_or(name);
@@ -73,18 +77,38 @@ pub fn dataset_id_in(field: &str, s: &str) -> Result<DatasetId, ServiceError> {
     DatasetId::parse(s).map_err(|e| ServiceError::invalid(field, e))
 }
 
+/// The id of a stored grant, hold or approval from the wire: required, and of the form the
+/// gateway gives them (1-64 characters of `A-Z a-z 0-9 - _ .`), so that an empty or malformed
+/// id answers `INVALID_ARGUMENT` naming `field` rather than `NOT_FOUND`.
+pub fn record_id_in<'a>(field: &str, s: &'a str) -> Result<&'a str, ServiceError> {
+    if s.is_empty() {
+        return Err(ServiceError::invalid(field, "is required"));
+    }
+    let ok = s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        return Err(ServiceError::invalid(field, "must be 1-64 characters of A-Z a-z 0-9 - _ ."));
+    }
+    Ok(s)
+}
+
 /// A field name from the wire.
 pub fn field_name_in(field: &str, s: &str) -> Result<FieldName, ServiceError> {
     FieldName::parse(s).map_err(|e| ServiceError::invalid(field, e))
 }
 
-/// A mask from the wire; `None` or `UNSPECIFIED` is `None` (no mask given).
+/// A mask from the wire; an absent mask is `None` (no mask given). A mask that is given must
+/// name its kind: `UNSPECIFIED` is refused rather than read as "no mask".
 pub fn mask_in(field: &str, m: Option<&pb::Mask>) -> Result<Option<Mask>, ServiceError> {
     let Some(m) = m else { return Ok(None) };
     let kind = pb::MaskKind::try_from(m.kind)
         .map_err(|_| ServiceError::invalid(format!("{field}.kind"), "unknown mask kind"))?;
     Ok(Some(match kind {
-        pb::MaskKind::Unspecified => return Ok(None),
+        pb::MaskKind::Unspecified => {
+            return Err(ServiceError::invalid(
+                format!("{field}.kind"),
+                "is required when a mask is given: one of NONE, REDACT, DROP, PARTIAL, HASH, GENERALIZE_DATE, BUCKET (leave the mask out for none)",
+            ))
+        }
         pb::MaskKind::None => Mask::None,
         pb::MaskKind::Redact => Mask::Redact,
         pb::MaskKind::Drop => Mask::Drop,
@@ -129,22 +153,17 @@ pub fn mask_out(m: &Mask) -> pb::Mask {
 
 /// A field definition from the wire (`at` is its path in the request).
 pub fn field_in(at: &str, f: &pb::Field) -> Result<FieldDef, ServiceError> {
-    let share = if f.share == pb::Share::Unspecified as i32 {
-        Share::default()
-    } else {
-        share_in(&format!("{at}.share"), f.share)?
-    };
-    let pi = if f.pi == pb::Pi::Unspecified as i32 { Pi::None } else { pi_in(&format!("{at}.pi"), f.pi)? };
+    let name = field_name_in(&format!("{at}.name"), &f.name)?;
+    let ty = field_type_in(&format!("{at}.type"), f.r#type)?;
+    // Every field is classified by its owner (rules.md §1): an unset level, `pi` or `share` is
+    // refused, never read as "no personal information" or a default share attribute.
+    let level = level_in(&format!("{at}.level"), f.level)?;
+    let pi = pi_in(&format!("{at}.pi"), f.pi)?;
+    let share = share_in(&format!("{at}.share"), f.share)?;
     Ok(FieldDef {
-        name: field_name_in(&format!("{at}.name"), &f.name)?,
-        ty: field_type_in(&format!("{at}.type"), f.r#type)?,
-        class: Classification::new(
-            level_in(&format!("{at}.level"), f.level)?,
-            pi,
-            f.stat_micro,
-            share,
-            f.ftz_negative_list,
-        ),
+        name,
+        ty,
+        class: Classification::new(level, pi, f.stat_micro, share, f.ftz_negative_list),
         default_mask: mask_in(&format!("{at}.default_mask"), f.default_mask.as_ref())?.unwrap_or(Mask::None),
         description: f.description.clone(),
         nullable: f.nullable,

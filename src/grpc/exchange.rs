@@ -7,7 +7,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
-use super::convert::{dataset_id_in, decision_out, delivered_out, field_name_in, pull_header};
+use super::convert::{dataset_id_in, decision_out, delivered_out, field_name_in, pull_header, record_id_in};
 use super::identity::caller;
 use crate::pb::{self, pull_response::Msg};
 use crate::service::exchange::{self, Delivery, PullRequest};
@@ -17,19 +17,33 @@ use crate::service::{Gateway, ServiceError};
 #[derive(Debug, Clone)]
 pub struct ExchangeService(pub Gateway);
 
+/// Largest version or batch number a pull may name: the store keeps them as signed 64-bit
+/// integers, and a larger number must not wrap around to a small one.
+const MAX_POSITION: u64 = i64::MAX as u64;
+
+fn position_in(field: &str, n: u64) -> Result<u64, ServiceError> {
+    if n > MAX_POSITION {
+        return Err(ServiceError::invalid(field, format!("must be at most {MAX_POSITION} (2^63 - 1)")));
+    }
+    Ok(n)
+}
+
 fn pull_request_in(r: &pb::PullRequest) -> Result<PullRequest, ServiceError> {
     Ok(PullRequest {
         dataset: Some(dataset_id_in("dataset_id", &r.dataset_id)?),
-        version: (r.version != 0).then_some(r.version),
+        version: (r.version != 0).then(|| position_in("version", r.version)).transpose()?,
         fields: r
             .fields
             .iter()
             .enumerate()
             .map(|(i, f)| field_name_in(&format!("fields[{i}]"), f))
             .collect::<Result<_, _>>()?,
-        from_batch: r.from_batch,
+        from_batch: position_in("from_batch", r.from_batch)?,
         access_from_outside_mainland: r.access_from_outside_mainland,
-        grant: (!r.grant_id.is_empty()).then(|| r.grant_id.clone()),
+        // Empty: the caller's approved grant on the dataset (documented); otherwise well-formed.
+        grant: (!r.grant_id.is_empty())
+            .then(|| record_id_in("grant_id", &r.grant_id).map(str::to_owned))
+            .transpose()?,
     })
 }
 

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod exchange;
 pub mod identity;
 pub mod oversight;
+pub mod peer;
 pub mod publishing;
 pub mod sharing;
 pub mod status;

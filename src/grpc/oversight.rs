@@ -3,7 +3,7 @@
 use chrono::NaiveDate;
 use tonic::{Request, Response, Status};
 
-use super::convert::{grant_out, participant_id_in, receipt_text, time_out};
+use super::convert::{grant_out, participant_id_in, receipt_text, record_id_in, time_out};
 use super::identity::caller;
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::participant::Region;
@@ -24,7 +24,12 @@ fn day_in(field: &str, s: &str) -> Result<NaiveDate, ServiceError> {
 fn scope_in(s: Option<&pb::ApprovalScope>) -> Result<Scope, ServiceError> {
     let Some(s) = s else { return Ok(Scope::default()) };
     Ok(Scope {
-        recipients: s.recipients.clone(),
+        recipients: s
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(i, r)| participant_id_in(&format!("scope.recipients[{i}]"), r).map(|id| id.to_string()))
+            .collect::<Result<_, _>>()?,
         destinations: s
             .destinations
             .iter()
@@ -123,7 +128,8 @@ impl pb::oversight_server::Oversight for OversightService {
     ) -> Result<Response<pb::Approval>, Status> {
         let caller = caller(&self.0, &request).await?;
         let r = request.get_ref();
-        let (a, receipt) = oversight::revoke_approval(&self.0, &caller, &r.id, &r.reason).await?;
+        let id = record_id_in("id", &r.id)?;
+        let (a, receipt) = oversight::revoke_approval(&self.0, &caller, id, &r.reason).await?;
         Ok(Response::new(pb::Approval { receipt: receipt_text(receipt.as_ref()), ..approval_out(&a) }))
     }
 
@@ -133,16 +139,19 @@ impl pb::oversight_server::Oversight for OversightService {
     ) -> Result<Response<pb::ListApprovalsResponse>, Status> {
         let caller = caller(&self.0, &request).await?;
         let exporter = &request.get_ref().exporter;
-        let list =
-            oversight::list_approvals(&self.0, &caller, (!exporter.is_empty()).then_some(exporter.as_str())).await?;
+        let exporter = if exporter.is_empty() { None } else { Some(participant_id_in("exporter", exporter)?) };
+        let list = oversight::list_approvals(&self.0, &caller, exporter.as_ref().map(|e| e.as_str())).await?;
         Ok(Response::new(pb::ListApprovalsResponse { approvals: list.iter().map(approval_out).collect() }))
     }
 
     async fn resolve_hold(&self, request: Request<pb::ResolveHoldRequest>) -> Result<Response<pb::Hold>, Status> {
         let caller = caller(&self.0, &request).await?;
         let r = request.get_ref();
+        let hold_id = record_id_in("hold_id", &r.hold_id)?;
         let resolution = match &r.resolution {
-            Some(PbResolution::ReleaseWithApproval(a)) => Resolution::Release { approval: a.clone() },
+            Some(PbResolution::ReleaseWithApproval(a)) => {
+                Resolution::Release { approval: record_id_in("release_with_approval", a)?.to_owned() }
+            }
             Some(PbResolution::RefuseReason(reason)) => Resolution::Refuse { reason: reason.clone() },
             None => {
                 return Err(
@@ -150,7 +159,7 @@ impl pb::oversight_server::Oversight for OversightService {
                 )
             }
         };
-        let (h, receipt) = oversight::resolve_hold(&self.0, &caller, &r.hold_id, resolution).await?;
+        let (h, receipt) = oversight::resolve_hold(&self.0, &caller, hold_id, resolution).await?;
         Ok(Response::new(pb::Hold { receipt: receipt_text(receipt.as_ref()), ..hold_out(&h) }))
     }
 
@@ -159,7 +168,8 @@ impl pb::oversight_server::Oversight for OversightService {
         request: Request<pb::AttestExemptionRequest>,
     ) -> Result<Response<pb::Grant>, Status> {
         let caller = caller(&self.0, &request).await?;
-        let (g, receipt) = oversight::attest_exemption(&self.0, &caller, &request.get_ref().grant_id).await?;
+        let grant_id = record_id_in("grant_id", &request.get_ref().grant_id)?;
+        let (g, receipt) = oversight::attest_exemption(&self.0, &caller, grant_id).await?;
         Ok(Response::new(pb::Grant { receipt: receipt_text(receipt.as_ref()), ..grant_out(&g) }))
     }
 }

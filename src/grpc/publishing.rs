@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{dataset_id_in, version_out};
 use super::identity::caller;
-use super::status::size_limit_status;
+use super::status::client_stream_status;
 use crate::pb::{self, publish_request::Msg};
 use crate::service::{publishing, Gateway, ServiceError};
 
@@ -24,14 +24,14 @@ impl pb::publishing_server::Publishing for PublishingService {
         let header = match stream.next().await {
             Some(Ok(pb::PublishRequest { msg: Some(Msg::Header(h)) })) => h,
             Some(Ok(_)) => return Err(ServiceError::invalid("header", "the first message must be the header").into()),
-            Some(Err(s)) => return Err(size_limit_status(s)),
+            Some(Err(s)) => return Err(client_stream_status(s)),
             None => return Err(ServiceError::invalid("header", "the stream is empty").into()),
         };
         let dataset = dataset_id_in("header.dataset_id", &header.dataset_id)?;
         let mut upload = publishing::start(&self.0, &caller, &dataset, &header.idempotency_key).await?;
         let outcome: Result<(), Status> = async {
             while let Some(msg) = stream.next().await {
-                match msg.map_err(size_limit_status)?.msg {
+                match msg.map_err(client_stream_status)?.msg {
                     Some(Msg::Batch(batch)) => {
                         let batch = batch
                             .decode()

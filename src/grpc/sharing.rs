@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{dataset_id_in, field_name_in, grant_out, mask_in, receipt_text, row_filter_in, time_in};
+use super::convert::{
+    dataset_id_in, field_name_in, grant_out, mask_in, receipt_text, record_id_in, row_filter_in, time_in,
+};
 use super::identity::caller;
 use crate::pb::{self, decide_grant_request::Decision};
 use crate::service::sharing::{self, Approval, GrantRequest};
@@ -44,6 +46,7 @@ impl pb::sharing_server::Sharing for SharingService {
     async fn decide_grant(&self, request: Request<pb::DecideGrantRequest>) -> Result<Response<pb::Grant>, Status> {
         let caller = caller(&self.0, &request).await?;
         let r = request.get_ref();
+        let grant_id = record_id_in("grant_id", &r.grant_id)?;
         let decision = match &r.decision {
             None => return Err(ServiceError::invalid("decision", "approve or refuse is required").into()),
             Some(Decision::Refuse(refuse)) => sharing::Decision::Refuse(refuse.reason.clone()),
@@ -69,14 +72,15 @@ impl pb::sharing_server::Sharing for SharingService {
                 })
             }
         };
-        let (g, receipt) = sharing::decide(&self.0, &caller, &r.grant_id, decision).await?;
+        let (g, receipt) = sharing::decide(&self.0, &caller, grant_id, decision).await?;
         Ok(Response::new(pb::Grant { receipt: receipt_text(receipt.as_ref()), ..grant_out(&g) }))
     }
 
     async fn revoke_grant(&self, request: Request<pb::RevokeGrantRequest>) -> Result<Response<pb::Grant>, Status> {
         let caller = caller(&self.0, &request).await?;
         let r = request.get_ref();
-        let (g, receipt) = sharing::revoke(&self.0, &caller, &r.grant_id, &r.reason).await?;
+        let grant_id = record_id_in("grant_id", &r.grant_id)?;
+        let (g, receipt) = sharing::revoke(&self.0, &caller, grant_id, &r.reason).await?;
         Ok(Response::new(pb::Grant { receipt: receipt_text(receipt.as_ref()), ..grant_out(&g) }))
     }
 

@@ -72,6 +72,21 @@ fn is_party(caller: &Caller, facets: Option<&TransferFacets>) -> bool {
     facets.is_some_and(|f| f.recipient == me || f.exporter == me)
 }
 
+/// The largest tree size or leaf index a request may name: the store keeps them as signed
+/// 64-bit integers, and no log grows beyond that.
+pub const MAX_LOG_POSITION: u64 = i64::MAX as u64;
+
+/// A tree size or leaf index from a request, named `field`.
+///
+/// # Errors
+/// `InvalidArgument` above [`MAX_LOG_POSITION`] (it must never wrap around to a small size).
+pub fn log_position(field: &str, n: u64) -> Result<u64, ServiceError> {
+    if n > MAX_LOG_POSITION {
+        return Err(ServiceError::invalid(field, format!("must be at most {MAX_LOG_POSITION} (2^63 - 1)")));
+    }
+    Ok(n)
+}
+
 /// The latest tree size (0 for an empty log).
 async fn latest_size(store: &dyn Store) -> Result<u64, ServiceError> {
     Ok(store.checkpoint(None).await?.map_or(0, |c| c.size))
@@ -102,8 +117,10 @@ async fn require_own_leaves(gw: &Gateway, caller: &Caller, from: u64, to: u64) -
 /// The latest checkpoint (`size` `None`), or the one of exactly `size`.
 ///
 /// # Errors
-/// `NotFound` when no such checkpoint is stored.
+/// `InvalidArgument` naming `tree_size` above [`MAX_LOG_POSITION`]; `NotFound` when no such
+/// checkpoint is stored.
 pub async fn checkpoint(gw: &Gateway, _caller: &Caller, size: Option<u64>) -> Result<StoredCheckpoint, ServiceError> {
+    let size = size.map(|n| log_position("tree_size", n)).transpose()?;
     gw.store.checkpoint(size).await?.ok_or_else(|| match size {
         Some(n) => ServiceError::NotFound(format!("checkpoint of tree size {n}")),
         None => ServiceError::NotFound("checkpoint (the log is empty)".into()),
@@ -113,8 +130,10 @@ pub async fn checkpoint(gw: &Gateway, _caller: &Caller, size: Option<u64>) -> Re
 /// The oldest checkpoint whose tree size is at least `size`.
 ///
 /// # Errors
-/// `NotFound` when the latest checkpoint is smaller.
+/// `InvalidArgument` naming `tree_size` above [`MAX_LOG_POSITION`]; `NotFound` when the latest
+/// checkpoint is smaller.
 pub async fn checkpoint_at_least(gw: &Gateway, _caller: &Caller, size: u64) -> Result<StoredCheckpoint, ServiceError> {
+    let size = log_position("tree_size", size)?;
     gw.store
         .checkpoints(size.saturating_sub(1), 1)
         .await?
@@ -127,13 +146,15 @@ pub async fn checkpoint_at_least(gw: &Gateway, _caller: &Caller, size: u64) -> R
 /// [`DEFAULT_ENTRIES_PAGE`]). Any participant may list them: they reveal only hashes.
 ///
 /// # Errors
-/// `InvalidArgument` for `page_size` above [`MAX_ENTRIES_PAGE`].
+/// `InvalidArgument` for `page_size` above [`MAX_ENTRIES_PAGE`] or `after_size` above
+/// [`MAX_LOG_POSITION`].
 pub async fn checkpoints(
     gw: &Gateway,
     _caller: &Caller,
     after: u64,
     page_size: u32,
 ) -> Result<Vec<StoredCheckpoint>, ServiceError> {
+    let after = log_position("after_size", after)?;
     let page = page(page_size, DEFAULT_ENTRIES_PAGE, MAX_ENTRIES_PAGE)?;
     Ok(gw.store.checkpoints(after, page).await?)
 }
@@ -174,6 +195,8 @@ pub async fn entries(
     end: Option<u64>,
     page_size: u32,
 ) -> Result<EntriesPage, ServiceError> {
+    let start = log_position("start", start)?;
+    let end = end.map(|n| log_position("end", n)).transpose()?;
     let page = page(page_size, DEFAULT_ENTRIES_PAGE, MAX_ENTRIES_PAGE)?;
     let latest = latest_size(gw.store.as_ref()).await?;
     let end = end.unwrap_or(latest);
@@ -326,6 +349,8 @@ pub async fn inclusion_proof(
     index: u64,
     size: Option<u64>,
 ) -> Result<InclusionProof, ServiceError> {
+    let index = log_position("leaf_index", index)?;
+    let size = size.map(|n| log_position("tree_size", n)).transpose()?;
     let latest = gw.store.checkpoint(None).await?;
     let latest_size = latest.as_ref().map_or(0, |c| c.size);
     let size = size.unwrap_or(latest_size);
@@ -369,6 +394,8 @@ pub async fn consistency_proof(
     old_size: u64,
     new_size: Option<u64>,
 ) -> Result<ConsistencyProof, ServiceError> {
+    let old_size = log_position("old_size", old_size)?;
+    let new_size = new_size.map(|n| log_position("new_size", n)).transpose()?;
     let latest = latest_size(gw.store.as_ref()).await?;
     let new_size = new_size.unwrap_or(latest);
     if new_size > latest {
@@ -404,7 +431,11 @@ impl TransferCursor {
         let bad = || ServiceError::invalid("page_token", "is not a token this service returned");
         let (at, seq) = token.split_once('.').ok_or_else(bad)?;
         let at = DateTime::from_timestamp_micros(at.parse().map_err(|_| bad())?).ok_or_else(bad)?;
-        Ok(TransferCursor { at, seq: seq.parse().map_err(|_| bad())? })
+        let seq: u64 = seq.parse().map_err(|_| bad())?;
+        if seq > MAX_LOG_POSITION {
+            return Err(bad());
+        }
+        Ok(TransferCursor { at, seq })
     }
 }
 
@@ -491,7 +522,7 @@ mod tests {
     fn a_page_token_round_trips_and_garbage_is_refused() {
         let c = TransferCursor { at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(), seq: 42 };
         assert_eq!(TransferCursor::parse(&c.token()).unwrap(), c);
-        for bad in ["", "x", "1.", ".2", "1.2.3", "-1.x"] {
+        for bad in ["", "x", "1.", ".2", "1.2.3", "-1.x", "1.9223372036854775808"] {
             assert!(matches!(
                 TransferCursor::parse(bad),
                 Err(ServiceError::InvalidArgument { field, .. }) if field == "page_token"

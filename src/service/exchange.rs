@@ -1,8 +1,9 @@
 //! Exchange: authorise a pull, assess it against the rules, record the decision, then deliver
 //! the granted fields of a version masked, chunk by chunk, and record the completion.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
@@ -10,6 +11,7 @@ use futures::stream::{BoxStream, StreamExt};
 use ring::digest;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::assessment::{self, Counting, RowSelection};
 use super::extract::{stored_chunks, Masker, Shape};
@@ -17,9 +19,9 @@ use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::classification::Classification;
 use crate::domain::dataset::{Dataset, FieldName, FieldType, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
-use crate::domain::ids::DatasetId;
+use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::mask::Mask;
-use crate::domain::participant::{Participant, Role};
+use crate::domain::participant::{Participant, ParticipantStatus, Role};
 use crate::domain::record::{shanghai, NewRecord, RecordKind, TransferFacets};
 use crate::policy::{self, Action, Decision, DecisionJson};
 use crate::store::cache::Extract;
@@ -89,6 +91,68 @@ pub struct PullPlan {
     access_from_outside_mainland: bool,
     /// The decision record's receipt, once recorded ([`authorize`]).
     pub receipt: Option<Receipt>,
+    /// The recipient's place among its streaming pulls, held until the pull ends.
+    slot: Option<Arc<PullSlot>>,
+}
+
+/// Pulls streaming in this process: how many per participant, and their transfer ids (a
+/// decision without completion is only cut by a crash when its transfer is not among them).
+#[derive(Debug, Default)]
+pub struct PullSlots {
+    per_participant: Mutex<HashMap<ParticipantId, usize>>,
+    transfers: Mutex<HashSet<String>>,
+}
+
+/// One streaming pull of a participant; its place is given back when dropped.
+#[derive(Debug)]
+struct PullSlot {
+    slots: Arc<PullSlots>,
+    participant: ParticipantId,
+    transfer: Mutex<Option<String>>,
+}
+
+impl PullSlots {
+    /// Takes one of `participant`'s `max` places.
+    fn take(self: &Arc<Self>, participant: &ParticipantId, max: usize) -> Result<PullSlot, ServiceError> {
+        let mut counts = self.per_participant.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(participant.clone()).or_insert(0);
+        if *n >= max {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "{participant} already has {n} pulls streaming (max_pulls_per_participant = {max}); \
+                 retry when one ends"
+            )));
+        }
+        *n += 1;
+        Ok(PullSlot { slots: self.clone(), participant: participant.clone(), transfer: Mutex::new(None) })
+    }
+
+    /// Whether `transfer` is streaming from this process.
+    pub fn is_streaming(&self, transfer: &str) -> bool {
+        self.transfers.lock().unwrap_or_else(|p| p.into_inner()).contains(transfer)
+    }
+}
+
+impl PullSlot {
+    /// Marks `transfer` as streaming until this slot is dropped.
+    fn streams(&self, transfer: &str) {
+        self.slots.transfers.lock().unwrap_or_else(|p| p.into_inner()).insert(transfer.to_owned());
+        *self.transfer.lock().unwrap_or_else(|p| p.into_inner()) = Some(transfer.to_owned());
+    }
+}
+
+impl Drop for PullSlot {
+    fn drop(&mut self) {
+        if let Some(t) = self.transfer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            self.slots.transfers.lock().unwrap_or_else(|p| p.into_inner()).remove(&t);
+        }
+        let mut counts = self.slots.per_participant.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.participant) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.participant);
+            }
+        }
+    }
 }
 
 /// Picks the grant a pull uses: the named one, or the caller's usable grant on the dataset.
@@ -221,6 +285,7 @@ pub async fn plan(
         exporter,
         access_from_outside_mainland: req.access_from_outside_mainland,
         receipt: None,
+        slot: None,
     })
 }
 
@@ -323,9 +388,14 @@ fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceErr
     rec
 }
 
-/// `PreviewPull`: what a pull would deliver and its decision. Records and counts nothing.
+/// `PreviewPull`: what a pull would deliver and its decision. Records and counts nothing (a
+/// refused preview is counted among the refused attempts, see [`super::maintenance`]).
 pub async fn preview(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<PullPlan, ServiceError> {
-    plan(gw, caller, req, Counting::DryRun).await
+    let planned = plan(gw, caller, req, Counting::DryRun).await;
+    if let Err(e) = &planned {
+        gw.refusals.note(caller, req.dataset.as_ref(), e);
+    }
+    planned
 }
 
 /// One message of a pull's stream after the header.
@@ -358,9 +428,24 @@ pub struct Completion {
 ///
 /// # Errors
 /// As [`plan`]; `Held` (HOLD), `Blocked` (BLOCK) or `FailedPrecondition` (an export) naming the
-/// rules; `Unavailable` when the decision cannot be logged — then nothing is sent (fail closed).
+/// rules; `Unavailable` when the decision cannot be logged — then nothing is sent (fail closed);
+/// `ResourceExhausted` when the caller already has [`Limits::max_pulls_per_participant`] pulls
+/// streaming.
+///
+/// [`Limits::max_pulls_per_participant`]: super::Limits::max_pulls_per_participant
 pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<PullPlan, ServiceError> {
-    let mut plan = plan(gw, caller, req, Counting::Commit).await?;
+    caller.require(Role::Consumer)?;
+    let slot = gw.pulls.take(&caller.participant.id, gw.limits.max_pulls_per_participant)?;
+    let mut plan = match plan(gw, caller, req, Counting::Commit).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            gw.refusals.note(caller, req.dataset.as_ref(), &e);
+            return Err(e);
+        }
+    };
+    // Before its decision is stored: maintenance never takes a streaming pull for a cut one.
+    slot.streams(&plan.transfer_id);
+    plan.slot = Some(Arc::new(slot));
     let refused = refusal(gw, caller, &plan).await?;
     let rec = decision_record(&plan, caller, refused.as_ref());
     plan.receipt = Some(gw.log.append(rec).await?);
@@ -379,9 +464,64 @@ pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Resu
     }
 }
 
+/// How often a streaming pull re-checks that it is still authorised.
+pub const RECHECK: Duration = Duration::from_secs(1);
+
+/// Consecutive failed re-checks after which a pull stops (it cannot show it is still allowed).
+const RECHECK_FAILURES: u32 = 10;
+
+/// Why a running pull may no longer proceed, if it may not: its recipient suspended, its grant
+/// revoked or expired, or an approval its decision used revoked.
+async fn withdrawn(gw: &Gateway, plan: &PullPlan) -> Result<Option<String>, ServiceError> {
+    let recipient = gw.store.participant(&plan.recipient.id).await?;
+    if recipient.is_none_or(|p| p.status != ParticipantStatus::Active) {
+        return Ok(Some(format!("participant {} was suspended", plan.recipient.id)));
+    }
+    let grant = gw.store.grant(&plan.grant.id).await?;
+    match grant {
+        Some(g) if g.is_usable(gw.clock.now()) => {}
+        Some(g) if g.status == GrantStatus::Approved => return Ok(Some(format!("grant {} expired", g.id))),
+        Some(g) => return Ok(Some(format!("grant {} is {}", g.id, g.status))),
+        None => return Ok(Some(format!("grant {} is gone", plan.grant.id))),
+    }
+    let used = [&plan.decision.approval, &plan.decision.authority];
+    for a in used.into_iter().flatten().filter(|a| a.check == policy::ApprovalCheck::Valid) {
+        if gw.store.approval(&a.id).await?.is_none_or(|s| s.approval.revoked) {
+            return Ok(Some(format!("approval {} was revoked", a.id)));
+        }
+    }
+    Ok(None)
+}
+
+/// Re-checks a running pull every [`RECHECK`] until `done`; when it is withdrawn (or cannot be
+/// re-checked [`RECHECK_FAILURES`] times in a row: fail closed) returns why.
+async fn watch_authorisation(gw: Gateway, plan: PullPlan, done: CancellationToken) -> Option<String> {
+    let mut failures = 0;
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => return None,
+            _ = tokio::time::sleep(RECHECK) => {}
+        }
+        match withdrawn(&gw, &plan).await {
+            Ok(None) => failures = 0,
+            Ok(Some(why)) => return Some(why),
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(transfer = %plan.transfer_id, error = %e, failures, "cannot re-check a running pull");
+                if failures >= RECHECK_FAILURES {
+                    return Some("its authorisation cannot be re-checked".into());
+                }
+            }
+        }
+    }
+}
+
 /// Streams an authorised pull: one batch per stored chunk from `plan.from_batch`, then the
 /// trailer. Runs in its own task; masking runs on blocking threads, two chunks at a time; when
-/// the receiver goes away the pull is recorded as cut. The trailer's digest is SHA-256 over the
+/// the receiver goes away the pull is recorded as cut. Every [`RECHECK`] the pull is checked
+/// again: once its recipient is suspended, its grant revoked or expired, or an approval its
+/// decision used revoked, no further batch is sent, the receiver gets `PermissionDenied` and
+/// the completion record says `REVOKED` with what was sent. The trailer's digest is SHA-256 over the
 /// SHA-256 of each delivered batch, so a chunk delivered as stored is hashed once (or not at all
 /// when it comes verified from the cache).
 ///
@@ -391,10 +531,15 @@ pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Resu
 ///
 /// [`extract`]: super::extract
 pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<Result<Delivery, ServiceError>> {
-    let (tx, rx) = mpsc::channel(4);
+    // One batch waits for a slow receiver: a pull holds at most that beyond what is in flight.
+    let (tx, rx) = mpsc::channel(1);
     let gw = gw.clone();
     let actor = caller.actor();
     tokio::spawn(async move {
+        let done = CancellationToken::new();
+        let watcher = tokio::spawn(watch_authorisation(gw.clone(), plan.clone(), done.clone()));
+        let mut watcher = std::pin::pin!(async move { watcher.await.ok().flatten() });
+        let mut revoked: Option<String> = None;
         let mut digest = digest::Context::new(&digest::SHA256);
         let (mut rows, mut batches, mut bytes) = (0u64, 0u64, 0u64);
         let mut failure: Option<String> = None;
@@ -440,7 +585,16 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
                     }
                 })
                 .buffered(2);
-            while let Some(item) = work.next().await {
+            loop {
+                let item = tokio::select! {
+                    biased;
+                    why = &mut watcher, if revoked.is_none() => {
+                        revoked = Some(why.unwrap_or_else(|| "its authorisation cannot be re-checked".into()));
+                        break;
+                    }
+                    item = work.next() => item,
+                };
+                let Some(item) = item else { break };
                 let (read, out) = match item {
                     Ok(x) => x,
                     Err(e) => {
@@ -449,10 +603,19 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
                         break;
                     }
                 };
-                if tx.send(Ok(Delivery::Batch(RowBatch::from_encoded(out.data.clone())))).await.is_err() {
+                let permit = tokio::select! {
+                    biased;
+                    why = &mut watcher, if revoked.is_none() => {
+                        revoked = Some(why.unwrap_or_else(|| "its authorisation cannot be re-checked".into()));
+                        break;
+                    }
+                    permit = tx.reserve() => permit,
+                };
+                let Ok(permit) = permit else {
                     failure = Some("cut: the recipient went away".into());
                     break;
-                }
+                };
+                permit.send(Ok(Delivery::Batch(RowBatch::from_encoded(out.data.clone()))));
                 digest.update(&out.sha256);
                 bytes += out.data.len() as u64;
                 rows += u64::from(out.rows);
@@ -471,6 +634,10 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
         if let (None, Some(fill)) = (&failure, fill_extract) {
             fill.finish(plan.version.chunks);
         }
+        done.cancel();
+        if let Some(why) = &revoked {
+            failure = Some(format!("REVOKED: {why}"));
+        }
         let sha256: [u8; 32] = digest.finish().as_ref().try_into().expect("32 bytes");
         let mut rec = NewRecord::new(
             RecordKind::TransferCompleted,
@@ -488,9 +655,22 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
             }),
         );
         rec.at = gw.clock.now();
-        rec.facets = Some(facets(&plan, if failure.is_some() { "CUT" } else { "COMPLETED" }));
+        let action = match (&revoked, &failure) {
+            (Some(_), _) => "REVOKED",
+            (None, Some(_)) => "CUT",
+            (None, None) => "COMPLETED",
+        };
+        rec.facets = Some(facets(&plan, action));
         let stored = gw.log.append(rec).await;
-        tracing::info!(transfer = %plan.transfer_id, rows, bytes, cut = failure.is_some(), "pull ended");
+        tracing::info!(transfer = %plan.transfer_id, rows, bytes, action, "pull ended");
+        if let Some(why) = revoked {
+            let stop = ServiceError::PermissionDenied(format!(
+                "the pull was stopped after {batches} batches ({rows} rows): {why}"
+            ));
+            // A receiver that no longer reads does not keep this task alive.
+            let _ = tokio::time::timeout(Duration::from_secs(30), tx.send(Err(stop))).await;
+            return;
+        }
         if failure.is_some() {
             return;
         }

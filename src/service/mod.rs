@@ -17,6 +17,7 @@ pub mod audit;
 pub mod catalog;
 pub mod exchange;
 pub mod extract;
+pub mod maintenance;
 pub mod oversight;
 pub mod participants;
 pub mod publishing;
@@ -140,6 +141,8 @@ pub struct Limits {
     /// Prepare masked extracts when a grant is approved or a version published
     /// ([`extract`]).
     pub prepare_extracts: bool,
+    /// Pulls one participant may have streaming at once.
+    pub max_pulls_per_participant: usize,
 }
 
 impl Default for Limits {
@@ -150,6 +153,7 @@ impl Default for Limits {
             max_version_rows: 100_000_000,
             cache_bytes: 512 << 20,
             prepare_extracts: true,
+            max_pulls_per_participant: 4,
         }
     }
 }
@@ -175,6 +179,10 @@ pub struct Gateway {
     pub chunk_cache: Arc<ChunkCache>,
     /// One extract is prepared at a time.
     preparing: Arc<tokio::sync::Semaphore>,
+    /// Pulls streaming per participant ([`Limits::max_pulls_per_participant`]).
+    pub(crate) pulls: Arc<exchange::PullSlots>,
+    /// Refused pull attempts not yet recorded ([`maintenance`]).
+    pub(crate) refusals: Arc<maintenance::Refusals>,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -204,6 +212,8 @@ impl Gateway {
             clock,
             chunk_cache: Arc::new(ChunkCache::new(limits.cache_bytes)),
             preparing: Arc::new(tokio::sync::Semaphore::new(1)),
+            pulls: Arc::default(),
+            refusals: Arc::default(),
             limits,
             policy,
             log,

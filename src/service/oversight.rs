@@ -86,8 +86,8 @@ fn approval_body(a: &Approval) -> serde_json::Value {
 ///
 /// # Errors
 /// `PermissionDenied` without the officer role, or for an approval of the officer's own
-/// organisation; `InvalidArgument` for a bad id, an unknown exporter, a blank reference or an
-/// expiry before the issue date; `AlreadyExists` for a taken id.
+/// organisation; `InvalidArgument` for a bad id, an unknown exporter or scope recipient, a blank
+/// reference or an expiry before the issue date; `AlreadyExists` for a taken id.
 pub async fn record_approval(
     gw: &Gateway,
     caller: &Caller,
@@ -117,6 +117,15 @@ pub async fn record_approval(
     }
     if gw.store.participant(&new.exporter).await?.is_none() {
         return Err(ServiceError::invalid("exporter", format!("no participant {}", new.exporter)));
+    }
+    // A scope naming a recipient that does not exist is a typo that would cover nobody (or,
+    // once registered, someone the officer never meant): refused.
+    for (i, recipient) in new.scope.recipients.iter().enumerate() {
+        let field = format!("scope.recipients[{i}]");
+        let id = ParticipantId::parse(recipient).map_err(|e| ServiceError::invalid(&field, e))?;
+        if gw.store.participant(&id).await?.is_none() {
+            return Err(ServiceError::invalid(field, format!("no participant {id}")));
+        }
     }
     let approval = Approval {
         id,

@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::{Caller, Gateway, ServiceError};
+use crate::domain::classification::Level;
 use crate::domain::ids::ParticipantId;
 use crate::domain::participant::{Participant, ParticipantStatus, Role};
 use crate::domain::record::{NewRecord, RecordKind};
@@ -27,9 +28,17 @@ fn describe(p: &Participant) -> serde_json::Value {
 /// the `Admin` service and by `participants add` on the database directly.
 ///
 /// # Errors
-/// `InvalidArgument` for a blank display name or no roles; `AlreadyExists` for a taken id.
+/// `InvalidArgument` for a blank display name, no roles or clearance `X`; `AlreadyExists` for a
+/// taken id.
 pub async fn register_as(store: &dyn Store, actor: &str, mut p: Participant) -> Result<Participant, ServiceError> {
     super::check_text("participant.display_name", &p.display_name, true, 256)?;
+    if p.clearance == Level::X {
+        // Secret data never enters the gateway, so no participant is cleared to receive it.
+        return Err(ServiceError::invalid(
+            "participant.clearance",
+            "X (secret) is not a clearance: secret data never enters the gateway; at most C",
+        ));
+    }
     if p.roles.is_empty() {
         return Err(ServiceError::invalid("participant.roles", "at least one role is required"));
     }

@@ -159,8 +159,19 @@ impl Upload {
     /// idempotency key created (`created == false`).
     ///
     /// # Errors
-    /// `AlreadyExists` when the key names a version with different content.
+    /// `InvalidArgument` naming `batch` when the stream carried no batch, or no row: a version
+    /// needs at least one (nothing is written); `AlreadyExists` when the key names a version with
+    /// different content.
     pub async fn finish(mut self) -> Result<(VersionInfo, bool), ServiceError> {
+        if self.rows == 0 {
+            let why = if self.batches == 0 {
+                "a version needs at least one batch; the stream had only a header"
+            } else {
+                "a version needs at least one batch with rows; every batch was empty"
+            };
+            self.abort().await;
+            return Err(ServiceError::invalid("batch", why));
+        }
         if self.pending_rows > 0 {
             let rows = self.pending_rows;
             let columns = std::mem::take(&mut self.pending);

@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::StoreError;
+use futures::stream::{BoxStream, StreamExt};
+
+use super::{StoreError, StoredChunk};
 use crate::domain::participant::Region;
 use crate::policy::Scope;
 
@@ -72,4 +74,18 @@ pub(super) fn check_placement(
     } else {
         Err(super::StoreError::Corrupt("the integration placed the queued records elsewhere than stored".into()))
     }
+}
+
+/// The chunks of a version from `from` on, read one query per chunk (`read(seq)`; `None` ends
+/// the version): a reader holds a database connection only while one chunk is read, never
+/// while its consumer is slow.
+pub(super) fn chunk_by_chunk<'a, F, Fut>(from: u64, read: F) -> BoxStream<'a, Result<StoredChunk, StoreError>>
+where
+    F: Fn(u64) -> Fut + Send + 'a,
+    Fut: std::future::Future<Output = Result<Option<StoredChunk>, StoreError>> + Send + 'a,
+{
+    futures::stream::try_unfold((from, read), |(seq, read)| async move {
+        Ok(read(seq).await?.map(|chunk| (chunk, (seq + 1, read))))
+    })
+    .boxed()
 }

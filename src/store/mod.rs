@@ -200,7 +200,7 @@ pub struct TransferFilter {
     pub export: Option<bool>,
     /// The mechanism the rules required.
     pub mechanism: Option<String>,
-    /// The action (`PASS`, `HOLD`, `BLOCK`, `COMPLETED`, `CUT`).
+    /// The action (`PASS`, `HOLD`, `BLOCK`, `COMPLETED`, `CUT`, `REVOKED`, `INTERRUPTED`, `DENIED`).
     pub action: Option<String>,
     /// The record type.
     pub kind: Option<crate::domain::record::RecordKind>,
@@ -208,6 +208,9 @@ pub struct TransferFilter {
     pub party: Option<String>,
     /// Keyset cursor: only records after this `(at, seq)` in newest-first order.
     pub before: Option<(DateTime<Utc>, u64)>,
+    /// Only records of transfers that have no completion record (a decision whose pull never
+    /// ended: the gateway stopped while it streamed).
+    pub unfinished: bool,
 }
 
 /// An integrated transfer record and the facets it was filed under.
@@ -383,6 +386,12 @@ pub trait Store: Send + Sync + 'static {
     /// window; the additions are committed only when `keep` returns true. Two concurrent calls
     /// for the same exporter never both read the same "before" (no lost updates).
     async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError>;
+
+    /// Whether other gateway processes may share this store (then a transfer without completion
+    /// may still be streaming from one of them).
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Up to `limit` records with `seq > after`, in order (integrated or not).
     async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;

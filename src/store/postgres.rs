@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::BoxStream;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 
@@ -53,9 +53,28 @@ const INTEGRATION_BATCH: i64 = super::INTEGRATION_BATCH as i64;
 const LEDGER_BATCH: usize = 100_000;
 
 /// A store in a PostgreSQL database, shared by any number of gateway processes.
+///
+/// The configured connections are split into three pools, so that no kind of work can starve
+/// another: `pool` for the control plane, `bulk` (a quarter) for reading chunks — a pull holds
+/// a connection only while it reads one chunk — and `log` (one or two) for the sequencer.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    bulk: PgPool,
+    log: PgPool,
+}
+
+/// A pool of `max` connections whose connections are closed, not reused, when they come back
+/// inside a transaction.
+fn pg_pool(max: u32) -> PgPoolOptions {
+    PgPoolOptions::new().max_connections(max.max(1)).acquire_timeout(Duration::from_secs(10)).after_release(
+        |conn, _| {
+            Box::pin(async move {
+                sqlx::Connection::ping(&mut *conn).await?;
+                Ok(<<Postgres as sqlx::Database>::TransactionManager as sqlx::TransactionManager>::get_transaction_depth(conn) == 0)
+            })
+        },
+    )
 }
 
 /// Connections per gateway process, unless configured (`database_pool`).
@@ -76,13 +95,14 @@ impl PostgresStore {
     /// # Errors
     /// An unreachable database or a failed migration.
     pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<PostgresStore, sqlx::Error> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
+        let log = if max_connections < 8 { 1 } else { 2 };
+        let bulk = (max_connections / 4).max(1);
+        let control = max_connections.saturating_sub(log + bulk).max(1);
+        let pool = pg_pool(control).connect_with(options.clone()).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PostgresStore { pool })
+        let bulk = pg_pool(bulk).connect_lazy_with(options.clone());
+        let log = pg_pool(log).connect_lazy_with(options);
+        Ok(PostgresStore { pool, bulk, log })
     }
 
     /// Connects for reading only: every transaction is read-only and nothing is migrated.
@@ -99,17 +119,20 @@ impl PostgresStore {
     /// An unreachable database.
     pub async fn connect_read_only(options: PgConnectOptions) -> Result<PostgresStore, sqlx::Error> {
         let options = options.options([("default_transaction_read_only", "on")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
-        Ok(PostgresStore { pool })
+        let pool = pg_pool(2).connect_with(options).await?;
+        Ok(PostgresStore { bulk: pool.clone(), log: pool.clone(), pool })
     }
 
-    /// The pool (tests close it before dropping their database).
+    /// The control plane's pool (tests close it before dropping their database).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Closes every pool.
+    pub async fn close(&self) {
+        for pool in [&self.pool, &self.bulk, &self.log] {
+            pool.close().await;
+        }
     }
 
     async fn tx(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
@@ -423,6 +446,10 @@ fn hold_from_row(row: &PgRow) -> Result<Hold, StoreError> {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn insert_participant(&self, p: &Participant, rec: &NewRecord) -> Result<(), StoreError> {
         let mut tx = self.tx().await?;
         let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
@@ -679,16 +706,20 @@ impl Store for PostgresStore {
         version: u64,
         from_seq: u64,
     ) -> BoxStream<'_, Result<StoredChunk, StoreError>> {
-        sqlx::query(
-            "SELECT c.seq, c.rows, c.sha256, c.data FROM versions v JOIN chunks c ON c.upload_id = v.upload_id
-             WHERE v.dataset_id = $1 AND v.version = $2 AND c.seq >= $3 ORDER BY c.seq",
-        )
-        .bind(dataset.as_str().to_owned())
-        .bind(version as i64)
-        .bind(from_seq as i64)
-        .fetch(&self.pool)
-        .map(|r| r.map_err(classify).and_then(|row| chunk_from_row(&row)))
-        .boxed()
+        let dataset = dataset.as_str().to_owned();
+        super::codec::chunk_by_chunk(from_seq, move |seq| {
+            let query = sqlx::query(
+                "SELECT c.seq, c.rows, c.sha256, c.data FROM versions v JOIN chunks c ON c.upload_id = v.upload_id
+                 WHERE v.dataset_id = $1 AND v.version = $2 AND c.seq = $3",
+            )
+            .bind(dataset.clone())
+            .bind(version as i64)
+            .bind(seq as i64);
+            async move {
+                let row = query.fetch_optional(&self.bulk).await.map_err(classify)?;
+                row.map(|row| chunk_from_row(&row)).transpose()
+            }
+        })
     }
 
     async fn insert_grant(&self, g: &Grant, rec: &NewRecord) -> Result<(), StoreError> {
@@ -768,7 +799,7 @@ impl Store for PostgresStore {
     }
 
     async fn integrate(&self, new: &[PreparedRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.log.begin().await.map_err(unavailable)?;
         // One integrator at a time across every process: each statement below (READ COMMITTED)
         // then sees the tree the previous integration committed.
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOG_LOCK).execute(&mut *tx).await.map_err(unavailable)?;
@@ -1107,6 +1138,11 @@ impl Store for PostgresStore {
         }
         if let Some(p) = &filter.party {
             q.push(" AND (recipient = ").push_bind(p.clone()).push(" OR exporter = ").push_bind(p.clone()).push(")");
+        }
+        if filter.unfinished {
+            q.push(" AND NOT EXISTS (SELECT 1 FROM records c WHERE c.transfer = records.transfer AND c.kind = ")
+                .push_bind(RecordKind::TransferCompleted.as_str())
+                .push(")");
         }
         if let Some((at, seq)) = filter.before {
             q.push(" AND (at, seq) < (").push_bind(micros(at)).push(", ").push_bind(seq as i64).push(")");

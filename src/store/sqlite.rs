@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::BoxStream;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
@@ -32,9 +32,36 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// A store in one SQLite file, in WAL mode with `synchronous=FULL`: a commit that returned
 /// survives power loss (the transfer log must not lose its last entries).
+///
+/// Three pools on the one file, so that no kind of work can starve another: `pool` for the
+/// control plane (catalog, grants, oversight, audit reads), `bulk` for reading chunks (a pull
+/// holds one of its connections only while it reads one chunk, never while the client is slow),
+/// and `log` for the sequencer's integrations.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    bulk: SqlitePool,
+    log: SqlitePool,
+}
+
+/// A pool of `max` connections with `options` whose connections are closed, not reused, when
+/// they come back inside a transaction (a `COMMIT` that failed on a full disk leaves SQLite
+/// rolled back but sqlx counting an open transaction: the next `BEGIN` on it would fail for
+/// ever).
+async fn sqlite_pool(options: SqliteConnectOptions, max: u32) -> Result<SqlitePool, sqlx::Error> {
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        // A local file cannot drop a connection: no test query before each use.
+        .test_before_acquire(false)
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                // Runs the rollback a dropped transaction queued, then looks.
+                sqlx::Connection::ping(&mut *conn).await?;
+                Ok(<<sqlx::Sqlite as sqlx::Database>::TransactionManager as sqlx::TransactionManager>::get_transaction_depth(conn) == 0)
+            })
+        })
+        .connect_with(options)
+        .await
 }
 
 impl SqliteStore {
@@ -48,10 +75,11 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             // 64 MiB of page cache per connection: the export ledger's bulk inserts stay in memory.
             .pragma("cache_size", "-65536");
-        // A local file cannot drop a connection: no test query before each use.
-        let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
+        let pool = sqlite_pool(options.clone(), 8).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let bulk = sqlite_pool(options.clone(), 4).await?;
+        let log = sqlite_pool(options, 2).await?;
+        Ok(SqliteStore { pool, bulk, log })
     }
 
     /// Opens an existing database a `sqlite:` URL names for reading only: nothing is created,
@@ -62,7 +90,7 @@ impl SqliteStore {
     pub async fn open_read_only(url: &str) -> Result<SqliteStore, sqlx::Error> {
         let options = SqliteConnectOptions::from_str(url)?.read_only(true).busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { bulk: pool.clone(), log: pool.clone(), pool })
     }
 
     /// Starts a write transaction that takes the write lock at once, so that two writers never
@@ -537,16 +565,20 @@ impl Store for SqliteStore {
         version: u64,
         from_seq: u64,
     ) -> BoxStream<'_, Result<StoredChunk, StoreError>> {
-        sqlx::query(
-            "SELECT c.seq, c.rows, c.sha256, c.data FROM versions v JOIN chunks c ON c.upload_id = v.upload_id
-             WHERE v.dataset_id = ? AND v.version = ? AND c.seq >= ? ORDER BY c.seq",
-        )
-        .bind(dataset.as_str().to_owned())
-        .bind(version as i64)
-        .bind(from_seq as i64)
-        .fetch(&self.pool)
-        .map(|r| r.map_err(classify).and_then(|row| chunk_from_row(&row)))
-        .boxed()
+        let dataset = dataset.as_str().to_owned();
+        super::codec::chunk_by_chunk(from_seq, move |seq| {
+            let query = sqlx::query(
+                "SELECT c.seq, c.rows, c.sha256, c.data FROM versions v JOIN chunks c ON c.upload_id = v.upload_id
+                 WHERE v.dataset_id = ? AND v.version = ? AND c.seq = ?",
+            )
+            .bind(dataset.clone())
+            .bind(version as i64)
+            .bind(seq as i64);
+            async move {
+                let row = query.fetch_optional(&self.bulk).await.map_err(classify)?;
+                row.map(|row| chunk_from_row(&row)).transpose()
+            }
+        })
     }
 
     async fn insert_grant(&self, g: &Grant, rec: &NewRecord) -> Result<(), StoreError> {
@@ -625,7 +657,7 @@ impl Store for SqliteStore {
     }
 
     async fn integrate(&self, new: &[PreparedRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let mut tx = self.log.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
         let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(size), 0) FROM checkpoints")
             .fetch_one(&mut *tx)
             .await
@@ -949,6 +981,11 @@ impl Store for SqliteStore {
         }
         if let Some(p) = &filter.party {
             q.push(" AND (recipient = ").push_bind(p.clone()).push(" OR exporter = ").push_bind(p.clone()).push(")");
+        }
+        if filter.unfinished {
+            q.push(" AND NOT EXISTS (SELECT 1 FROM records c WHERE c.transfer = records.transfer AND c.kind = ")
+                .push_bind(RecordKind::TransferCompleted.as_str())
+                .push(")");
         }
         if let Some((at, seq)) = filter.before {
             q.push(" AND (at < ").push_bind(micros(at));

@@ -12,7 +12,8 @@ pub enum CanonicalError {
     /// Returned for an integer whose magnitude exceeds 2^53 − 1. Such integers are
     /// not exactly representable as IEEE-754 doubles, which RFC 8785 requires;
     /// this crate's records only use small integers, so they are rejected rather
-    /// than silently rounded. The field is the integer's decimal text.
+    /// than silently rounded. Also returned for a double from 2^53 up to 1e21, whose
+    /// canonical text is such an integer. The field is the integer's decimal text.
     #[error("integer {0} is outside the exactly representable range ±(2^53 − 1)")]
     IntegerOutOfRange(String),
     /// Returned for NaN or ±Infinity (not representable in JSON). `serde_json`
@@ -109,7 +110,16 @@ fn write_number(n: &Number, out: &mut String) -> Result<(), CanonicalError> {
         out.push_str(&i.to_string());
     } else {
         match n.as_f64() {
-            Some(f) => out.push_str(&es_number_to_string(f)?),
+            Some(f) => {
+                let text = es_number_to_string(f)?;
+                // From 2^53 up to 1e21 a double prints as an integer, which would read back as
+                // an integer out of range: refuse it as one, so that canonical text stays
+                // canonical when read back.
+                if f.abs() > MAX_SAFE_INTEGER as f64 && !text.contains(['.', 'e']) {
+                    return Err(CanonicalError::IntegerOutOfRange(text));
+                }
+                out.push_str(&text);
+            }
             None => return Err(CanonicalError::NonFiniteNumber(n.to_string())),
         }
     }
@@ -192,6 +202,17 @@ mod tests {
             to_canonical_json(&input).unwrap(),
             r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
         );
+    }
+
+    #[test]
+    fn a_double_printed_as_an_integer_out_of_range_is_refused_like_that_integer() {
+        for f in [9007199254740992.0f64, -3.470445034107706e17, 1e20] {
+            let text = es_number_to_string(f).unwrap();
+            assert!(!text.contains(['.', 'e']), "{text}");
+            assert_eq!(to_canonical_json(&json!(f)), Err(CanonicalError::IntegerOutOfRange(text)));
+        }
+        assert_eq!(to_canonical_json(&json!(9007199254740991.0f64)).unwrap(), "9007199254740991");
+        assert_eq!(to_canonical_json(&json!(1e21f64)).unwrap(), "1e+21");
     }
 
     #[test]
@@ -313,7 +334,12 @@ mod tests {
             let f = f64::from_bits(bits);
             assert_eq!(es_number_to_string(f).unwrap(), want, "{bits:016x}");
             let v = Value::Number(Number::from_f64(f).unwrap());
-            assert_eq!(to_canonical_json(&v).unwrap(), want, "{bits:016x}");
+            if f.abs() > MAX_SAFE_INTEGER as f64 && !want.contains(['.', 'e']) {
+                // Printed as an integer beyond ±(2^53 − 1): refused like that integer.
+                assert_eq!(to_canonical_json(&v), Err(CanonicalError::IntegerOutOfRange(want.into())), "{bits:016x}");
+            } else {
+                assert_eq!(to_canonical_json(&v).unwrap(), want, "{bits:016x}");
+            }
         }
     }
 

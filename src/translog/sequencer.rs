@@ -97,6 +97,8 @@ struct Job {
 pub struct TransferLog {
     jobs: mpsc::Sender<Job>,
     verifier_key: Arc<str>,
+    /// Since when integrations have been failing (`None`: the last one succeeded).
+    failing: Arc<Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for TransferLog {
@@ -130,8 +132,9 @@ impl TransferLog {
         let edge = load_edge(store.as_ref()).await?;
         let (jobs, rx) = mpsc::channel(settings.queue);
         let verifier_key: Arc<str> = signer.verifier_key().into();
-        tokio::spawn(run(rx, store, signer, settings, edge));
-        let log = TransferLog { jobs, verifier_key };
+        let failing = Arc::new(Mutex::new(None));
+        tokio::spawn(run(rx, store, signer, settings, edge, failing.clone()));
+        let log = TransferLog { jobs, verifier_key, failing };
         log.kick();
         Ok(log)
     }
@@ -158,6 +161,13 @@ impl TransferLog {
         let _ = self.jobs.try_send(Job { record: None, reply: None });
     }
 
+    /// How long integrations have been failing (`None` while the log integrates). Records that
+    /// state changes stored meanwhile stay queued and are integrated once the store accepts
+    /// writes again (the sequencer retries every idle period).
+    pub fn failing_for(&self) -> Option<Duration> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner()).map(|since| since.elapsed())
+    }
+
     /// `<name>+<hex key id>+<base64(0x01 ‖ public key)>`: what verifiers need.
     pub fn verifier_key(&self) -> &str {
         &self.verifier_key
@@ -178,6 +188,7 @@ async fn run(
     signer: Signer,
     settings: LogSettings,
     mut edge: Edge,
+    failing: Arc<Mutex<Option<Instant>>>,
 ) {
     let mut last_batch = 0usize;
     loop {
@@ -259,6 +270,14 @@ async fn run(
         };
         let result = store.integrate(&records, &integrator).await;
         let outcome = outcome.into_inner().expect("not poisoned");
+        {
+            let mut failing = failing.lock().unwrap_or_else(|p| p.into_inner());
+            match (&result, *failing) {
+                (Ok(_), _) => *failing = None,
+                (Err(_), None) => *failing = Some(Instant::now()),
+                (Err(_), Some(_)) => {}
+            }
+        }
         match result {
             Ok(seqs) => {
                 let integrated = outcome;

@@ -91,15 +91,15 @@ def mask(kind, **kw):
 
 def register_dataset(stats):
     fields = [
-        t.Field(name="name", type=t.STRING, level=t.G3, pi=t.PI_PI,
+        t.Field(name="name", type=t.STRING, level=t.G3, pi=t.PI_PI, share=t.CONDITIONAL,
                 default_mask=mask(t.PARTIAL, keep_first=1, keep_last=0), description="respondent name"),
-        t.Field(name="phone", type=t.STRING, level=t.G3, pi=t.PI_PI, nullable=True,
+        t.Field(name="phone", type=t.STRING, level=t.G3, pi=t.PI_PI, share=t.CONDITIONAL, nullable=True,
                 default_mask=mask(t.HASH), description="contact phone"),
-        t.Field(name="revenue", type=t.DECIMAL, level=t.G2, pi=t.PI_NONE,
+        t.Field(name="revenue", type=t.DECIMAL, level=t.G2, pi=t.PI_NONE, share=t.CONDITIONAL,
                 default_mask=mask(t.NONE), description="annual revenue, CNY"),
-        t.Field(name="employees", type=t.INT64, level=t.G2, pi=t.PI_NONE, nullable=True,
+        t.Field(name="employees", type=t.INT64, level=t.G2, pi=t.PI_NONE, share=t.CONDITIONAL, nullable=True,
                 default_mask=mask(t.BUCKET, bucket_width=100), description="headcount"),
-        t.Field(name="founded", type=t.DATE, level=t.G2, pi=t.PI_NONE,
+        t.Field(name="founded", type=t.DATE, level=t.G2, pi=t.PI_NONE, share=t.CONDITIONAL,
                 default_mask=mask(t.GENERALIZE_DATE, granularity=t.YEAR), description="founding date"),
     ]
     req = catalog_pb2.RegisterDatasetRequest(

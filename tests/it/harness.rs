@@ -142,6 +142,21 @@ impl TestGateway {
 
     /// A gateway with the given limits (tests of large transfers use realistic chunks).
     pub async fn start_with(limits: Limits) -> TestGateway {
+        Self::start_configured(limits, server::Settings { max_message_bytes: MAX_MESSAGE, ..Default::default() }).await
+    }
+
+    /// A gateway with the given use-case limits and listener settings (the hostile tests).
+    pub async fn start_configured(limits: Limits, settings: server::Settings) -> TestGateway {
+        Self::start_in(limits, settings, None).await
+    }
+
+    /// As [`TestGateway::start_configured`], with the SQLite database in `data_dir` when given
+    /// (the disk-full test puts it on a small file system).
+    pub async fn start_in(
+        limits: Limits,
+        settings: server::Settings,
+        data_dir: Option<&std::path::Path>,
+    ) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
         let ca = pki::new_ca().unwrap();
         let server_pem = pki::issue(&ca, "bth-gateway server", LeafKind::Server).unwrap();
@@ -152,7 +167,7 @@ impl TestGateway {
             let store = PostgresStore::connect(options, 4).await.unwrap();
             (db.url.clone(), Some(db), Arc::new(store))
         } else {
-            let url = format!("sqlite:{}", dir.path().join("gateway.db").display());
+            let url = format!("sqlite:{}", data_dir.unwrap_or(dir.path()).join("gateway.db").display());
             let store = SqliteStore::open(&url).await.unwrap();
             (url, None, Arc::new(store))
         };
@@ -166,7 +181,7 @@ impl TestGateway {
         let (stop, stopped) = oneshot::channel::<()>();
         let served = gw.clone();
         let server = tokio::spawn(async move {
-            server::run(listener, served, &tls, MAX_MESSAGE, async {
+            server::run(listener, served, &tls, &settings, async {
                 let _ = stopped.await;
             })
             .await
@@ -327,6 +342,7 @@ pub fn field(name: &str, ty: pb::FieldType, level: pb::Level, pi: pb::Pi, mask: 
         r#type: ty as i32,
         level: level as i32,
         pi: pi as i32,
+        share: pb::Share::Conditional as i32,
         default_mask: mask,
         nullable: true,
         ..Default::default()

@@ -4,11 +4,16 @@
 mod harness;
 
 mod audit;
+mod bad_input;
 mod catalog;
+mod certs_fixtures;
 mod cli;
+mod cli_guard;
 mod exchange;
 mod export;
 mod identity;
+mod kill_loop;
+mod maintenance;
 mod publishing;
 mod replicas;
 mod sharing;

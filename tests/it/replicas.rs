@@ -91,6 +91,7 @@ fn persons_dataset(id: &str) -> pb::RegisterDatasetRequest {
         r#type: pb::FieldType::String as i32,
         level: level as i32,
         pi: pi as i32,
+        share: pb::Share::Conditional as i32,
         ..Default::default()
     };
     pb::RegisterDatasetRequest {

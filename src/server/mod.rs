@@ -1,23 +1,33 @@
-//! Server assembly: the gRPC services behind mutual TLS, health, reflection, graceful shutdown.
+//! Server assembly: the gRPC services behind mutual TLS and the listener's caps, health,
+//! reflection, graceful shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use std::time::Duration;
 
-use crate::config::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+
+use crate::config::{Config, NetworkConfig};
+use crate::grpc::peer::PeerLayer;
 use crate::grpc::{
     admin::AdminService, catalog::CatalogService, exchange::ExchangeService, oversight::OversightService,
     publishing::PublishingService, sharing::SharingService, status::size_limit_code,
 };
+
+pub mod connections;
+mod health;
+
+/// Largest header block a client may send (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`).
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 use crate::pb::{
     admin_server::AdminServer, catalog_server::CatalogServer, exchange_server::ExchangeServer,
     oversight_server::OversightServer, publishing_server::PublishingServer, sharing_server::SharingServer,
 };
-use crate::service::{Gateway, SystemClock};
+use crate::service::{maintenance, Gateway, SystemClock};
 use crate::translog::sequencer::{LogSettings, TransferLog};
 
 /// The PEM material of the TLS listener.
@@ -37,9 +47,40 @@ impl std::fmt::Debug for TlsPem {
     }
 }
 
+/// What the listener and the services accept, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest gRPC message accepted.
+    pub max_message_bytes: usize,
+    /// `[network]`: handshakes, connections, streams, keep-alive, idle connections.
+    pub network: NetworkConfig,
+    /// Reconciliation of cut transfers, purge of stale uploads, refused attempts.
+    pub maintenance: maintenance::Settings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::from(&Config::default())
+    }
+}
+
+impl From<&Config> for Settings {
+    fn from(c: &Config) -> Settings {
+        Settings {
+            max_message_bytes: c.max_message_bytes,
+            network: c.network.clone(),
+            maintenance: maintenance::Settings {
+                every: Duration::from_secs(c.maintenance_secs.max(1)),
+                stale_upload: Duration::from_secs(c.stale_upload_secs),
+            },
+        }
+    }
+}
+
 /// Serves the gateway on `listener` until `shutdown` completes, then drains in-flight calls
 /// and streams and returns. Mutual TLS is required: a client without a certificate from
-/// `tls.client_ca` fails the handshake.
+/// `tls.client_ca` fails the handshake. The caps of [`connections`] bound what any client can
+/// hold; health answers `NOT_SERVING` while the store or the log cannot make progress.
 ///
 /// # Errors
 /// Bad TLS material, or a transport failure.
@@ -47,34 +88,42 @@ pub async fn run(
     listener: TcpListener,
     gw: Gateway,
     tls: &TlsPem,
-    max_message_bytes: usize,
+    settings: &Settings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let tls_config = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&tls.cert, &tls.key))
-        .client_ca_root(Certificate::from_pem(&tls.client_ca));
-
+    let acceptor = tokio_rustls::TlsAcceptor::from(connections::tls_config(&tls.cert, &tls.key, &tls.client_ca)?);
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<AdminServer<AdminService>>().await;
-    health.set_serving::<CatalogServer<CatalogService>>().await;
-    health.set_serving::<PublishingServer<PublishingService>>().await;
-    health.set_serving::<SharingServer<SharingService>>().await;
-    health.set_serving::<ExchangeServer<ExchangeService>>().await;
-    health.set_serving::<OversightServer<OversightService>>().await;
-    health.set_serving::<crate::pb::audit_server::AuditServer<crate::grpc::audit::AuditService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
 
-    let limit = max_message_bytes;
+    let limit = settings.max_message_bytes;
+    let net = &settings.network;
     let local = listener.local_addr()?;
     tracing::info!(%local, "serving (mutual TLS required)");
-    Server::builder()
-        .tls_config(tls_config)
-        .context("configuring TLS")?
+    let stop = CancellationToken::new();
+    let (conns, incoming) = tokio::sync::mpsc::channel(64);
+    let stats = Arc::new(connections::ListenerStats::default());
+    let accepting = tokio::spawn(connections::accept(
+        listener,
+        acceptor,
+        connections::Limits::from(net),
+        stats,
+        conns,
+        stop.clone(),
+    ));
+    let serving = health::start(&gw, &health).await;
+    let monitor = tokio::spawn(health::watch(gw.clone(), health, serving, stop.clone()));
+    let maintaining = tokio::spawn(maintenance::run(gw.clone(), settings.maintenance.clone(), stop.clone()));
+    let served = Server::builder()
+        .max_concurrent_streams(net.max_streams_per_connection)
+        .http2_keepalive_interval(Some(Duration::from_secs(net.keepalive_interval_secs.max(1))))
+        .http2_keepalive_timeout(Some(Duration::from_secs(net.keepalive_timeout_secs.max(1))))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .layer(tower::util::MapResponseLayer::new(size_limit_code::<tonic::body::Body>))
+        .layer(PeerLayer::new(gw.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(AdminServer::new(AdminService(gw.clone())).max_decoding_message_size(limit))
@@ -87,9 +136,14 @@ pub async fn run(
                 .max_decoding_message_size(limit),
         )
         .add_service(ExchangeServer::new(ExchangeService(gw)).max_decoding_message_size(limit))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(incoming), shutdown)
         .await
-        .context("serving")?;
+        .context("serving");
+    stop.cancel();
+    let _ = accepting.await;
+    let _ = monitor.await;
+    let _ = maintaining.await;
+    served?;
     tracing::info!("drained; stopped");
     Ok(())
 }
@@ -100,8 +154,8 @@ pub fn read_tls(config: &Config) -> anyhow::Result<TlsPem> {
     Ok(TlsPem { cert: read(&config.tls_cert)?, key: read(&config.tls_key)?, client_ca: read(&config.client_ca)? })
 }
 
-/// Opens the store (creating and migrating SQLite on first start), discards uploads a crash
-/// left behind, and assembles the use-case context.
+/// Opens the store (creating and migrating SQLite on first start) and assembles the use-case
+/// context. ([`run`] starts the maintenance that discards uploads a crash left behind.)
 pub async fn gateway(config: &Config) -> anyhow::Result<Gateway> {
     if let Some(path) = config.database_url.strip_prefix("sqlite:") {
         let path = path.split('?').next().unwrap_or(path);
@@ -112,11 +166,6 @@ pub async fn gateway(config: &Config) -> anyhow::Result<Gateway> {
         }
     }
     let store = crate::store::open_with(&config.database_url, config.database_pool).await?;
-    // Uploads in flight on other replicas are younger than a day.
-    let purged = store.purge_abandoned_uploads(chrono::Utc::now() - chrono::Duration::days(1)).await?;
-    if purged > 0 {
-        tracing::info!(purged, "discarded unfinished uploads");
-    }
     let secret = config.read_secret()?;
     let log = TransferLog::start(store.clone(), config.log_signer()?, LogSettings::new(&config.log_origin)).await?;
     Ok(Gateway::new(store, &secret, Arc::new(SystemClock), config.limits(), config.policy.clone(), log))

@@ -1,0 +1,216 @@
+//! The connection a request arrived on: who presented which certificate, how busy the
+//! connection is, and the one layer that refuses what a connection may not do.
+//!
+//! The listener ([`crate::server::connections`]) verifies the client certificate during the TLS
+//! handshake and reads its common name once per connection; tonic hands the resulting [`Peer`]
+//! to every request as an extension. [`PeerLayer`] counts the calls in flight on a connection
+//! (its idle timer starts when the last one ends), answers `RESOURCE_EXHAUSTED` on a connection
+//! over its participant's limit, and lets only registered participants call health and
+//! reflection (the gateway's own services identify their callers themselves).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tonic::body::Body;
+use tonic::codegen::http::{Request, Response};
+use tonic::server::NamedService;
+use tonic::Status;
+use tower::{Layer, Service};
+
+use crate::service::{identify, Gateway};
+
+/// What the listener learnt of a connection: cheap to clone, one per connection.
+#[derive(Clone)]
+pub struct Peer {
+    /// The verified client certificate's subject common name (`None`: it names none).
+    pub subject: Option<Arc<str>>,
+    /// SHA-256 of the client certificate (DER), hex.
+    pub cert_sha256: Arc<str>,
+    /// The certificate allows TLS client authentication: an extended key usage extension that
+    /// names clientAuth (rustls also accepts a certificate without the extension).
+    pub client_auth: bool,
+    /// Why every call on this connection is refused (a limit it is over), if it is.
+    pub refusal: Option<Arc<str>>,
+    /// Calls in flight and the end of the last one.
+    pub activity: Arc<Activity>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer").field("subject", &self.subject).field("refusal", &self.refusal).finish_non_exhaustive()
+    }
+}
+
+/// Calls in flight on one connection, and when the connection last had one.
+#[derive(Debug)]
+pub struct Activity {
+    in_flight: AtomicUsize,
+    last: Mutex<Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity { in_flight: AtomicUsize::new(0), last: Mutex::new(Instant::now()) }
+    }
+}
+
+impl Activity {
+    /// When the connection became idle: `None` while a call is in flight.
+    pub fn idle_since(&self) -> Option<Instant> {
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        (self.in_flight.load(Ordering::Acquire) == 0).then_some(last)
+    }
+
+    fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+}
+
+/// One call in flight; its end (the response body finished or dropped) restarts the idle timer.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that ends its call when it ends.
+struct Tracked {
+    inner: Body,
+    _call: Option<InFlight>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The paths only a registered participant may call besides the gateway's own services (which
+/// identify their callers in their handlers).
+fn needs_registered_caller(path: &str) -> bool {
+    [
+        <tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> as NamedService>::NAME,
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]
+    .iter()
+    .any(|service| path.strip_prefix('/').and_then(|p| p.strip_prefix(service)).is_some_and(|r| r.starts_with('/')))
+}
+
+/// Why a certificate without the clientAuth usage is refused.
+pub const NOT_CLIENT_AUTH: &str = "the client certificate is not for TLS client authentication (no clientAuth usage)";
+
+/// Tracks calls per connection and refuses what a connection may not do (see the module docs).
+#[derive(Clone)]
+pub struct PeerLayer {
+    gw: Gateway,
+}
+
+impl PeerLayer {
+    /// The layer for a gateway (it looks participants up for health and reflection).
+    pub fn new(gw: Gateway) -> PeerLayer {
+        PeerLayer { gw }
+    }
+}
+
+impl std::fmt::Debug for PeerLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerLayer")
+    }
+}
+
+impl<S> Layer<S> for PeerLayer {
+    type Service = PeerService<S>;
+
+    fn layer(&self, inner: S) -> PeerService<S> {
+        PeerService { inner, gw: self.gw.clone() }
+    }
+}
+
+/// See [`PeerLayer`].
+#[derive(Clone)]
+pub struct PeerService<S> {
+    inner: S,
+    gw: Gateway,
+}
+
+impl<S> std::fmt::Debug for PeerService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerService")
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<Request<B>> for PeerService<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The clone that was made ready serves this call (tower's usual swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let gw = self.gw.clone();
+        Box::pin(async move {
+            let peer = request.extensions().get::<Peer>().cloned();
+            let call = peer.as_ref().map(|p| p.activity.start());
+            let refused = match &peer {
+                None => Some(Status::unauthenticated("a client certificate is required")),
+                Some(Peer { refusal: Some(why), .. }) => Some(Status::resource_exhausted(why.to_string())),
+                Some(p) if needs_registered_caller(request.uri().path()) => registered(&gw, p).await.err(),
+                Some(_) => None,
+            };
+            let response = match refused {
+                Some(status) => status.into_http(),
+                None => inner.call(request).await?,
+            };
+            let (parts, body) = response.into_parts();
+            Ok(Response::from_parts(parts, Body::new(Tracked { inner: body, _call: call })))
+        })
+    }
+}
+
+/// Whether the connection's certificate names an active registered participant.
+async fn registered(gw: &Gateway, peer: &Peer) -> Result<(), Status> {
+    if !peer.client_auth {
+        return Err(Status::unauthenticated(NOT_CLIENT_AUTH));
+    }
+    let subject = peer
+        .subject
+        .as_deref()
+        .ok_or_else(|| Status::unauthenticated("the client certificate names no common name"))?;
+    identify(gw, subject, peer.cert_sha256.to_string()).await.map(|_| ()).map_err(Status::from)
+}

@@ -1,0 +1,234 @@
+//! What the gateway does by itself: cut transfers reconciled, refused attempts recorded, stale
+//! uploads purged — and recovery from a full disk without a restart.
+
+use std::time::Duration as StdDuration;
+
+use bth_gateway::domain::classification::Level;
+use bth_gateway::domain::ids::DatasetId;
+use bth_gateway::domain::participant::{ParticipantKind, RecipientType, Role};
+use bth_gateway::domain::record::{NewRecord, RecordKind, TransferFacets};
+use bth_gateway::pb::{self, audit_client::AuditClient};
+use bth_gateway::pki::{self, LeafKind};
+use bth_gateway::server;
+use bth_gateway::service::{maintenance, Limits};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::Code;
+
+use crate::harness::*;
+
+async fn auditor(t: &TestGateway) -> AuditClient<Channel> {
+    t.register("auditor", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Auditor], Level::G1)
+        .await;
+    let leaf = pki::issue(&t.ca, "auditor", LeafKind::Client).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&t.ca.cert))
+        .domain_name("localhost")
+        .identity(Identity::from_pem(&leaf.cert, &leaf.key));
+    let channel = Channel::from_shared(format!("https://{}", t.addr)).unwrap().tls_config(tls).unwrap();
+    AuditClient::new(channel.connect().await.unwrap())
+}
+
+/// `tj-stats` publishes `survey` with `rows` rows; `tj-commerce` is granted two fields.
+async fn shared(t: &TestGateway, rows: u32) -> (Client, Client) {
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(rows, 0)]).await.unwrap();
+    let mut consumer = t.consumer("tj-commerce", Level::G2).await;
+    granted(&mut owner, &mut consumer, "survey", &["enterprise", "district"], pb::Approve::default()).await;
+    (owner, consumer)
+}
+
+/// The decision record a pull leaves before its first row, as a crash would leave it alone.
+fn decision_of_a_crashed_pull(transfer: &str) -> NewRecord {
+    let mut rec = NewRecord::new(
+        RecordKind::TransferDecision,
+        "tj-commerce",
+        serde_json::json!({"transfer": transfer, "dataset": "survey", "version": 1, "outcome": "AUTHORISED"}),
+    );
+    rec.facets = Some(TransferFacets {
+        transfer: transfer.into(),
+        dataset: "survey".into(),
+        recipient: "tj-commerce".into(),
+        exporter: "tj-stats".into(),
+        region: "CN-TJ".into(),
+        export: false,
+        mechanism: "NONE".into(),
+        action: "PASS".into(),
+    });
+    rec
+}
+
+#[tokio::test]
+async fn a_pull_cut_by_a_stop_gets_one_interrupted_completion_and_completed_pulls_none() {
+    let t = TestGateway::start().await;
+    let (_owner, mut consumer) = shared(&t, 10).await;
+    pull(&mut consumer, pull_req("survey")).await.unwrap();
+    t.gw.log.append(decision_of_a_crashed_pull("t-crashed")).await.unwrap();
+
+    assert_eq!(maintenance::reconcile_interrupted(&t.gw).await.unwrap(), 1);
+    assert_eq!(maintenance::reconcile_interrupted(&t.gw).await.unwrap(), 0, "reconciled once");
+    let interrupted = t
+        .count(
+            "SELECT COUNT(*) FROM records WHERE kind = 'transfer.completed' AND action = 'INTERRUPTED' \
+             AND transfer = 't-crashed' AND leaf_index IS NOT NULL",
+        )
+        .await;
+    assert_eq!(interrupted, 1);
+    assert_eq!(t.count("SELECT COUNT(*) FROM records WHERE action = 'INTERRUPTED'").await, 1);
+}
+
+#[tokio::test]
+async fn a_pull_still_streaming_is_not_taken_for_a_cut_one() {
+    let t = TestGateway::start().await;
+    let (_owner, mut consumer) = shared(&t, 400).await;
+    let mut stream = consumer.exchange.pull(pull_req("survey")).await.unwrap().into_inner();
+    stream.message().await.unwrap().expect("the header");
+    stream.message().await.unwrap().expect("a batch");
+    assert_eq!(maintenance::reconcile_interrupted(&t.gw).await.unwrap(), 0);
+    drop(stream);
+}
+
+#[tokio::test]
+async fn refused_pull_attempts_are_recorded_once_per_participant_dataset_and_reason() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(10, 0)]).await.unwrap();
+    let mut prober = t.consumer("tj-prober", Level::G2).await;
+    for _ in 0..50 {
+        let e = pull(&mut prober, pull_req("survey")).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+    }
+    for _ in 0..10 {
+        let e = prober.exchange.preview_pull(pull_req("secret-payroll")).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+    }
+    assert_eq!(maintenance::flush_refusals(&t.gw).await.unwrap(), 2);
+    assert_eq!(maintenance::flush_refusals(&t.gw).await.unwrap(), 0, "nothing counted twice");
+
+    let mut audit = auditor(&t).await;
+    let listed = audit
+        .list_transfers(pb::ListTransfersRequest { action: "DENIED".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .transfers;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let survey = listed.iter().find(|r| r.dataset_id == "survey").expect("the probe of survey");
+    assert_eq!(survey.recipient, "tj-prober");
+    assert_eq!(survey.r#type, "access.refused");
+    assert!(survey.json.contains("\"attempts\":50"), "{}", survey.json);
+    let unknown = listed.iter().find(|r| r.dataset_id == "secret-payroll").expect("the probe of an unknown dataset");
+    assert!(unknown.json.contains("\"attempts\":10"), "{}", unknown.json);
+}
+
+#[tokio::test]
+async fn stale_uploads_are_purged_by_maintenance_and_fresh_ones_kept() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    let dataset = DatasetId::parse("survey").unwrap();
+    t.gw.store.begin_upload(&dataset, "u-left-by-a-crash").await.unwrap();
+    let keep = maintenance::Settings { every: StdDuration::from_secs(60), stale_upload: StdDuration::from_secs(3600) };
+    maintenance::round(&t.gw, &keep).await;
+    assert_eq!(t.count("SELECT COUNT(*) FROM uploads WHERE id = 'u-left-by-a-crash'").await, 1);
+    tokio::time::sleep(StdDuration::from_millis(5)).await;
+    let purge = maintenance::Settings { every: StdDuration::from_secs(60), stale_upload: StdDuration::ZERO };
+    maintenance::round(&t.gw, &purge).await;
+    assert_eq!(t.count("SELECT COUNT(*) FROM uploads WHERE id = 'u-left-by-a-crash'").await, 0);
+}
+
+/// A small file system of its own, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `mib` MiB; `None` (after saying why) where mounting is not allowed —
+    /// except under CI, which runs as root and must run this test.
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(std::env::var_os("CI").is_none(), "CI must be able to mount a tmpfs (it runs as root)");
+            eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+            return None;
+        }
+        Some(SmallDisk { dir })
+    }
+
+    /// Writes a file until the file system is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.dir.path().join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_full_disk_the_gateway_recovers_without_a_restart() {
+    if on_postgres() {
+        eprintln!("skipped on PostgreSQL: it is about the SQLite file on a full disk");
+        return;
+    }
+    let Some(disk) = SmallDisk::mount(16) else { return };
+    let settings = server::Settings { max_message_bytes: MAX_MESSAGE, ..Default::default() };
+    let t =
+        TestGateway::start_in(Limits { chunk_rows: 64, ..Limits::default() }, settings, Some(disk.dir.path())).await;
+    let (mut owner, mut consumer) = shared(&t, 200).await;
+
+    let filler = disk.fill();
+    let mut refused = 0;
+    for i in 0..20 {
+        let big = publish(&mut owner, "survey", &format!("full-{i}"), vec![survey_rows(2000, 0)]).await;
+        let small = owner.catalog.register_dataset(survey(&format!("during-{i}"))).await;
+        for r in [big.err(), small.err()].into_iter().flatten() {
+            assert!(
+                matches!(r.code(), Code::Unavailable | Code::ResourceExhausted),
+                "a full disk is UNAVAILABLE, not {:?}: {}",
+                r.code(),
+                r.message()
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the disk never filled");
+
+    std::fs::remove_file(filler).unwrap();
+    // Space is back: writes, pulls and the log work again, without a restart.
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(15);
+    loop {
+        match owner.catalog.register_dataset(survey("after")).await {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(StdDuration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no recovery after the disk was freed: {e}"),
+        }
+    }
+    publish(&mut owner, "survey", "after-the-disk-was-freed", vec![survey_rows(50, 0)]).await.unwrap();
+    let pulled = pull(&mut consumer, pull_req("survey")).await.unwrap();
+    assert_eq!(pulled.rows(), 50);
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+    while t.count("SELECT COUNT(*) FROM records WHERE leaf_index IS NULL").await > 0 {
+        assert!(std::time::Instant::now() < deadline, "committed records were never integrated");
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    assert!(t.gw.log.failing_for().is_none());
+    drop(t);
+}
