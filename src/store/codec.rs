@@ -78,14 +78,17 @@ pub(super) fn check_placement(
 
 /// The chunks of a version from `from` on, read one query per chunk (`read(seq)`; `None` ends
 /// the version): a reader holds a database connection only while one chunk is read, never
-/// while its consumer is slow.
+/// while its consumer is slow. Each read runs as a task of its own, so it finishes and gives
+/// its connection back even when the stream, having started it (a read-ahead), is not polled
+/// again for a long time.
 pub(super) fn chunk_by_chunk<'a, F, Fut>(from: u64, read: F) -> BoxStream<'a, Result<StoredChunk, StoreError>>
 where
     F: Fn(u64) -> Fut + Send + 'a,
-    Fut: std::future::Future<Output = Result<Option<StoredChunk>, StoreError>> + Send + 'a,
+    Fut: std::future::Future<Output = Result<Option<StoredChunk>, StoreError>> + Send + 'static,
 {
     futures::stream::try_unfold((from, read), |(seq, read)| async move {
-        Ok(read(seq).await?.map(|chunk| (chunk, (seq + 1, read))))
+        let chunk = tokio::spawn(read(seq)).await.map_err(|_| StoreError::Unavailable(sqlx::Error::WorkerCrashed))??;
+        Ok(chunk.map(|chunk| (chunk, (seq + 1, read))))
     })
     .boxed()
 }

@@ -566,6 +566,7 @@ impl Store for SqliteStore {
         from_seq: u64,
     ) -> BoxStream<'_, Result<StoredChunk, StoreError>> {
         let dataset = dataset.as_str().to_owned();
+        let bulk = self.bulk.clone();
         super::codec::chunk_by_chunk(from_seq, move |seq| {
             let query = sqlx::query(
                 "SELECT c.seq, c.rows, c.sha256, c.data FROM versions v JOIN chunks c ON c.upload_id = v.upload_id
@@ -574,8 +575,9 @@ impl Store for SqliteStore {
             .bind(dataset.clone())
             .bind(version as i64)
             .bind(seq as i64);
+            let bulk = bulk.clone();
             async move {
-                let row = query.fetch_optional(&self.bulk).await.map_err(classify)?;
+                let row = query.fetch_optional(&bulk).await.map_err(classify)?;
                 row.map(|row| chunk_from_row(&row)).transpose()
             }
         })

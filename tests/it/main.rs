@@ -11,6 +11,7 @@ mod cli;
 mod cli_guard;
 mod exchange;
 mod export;
+mod hostile;
 mod identity;
 mod kill_loop;
 mod maintenance;
