@@ -87,7 +87,8 @@ where
     Fut: std::future::Future<Output = Result<Option<StoredChunk>, StoreError>> + Send + 'static,
 {
     futures::stream::try_unfold((from, read), |(seq, read)| async move {
-        let chunk = tokio::spawn(read(seq)).await.map_err(|_| StoreError::Unavailable(sqlx::Error::WorkerCrashed))??;
+        let chunk =
+            tokio::spawn(read(seq)).await.map_err(|_| StoreError::Unavailable(sqlx::Error::WorkerCrashed))??;
         Ok(chunk.map(|chunk| (chunk, (seq + 1, read))))
     })
     .boxed()
