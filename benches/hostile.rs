@@ -30,9 +30,12 @@ mod common;
 
 use common::{dataset, participant, rows};
 
-/// Rows of the published version: about 5 MB in 196 chunks of 256 rows, far more than a stalled
-/// pull's buffers.
-const ROWS: u32 = 50_000;
+/// Rows of the published version (`ROWS`): by default about 5 MB in 196 chunks of 256 rows
+/// (`CHUNK_ROWS`), far more than a stalled pull's buffers. `CHUNK_ROWS=8192 ROWS=400000` measures
+/// the memory of a stalled pull with the default chunk size.
+fn setting(var: &str, default: u32) -> u32 {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 
 /// The HTTP/2 stream window of the stalling client (65 535 bytes, the protocol's default).
 const SMALL_WINDOW: u32 = 65_535;
@@ -192,6 +195,13 @@ async fn flood(
     connects
 }
 
+/// The process's resident memory, KiB (Linux).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn main() {
     let calls: usize = std::env::var("CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
@@ -203,10 +213,11 @@ fn main() {
         let tls = TlsPem { cert: server_pem.cert.clone(), key: server_pem.key.clone(), client_ca: ca.cert.clone() };
         let store =
             Arc::new(SqliteStore::open(&format!("sqlite:{}", dir.path().join("gw.db").display())).await.unwrap());
-        // Every pull reads its chunks from the store: no cache, no prepared extracts.
+        // Every pull reads its chunks from the store unless CACHE_MIB is set; no prepared extracts.
         let limits = Limits {
-            chunk_rows: 256,
-            cache_bytes: 0,
+            chunk_rows: setting("CHUNK_ROWS", 256),
+            // `CACHE_MIB`: 0 by default, so that every pull reads its chunks from the store.
+            cache_bytes: (setting("CACHE_MIB", 0) as usize) << 20,
             prepare_extracts: false,
             max_pulls_per_participant: 64,
             ..Limits::default()
@@ -223,9 +234,9 @@ fn main() {
         let owner = Caller { participant: participant("owner", &[Role::Publisher]), cert_sha256: String::new() };
         bth_gateway::service::catalog::register(&gw, &owner, dataset()).await.unwrap();
         let mut up = publishing::start(&gw, &owner, &dataset().id, "bench").await.unwrap();
-        let mut at = 0;
-        while at < ROWS {
-            let n = 8192.min(ROWS - at);
+        let (mut at, total) = (0, setting("ROWS", 50_000));
+        while at < total {
+            let n = 8192.min(total - at);
             up.add(rows(n, at)).await.unwrap();
             at += n;
         }
@@ -282,8 +293,18 @@ fn main() {
         show_tail("no attack", tail_pull(&mut probe, version.chunks).await);
 
         for n in [8, 40] {
+            let before = rss_kib();
             let streams = stall(addr, &ca, &slow_leaf, n).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
             let name = format!("{n} stalled pulls");
+            if let (Some(b), Some(a)) = (before, rss_kib()) {
+                println!(
+                    "{name:<26} memory: {:.0} KiB per stalled pull (process RSS growth / {n}; gateway and the \
+                     stalling client together, whose window is {} KiB per stream)",
+                    (a.saturating_sub(b)) as f64 / n as f64,
+                    SMALL_WINDOW / 1024
+                );
+            }
             let got = measure(&mut probe, calls).await;
             report(&name, &got, &base);
             show_tail(&name, tail_pull(&mut probe, version.chunks).await);

@@ -18,6 +18,7 @@
 //! | `cache_mib` | `512` | `BTH_CACHE_MIB` |
 //! | `prepare_extracts` | `true` | `BTH_PREPARE_EXTRACTS` |
 //! | `max_pulls_per_participant` | `4` (pulls streaming at once per participant) | `BTH_MAX_PULLS_PER_PARTICIPANT` |
+//! | `chunk_kib` | `256` (a stored chunk, one delivered batch, is about this size or 8 192 rows) | `BTH_CHUNK_KIB` |
 //! | `stale_upload_secs` | `3600` (staged uploads older than this are purged) | `BTH_STALE_UPLOAD_SECS` |
 //! | `maintenance_secs` | `60` (how often uploads are purged and cut transfers reconciled) | `BTH_MAINTENANCE_SECS` |
 //! | `log` | `info` | `BTH_LOG` |
@@ -66,6 +67,8 @@ pub struct Config {
     pub prepare_extracts: bool,
     /// Pulls one participant may have streaming at once; one more is `RESOURCE_EXHAUSTED`.
     pub max_pulls_per_participant: usize,
+    /// KiB of one stored chunk (one delivered batch), about; a slow pull holds a few chunks.
+    pub chunk_kib: usize,
     /// Staged uploads (of publishes that never finished) older than this are purged.
     pub stale_upload_secs: u64,
     /// How often stale uploads are purged and transfers cut by a crash get their completion.
@@ -95,6 +98,7 @@ impl Default for Config {
             cache_mib: 512,
             prepare_extracts: true,
             max_pulls_per_participant: 4,
+            chunk_kib: 256,
             stale_upload_secs: 3600,
             maintenance_secs: 60,
             log: "info".into(),
@@ -248,6 +252,9 @@ impl Config {
         if let Some(v) = env("BTH_MAX_PULLS_PER_PARTICIPANT") {
             self.max_pulls_per_participant = parse("BTH_MAX_PULLS_PER_PARTICIPANT", v)?;
         }
+        if let Some(v) = env("BTH_CHUNK_KIB") {
+            self.chunk_kib = parse("BTH_CHUNK_KIB", v)?;
+        }
         if let Some(v) = env("BTH_STALE_UPLOAD_SECS") {
             self.stale_upload_secs = parse("BTH_STALE_UPLOAD_SECS", v)?;
         }
@@ -287,6 +294,7 @@ impl Config {
             cache_bytes: self.cache_mib.saturating_mul(1 << 20),
             prepare_extracts: self.prepare_extracts,
             max_pulls_per_participant: self.max_pulls_per_participant.max(1),
+            chunk_bytes: self.chunk_kib.max(1).saturating_mul(1024),
             ..crate::service::Limits::default()
         }
     }
@@ -368,6 +376,10 @@ prepare_extracts = true
 # Pulls one participant may have streaming at once; one more answers RESOURCE_EXHAUSTED.
 # Default: 4.
 max_pulls_per_participant = 4
+
+# Size, in KiB, of a stored chunk (one delivered batch) at most 8 192 rows: a pull to a slow
+# recipient holds about three chunks in memory. Default: 256.
+chunk_kib = 256
 
 # Staged uploads of publishes that never finished (a crash, a cut stream) older than this many
 # seconds are purged; every `maintenance_secs` the gateway also gives transfers cut by a crash

@@ -586,6 +586,20 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
                 })
                 .buffered(2);
             loop {
+                // Room for the next batch first, then the next chunk: while the recipient is slow
+                // nothing more is read or masked for it.
+                let permit = tokio::select! {
+                    biased;
+                    why = &mut watcher, if revoked.is_none() => {
+                        revoked = Some(why.unwrap_or_else(|| "its authorisation cannot be re-checked".into()));
+                        break;
+                    }
+                    permit = tx.reserve() => permit,
+                };
+                let Ok(permit) = permit else {
+                    failure = Some("cut: the recipient went away".into());
+                    break;
+                };
                 let item = tokio::select! {
                     biased;
                     why = &mut watcher, if revoked.is_none() => {
@@ -599,21 +613,9 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
                     Ok(x) => x,
                     Err(e) => {
                         failure = Some(e.to_string());
-                        let _ = tx.send(Err(e)).await;
+                        permit.send(Err(e));
                         break;
                     }
-                };
-                let permit = tokio::select! {
-                    biased;
-                    why = &mut watcher, if revoked.is_none() => {
-                        revoked = Some(why.unwrap_or_else(|| "its authorisation cannot be re-checked".into()));
-                        break;
-                    }
-                    permit = tx.reserve() => permit,
-                };
-                let Ok(permit) = permit else {
-                    failure = Some("cut: the recipient went away".into());
-                    break;
                 };
                 permit.send(Ok(Delivery::Batch(RowBatch::from_encoded(out.data.clone()))));
                 digest.update(&out.sha256);

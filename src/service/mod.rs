@@ -132,8 +132,12 @@ impl Clock for SystemClock {
 pub struct Limits {
     /// Rows in one published batch.
     pub max_batch_rows: u32,
-    /// Rows in one stored chunk (= one delivered batch).
+    /// Rows in one stored chunk (= one delivered batch), at most.
     pub chunk_rows: u32,
+    /// Bytes of one stored chunk, about: a chunk closes at `chunk_rows` rows or when its rows,
+    /// at the densest batch of the upload so far, would exceed this. What a slow recipient's pull
+    /// holds in memory is a few chunks, so this bounds it.
+    pub chunk_bytes: usize,
     /// Rows in one version.
     pub max_version_rows: u64,
     /// Bytes of verified chunks and prepared extracts kept in memory ([`ChunkCache`]).
@@ -150,6 +154,7 @@ impl Default for Limits {
         Limits {
             max_batch_rows: 65_536,
             chunk_rows: 8_192,
+            chunk_bytes: 256 << 10,
             max_version_rows: 100_000_000,
             cache_bytes: 512 << 20,
             prepare_extracts: true,

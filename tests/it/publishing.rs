@@ -143,3 +143,17 @@ async fn a_stream_must_start_with_a_header() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("idempotency_key"));
 }
+
+#[tokio::test]
+async fn chunks_close_at_about_chunk_bytes_whatever_the_row_count() {
+    let limits = bth_gateway::service::Limits { chunk_rows: 8192, chunk_bytes: 4096, ..Default::default() };
+    let t = TestGateway::start_with(limits).await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(600, 0), survey_rows(400, 600)]).await.unwrap();
+    let chunks = t.count("SELECT COUNT(*) FROM chunks").await;
+    let largest = t.count("SELECT CAST(MAX(LENGTH(data)) AS BIGINT) FROM chunks").await;
+    assert!(chunks >= 20, "1 000 rows of ~130 bytes in chunks of about 4 KiB, not {chunks}");
+    assert!(largest <= 4096 + 512, "a chunk of {largest} bytes");
+    assert_eq!(t.count("SELECT CAST(SUM(rows) AS BIGINT) FROM chunks").await, 1000);
+}
