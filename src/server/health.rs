@@ -1,4 +1,5 @@
-//! Health: `SERVING` only while the store answers and the transfer log integrates.
+//! Health: `SERVING` only while the store can be read and written and the transfer log
+//! integrates.
 
 use std::time::Duration;
 
@@ -40,8 +41,13 @@ const SERVICES: [&str; 8] = [
 async fn problem(gw: &Gateway) -> Option<String> {
     match tokio::time::timeout(PROBE_TIMEOUT, gw.store.checkpoint(None)).await {
         Err(_) => return Some("the store did not answer within 3 s".into()),
-        Ok(Err(e)) => return Some(format!("the store fails: {e}")),
+        Ok(Err(e)) => return Some(format!("the store cannot be read: {e}")),
         Ok(Ok(_)) => {}
+    }
+    match tokio::time::timeout(PROBE_TIMEOUT, gw.store.probe_write(chrono::Utc::now())).await {
+        Err(_) => return Some("a write to the store did not finish within 3 s".into()),
+        Ok(Err(e)) => return Some(format!("the store cannot be written: {e}")),
+        Ok(Ok(())) => {}
     }
     gw.log.failing_for().map(|d| format!("the transfer log has failed to integrate for {} s", d.as_secs()))
 }

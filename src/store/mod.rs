@@ -387,6 +387,10 @@ pub trait Store: Send + Sync + 'static {
     /// for the same exporter never both read the same "before" (no lost updates).
     async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError>;
 
+    /// Proves the store can write now: rewrites one row (the health probe). `Unavailable` on a
+    /// full disk or a read-only database.
+    async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError>;
+
     /// Whether other gateway processes may share this store (then a transfer without completion
     /// may still be streaming from one of them).
     fn shared(&self) -> bool {

@@ -541,6 +541,15 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(classify)
     }
 
+    async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO liveness (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at")
+            .bind(micros(at))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn purge_abandoned_uploads(&self, started_before: DateTime<Utc>) -> Result<u64, StoreError> {
         let abandoned = "SELECT id FROM uploads WHERE started_at < ? AND id NOT IN (SELECT upload_id FROM versions)";
         let mut tx = self.write_tx().await?;

@@ -13,19 +13,39 @@ use bth_gateway::server;
 use bth_gateway::service::{maintenance, Limits};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
 use crate::harness::*;
 
-async fn auditor(t: &TestGateway) -> AuditClient<Channel> {
-    t.register("auditor", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Auditor], Level::G1)
-        .await;
-    let leaf = pki::issue(&t.ca, "auditor", LeafKind::Client).unwrap();
+/// A channel of registered participant `id`.
+async fn channel_of(t: &TestGateway, id: &str) -> Channel {
+    let leaf = pki::issue(&t.ca, id, LeafKind::Client).unwrap();
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&t.ca.cert))
         .domain_name("localhost")
         .identity(Identity::from_pem(&leaf.cert, &leaf.key));
-    let channel = Channel::from_shared(format!("https://{}", t.addr)).unwrap().tls_config(tls).unwrap();
-    AuditClient::new(channel.connect().await.unwrap())
+    Channel::from_shared(format!("https://{}", t.addr)).unwrap().tls_config(tls).unwrap().connect().await.unwrap()
+}
+
+async fn auditor(t: &TestGateway) -> AuditClient<Channel> {
+    t.register("auditor", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Auditor], Level::G1)
+        .await;
+    AuditClient::new(channel_of(t, "auditor").await)
+}
+
+/// Waits up to 8 s (health is probed every 2 s) for the gateway's overall health to be `want`.
+async fn health_becomes(t: &TestGateway, want: ServingStatus) {
+    let mut health = HealthClient::new(channel_of(t, "admin").await);
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(8);
+    loop {
+        let got = health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner().status;
+        if got == want as i32 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "health stayed {got}, expected {want:?}");
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
 }
 
 /// `tj-stats` publishes `survey` with `rows` rows; `tj-commerce` is granted two fields.
@@ -209,6 +229,7 @@ async fn after_a_full_disk_the_gateway_recovers_without_a_restart() {
         }
     }
     assert!(refused > 0, "the disk never filled");
+    health_becomes(&t, ServingStatus::NotServing).await;
 
     std::fs::remove_file(filler).unwrap();
     // Space is back: writes, pulls and the log work again, without a restart.
@@ -232,5 +253,79 @@ async fn after_a_full_disk_the_gateway_recovers_without_a_restart() {
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     }
     assert!(t.gw.log.failing_for().is_none());
+    health_becomes(&t, ServingStatus::Serving).await;
     drop(t);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_log_on_a_full_disk_never_fails_a_call() {
+    let Some(disk) = SmallDisk::mount(1) else { return };
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("gw");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bth-gateway"))
+            .args(args)
+            .env_remove("BTH_DATABASE_URL")
+            .current_dir(root.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["init", "gw"]);
+    let d = dir.to_str().unwrap();
+    run(&["certs", "issue", "tj-stats", "--dir", d]);
+    run(&[
+        "participants",
+        "add",
+        "tj-stats",
+        "--dir",
+        d,
+        "--name",
+        "Tianjin Statistics Bureau",
+        "--kind",
+        "STATE_ORGAN",
+        "--recipient-type",
+        "STATISTICS_AGENCY",
+        "--region",
+        "CN-TJ",
+        "--roles",
+        "publisher",
+        "--clearance",
+        "G4",
+    ]);
+    let filler = disk.fill();
+    let log = std::fs::File::options().create(true).append(true).open(disk.dir.path().join("server.log")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_bth-gateway"))
+        .args(["serve", "--dir", d, "--listen", &format!("127.0.0.1:{port}"), "--log", "debug"])
+        .env_remove("BTH_DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("certs/ca.pem")))
+        .identity(Identity::from_pem(read("certs/clients/tj-stats.pem"), read("certs/clients/tj-stats.key")))
+        .domain_name("localhost");
+    let endpoint = Channel::from_shared(format!("https://127.0.0.1:{port}")).unwrap().tls_config(tls).unwrap();
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+    let channel = loop {
+        match endpoint.connect().await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "the gateway did not come up: {e}");
+                tokio::time::sleep(StdDuration::from_millis(50)).await;
+            }
+        }
+    };
+    let mut catalog = bth_gateway::pb::catalog_client::CatalogClient::new(channel.clone());
+    for i in 0..20 {
+        catalog.register_dataset(survey(&format!("survey-{i}"))).await.expect("a call succeeds whatever the log disk");
+        catalog.list_datasets(pb::ListDatasetsRequest::default()).await.unwrap();
+    }
+    assert!(server.try_wait().unwrap().is_none(), "the gateway died writing its log to a full disk");
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(filler);
 }

@@ -1,0 +1,6 @@
+-- One row the health probe rewrites every few seconds: whether the store can still write (a
+-- full disk, a read-only database) shows in health before a client's write fails.
+CREATE TABLE liveness (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at BIGINT NOT NULL
+);
