@@ -18,7 +18,7 @@
 //! | `cache_mib` | `512` | `BTH_CACHE_MIB` |
 //! | `prepare_extracts` | `true` | `BTH_PREPARE_EXTRACTS` |
 //! | `max_pulls_per_participant` | `4` (pulls streaming at once per participant) | `BTH_MAX_PULLS_PER_PARTICIPANT` |
-//! | `chunk_kib` | `256` (a stored chunk, one delivered batch, is about this size or 8 192 rows) | `BTH_CHUNK_KIB` |
+//! | `chunk_kib` | `256` (a stored chunk, one delivered batch, is planned from the schema to about this size, at most 8 192 rows) | `BTH_CHUNK_KIB` |
 //! | `stale_upload_secs` | `3600` (staged uploads older than this are purged) | `BTH_STALE_UPLOAD_SECS` |
 //! | `maintenance_secs` | `60` (how often uploads are purged and cut transfers reconciled) | `BTH_MAINTENANCE_SECS` |
 //! | `log` | `info` | `BTH_LOG` |
@@ -67,7 +67,9 @@ pub struct Config {
     pub prepare_extracts: bool,
     /// Pulls one participant may have streaming at once; one more is `RESOURCE_EXHAUSTED`.
     pub max_pulls_per_participant: usize,
-    /// KiB of one stored chunk (one delivered batch), about; a slow pull holds a few chunks.
+    /// KiB of one stored chunk (one delivered batch), planned from the dataset's schema; a slow
+    /// pull holds a few chunks. Changing it changes how later versions are cut (a publish retried
+    /// across the change is a different version's content).
     pub chunk_kib: usize,
     /// Staged uploads (of publishes that never finished) older than this are purged.
     pub stale_upload_secs: u64,
@@ -377,8 +379,8 @@ prepare_extracts = true
 # Default: 4.
 max_pulls_per_participant = 4
 
-# Size, in KiB, of a stored chunk (one delivered batch) at most 8 192 rows: a pull to a slow
-# recipient holds about three chunks in memory. Default: 256.
+# Size, in KiB, of a stored chunk (one delivered batch, at most 8 192 rows), planned from the
+# dataset's schema: a pull to a slow recipient holds about three chunks in memory. Default: 256.
 chunk_kib = 256
 
 # Staged uploads of publishes that never finished (a crash, a cut stream) older than this many

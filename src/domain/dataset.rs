@@ -36,6 +36,18 @@ named_enum! {
 }
 
 impl FieldType {
+    /// The encoded bytes of one value, as the chunk size is planned from a dataset's schema:
+    /// exact for fixed-width types, a typical length for text.
+    pub fn planned_width(self) -> u64 {
+        match self {
+            FieldType::Bool => 2,
+            FieldType::Int64 | FieldType::Float64 => 10,
+            FieldType::Date | FieldType::Decimal => 14,
+            FieldType::Timestamp => 28,
+            FieldType::String => 32,
+        }
+    }
+
     /// Values travel as text (`Column.strings`).
     pub fn is_text(self) -> bool {
         matches!(self, FieldType::String | FieldType::Date | FieldType::Timestamp | FieldType::Decimal)

@@ -61,8 +61,10 @@ impl Default for Activity {
 impl Activity {
     /// When the connection became idle: `None` while a call is in flight.
     pub fn idle_since(&self) -> Option<Instant> {
-        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
-        (self.in_flight.load(Ordering::Acquire) == 0).then_some(last)
+        if self.in_flight.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        Some(*self.last.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn start(self: &Arc<Self>) -> InFlight {
@@ -184,9 +186,11 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gw = self.gw.clone();
+        // Counted now, on the connection's task, not when the call's future first runs: a call
+        // arriving at the idle deadline keeps its connection open.
+        let peer = request.extensions().get::<Peer>().cloned();
+        let call = peer.as_ref().map(|p| p.activity.start());
         Box::pin(async move {
-            let peer = request.extensions().get::<Peer>().cloned();
-            let call = peer.as_ref().map(|p| p.activity.start());
             let refused = match &peer {
                 None => Some(Status::unauthenticated("a client certificate is required")),
                 Some(Peer { refusal: Some(why), .. }) => Some(Status::resource_exhausted(why.to_string())),

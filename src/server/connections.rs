@@ -9,8 +9,10 @@
 //! - **After the handshake** the connection belongs to a verified certificate: at most
 //!   `max_connections` in all and `max_connections_per_participant` per certificate subject;
 //!   calls on a connection over its participant's limit are answered `RESOURCE_EXHAUSTED` and the
-//!   connection is closed a second later. A connection with no call in flight for `idle_timeout`
-//!   is closed.
+//!   connection is closed a second later (such connections never hold one of the shared places;
+//!   at most 64 are open at once). A connection with no call in flight for `idle_timeout` is
+//!   closed (checked whenever the connection is read; a peer that stops reading is dropped by the
+//!   HTTP/2 keep-alive instead).
 //! - **Accept errors** (out of file descriptors, above all) are backed off, not spun on.
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,13 +36,16 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::config::NetworkConfig;
 use crate::grpc::peer::{Activity, Peer};
 
-/// How long an over-limit connection stays open after its last refused call.
+/// How long a connection over its participant's cap stays open (to answer why), whatever it does.
 const REFUSED_LINGER: Duration = Duration::from_secs(1);
+
+/// Connections over their participant's cap open at once (beyond, they are closed at once).
+const MAX_REFUSED_CONNECTIONS: usize = 64;
 
 /// The longest pause after failed accepts.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Counts of what the listener did, for tests and the server's log.
+/// Counts of what the listener did (logged when the listener stops).
 #[derive(Debug, Default)]
 pub struct ListenerStats {
     /// Handshakes abandoned because newer sockets needed their place.
@@ -88,6 +93,8 @@ pub struct Conn {
     inner: TlsStream<TcpStream>,
     peer: Peer,
     idle_timeout: Duration,
+    /// Closed when the timer first fires, whatever its calls (a connection over its cap).
+    hard_deadline: bool,
     idle: Pin<Box<tokio::time::Sleep>>,
     _permit: OwnedSemaphorePermit,
     _slot: Option<SubjectSlot>,
@@ -100,6 +107,9 @@ impl Conn {
         loop {
             if self.idle.as_mut().poll(cx).is_pending() {
                 return false;
+            }
+            if self.hard_deadline {
+                return true;
             }
             let now = Instant::now();
             let deadline = match self.peer.activity.idle_since() {
@@ -174,7 +184,7 @@ pub struct Limits {
 impl From<&NetworkConfig> for Limits {
     fn from(c: &NetworkConfig) -> Limits {
         Limits {
-            handshake_timeout: Duration::from_secs(c.handshake_timeout_secs),
+            handshake_timeout: Duration::from_secs(c.handshake_timeout_secs.max(1)),
             max_pending_handshakes: c.max_pending_handshakes.max(1),
             max_connections: c.max_connections.max(1),
             max_connections_per_participant: c.max_connections_per_participant.max(1),
@@ -196,6 +206,7 @@ pub async fn accept(
     use std::sync::atomic::Ordering::Relaxed;
     let pending = Arc::new(Mutex::new(Pending::default()));
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let refused = Arc::new(Semaphore::new(MAX_REFUSED_CONNECTIONS));
     let subjects = Arc::new(PerSubject::default());
     let mut backoff = Duration::ZERO;
     loop {
@@ -236,6 +247,7 @@ pub async fn accept(
         };
         let (acceptor, limits, stats, out) = (acceptor.clone(), limits.clone(), stats.clone(), out.clone());
         let (pending, connections, subjects) = (pending.clone(), connections.clone(), subjects.clone());
+        let refused = refused.clone();
         tokio::spawn(async move {
             let handshake = tokio::select! {
                 _ = cancel.cancelled() => None,
@@ -255,33 +267,47 @@ pub async fn accept(
                 }
                 Some(Ok(Ok(tls))) => tls,
             };
-            let Ok(permit) = connections.try_acquire_owned() else {
-                stats.refused_full.fetch_add(1, Relaxed);
-                tracing::warn!(%remote, max = limits.max_connections, "connection refused: max_connections are open");
-                return;
-            };
             let (subject, cert_sha256, client_auth) = subject_of(&tls);
-            let mut refusal = None;
-            let slot = subject.as_ref().and_then(|s| {
+            // The subject's own cap first: a connection over it never takes one of the places
+            // everyone shares. It gets a place among the few refused connections (closed at a
+            // fixed deadline that its calls do not extend), or none and is closed at once.
+            let key: Arc<str> = subject.clone().unwrap_or_else(|| Arc::from(""));
+            let slot = {
                 let mut counts = subjects.0.lock().unwrap_or_else(|p| p.into_inner());
-                let n = counts.entry(s.clone()).or_insert(0);
+                let n = counts.entry(key.clone()).or_insert(0);
                 if *n >= limits.max_connections_per_participant {
-                    refusal = Some(Arc::from(format!(
-                        "{s} already holds {n} connections (max_connections_per_participant = {}); reuse one",
-                        limits.max_connections_per_participant
-                    )));
-                    None
+                    Err(*n)
                 } else {
                     *n += 1;
-                    Some(SubjectSlot { counts: subjects.clone(), subject: s.clone() })
+                    Ok(SubjectSlot { counts: subjects.clone(), subject: key.clone() })
                 }
-            });
-            let idle_timeout = if refusal.is_some() { REFUSED_LINGER } else { limits.idle_timeout };
+            };
+            let (permit, refusal, slot) = match slot {
+                Ok(slot) => {
+                    let Ok(permit) = connections.try_acquire_owned() else {
+                        stats.refused_full.fetch_add(1, Relaxed);
+                        tracing::warn!(%remote, max = limits.max_connections, "connection refused: max_connections are open");
+                        return;
+                    };
+                    (permit, None, Some(slot))
+                }
+                Err(n) => {
+                    let Ok(permit) = refused.clone().try_acquire_owned() else { return };
+                    let why: Arc<str> = Arc::from(format!(
+                        "{key} already holds {n} connections (max_connections_per_participant = {}); reuse one",
+                        limits.max_connections_per_participant
+                    ));
+                    (permit, Some(why), None)
+                }
+            };
+            let hard = refusal.is_some();
+            let idle_timeout = if hard { REFUSED_LINGER } else { limits.idle_timeout };
             let peer = Peer { subject, cert_sha256, client_auth, refusal, activity: Arc::new(Activity::default()) };
             let conn = Conn {
                 inner: tls,
                 peer,
                 idle_timeout,
+                hard_deadline: hard,
                 idle: Box::pin(tokio::time::sleep(idle_timeout)),
                 _permit: permit,
                 _slot: slot,

@@ -110,7 +110,7 @@ pub async fn run(
         listener,
         acceptor,
         connections::Limits::from(net),
-        stats,
+        stats.clone(),
         conns,
         stop.clone(),
     ));
@@ -141,6 +141,16 @@ pub async fn run(
         .context("serving");
     stop.cancel();
     let _ = accepting.await;
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        tracing::info!(
+            evicted_handshakes = stats.evicted.load(Relaxed),
+            timed_out_handshakes = stats.timed_out.load(Relaxed),
+            refused_full = stats.refused_full.load(Relaxed),
+            accept_errors = stats.accept_errors.load(Relaxed),
+            "listener stopped"
+        );
+    }
     let _ = monitor.await;
     let _ = maintaining.await;
     served?;

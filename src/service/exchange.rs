@@ -393,7 +393,7 @@ fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceErr
 pub async fn preview(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<PullPlan, ServiceError> {
     let planned = plan(gw, caller, req, Counting::DryRun).await;
     if let Err(e) = &planned {
-        gw.refusals.note(caller, req.dataset.as_ref(), e);
+        gw.refusals.note(caller, req.dataset.as_ref(), e, gw.clock.now());
     }
     planned
 }
@@ -434,12 +434,15 @@ pub struct Completion {
 ///
 /// [`Limits::max_pulls_per_participant`]: super::Limits::max_pulls_per_participant
 pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Result<PullPlan, ServiceError> {
-    caller.require(Role::Consumer)?;
+    if let Err(e) = caller.require(Role::Consumer) {
+        gw.refusals.note(caller, req.dataset.as_ref(), &e, gw.clock.now());
+        return Err(e);
+    }
     let slot = gw.pulls.take(&caller.participant.id, gw.limits.max_pulls_per_participant)?;
     let mut plan = match plan(gw, caller, req, Counting::Commit).await {
         Ok(plan) => plan,
         Err(e) => {
-            gw.refusals.note(caller, req.dataset.as_ref(), &e);
+            gw.refusals.note(caller, req.dataset.as_ref(), &e, gw.clock.now());
             return Err(e);
         }
     };
@@ -467,8 +470,9 @@ pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Resu
 /// How often a streaming pull re-checks that it is still authorised.
 pub const RECHECK: Duration = Duration::from_secs(1);
 
-/// Consecutive failed re-checks after which a pull stops (it cannot show it is still allowed).
-const RECHECK_FAILURES: u32 = 10;
+/// Consecutive failed (or slower than [`RECHECK`]) re-checks after which a pull stops: it
+/// cannot show it is still allowed.
+const RECHECK_FAILURES: u32 = 5;
 
 /// Why a running pull may no longer proceed, if it may not: its recipient suspended, its grant
 /// revoked or expired, or an approval its decision used revoked.
@@ -502,7 +506,10 @@ async fn watch_authorisation(gw: Gateway, plan: PullPlan, done: CancellationToke
             _ = done.cancelled() => return None,
             _ = tokio::time::sleep(RECHECK) => {}
         }
-        match withdrawn(&gw, &plan).await {
+        let checked = tokio::time::timeout(RECHECK, withdrawn(&gw, &plan)).await.unwrap_or_else(|_| {
+            Err(ServiceError::Unavailable(anyhow::anyhow!("the re-check took over a second").into()))
+        });
+        match checked {
             Ok(None) => failures = 0,
             Ok(Some(why)) => return Some(why),
             Err(e) => {
@@ -537,6 +544,8 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
     let actor = caller.actor();
     tokio::spawn(async move {
         let done = CancellationToken::new();
+        // Also when this task ends abnormally: the watcher (and the pull's slot it holds) ends.
+        let _stop_watching = done.clone().drop_guard();
         let watcher = tokio::spawn(watch_authorisation(gw.clone(), plan.clone(), done.clone()));
         let mut watcher = std::pin::pin!(async move { watcher.await.ok().flatten() });
         let mut revoked: Option<String> = None;

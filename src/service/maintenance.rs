@@ -6,14 +6,16 @@
 //! how probing looks to an officer, so they are logged — but a flood of them must not fill the
 //! log: they are counted in memory per (participant, dataset, reason) and written as one
 //! `access.refused` record per key and flush (about a minute), with the number of attempts and
-//! the first and last time. At most [`MAX_REFUSAL_KEYS`] keys are kept between flushes; further
-//! distinct keys are counted together under the reason `other refusals (too many distinct)`.
+//! the first and last time. At most [`MAX_REFUSAL_KEYS_PER_PARTICIPANT`] keys per participant and
+//! [`MAX_REFUSAL_KEYS`] in all are kept between flushes; further distinct keys are counted
+//! together, per participant and then for everyone (with no participant named).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +26,13 @@ use crate::store::TransferFilter;
 
 /// Distinct (participant, dataset, reason) keys kept between two flushes.
 pub const MAX_REFUSAL_KEYS: usize = 10_000;
+
+/// Distinct keys of one participant between two flushes; its further refusals are counted
+/// together under one key of its own.
+pub const MAX_REFUSAL_KEYS_PER_PARTICIPANT: usize = 50;
+
+/// Refusal records appended at once.
+const FLUSH_AT_ONCE: usize = 64;
 
 /// Longest reason kept (characters).
 const MAX_REASON: usize = 200;
@@ -52,123 +61,175 @@ pub struct Settings {
 
 #[derive(Debug, Clone)]
 struct Refused {
-    participant: String,
+    key: RefusalKey,
     region: String,
-    dataset: String,
-    reason: String,
     attempts: u64,
     first: DateTime<Utc>,
     last: DateTime<Utc>,
 }
 
+/// (participant, dataset, reason); empty strings in the overflow keys.
+type RefusalKey = (String, String, String);
+
 /// Refused attempts counted since the last flush.
 #[derive(Debug, Default)]
-pub struct Refusals(Mutex<HashMap<(String, String, String), Refused>>);
+pub struct Refusals(Mutex<Counted>);
+
+#[derive(Debug, Default)]
+struct Counted {
+    by_key: HashMap<RefusalKey, Refused>,
+    keys_of: HashMap<String, usize>,
+}
 
 impl Refusals {
-    /// Counts a refused pull attempt when `e` is a refusal worth an officer's eye.
-    pub fn note(&self, caller: &Caller, dataset: Option<&DatasetId>, e: &ServiceError) {
+    /// Counts a refused pull attempt at `now` when `e` is a refusal worth an officer's eye.
+    pub fn note(&self, caller: &Caller, dataset: Option<&DatasetId>, e: &ServiceError, now: DateTime<Utc>) {
         if !matches!(e, ServiceError::PermissionDenied(_) | ServiceError::NotFound(_)) {
             return;
         }
-        let now = Utc::now();
-        let mut reason: String = e.to_string().chars().take(MAX_REASON).collect();
         let participant = caller.participant.id.to_string();
-        let mut dataset = dataset.map(|d| d.to_string()).unwrap_or_default();
-        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let mut key = (participant.clone(), dataset.clone(), reason.clone());
-        if !counts.contains_key(&key) && counts.len() >= MAX_REFUSAL_KEYS {
-            reason = "other refusals (too many distinct)".into();
-            dataset = String::new();
-            key = (String::new(), String::new(), reason.clone());
+        let mut region = caller.participant.region.to_string();
+        let reason: String = e.to_string().chars().take(MAX_REASON).collect();
+        let mut key = (participant.clone(), dataset.map(|d| d.to_string()).unwrap_or_default(), reason);
+        let mut counted = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !counted.by_key.contains_key(&key) {
+            let mine = counted.keys_of.get(&participant).copied().unwrap_or(0);
+            if counted.by_key.len() >= MAX_REFUSAL_KEYS {
+                key = (String::new(), String::new(), "other refusals (too many distinct)".into());
+                region = String::new();
+            } else if mine >= MAX_REFUSAL_KEYS_PER_PARTICIPANT {
+                key = (
+                    participant.clone(),
+                    String::new(),
+                    "other refusals of this participant (too many distinct)".into(),
+                );
+            }
+            if !counted.by_key.contains_key(&key) && !key.0.is_empty() {
+                *counted.keys_of.entry(participant).or_insert(0) += 1;
+            }
         }
-        let entry = counts.entry(key).or_insert_with(|| Refused {
-            participant,
-            region: caller.participant.region.to_string(),
-            dataset,
-            reason,
+        let entry = counted.by_key.entry(key.clone()).or_insert_with(|| Refused {
+            key,
+            region,
             attempts: 0,
             first: now,
             last: now,
         });
         entry.attempts += 1;
-        entry.last = now;
+        entry.last = entry.last.max(now);
     }
 
     fn take(&self) -> Vec<Refused> {
-        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<Refused> = std::mem::take(&mut *counts).into_values().collect();
+        let mut counted = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = std::mem::take(&mut *counted);
+        let mut out: Vec<Refused> = taken.by_key.into_values().collect();
         out.sort_by_key(|r| r.first);
         out
     }
 
     fn put_back(&self, refused: Vec<Refused>) {
-        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counted = self.0.lock().unwrap_or_else(|p| p.into_inner());
         for r in refused {
-            let key = (r.participant.clone(), r.dataset.clone(), r.reason.clone());
-            counts
-                .entry(key)
+            if !counted.by_key.contains_key(&r.key) && !r.key.0.is_empty() {
+                *counted.keys_of.entry(r.key.0.clone()).or_insert(0) += 1;
+            }
+            counted
+                .by_key
+                .entry(r.key.clone())
                 .and_modify(|e| {
                     e.attempts += r.attempts;
                     e.first = e.first.min(r.first);
+                    e.last = e.last.max(r.last);
                 })
                 .or_insert(r);
         }
     }
 }
 
-/// Writes one `access.refused` record per counted key; returns how many. Keys whose record
-/// could not be written are kept for the next flush.
+/// The record of one counted key.
+fn refusal_record(gw: &Gateway, r: &Refused) -> NewRecord {
+    let (participant, dataset, reason) = &r.key;
+    let actor = if participant.is_empty() { "local:maintenance" } else { participant.as_str() };
+    let mut rec = NewRecord::new(
+        RecordKind::AccessRefused,
+        actor,
+        json!({
+            "participant": participant,
+            "dataset": dataset,
+            "reason": reason,
+            "attempts": r.attempts,
+            "first_at": r.first.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "last_at": r.last.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        }),
+    );
+    rec.at = gw.clock.now();
+    rec.facets = Some(TransferFacets {
+        transfer: new_id("r-"),
+        dataset: dataset.clone(),
+        recipient: participant.clone(),
+        exporter: String::new(),
+        region: r.region.clone(),
+        export: false,
+        mechanism: "NONE".into(),
+        action: DENIED.into(),
+    });
+    rec
+}
+
+/// Writes one `access.refused` record per counted key, many at a time (the log batches them);
+/// returns how many. Keys whose record could not be written are kept for the next flush.
 ///
 /// # Errors
 /// `Unavailable` when the log cannot be written.
 pub async fn flush_refusals(gw: &Gateway) -> Result<usize, ServiceError> {
     let refused = gw.refusals.take();
+    let outcomes: Vec<(Refused, Result<(), crate::translog::sequencer::LogError>)> =
+        futures::stream::iter(refused.into_iter().map(|r| async move {
+            let written = gw.log.append(refusal_record(gw, &r)).await.map(|_| ());
+            (r, written)
+        }))
+        .buffer_unordered(FLUSH_AT_ONCE)
+        .collect()
+        .await;
+    let mut failed = Vec::new();
+    let mut error = None;
     let mut written = 0;
-    let mut rest = refused.into_iter();
-    for r in rest.by_ref() {
-        let mut rec = NewRecord::new(
-            RecordKind::AccessRefused,
-            r.participant.clone(),
-            json!({
-                "participant": r.participant,
-                "dataset": r.dataset,
-                "reason": r.reason,
-                "attempts": r.attempts,
-                "first_at": r.first.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "last_at": r.last.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            }),
-        );
-        rec.at = gw.clock.now();
-        rec.facets = Some(TransferFacets {
-            transfer: new_id("r-"),
-            dataset: r.dataset.clone(),
-            recipient: r.participant.clone(),
-            exporter: String::new(),
-            region: r.region.clone(),
-            export: false,
-            mechanism: "NONE".into(),
-            action: DENIED.into(),
-        });
-        if let Err(e) = gw.log.append(rec).await {
-            gw.refusals.put_back(std::iter::once(r).chain(rest).collect());
-            return Err(e.into());
+    for (r, outcome) in outcomes {
+        match outcome {
+            Ok(()) => written += 1,
+            Err(e) => {
+                failed.push(r);
+                error.get_or_insert(e);
+            }
         }
-        written += 1;
     }
-    Ok(written)
+    match error {
+        None => Ok(written),
+        Some(e) => {
+            gw.refusals.put_back(failed);
+            Err(e.into())
+        }
+    }
 }
 
 /// Gives every authorised transfer that has no completion record and is not streaming any more
 /// its completion, `INTERRUPTED`: on a store this process alone uses, every one not streaming
-/// here; on a shared store, those decided more than [`SHARED_STREAM_GRACE`] ago. Returns how many.
+/// here; on a shared store, those decided more than [`SHARED_STREAM_GRACE`] ago. With `since`,
+/// only decisions from then on (the periodic rounds; the round at start looks at all). Returns
+/// how many.
+///
+/// A pull's transfer is marked streaming before its decision is stored and unmarked only after
+/// its completion is stored, so a decision found without completion whose transfer is not
+/// streaming is checked once more for a completion before it is given one: a pull that ended
+/// between the two reads keeps its own.
 ///
 /// # Errors
 /// `Unavailable` when the store cannot be read or the log written.
-pub async fn reconcile_interrupted(gw: &Gateway) -> Result<u64, ServiceError> {
+pub async fn reconcile_interrupted(gw: &Gateway, since: Option<DateTime<Utc>>) -> Result<u64, ServiceError> {
     let now = gw.clock.now();
     let to = if gw.store.shared() { now - SHARED_STREAM_GRACE } else { now + chrono::TimeDelta::seconds(1) };
     let mut filter = TransferFilter {
+        from: since,
         to: Some(to),
         kind: Some(RecordKind::TransferDecision),
         action: Some("PASS".into()),
@@ -181,15 +242,29 @@ pub async fn reconcile_interrupted(gw: &Gateway) -> Result<u64, ServiceError> {
         let Some(last) = page.last() else { return Ok(done) };
         filter.before = Some((last.at, last.seq));
         for decision in page.iter().filter(|d| !gw.pulls.is_streaming(&d.facets.transfer)) {
-            let body: serde_json::Value = serde_json::from_str(&decision.json)
-                .map_err(|e| ServiceError::Internal(anyhow::anyhow!("decision record {}: {e}", decision.seq)))?;
+            let still = TransferFilter {
+                transfer: Some(decision.facets.transfer.clone()),
+                kind: Some(RecordKind::TransferDecision),
+                unfinished: true,
+                ..TransferFilter::default()
+            };
+            if gw.store.transfers(&still, 1).await?.is_empty() {
+                continue;
+            }
+            let version = match serde_json::from_str::<serde_json::Value>(&decision.json) {
+                Ok(body) => body["version"].clone(),
+                Err(e) => {
+                    tracing::error!(seq = decision.seq, error = %e, "a decision record does not parse");
+                    serde_json::Value::Null
+                }
+            };
             let mut rec = NewRecord::new(
                 RecordKind::TransferCompleted,
                 "local:maintenance",
                 json!({
                     "transfer": decision.facets.transfer,
                     "dataset": decision.facets.dataset,
-                    "version": body["version"],
+                    "version": version,
                     "recipient": decision.facets.recipient,
                     "decision_index": decision.leaf_index,
                     "outcome": "INTERRUPTED: the gateway stopped while the pull was streaming; \
@@ -207,8 +282,8 @@ pub async fn reconcile_interrupted(gw: &Gateway) -> Result<u64, ServiceError> {
 
 /// One round: reconcile cut transfers, purge stale uploads, flush refused attempts. Each part
 /// runs even when another fails; failures are logged.
-pub async fn round(gw: &Gateway, settings: &Settings) {
-    match reconcile_interrupted(gw).await {
+pub async fn round(gw: &Gateway, settings: &Settings, since: Option<DateTime<Utc>>) {
+    match reconcile_interrupted(gw, since).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(transfers = n, "reconciled transfers cut by a stop"),
         Err(e) => tracing::warn!(error = %e, "cannot reconcile cut transfers now"),
@@ -226,11 +301,17 @@ pub async fn round(gw: &Gateway, settings: &Settings) {
     }
 }
 
-/// Runs a round now and then every `settings.every` until `stop`, and a last flush of refused
-/// attempts at `stop`.
+/// Runs a round now (over every decision) and then every `settings.every` (over the last hours)
+/// until `stop`, and a last flush of refused attempts at `stop`.
 pub async fn run(gw: Gateway, settings: Settings, stop: CancellationToken) {
+    let mut since = None;
     loop {
-        round(&gw, &settings).await;
+        let started = gw.clock.now();
+        round(&gw, &settings, since).await;
+        // Later rounds look back an hour before the last one started (pulls whose completion
+        // could not be written, mostly); older cuts are found by the round at the next start.
+        let grace = if gw.store.shared() { SHARED_STREAM_GRACE } else { chrono::TimeDelta::zero() };
+        since = Some(started - grace - chrono::TimeDelta::hours(1));
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(settings.every) => {}

@@ -30,8 +30,6 @@ pub struct Upload {
     chunks: u64,
     pending: Vec<Column>,
     pending_rows: u32,
-    /// Encoded bytes per row of the densest batch so far (sizes the chunks: `chunk_bytes`).
-    row_bytes: u64,
     digest: digest::Context,
 }
 
@@ -87,9 +85,20 @@ pub async fn start(gw: &Gateway, caller: &Caller, dataset: &DatasetId, key: &str
         batches: 0,
         chunks: 0,
         pending_rows: 0,
-        row_bytes: 0,
         digest: digest::Context::new(&digest::SHA256),
     })
+}
+
+/// Rows per stored chunk of `dataset`: `chunk_rows`, fewer when the schema's planned row width
+/// ([`FieldType::planned_width`]) would make a chunk larger than `chunk_bytes`. A function of the
+/// schema and the settings only — never of how a publisher cut its batches — so that a retried
+/// publish with the same rows gives the same chunks and digest.
+///
+/// [`FieldType::planned_width`]: crate::domain::dataset::FieldType::planned_width
+pub fn chunk_rows(dataset: &Dataset, limits: &super::Limits) -> u32 {
+    let width: u64 = dataset.fields.iter().map(|f| f.ty.planned_width()).sum::<u64>().max(1);
+    let by_bytes = (limits.chunk_bytes as u64 / width).clamp(1, u64::from(u32::MAX)) as u32;
+    limits.chunk_rows.min(by_bytes).max(1)
 }
 
 impl Upload {
@@ -102,10 +111,6 @@ impl Upload {
         let n = self.batches;
         self.batches += 1;
         let limits = self.gw.limits;
-        if batch.row_count > 0 {
-            let bytes = prost::Message::encoded_len(&batch) as u64;
-            self.row_bytes = self.row_bytes.max(bytes.div_ceil(u64::from(batch.row_count)));
-        }
         if batch.row_count > limits.max_batch_rows {
             return Err(ServiceError::ResourceExhausted(format!(
                 "batch {n}: {} rows, at most {} per batch",
@@ -140,8 +145,7 @@ impl Upload {
         }
         self.pending_rows += batch.row_count;
         self.rows += u64::from(batch.row_count);
-        let by_bytes = (limits.chunk_bytes as u64 / self.row_bytes.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
-        let chunk_rows = limits.chunk_rows.min(by_bytes).max(1);
+        let chunk_rows = chunk_rows(&self.dataset, &limits);
         while self.pending_rows >= chunk_rows {
             let columns = self.pending.iter_mut().map(|c| ops::split_front(c, chunk_rows)).collect();
             self.pending_rows -= chunk_rows;

@@ -208,6 +208,8 @@ pub struct TransferFilter {
     pub party: Option<String>,
     /// Keyset cursor: only records after this `(at, seq)` in newest-first order.
     pub before: Option<(DateTime<Utc>, u64)>,
+    /// The transfer id.
+    pub transfer: Option<String>,
     /// Only records of transfers that have no completion record (a decision whose pull never
     /// ended: the gateway stopped while it streamed).
     pub unfinished: bool,

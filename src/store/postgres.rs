@@ -64,17 +64,10 @@ pub struct PostgresStore {
     log: PgPool,
 }
 
-/// A pool of `max` connections whose connections are closed, not reused, when they come back
-/// inside a transaction.
+/// A pool of `max` connections. (A transaction whose `COMMIT` failed is rolled back when it is
+/// dropped, and sqlx counts it closed at once on PostgreSQL: the connection is reusable.)
 fn pg_pool(max: u32) -> PgPoolOptions {
-    PgPoolOptions::new().max_connections(max.max(1)).acquire_timeout(Duration::from_secs(10)).after_release(
-        |conn, _| {
-            Box::pin(async move {
-                sqlx::Connection::ping(&mut *conn).await?;
-                Ok(<<Postgres as sqlx::Database>::TransactionManager as sqlx::TransactionManager>::get_transaction_depth(conn) == 0)
-            })
-        },
-    )
+    PgPoolOptions::new().max_connections(max.max(1)).acquire_timeout(Duration::from_secs(10))
 }
 
 /// Connections per gateway process, unless configured (`database_pool`).
@@ -95,9 +88,15 @@ impl PostgresStore {
     /// # Errors
     /// An unreachable database or a failed migration.
     pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<PostgresStore, sqlx::Error> {
+        if max_connections < 4 {
+            // Too few to split: one pool for everything.
+            let pool = pg_pool(max_connections).connect_with(options).await?;
+            MIGRATOR.run(&pool).await?;
+            return Ok(PostgresStore { bulk: pool.clone(), log: pool.clone(), pool });
+        }
         let log = if max_connections < 8 { 1 } else { 2 };
         let bulk = (max_connections / 4).max(1);
-        let control = max_connections.saturating_sub(log + bulk).max(1);
+        let control = max_connections - log - bulk;
         let pool = pg_pool(control).connect_with(options.clone()).await?;
         MIGRATOR.run(&pool).await?;
         let bulk = pg_pool(bulk).connect_lazy_with(options.clone());
@@ -1136,6 +1135,7 @@ impl Store for PostgresStore {
             ("region", &filter.region),
             ("mechanism", &filter.mechanism),
             ("action", &filter.action),
+            ("transfer", &filter.transfer),
         ] {
             if let Some(v) = value {
                 q.push(format_args!(" AND {column} = ")).push_bind(v.clone());

@@ -77,8 +77,11 @@ impl SqliteStore {
             .pragma("cache_size", "-65536");
         let pool = sqlite_pool(options.clone(), 8).await?;
         MIGRATOR.run(&pool).await?;
-        let bulk = sqlite_pool(options.clone(), 4).await?;
-        let log = sqlite_pool(options, 2).await?;
+        // Chunk reads and integrations need little page cache of their own (64 MiB each would
+        // multiply over their connections).
+        let small = options.clone().pragma("cache_size", "-2048");
+        let bulk = sqlite_pool(small.clone(), 4).await?;
+        let log = sqlite_pool(small, 2).await?;
         Ok(SqliteStore { pool, bulk, log })
     }
 
@@ -979,6 +982,7 @@ impl Store for SqliteStore {
             ("region", &filter.region),
             ("mechanism", &filter.mechanism),
             ("action", &filter.action),
+            ("transfer", &filter.transfer),
         ] {
             if let Some(v) = value {
                 q.push(format_args!(" AND {column} = ")).push_bind(v.clone());

@@ -381,6 +381,28 @@ async fn connections_beyond_max_connections_per_participant_get_resource_exhaust
     second.catalog.list_datasets(list()).await.unwrap();
 }
 
+/// Review finding: connections over a participant's cap held one of the shared places (and kept
+/// it while their refused calls went on), so one certificate could fill `max_connections`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_participant_opening_many_connections_cannot_take_the_places_of_others() {
+    let network = NetworkConfig { max_connections: 6, max_connections_per_participant: 2, ..NetworkConfig::default() };
+    let t = TestGateway::start_configured(Limits { chunk_rows: 4, ..Limits::default() }, settings(network)).await;
+    let list = pb::ListDatasetsRequest::default;
+    let mut greedy = vec![t.consumer("tj-commerce", Level::G2).await];
+    for _ in 0..20 {
+        greedy.push(t.client("tj-commerce").await);
+    }
+    // The surplus keeps calling (each refused call used to extend its connection's life).
+    for c in greedy.iter_mut().skip(2) {
+        let e = c.catalog.list_datasets(list()).await.unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    }
+    let mut other = t.consumer("tj-customs", Level::G2).await;
+    within("another participant's call", SUCCEEDS, other.catalog.list_datasets(list())).await.unwrap();
+    let mut third = t.consumer("tj-finance", Level::G2).await;
+    within("a third participant's call", SUCCEEDS, third.catalog.list_datasets(list())).await.unwrap();
+}
+
 /// Before: health and reflection answered any certificate of the CA, registered or not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_reflection_refuse_an_unregistered_certificate_and_answer_a_registered_one() {

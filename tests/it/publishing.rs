@@ -145,7 +145,7 @@ async fn a_stream_must_start_with_a_header() {
 }
 
 #[tokio::test]
-async fn chunks_close_at_about_chunk_bytes_whatever_the_row_count() {
+async fn chunks_are_sized_from_the_schema_to_about_chunk_bytes_and_a_retry_cut_otherwise_is_the_same_version() {
     let limits = bth_gateway::service::Limits { chunk_rows: 8192, chunk_bytes: 4096, ..Default::default() };
     let t = TestGateway::start_with(limits).await;
     let mut owner = t.publisher("tj-stats").await;
@@ -156,4 +156,7 @@ async fn chunks_close_at_about_chunk_bytes_whatever_the_row_count() {
     assert!(chunks >= 20, "1 000 rows of ~130 bytes in chunks of about 4 KiB, not {chunks}");
     assert!(largest <= 4096 + 512, "a chunk of {largest} bytes");
     assert_eq!(t.count("SELECT CAST(SUM(rows) AS BIGINT) FROM chunks").await, 1000);
+    // The same rows cut into other batches (a retry after a lost answer): the same chunks.
+    let again = publish(&mut owner, "survey", "v1", vec![survey_rows(1000, 0)]).await.unwrap();
+    assert!(!again.created, "a retry with the same rows is the same version");
 }
