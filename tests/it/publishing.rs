@@ -73,12 +73,14 @@ async fn a_cut_publish_stream_leaves_no_trace() {
         assert!(std::time::Instant::now() < deadline, "the upload was never staged");
         tokio::task::yield_now().await;
     }
+    // The stream is cut (reset), not ended: the sender stays open until the server has cleaned
+    // up (dropping it first could let the body end normally and publish what was sent).
     call.abort();
-    drop(tx);
     while t.count("SELECT COUNT(*) FROM chunks").await + t.count("SELECT COUNT(*) FROM uploads").await > 0 {
         assert!(std::time::Instant::now() < deadline, "the cut upload was not discarded");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    drop(tx);
     assert_eq!(t.count("SELECT COUNT(*) FROM versions").await, 0);
     let d = owner.catalog.get_dataset(pb::GetDatasetRequest { id: "survey".into() }).await.unwrap().into_inner();
     assert_eq!(d.latest_version, 0);
