@@ -288,7 +288,13 @@ pub async fn round(gw: &Gateway, settings: &Settings, since: Option<DateTime<Utc
         Ok(n) => tracing::info!(transfers = n, "reconciled transfers cut by a stop"),
         Err(e) => tracing::warn!(error = %e, "cannot reconcile cut transfers now"),
     }
-    let before = Utc::now() - chrono::TimeDelta::from_std(settings.stale_upload).unwrap_or(chrono::TimeDelta::MAX);
+    // Never an upload still in progress here, however long it takes (another replica's, on a
+    // shared store, is only protected by the age).
+    let stale = chrono::TimeDelta::from_std(settings.stale_upload)
+        .ok()
+        .and_then(|age| Utc::now().checked_sub_signed(age))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let before = gw.uploads.oldest().map_or(stale, |oldest| stale.min(oldest));
     match gw.store.purge_abandoned_uploads(before).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(uploads = n, "purged stale uploads"),

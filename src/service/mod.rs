@@ -188,6 +188,8 @@ pub struct Gateway {
     pub(crate) pulls: Arc<exchange::PullSlots>,
     /// Refused pull attempts not yet recorded ([`maintenance`]).
     pub(crate) refusals: Arc<maintenance::Refusals>,
+    /// Uploads in progress here (maintenance never purges them).
+    pub(crate) uploads: Arc<publishing::LiveUploads>,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -219,6 +221,7 @@ impl Gateway {
             preparing: Arc::new(tokio::sync::Semaphore::new(1)),
             pulls: Arc::default(),
             refusals: Arc::default(),
+            uploads: Arc::default(),
             limits,
             policy,
             log,

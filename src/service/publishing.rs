@@ -1,5 +1,9 @@
 //! Publishing: a stream of checked row batches becomes an immutable version atomically.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 use ring::digest;
 use serde_json::json;
 
@@ -31,6 +35,38 @@ pub struct Upload {
     pending: Vec<Column>,
     pending_rows: u32,
     digest: digest::Context,
+    /// Marks the upload live in this process until it ends (maintenance never purges it).
+    _live: Option<LiveUpload>,
+}
+
+/// Uploads in progress in this process and when each started (no later than the store's
+/// `started_at` of it).
+#[derive(Debug, Default)]
+pub struct LiveUploads(std::sync::Mutex<HashMap<String, DateTime<Utc>>>);
+
+impl LiveUploads {
+    /// When the oldest upload in progress here started, if any.
+    pub fn oldest(&self) -> Option<DateTime<Utc>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).values().min().copied()
+    }
+
+    fn start(self: &Arc<Self>, id: &str) -> LiveUpload {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), Utc::now());
+        LiveUpload { uploads: self.clone(), id: id.to_owned() }
+    }
+}
+
+/// One upload in progress; it ends when this is dropped.
+#[derive(Debug)]
+struct LiveUpload {
+    uploads: Arc<LiveUploads>,
+    id: String,
+}
+
+impl Drop for LiveUpload {
+    fn drop(&mut self) {
+        self.uploads.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
 }
 
 impl std::fmt::Debug for Upload {
@@ -66,12 +102,13 @@ pub async fn start(gw: &Gateway, caller: &Caller, dataset: &DatasetId, key: &str
         return Err(ServiceError::PermissionDenied(format!("only the owner publishes dataset {}", dataset.id)));
     }
     let existing = gw.store.version_by_key(&dataset.id, key).await?;
-    let upload_id = if existing.is_none() {
+    let (upload_id, live) = if existing.is_none() {
         let id = new_id("u-");
+        let live = gw.uploads.start(&id);
         gw.store.begin_upload(&dataset.id, &id).await?;
-        Some(id)
+        (Some(id), Some(live))
     } else {
-        None
+        (None, None)
     };
     Ok(Upload {
         gw: gw.clone(),
@@ -85,6 +122,7 @@ pub async fn start(gw: &Gateway, caller: &Caller, dataset: &DatasetId, key: &str
         batches: 0,
         chunks: 0,
         pending_rows: 0,
+        _live: live,
         digest: digest::Context::new(&digest::SHA256),
     })
 }

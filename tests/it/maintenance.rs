@@ -163,9 +163,24 @@ async fn stale_uploads_are_purged_by_maintenance_and_fresh_ones_kept() {
     maintenance::round(&t.gw, &keep, None).await;
     assert_eq!(t.count("SELECT COUNT(*) FROM uploads WHERE id = 'u-left-by-a-crash'").await, 1);
     tokio::time::sleep(StdDuration::from_millis(5)).await;
+    // A publish still streaming here is never purged, however old.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(header("survey", "slow-publisher")).await.unwrap();
+    tx.send(batch(survey_rows(9, 0))).await.unwrap();
+    let mut publishing = owner.publishing.clone();
+    let call = tokio::spawn(async move { publishing.publish(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+    while t.count("SELECT COUNT(*) FROM uploads").await < 2 {
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    tokio::time::sleep(StdDuration::from_millis(5)).await;
     let purge = maintenance::Settings { every: StdDuration::from_secs(60), stale_upload: StdDuration::ZERO };
     maintenance::round(&t.gw, &purge, None).await;
     assert_eq!(t.count("SELECT COUNT(*) FROM uploads WHERE id = 'u-left-by-a-crash'").await, 0);
+    assert_eq!(t.count("SELECT COUNT(*) FROM uploads").await, 1, "the live upload is kept");
+    tx.send(batch(survey_rows(3, 9))).await.unwrap();
+    drop(tx);
+    let published = call.await.unwrap().unwrap().into_inner();
+    assert_eq!(published.version.unwrap().rows, 12);
 }
 
 /// A small file system of its own, unmounted when dropped.
