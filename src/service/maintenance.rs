@@ -280,9 +280,10 @@ pub async fn reconcile_interrupted(gw: &Gateway, since: Option<DateTime<Utc>>) -
     }
 }
 
-/// One round: reconcile cut transfers, purge stale uploads, flush refused attempts. Each part
-/// runs even when another fails; failures are logged.
-pub async fn round(gw: &Gateway, settings: &Settings, since: Option<DateTime<Utc>>) {
+/// One round: reconcile cut transfers, purge stale uploads, and (`flush`) record the refused
+/// attempts counted since the last one. Each part runs even when another fails; failures are
+/// logged.
+pub async fn round(gw: &Gateway, settings: &Settings, since: Option<DateTime<Utc>>, flush: bool) {
     match reconcile_interrupted(gw, since).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(transfers = n, "reconciled transfers cut by a stop"),
@@ -300,6 +301,9 @@ pub async fn round(gw: &Gateway, settings: &Settings, since: Option<DateTime<Utc
         Ok(n) => tracing::info!(uploads = n, "purged stale uploads"),
         Err(e) => tracing::warn!(error = %e, "cannot purge stale uploads now"),
     }
+    if !flush {
+        return;
+    }
     match flush_refusals(gw).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(records = n, "recorded refused pull attempts"),
@@ -307,13 +311,14 @@ pub async fn round(gw: &Gateway, settings: &Settings, since: Option<DateTime<Utc
     }
 }
 
-/// Runs a round now (over every decision) and then every `settings.every` (over the last hours)
-/// until `stop`, and a last flush of refused attempts at `stop`.
+/// Runs a round now (over every decision; nothing is counted yet to flush) and then every
+/// `settings.every` (over the last hours) until `stop`, and a last flush of refused attempts at
+/// `stop`.
 pub async fn run(gw: Gateway, settings: Settings, stop: CancellationToken) {
     let mut since = None;
     loop {
         let started = gw.clock.now();
-        round(&gw, &settings, since).await;
+        round(&gw, &settings, since, since.is_some()).await;
         // Later rounds look back an hour before the last one started (pulls whose completion
         // could not be written, mostly); older cuts are found by the round at the next start.
         let grace = if gw.store.shared() { SHARED_STREAM_GRACE } else { chrono::TimeDelta::zero() };

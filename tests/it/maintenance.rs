@@ -135,9 +135,8 @@ async fn refused_pull_attempts_are_recorded_once_per_participant_dataset_and_rea
         .unwrap()
         .into_inner()
         .transfers;
-    // One record per (participant, dataset, reason) and flush: two here (the gateway's own
-    // round at start may have flushed the first attempts separately; every attempt counts once).
-    assert!((2..=4).contains(&listed.len()), "{listed:?}");
+    // One record per (participant, dataset, reason) and flush.
+    assert_eq!(listed.len(), 2, "{listed:?}");
     let attempts = |dataset: &str| -> u64 {
         listed
             .iter()
@@ -160,7 +159,7 @@ async fn stale_uploads_are_purged_by_maintenance_and_fresh_ones_kept() {
     let dataset = DatasetId::parse("survey").unwrap();
     t.gw.store.begin_upload(&dataset, "u-left-by-a-crash").await.unwrap();
     let keep = maintenance::Settings { every: StdDuration::from_secs(60), stale_upload: StdDuration::from_secs(3600) };
-    maintenance::round(&t.gw, &keep, None).await;
+    maintenance::round(&t.gw, &keep, None, true).await;
     assert_eq!(t.count("SELECT COUNT(*) FROM uploads WHERE id = 'u-left-by-a-crash'").await, 1);
     tokio::time::sleep(StdDuration::from_millis(5)).await;
     // A publish still streaming here is never purged, however old.
@@ -174,7 +173,7 @@ async fn stale_uploads_are_purged_by_maintenance_and_fresh_ones_kept() {
     }
     tokio::time::sleep(StdDuration::from_millis(5)).await;
     let purge = maintenance::Settings { every: StdDuration::from_secs(60), stale_upload: StdDuration::ZERO };
-    maintenance::round(&t.gw, &purge, None).await;
+    maintenance::round(&t.gw, &purge, None, true).await;
     assert_eq!(t.count("SELECT COUNT(*) FROM uploads WHERE id = 'u-left-by-a-crash'").await, 0);
     assert_eq!(t.count("SELECT COUNT(*) FROM uploads").await, 1, "the live upload is kept");
     tx.send(batch(survey_rows(3, 9))).await.unwrap();
@@ -366,7 +365,6 @@ async fn a_flood_of_distinct_refusals_is_counted_per_participant_and_never_filed
     let e = pull(&mut publisher, pull_req("guess-0")).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
 
-    // (The gateway's own maintenance round at start may have flushed the first few already.)
     maintenance::flush_refusals(&t.gw).await.unwrap();
     let records = t.strings("SELECT json FROM records WHERE kind = 'access.refused' AND recipient = 'tj-prober'").await;
     let parsed: Vec<serde_json::Value> = records.iter().map(|r| serde_json::from_str(r).unwrap()).collect();
@@ -376,7 +374,7 @@ async fn a_flood_of_distinct_refusals_is_counted_per_participant_and_never_filed
     assert_eq!(overflow.len(), 1, "{records:?}");
     assert_eq!(overflow[0]["reason"], "other refusals of this participant (too many distinct)");
     assert!(parsed.iter().all(|r| r["participant"] == "tj-prober"));
-    assert!(records.len() <= maintenance::MAX_REFUSAL_KEYS_PER_PARTICIPANT + 3, "bounded: {}", records.len());
+    assert_eq!(records.len(), maintenance::MAX_REFUSAL_KEYS_PER_PARTICIPANT + 1, "bounded");
     assert_eq!(
         t.count("SELECT COUNT(*) FROM records WHERE kind = 'access.refused' AND recipient = 'tj-stats'").await,
         1
