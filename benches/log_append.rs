@@ -62,6 +62,7 @@ fn record(writer: usize, i: usize) -> NewRecord {
     NewRecord::new(
         RecordKind::TransferDecision,
         format!("consumer-{writer:02}"),
+        chrono::Utc::now(),
         serde_json::json!({
             "transfer": format!("tr-{writer:02}-{i:08}"),
             "dataset": "enterprise-survey",

@@ -76,8 +76,12 @@ async fn appends(gws: &[Gateway], total: usize) -> (f64, Duration, Duration) {
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             for i in 0..total / writers {
-                let rec =
-                    NewRecord::new(RecordKind::TransferCompleted, "bench", serde_json::json!({"writer": w, "i": i}));
+                let rec = NewRecord::new(
+                    RecordKind::TransferCompleted,
+                    "bench",
+                    chrono::Utc::now(),
+                    serde_json::json!({"writer": w, "i": i}),
+                );
                 let s = Instant::now();
                 log.append(rec).await.unwrap();
                 lat.push(s.elapsed());

@@ -53,6 +53,41 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// What a transfer record says happened: a decision's action, a completion's outcome, or
+    /// refused attempts.
+    TransferAction, "transfer action" {
+        /// Authorised: the pull streams.
+        Pass = "PASS",
+        /// Held for an officer's approval.
+        Hold = "HOLD",
+        /// Blocked by the rules.
+        Block = "BLOCK",
+        /// The rules passed it but it was refused all the same.
+        Refused = "REFUSED",
+        /// Every batch was delivered.
+        Completed = "COMPLETED",
+        /// The recipient went away (or a chunk failed) before the end.
+        Cut = "CUT",
+        /// Stopped mid-stream: a suspension, a revoked or expired grant, a revoked approval.
+        Revoked = "REVOKED",
+        /// The gateway stopped while the pull streamed; what was sent is not known.
+        Interrupted = "INTERRUPTED",
+        /// Pull attempts refused before any assessment, counted.
+        Denied = "DENIED",
+    }
+}
+
+impl From<crate::policy::Action> for TransferAction {
+    fn from(a: crate::policy::Action) -> TransferAction {
+        match a {
+            crate::policy::Action::Pass => TransferAction::Pass,
+            crate::policy::Action::Hold => TransferAction::Hold,
+            crate::policy::Action::Block => TransferAction::Block,
+        }
+    }
+}
+
 /// The searchable facts of a transfer record (`ListTransfers` filters, a participant's own
 /// records).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +106,8 @@ pub struct TransferFacets {
     pub export: bool,
     /// The mechanism the rules required.
     pub mechanism: String,
-    /// PASS, HOLD or BLOCK (or the completion outcome).
-    pub action: String,
+    /// What happened.
+    pub action: TransferAction,
 }
 
 /// A record about to be stored. Never holds a record's data values, keys or tokens.
@@ -91,8 +126,9 @@ pub struct NewRecord {
 }
 
 impl NewRecord {
-    /// A record of `kind` by `actor` now, with `body`.
-    pub fn new(kind: RecordKind, actor: impl Into<String>, body: Value) -> NewRecord {
+    /// A record of `kind` by `actor` at `at` (the time of the use case's clock, so that the
+    /// record and the state it records agree), with `body`.
+    pub fn new(kind: RecordKind, actor: impl Into<String>, at: DateTime<Utc>, body: Value) -> NewRecord {
         let body = match body {
             Value::Object(m) => m,
             other => {
@@ -101,7 +137,7 @@ impl NewRecord {
                 m
             }
         };
-        NewRecord { kind, actor: actor.into(), at: Utc::now(), body, facets: None }
+        NewRecord { kind, actor: actor.into(), at, body, facets: None }
     }
 
     /// The leaf: the record's RFC 8785 canonical JSON.

@@ -4,6 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{time_in, time_out};
 use super::identity::caller;
+use crate::domain::classification::UnknownName;
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::Region;
 use crate::domain::record::RecordKind;
@@ -35,13 +36,8 @@ fn transfer_out(t: StoredTransfer) -> pb::TransferRecord {
         region: f.region,
         export: f.export,
         mechanism: f.mechanism,
-        action: f.action,
+        action: f.action.to_string(),
     }
-}
-
-/// A non-empty string filter.
-fn text(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_owned())
 }
 
 /// A non-empty filter that must parse (as an id, a region, …) to match anything; refused naming
@@ -87,8 +83,10 @@ fn transfer_query_in(r: &pb::ListTransfersRequest) -> Result<TransferFilter, Ser
         exporter: parsed("exporter", &r.exporter, ParticipantId::parse)?,
         region: parsed("region", &r.region, Region::parse)?,
         export,
-        mechanism: text(&r.mechanism),
-        action: text(&r.action),
+        mechanism: parsed("mechanism", &r.mechanism, |m| m.parse::<crate::policy::Mechanism>())?,
+        action: (!r.action.is_empty())
+            .then(|| r.action.parse().map_err(|e: UnknownName| ServiceError::invalid("action", e.to_string())))
+            .transpose()?,
         kind,
         ..TransferFilter::default()
     })

@@ -231,7 +231,7 @@ pub async fn queue_hold(
     body["grant"] = grant.into();
     body["dataset"] = dataset.id.as_str().into();
     body["consumer"] = caller.participant.id.as_str().into();
-    let rec = NewRecord::new(RecordKind::HoldQueued, caller.actor(), body);
+    let rec = NewRecord::new(RecordKind::HoldQueued, caller.actor(), gw.clock.now(), body);
     gw.store.insert_hold(&hold, &rec).await?;
     gw.log.kick();
     tracing::info!(hold = %hold.id, transfer = transfer_id, mechanism, "transfer held for review");

@@ -37,6 +37,7 @@ pub async fn register(gw: &Gateway, caller: &Caller, mut d: Dataset) -> Result<D
     let rec = NewRecord::new(
         RecordKind::DatasetRegistered,
         caller.actor(),
+        gw.clock.now(),
         json!({
             "dataset": d.id.as_str(),
             "owner": d.owner.as_str(),

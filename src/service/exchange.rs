@@ -22,7 +22,7 @@ use crate::domain::grant::{Grant, GrantStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::mask::Mask;
 use crate::domain::participant::{Participant, ParticipantStatus, Role};
-use crate::domain::record::{shanghai, NewRecord, RecordKind, TransferFacets};
+use crate::domain::record::{shanghai, NewRecord, RecordKind, TransferAction, TransferFacets};
 use crate::policy::{self, Action, Decision, DecisionJson};
 use crate::store::cache::Extract;
 use crate::store::StoredChunk;
@@ -290,7 +290,7 @@ pub async fn plan(
 }
 
 /// The searchable facts of this transfer's records.
-fn facets(plan: &PullPlan, action: &str) -> TransferFacets {
+fn facets(plan: &PullPlan, action: TransferAction) -> TransferFacets {
     TransferFacets {
         transfer: plan.transfer_id.clone(),
         dataset: plan.dataset.id.to_string(),
@@ -299,7 +299,7 @@ fn facets(plan: &PullPlan, action: &str) -> TransferFacets {
         region: plan.recipient.region.to_string(),
         export: plan.decision.is_export(),
         mechanism: plan.decision.mechanism.to_string(),
-        action: action.to_owned(),
+        action,
     }
 }
 
@@ -332,6 +332,7 @@ fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceErr
     let mut rec = NewRecord::new(
         RecordKind::TransferDecision,
         caller.actor(),
+        plan.at,
         json!({
             "transfer": plan.transfer_id,
             "caller": {"id": caller.participant.id.as_str(), "cert_sha256": caller.cert_sha256},
@@ -378,11 +379,10 @@ fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceErr
             },
         }),
     );
-    rec.at = plan.at;
     let action = if refused.is_some() && plan.decision.action == Action::Pass {
-        "REFUSED"
+        TransferAction::Refused
     } else {
-        plan.decision.action.as_str()
+        plan.decision.action.into()
     };
     rec.facets = Some(facets(plan, action));
     rec
@@ -653,6 +653,7 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
         let mut rec = NewRecord::new(
             RecordKind::TransferCompleted,
             actor,
+            gw.clock.now(),
             json!({
                 "transfer": plan.transfer_id,
                 "dataset": plan.dataset.id.as_str(),
@@ -665,15 +666,14 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
                 "outcome": failure.as_deref().unwrap_or("COMPLETED"),
             }),
         );
-        rec.at = gw.clock.now();
         let action = match (&revoked, &failure) {
-            (Some(_), _) => "REVOKED",
-            (None, Some(_)) => "CUT",
-            (None, None) => "COMPLETED",
+            (Some(_), _) => TransferAction::Revoked,
+            (None, Some(_)) => TransferAction::Cut,
+            (None, None) => TransferAction::Completed,
         };
         rec.facets = Some(facets(&plan, action));
         let stored = gw.log.append(rec).await;
-        tracing::info!(transfer = %plan.transfer_id, rows, bytes, action, "pull ended");
+        tracing::info!(transfer = %plan.transfer_id, rows, bytes, %action, "pull ended");
         if let Some(why) = revoked {
             let stop = ServiceError::PermissionDenied(format!(
                 "the pull was stopped after {batches} batches ({rows} rows): {why}"

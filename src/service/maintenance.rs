@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::ids::DatasetId;
-use crate::domain::record::{NewRecord, RecordKind, TransferFacets};
+use crate::domain::record::{NewRecord, RecordKind, TransferAction, TransferFacets};
 use crate::store::TransferFilter;
 
 /// Distinct (participant, dataset, reason) keys kept between two flushes.
@@ -43,12 +43,6 @@ pub const SHARED_STREAM_GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 /// Decisions reconciled per query.
 const PAGE: u32 = 500;
-
-/// The `action` facet of a refused-attempts record.
-pub const DENIED: &str = "DENIED";
-
-/// The `action` facet of the completion of a transfer cut by a crash.
-pub const INTERRUPTED: &str = "INTERRUPTED";
 
 /// What maintenance does and how often.
 #[derive(Debug, Clone)]
@@ -153,6 +147,7 @@ fn refusal_record(gw: &Gateway, r: &Refused) -> NewRecord {
     let mut rec = NewRecord::new(
         RecordKind::AccessRefused,
         actor,
+        gw.clock.now(),
         json!({
             "participant": participant,
             "dataset": dataset,
@@ -162,7 +157,6 @@ fn refusal_record(gw: &Gateway, r: &Refused) -> NewRecord {
             "last_at": r.last.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         }),
     );
-    rec.at = gw.clock.now();
     rec.facets = Some(TransferFacets {
         transfer: new_id("r-"),
         dataset: dataset.clone(),
@@ -170,8 +164,8 @@ fn refusal_record(gw: &Gateway, r: &Refused) -> NewRecord {
         exporter: String::new(),
         region: r.region.clone(),
         export: false,
-        mechanism: "NONE".into(),
-        action: DENIED.into(),
+        mechanism: String::new(),
+        action: TransferAction::Denied,
     });
     rec
 }
@@ -232,7 +226,7 @@ pub async fn reconcile_interrupted(gw: &Gateway, since: Option<DateTime<Utc>>) -
         from: since,
         to: Some(to),
         kind: Some(RecordKind::TransferDecision),
-        action: Some("PASS".into()),
+        action: Some(TransferAction::Pass),
         unfinished: true,
         ..TransferFilter::default()
     };
@@ -261,6 +255,7 @@ pub async fn reconcile_interrupted(gw: &Gateway, since: Option<DateTime<Utc>>) -
             let mut rec = NewRecord::new(
                 RecordKind::TransferCompleted,
                 "local:maintenance",
+                now,
                 json!({
                     "transfer": decision.facets.transfer,
                     "dataset": decision.facets.dataset,
@@ -271,8 +266,7 @@ pub async fn reconcile_interrupted(gw: &Gateway, since: Option<DateTime<Utc>>) -
                                 what was sent before is not known",
                 }),
             );
-            rec.at = now;
-            rec.facets = Some(TransferFacets { action: INTERRUPTED.into(), ..decision.facets.clone() });
+            rec.facets = Some(TransferFacets { action: TransferAction::Interrupted, ..decision.facets.clone() });
             gw.log.append(rec).await?;
             tracing::warn!(transfer = %decision.facets.transfer, "transfer cut by a stop: recorded INTERRUPTED");
             done += 1;

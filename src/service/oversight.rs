@@ -144,7 +144,8 @@ pub async fn record_approval(
         revoked_by: None,
         revoke_reason: None,
     };
-    let rec = NewRecord::new(RecordKind::ApprovalRecorded, caller.actor(), approval_body(&stored.approval));
+    let rec =
+        NewRecord::new(RecordKind::ApprovalRecorded, caller.actor(), gw.clock.now(), approval_body(&stored.approval));
     let seq = gw.store.insert_approval(&stored, &rec).await?;
     tracing::info!(approval = %stored.approval.id, kind = %stored.approval.kind, exporter = %stored.approval.exporter, "approval recorded");
     let receipt = super::audit::receipt_if_integrated(gw, seq).await;
@@ -168,7 +169,7 @@ pub async fn revoke_approval(
     if let Some(a) = gw.store.approval(id).await? {
         body["exporter"] = a.approval.exporter.into();
     }
-    let rec = NewRecord::new(RecordKind::ApprovalRevoked, caller.actor(), body);
+    let rec = NewRecord::new(RecordKind::ApprovalRevoked, caller.actor(), gw.clock.now(), body);
     let (a, seq) = gw
         .store
         .revoke_approval(id, &caller.participant.id, reason, gw.clock.now(), &rec)
@@ -262,6 +263,7 @@ pub async fn resolve_hold(
     let rec = NewRecord::new(
         RecordKind::HoldResolved,
         caller.actor(),
+        gw.clock.now(),
         json!({
             "hold": hold.id,
             "status": hold.status.as_str(),
@@ -305,7 +307,8 @@ pub async fn attest_exemption(
     }
     let status = g.status;
     g.exemption_attested_by = Some(me.clone());
-    let rec = NewRecord::new(RecordKind::ExemptionAttested, caller.actor(), super::sharing::grant_body(&g));
+    let rec =
+        NewRecord::new(RecordKind::ExemptionAttested, caller.actor(), gw.clock.now(), super::sharing::grant_body(&g));
     let seq = gw.store.update_grant(&g, status, &rec).await?;
     Ok((g, super::audit::receipt_if_integrated(gw, seq).await))
 }

@@ -43,7 +43,7 @@ pub async fn register_as(store: &dyn Store, actor: &str, mut p: Participant) -> 
         return Err(ServiceError::invalid("participant.roles", "at least one role is required"));
     }
     p.status = ParticipantStatus::Active;
-    let rec = NewRecord::new(RecordKind::ParticipantRegistered, actor, describe(&p));
+    let rec = NewRecord::new(RecordKind::ParticipantRegistered, actor, chrono::Utc::now(), describe(&p));
     store.insert_participant(&p, &rec).await?;
     tracing::info!(participant = %p.id, actor, "registered participant");
     Ok(p)
@@ -60,8 +60,12 @@ pub async fn suspend_as(
     reason: &str,
 ) -> Result<Participant, ServiceError> {
     super::check_text("reason", reason, false, 1024)?;
-    let rec =
-        NewRecord::new(RecordKind::ParticipantSuspended, actor, json!({"participant": id.as_str(), "reason": reason}));
+    let rec = NewRecord::new(
+        RecordKind::ParticipantSuspended,
+        actor,
+        chrono::Utc::now(),
+        json!({"participant": id.as_str(), "reason": reason}),
+    );
     let p = store
         .set_participant_status(id, ParticipantStatus::Suspended, &rec)
         .await?

@@ -255,6 +255,7 @@ impl Upload {
         let rec = NewRecord::new(
             RecordKind::VersionPublished,
             self.actor.clone(),
+            self.gw.clock.now(),
             json!({
                 "dataset": self.dataset.id.as_str(),
                 "rows": self.rows,

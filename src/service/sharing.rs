@@ -138,7 +138,7 @@ pub async fn request(gw: &Gateway, caller: &Caller, req: GrantRequest) -> Result
         exemption: req.exemption,
         exemption_attested_by: None,
     };
-    let rec = NewRecord::new(RecordKind::GrantRequested, caller.actor(), grant_body(&g));
+    let rec = NewRecord::new(RecordKind::GrantRequested, caller.actor(), gw.clock.now(), grant_body(&g));
     gw.store.insert_grant(&g, &rec).await?;
     gw.log.kick();
     tracing::info!(grant = %g.id, dataset = %g.dataset, consumer = %g.consumer, "grant requested");
@@ -180,7 +180,7 @@ pub async fn decide(
         }
     };
     g.decided_at = Some(now);
-    let rec = NewRecord::new(kind, caller.actor(), grant_body(&g));
+    let rec = NewRecord::new(kind, caller.actor(), now, grant_body(&g));
     let seq = gw.store.update_grant(&g, GrantStatus::Pending, &rec).await?;
     tracing::info!(grant = %g.id, status = %g.status, "grant decided");
     if g.status == GrantStatus::Approved {
@@ -268,7 +268,7 @@ pub async fn revoke(
     g.status = GrantStatus::Revoked;
     g.reason = reason.to_owned();
     g.decided_at = Some(gw.clock.now());
-    let rec = NewRecord::new(RecordKind::GrantRevoked, caller.actor(), grant_body(&g));
+    let rec = NewRecord::new(RecordKind::GrantRevoked, caller.actor(), gw.clock.now(), grant_body(&g));
     let seq = gw.store.update_grant(&g, before, &rec).await?;
     gw.chunk_cache.forget(&g.dataset, &g.consumer);
     tracing::info!(grant = %g.id, "grant revoked");

@@ -189,7 +189,7 @@ fn prepared(records: &[NewRecord]) -> Vec<PreparedRecord> {
 }
 
 fn rec(kind: RecordKind, n: u64) -> NewRecord {
-    let mut r = NewRecord::new(kind, "local:test", json!({ "n": n }));
+    let mut r = NewRecord::new(kind, "local:test", chrono::Utc::now(), json!({ "n": n }));
     r.at = t(n as i64);
     r
 }
@@ -351,7 +351,7 @@ fn facets(transfer: &str, recipient: &str, export: bool, action: &str) -> Transf
         region: if export { "HK".into() } else { "CN-BJ".into() },
         export,
         mechanism: if export { "CAC_SA".into() } else { "NONE".into() },
-        action: action.into(),
+        action: action.parse().expect("a transfer action"),
     }
 }
 
@@ -884,7 +884,11 @@ async fn transfers_list_integrated_transfer_records_newest_first(store: Arc<dyn 
     let exports = list(TransferFilter { export: Some(true), ..Default::default() }, 100).await;
     assert_eq!(exports.len(), 2);
     let held = list(
-        TransferFilter { action: Some("HOLD".into()), recipient: Some("abroad".into()), ..Default::default() },
+        TransferFilter {
+            action: Some(crate::domain::record::TransferAction::Hold),
+            recipient: Some("abroad".into()),
+            ..Default::default()
+        },
         100,
     )
     .await;

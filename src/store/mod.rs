@@ -200,8 +200,8 @@ pub struct TransferFilter {
     pub export: Option<bool>,
     /// The mechanism the rules required.
     pub mechanism: Option<String>,
-    /// The action (`PASS`, `HOLD`, `BLOCK`, `COMPLETED`, `CUT`, `REVOKED`, `INTERRUPTED`, `DENIED`).
-    pub action: Option<String>,
+    /// The action.
+    pub action: Option<crate::domain::record::TransferAction>,
     /// The record type.
     pub kind: Option<crate::domain::record::RecordKind>,
     /// Only records whose recipient or exporter is this participant (a participant's own view).

@@ -394,7 +394,7 @@ fn transfer_facets_from_row(row: &PgRow) -> Result<Option<TransferFacets>, Store
         region: text("region")?.unwrap_or_default(),
         export: row.try_get::<Option<bool>, _>("export").map_err(|e| bad(e.to_string()))?.unwrap_or(false),
         mechanism: text("mechanism")?.unwrap_or_default(),
-        action: text("action")?.unwrap_or_default(),
+        action: text("action")?.unwrap_or_default().parse().map_err(|e: UnknownName| bad(e.to_string()))?,
     }))
 }
 
@@ -1134,7 +1134,7 @@ impl Store for PostgresStore {
             ("exporter", &filter.exporter),
             ("region", &filter.region),
             ("mechanism", &filter.mechanism),
-            ("action", &filter.action),
+            ("action", &filter.action.map(|a| a.as_str().to_owned())),
             ("transfer", &filter.transfer),
         ] {
             if let Some(v) = value {

@@ -159,7 +159,7 @@ async fn insert_records(
             .bind(f.map(|f| f.region.clone()))
             .bind(f.map(|f| f.export))
             .bind(f.map(|f| f.mechanism.clone()))
-            .bind(f.map(|f| f.action.clone()));
+            .bind(f.map(|f| f.action.as_str()));
     }
     let rows = q.fetch_all(conn).await.map_err(unavailable)?;
     let mut seqs: Vec<u64> = rows.iter().map(|r| r.get::<i64, _>(0) as u64).collect();
@@ -981,7 +981,7 @@ impl Store for SqliteStore {
             ("exporter", &filter.exporter),
             ("region", &filter.region),
             ("mechanism", &filter.mechanism),
-            ("action", &filter.action),
+            ("action", &filter.action.map(|a| a.as_str().to_owned())),
             ("transfer", &filter.transfer),
         ] {
             if let Some(v) = value {
@@ -1060,7 +1060,7 @@ fn transfer_facets_from_row(row: &SqliteRow) -> Result<Option<crate::domain::rec
         region: text("region")?.unwrap_or_default(),
         export: row.try_get::<Option<i64>, _>("export").map_err(|e| bad(e.to_string()))?.unwrap_or(0) != 0,
         mechanism: text("mechanism")?.unwrap_or_default(),
-        action: text("action")?.unwrap_or_default(),
+        action: text("action")?.unwrap_or_default().parse().map_err(|e: UnknownName| bad(e.to_string()))?,
     }))
 }
 

@@ -931,3 +931,24 @@ async fn a_pull_is_unavailable_and_sends_nothing_when_the_log_cannot_be_written(
     let (ok, stdout, stderr) = verify_db(&t, &db, &[]);
     assert!(ok, "{stdout}{stderr}");
 }
+
+#[tokio::test]
+async fn list_transfers_refuses_an_unknown_action_or_mechanism_naming_the_field() {
+    use tonic_types::StatusExt;
+    let t = TestGateway::start().await;
+    let mut audit = auditor(&t).await;
+    let field = |e: tonic::Status| {
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        e.get_details_bad_request().unwrap().field_violations[0].field.clone()
+    };
+    let bogus = pb::ListTransfersRequest { action: "BOGUS".into(), ..Default::default() };
+    assert_eq!(field(audit.list_transfers(bogus).await.unwrap_err()), "action");
+    // An approval type is not a mechanism (the filter once answered nothing for it).
+    let cac = pb::ListTransfersRequest { mechanism: "CAC_SA".into(), ..Default::default() };
+    assert_eq!(field(audit.list_transfers(cac).await.unwrap_err()), "mechanism");
+    for action in ["PASS", "REVOKED", "INTERRUPTED", "DENIED"] {
+        audit.list_transfers(pb::ListTransfersRequest { action: action.into(), ..Default::default() }).await.unwrap();
+    }
+    let held = pb::ListTransfersRequest { mechanism: "REQUIRES_SECURITY_ASSESSMENT".into(), ..Default::default() };
+    audit.list_transfers(held).await.unwrap();
+}

@@ -6,7 +6,7 @@ use std::time::Duration as StdDuration;
 use bth_gateway::domain::classification::Level;
 use bth_gateway::domain::ids::DatasetId;
 use bth_gateway::domain::participant::{ParticipantKind, RecipientType, Role};
-use bth_gateway::domain::record::{NewRecord, RecordKind, TransferFacets};
+use bth_gateway::domain::record::{NewRecord, RecordKind, TransferAction, TransferFacets};
 use bth_gateway::pb::{self, audit_client::AuditClient};
 use bth_gateway::pki::{self, LeafKind};
 use bth_gateway::server;
@@ -59,10 +59,12 @@ async fn shared(t: &TestGateway, rows: u32) -> (Client, Client) {
 }
 
 /// The decision record a pull leaves before its first row, as a crash would leave it alone.
-fn decision_of_a_crashed_pull(transfer: &str) -> NewRecord {
+fn decision_of_a_crashed_pull(t: &TestGateway, transfer: &str) -> NewRecord {
+    use bth_gateway::service::Clock;
     let mut rec = NewRecord::new(
         RecordKind::TransferDecision,
         "tj-commerce",
+        t.clock.now(),
         serde_json::json!({"transfer": transfer, "dataset": "survey", "version": 1, "outcome": "AUTHORISED"}),
     );
     rec.facets = Some(TransferFacets {
@@ -72,8 +74,8 @@ fn decision_of_a_crashed_pull(transfer: &str) -> NewRecord {
         exporter: "tj-stats".into(),
         region: "CN-TJ".into(),
         export: false,
-        mechanism: "NONE".into(),
-        action: "PASS".into(),
+        mechanism: "ALLOW".into(),
+        action: TransferAction::Pass,
     });
     rec
 }
@@ -83,7 +85,7 @@ async fn a_pull_cut_by_a_stop_gets_one_interrupted_completion_and_completed_pull
     let t = TestGateway::start().await;
     let (_owner, mut consumer) = shared(&t, 10).await;
     pull(&mut consumer, pull_req("survey")).await.unwrap();
-    t.gw.log.append(decision_of_a_crashed_pull("t-crashed")).await.unwrap();
+    t.gw.log.append(decision_of_a_crashed_pull(&t, "t-crashed")).await.unwrap();
     // On a store shared by replicas, another replica may still stream it for a day.
     t.clock.advance(chrono::Duration::hours(25));
 
