@@ -7,7 +7,7 @@ use ring::hmac;
 
 use crate::domain::dataset::FieldType;
 use crate::domain::mask::{DateGranularity, Mask};
-use crate::domain::record::shanghai;
+use crate::domain::SHANGHAI;
 use crate::pb::Column;
 
 /// The type the values have after `mask`: `HASH`, `PARTIAL`, `GENERALIZE_DATE` and `BUCKET`
@@ -78,7 +78,7 @@ fn partial(v: &str, first: usize, last: usize) -> String {
 fn generalize_date(v: &str, ty: FieldType, g: DateGranularity) -> String {
     let date = match ty {
         FieldType::Timestamp => match DateTime::parse_from_rfc3339(v) {
-            Ok(t) => t.with_timezone(&shanghai()).format("%Y-%m-%d").to_string(),
+            Ok(t) => t.with_timezone(&SHANGHAI).format("%Y-%m-%d").to_string(),
             Err(_) => return String::new(),
         },
         _ => v.to_owned(),

@@ -10,6 +10,18 @@ pub mod participant;
 pub mod record;
 pub mod values;
 
+use chrono::FixedOffset;
+
+/// Asia/Shanghai as a fixed offset, UTC+8: the one definition of the zone in which the rules
+/// count days (`policy::calendar`) and records and masks show local times.
+///
+/// China has observed no daylight-saving time since 1991, so a fixed offset is exact for every
+/// date the rulesets can meet (the oldest, `CN2022`, starts in 2022) and needs no tz database.
+pub const SHANGHAI: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
+    Some(offset) => offset,
+    None => panic!("UTC+8 is a valid offset"),
+};
+
 /// Why caller-supplied free text (a title, a purpose, a reason) is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TextError {

@@ -8,10 +8,9 @@ use super::classification::named_enum;
 /// The schema version written into every record.
 pub const RECORD_SCHEMA: u32 = 1;
 
-/// Asia/Shanghai. China has observed no daylight saving time since 1991, so a fixed UTC+8
-/// offset is exact for every date the gateway handles.
+/// Asia/Shanghai ([`super::SHANGHAI`]).
 pub fn shanghai() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
+    super::SHANGHAI
 }
 
 named_enum! {

@@ -17,7 +17,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         request: Request<pb::RegisterParticipantRequest>,
     ) -> Result<Response<pb::Participant>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let p = participant_in(request.get_ref().participant.as_ref())?;
         let p = participants::register(&self.0, &caller, p).await?;
         Ok(Response::new(participant_out(&p)))
@@ -27,7 +27,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         request: Request<pb::SuspendParticipantRequest>,
     ) -> Result<Response<pb::Participant>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let id = participant_id_in("id", &r.id)?;
         let p = participants::suspend(&self.0, &caller, &id, &r.reason).await?;
@@ -38,7 +38,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         request: Request<pb::ListParticipantsRequest>,
     ) -> Result<Response<pb::ListParticipantsResponse>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let list = participants::list(&self.0, &caller).await?;
         Ok(Response::new(pb::ListParticipantsResponse { participants: list.iter().map(participant_out).collect() }))
     }

@@ -98,7 +98,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let found = match pb::CheckpointMatch::try_from(r.r#match) {
             Ok(pb::CheckpointMatch::Exact) => {
@@ -114,7 +114,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::ListCheckpointsRequest>,
     ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let list = audit::checkpoints(&self.0, &caller, r.after_size, r.page_size).await?;
         Ok(Response::new(pb::ListCheckpointsResponse { checkpoints: list.into_iter().map(checkpoint_out).collect() }))
@@ -124,7 +124,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetEntriesRequest>,
     ) -> Result<Response<pb::GetEntriesResponse>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let page = audit::entries(&self.0, &caller, r.start, (r.end != 0).then_some(r.end), r.page_size).await?;
         Ok(Response::new(pb::GetEntriesResponse {
@@ -146,7 +146,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetInclusionProofRequest>,
     ) -> Result<Response<pb::InclusionProof>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let p =
             audit::inclusion_proof(&self.0, &caller, r.leaf_index, (r.tree_size != 0).then_some(r.tree_size)).await?;
@@ -164,7 +164,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let p = audit::consistency_proof(&self.0, &caller, r.old_size, (r.new_size != 0).then_some(r.new_size)).await?;
         Ok(Response::new(pb::ConsistencyProof {
@@ -178,7 +178,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::ListTransfersRequest>,
     ) -> Result<Response<pb::ListTransfersResponse>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let query = transfer_query_in(r)?;
         let after = match r.page_token.as_str() {

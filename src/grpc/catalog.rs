@@ -17,7 +17,7 @@ impl pb::catalog_server::Catalog for CatalogService {
         &self,
         request: Request<pb::RegisterDatasetRequest>,
     ) -> Result<Response<pb::Dataset>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let d = dataset_in(&caller.participant.id, request.get_ref())?;
         let d = catalog::register(&self.0, &caller, d).await?;
         let view = catalog::DatasetView { dataset: d, is_owner: true, versions: Vec::new(), latest_version: 0 };
@@ -25,7 +25,7 @@ impl pb::catalog_server::Catalog for CatalogService {
     }
 
     async fn get_dataset(&self, request: Request<pb::GetDatasetRequest>) -> Result<Response<pb::Dataset>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let id = dataset_id_in("id", &request.get_ref().id)?;
         let view = catalog::get(&self.0, &caller, &id).await?;
         Ok(Response::new(dataset_out(&view)))
@@ -35,7 +35,7 @@ impl pb::catalog_server::Catalog for CatalogService {
         &self,
         request: Request<pb::ListDatasetsRequest>,
     ) -> Result<Response<pb::ListDatasetsResponse>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let after = if r.page_token.is_empty() { None } else { Some(dataset_id_in("page_token", &r.page_token)?) };
         let (views, next) = catalog::list(&self.0, &caller, after.as_ref(), r.page_size).await?;

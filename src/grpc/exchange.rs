@@ -54,7 +54,7 @@ impl pb::exchange_server::Exchange for ExchangeService {
     type PullStream = PullStream;
 
     async fn pull(&self, request: Request<pb::PullRequest>) -> Result<Response<PullStream>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let req = pull_request_in(request.get_ref())?;
         let plan = exchange::authorize(&self.0, &caller, &req).await?;
         let header = pb::PullResponse { msg: Some(Msg::Header(pull_header(&plan))) };
@@ -80,7 +80,7 @@ impl pb::exchange_server::Exchange for ExchangeService {
         &self,
         request: Request<pb::PullRequest>,
     ) -> Result<Response<pb::PreviewPullResponse>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let req = pull_request_in(request.get_ref())?;
         let plan = exchange::preview(&self.0, &caller, &req).await?;
         Ok(Response::new(pb::PreviewPullResponse {

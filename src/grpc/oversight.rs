@@ -92,7 +92,7 @@ impl pb::oversight_server::Oversight for OversightService {
         &self,
         request: Request<pb::ListHoldsRequest>,
     ) -> Result<Response<pb::ListHoldsResponse>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let status = &request.get_ref().status;
         let status = if status.is_empty() {
             None
@@ -107,7 +107,7 @@ impl pb::oversight_server::Oversight for OversightService {
         &self,
         request: Request<pb::RecordApprovalRequest>,
     ) -> Result<Response<pb::Approval>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let new = NewApproval {
             id: (!r.id.is_empty()).then(|| r.id.clone()),
@@ -126,7 +126,7 @@ impl pb::oversight_server::Oversight for OversightService {
         &self,
         request: Request<pb::RevokeApprovalRequest>,
     ) -> Result<Response<pb::Approval>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let id = record_id_in("id", &r.id)?;
         let (a, receipt) = oversight::revoke_approval(&self.0, &caller, id, &r.reason).await?;
@@ -137,7 +137,7 @@ impl pb::oversight_server::Oversight for OversightService {
         &self,
         request: Request<pb::ListApprovalsRequest>,
     ) -> Result<Response<pb::ListApprovalsResponse>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let exporter = &request.get_ref().exporter;
         let exporter = if exporter.is_empty() { None } else { Some(participant_id_in("exporter", exporter)?) };
         let list = oversight::list_approvals(&self.0, &caller, exporter.as_ref().map(|e| e.as_str())).await?;
@@ -145,7 +145,7 @@ impl pb::oversight_server::Oversight for OversightService {
     }
 
     async fn resolve_hold(&self, request: Request<pb::ResolveHoldRequest>) -> Result<Response<pb::Hold>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let hold_id = record_id_in("hold_id", &r.hold_id)?;
         let resolution = match &r.resolution {
@@ -167,7 +167,7 @@ impl pb::oversight_server::Oversight for OversightService {
         &self,
         request: Request<pb::AttestExemptionRequest>,
     ) -> Result<Response<pb::Grant>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let grant_id = record_id_in("grant_id", &request.get_ref().grant_id)?;
         let (g, receipt) = oversight::attest_exemption(&self.0, &caller, grant_id).await?;
         Ok(Response::new(pb::Grant { receipt: receipt_text(receipt.as_ref()), ..grant_out(&g) }))

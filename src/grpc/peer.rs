@@ -5,8 +5,9 @@
 //! handshake and reads its common name once per connection; tonic hands the resulting [`Peer`]
 //! to every request as an extension. [`PeerLayer`] counts the calls in flight on a connection
 //! (its idle timer starts when the last one ends), answers `RESOURCE_EXHAUSTED` on a connection
-//! over its participant's limit, and lets only registered participants call health and
-//! reflection (the gateway's own services identify their callers themselves).
+//! over its participant's limit, and identifies the caller of every call to the gateway's own
+//! services, health and reflection: it puts the [`Caller`] in the request's extensions (where
+//! [`super::identity::caller`] reads it) or answers the refusal itself.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +22,8 @@ use tonic::server::NamedService;
 use tonic::Status;
 use tower::{Layer, Service};
 
-use crate::service::{identify, Gateway};
+use super::identity::identify_peer;
+use crate::service::{Caller, Gateway};
 
 /// What the listener learnt of a connection: cheap to clone, one per connection.
 #[derive(Clone)]
@@ -109,20 +111,22 @@ impl http_body::Body for Tracked {
     }
 }
 
-/// The paths only a registered participant may call besides the gateway's own services (which
-/// identify their callers in their handlers).
-fn needs_registered_caller(path: &str) -> bool {
-    [
+/// The path prefix of the gateway's own services (`bth.gateway.v1`).
+const OWN_SERVICES: &str = "/bth.gateway.v1.";
+
+/// The paths only a registered participant may call: the gateway's own services, health and
+/// reflection. (Any other path names no service and is answered `UNIMPLEMENTED`.)
+fn needs_caller(path: &str) -> bool {
+    let others = [
         <tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> as NamedService>::NAME,
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
-    ]
-    .iter()
-    .any(|service| path.strip_prefix('/').and_then(|p| p.strip_prefix(service)).is_some_and(|r| r.starts_with('/')))
+    ];
+    path.starts_with(OWN_SERVICES)
+        || others.iter().any(|service| {
+            path.strip_prefix('/').and_then(|p| p.strip_prefix(service)).is_some_and(|r| r.starts_with('/'))
+        })
 }
-
-/// Why a certificate without the clientAuth usage is refused.
-pub const NOT_CLIENT_AUTH: &str = "the client certificate is not for TLS client authentication (no clientAuth usage)";
 
 /// Tracks calls per connection and refuses what a connection may not do (see the module docs).
 #[derive(Clone)]
@@ -131,7 +135,7 @@ pub struct PeerLayer {
 }
 
 impl PeerLayer {
-    /// The layer for a gateway (it looks participants up for health and reflection).
+    /// The layer for a gateway (it looks the caller's participant up on every call).
     pub fn new(gw: Gateway) -> PeerLayer {
         PeerLayer { gw }
     }
@@ -181,7 +185,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // The clone that was made ready serves this call (tower's usual swap).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -194,7 +198,14 @@ where
             let refused = match &peer {
                 None => Some(Status::unauthenticated("a client certificate is required")),
                 Some(Peer { refusal: Some(why), .. }) => Some(Status::resource_exhausted(why.to_string())),
-                Some(p) if needs_registered_caller(request.uri().path()) => registered(&gw, p).await.err(),
+                // Looked up on every call, never cached: a suspension acts on the next call.
+                Some(p) if needs_caller(request.uri().path()) => match identify_peer(&gw, p).await {
+                    Ok(caller) => {
+                        request.extensions_mut().insert::<Caller>(caller);
+                        None
+                    }
+                    Err(e) => Some(Status::from(e)),
+                },
                 Some(_) => None,
             };
             let response = match refused {
@@ -207,14 +218,34 @@ where
     }
 }
 
-/// Whether the connection's certificate names an active registered participant.
-async fn registered(gw: &Gateway, peer: &Peer) -> Result<(), Status> {
-    if !peer.client_auth {
-        return Err(Status::unauthenticated(NOT_CLIENT_AUTH));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_gateway_service_health_and_reflection_need_a_caller() {
+        use crate::pb;
+        let own = [
+            <pb::admin_server::AdminServer<crate::grpc::admin::AdminService> as NamedService>::NAME,
+            <pb::audit_server::AuditServer<crate::grpc::audit::AuditService> as NamedService>::NAME,
+            <pb::catalog_server::CatalogServer<crate::grpc::catalog::CatalogService> as NamedService>::NAME,
+            <pb::exchange_server::ExchangeServer<crate::grpc::exchange::ExchangeService> as NamedService>::NAME,
+            <pb::oversight_server::OversightServer<crate::grpc::oversight::OversightService> as NamedService>::NAME,
+            <pb::publishing_server::PublishingServer<crate::grpc::publishing::PublishingService> as NamedService>::NAME,
+            <pb::sharing_server::SharingServer<crate::grpc::sharing::SharingService> as NamedService>::NAME,
+        ];
+        for service in own {
+            assert!(needs_caller(&format!("/{service}/AnyMethod")), "{service}");
+        }
+        for path in [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert!(needs_caller(path), "{path}");
+        }
+        for path in ["/other.v1.Thing/Call", "/grpc.health.v1.HealthCheck/Check", "/"] {
+            assert!(!needs_caller(path), "{path}");
+        }
     }
-    let subject = peer
-        .subject
-        .as_deref()
-        .ok_or_else(|| Status::unauthenticated("the client certificate names no common name"))?;
-    identify(gw, subject, peer.cert_sha256.to_string()).await.map(|_| ()).map_err(Status::from)
 }

@@ -19,7 +19,7 @@ impl pb::publishing_server::Publishing for PublishingService {
         &self,
         request: Request<Streaming<pb::PublishRequest>>,
     ) -> Result<Response<pb::PublishResponse>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let mut stream = request.into_inner();
         let header = match stream.next().await {
             Some(Ok(pb::PublishRequest { msg: Some(Msg::Header(h)) })) => h,

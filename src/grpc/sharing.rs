@@ -19,7 +19,7 @@ pub struct SharingService(pub Gateway);
 #[tonic::async_trait]
 impl pb::sharing_server::Sharing for SharingService {
     async fn request_grant(&self, request: Request<pb::RequestGrantRequest>) -> Result<Response<pb::Grant>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let req = GrantRequest {
             dataset: dataset_id_in("dataset_id", &r.dataset_id)?,
@@ -44,7 +44,7 @@ impl pb::sharing_server::Sharing for SharingService {
     }
 
     async fn decide_grant(&self, request: Request<pb::DecideGrantRequest>) -> Result<Response<pb::Grant>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let grant_id = record_id_in("grant_id", &r.grant_id)?;
         let decision = match &r.decision {
@@ -77,7 +77,7 @@ impl pb::sharing_server::Sharing for SharingService {
     }
 
     async fn revoke_grant(&self, request: Request<pb::RevokeGrantRequest>) -> Result<Response<pb::Grant>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let grant_id = record_id_in("grant_id", &r.grant_id)?;
         let (g, receipt) = sharing::revoke(&self.0, &caller, grant_id, &r.reason).await?;
@@ -88,7 +88,7 @@ impl pb::sharing_server::Sharing for SharingService {
         &self,
         request: Request<pb::ListGrantsRequest>,
     ) -> Result<Response<pb::ListGrantsResponse>, Status> {
-        let caller = caller(&self.0, &request).await?;
+        let caller = caller(&request)?;
         let r = request.get_ref();
         let dataset = if r.dataset_id.is_empty() { None } else { Some(dataset_id_in("dataset_id", &r.dataset_id)?) };
         let grants = sharing::list(&self.0, &caller, dataset.as_ref()).await?;

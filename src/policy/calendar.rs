@@ -2,14 +2,7 @@
 
 use chrono::{DateTime, Datelike, FixedOffset, Months, NaiveDate};
 
-/// Asia/Shanghai as a fixed offset, UTC+8.
-///
-/// China has observed no daylight-saving time since 1991, so a fixed offset is exact for every
-/// date the rulesets can meet (the oldest, `CN2022`, starts in 2022) and needs no tz database.
-pub const SHANGHAI: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
-    Some(offset) => offset,
-    None => panic!("UTC+8 is a valid offset"),
-};
+use crate::domain::SHANGHAI;
 
 /// The calendar day in Asia/Shanghai on which the instant `at` falls.
 pub fn shanghai_date(at: DateTime<FixedOffset>) -> NaiveDate {
