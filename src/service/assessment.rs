@@ -1,7 +1,6 @@
 //! Assessment of a planned transfer: the rules with the live ledger and approvals, the
 //! per-exporter person counts, and the officers' hold queue.
 
-use std::collections::HashSet;
 use std::sync::Mutex;
 
 use chrono::Datelike;
@@ -11,7 +10,7 @@ use serde_json::json;
 
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::classification::SetSummary;
-use crate::domain::dataset::{Dataset, FieldType, VersionInfo};
+use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::record::{shanghai, NewRecord, RecordKind};
 use crate::domain::values::text_values;
@@ -33,7 +32,7 @@ pub enum Counting {
 #[derive(Debug, Clone)]
 pub struct RowSelection<'a> {
     /// `(stored column index, its type, accepted values)`.
-    pub filter: Option<&'a (usize, FieldType, HashSet<String>)>,
+    pub filter: Option<&'a super::extract::RowFilter>,
 }
 
 /// The keyed hashes of the distinct persons a transfer delivers: HMAC-SHA-256 of the
@@ -58,12 +57,7 @@ async fn persons(
         };
         let keep: Option<Vec<bool>> = match rows.filter {
             None => None,
-            Some((i, ty, accepted)) => Some(
-                text_values(&decode(*i)?, *ty, n)
-                    .into_iter()
-                    .map(|v| v.is_some_and(|v| accepted.contains(&v)))
-                    .collect(),
-            ),
+            Some(filter) => Some(filter.keeps(&decode(filter.column)?, n)),
         };
         let kept = |row: usize| keep.as_ref().is_none_or(|k| k[row]);
         let tag = |parts: &[&[u8]]| -> [u8; 32] {

@@ -34,8 +34,24 @@ use crate::wire::RowBatch;
 
 use super::exchange::DeliveredField;
 
-/// A grant's row filter: the stored column index, its type and the accepted text values.
-pub type RowFilter = (usize, FieldType, HashSet<String>);
+/// A grant's row filter as it applies to stored chunks: the filter field's column, its type and
+/// the accepted text values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowFilter {
+    /// The filter field's position in the stored chunks.
+    pub column: usize,
+    /// Its type (how its values read as text).
+    pub ty: FieldType,
+    /// The accepted values, as text.
+    pub accepted: HashSet<String>,
+}
+
+impl RowFilter {
+    /// Whether each of the `rows` rows is kept, from the filter field's column.
+    pub fn keeps(&self, column: &Column, rows: u32) -> Vec<bool> {
+        text_values(column, self.ty, rows).into_iter().map(|v| v.is_some_and(|v| self.accepted.contains(&v))).collect()
+    }
+}
 
 /// What a recipient receives of every chunk: the delivered columns with their masks, the dropped
 /// fields, the row filter.
@@ -80,9 +96,9 @@ impl Shape {
             });
         }
         let row_filter = grant.row_filter.as_ref().map(|f| {
-            let index = dataset.field_index(&f.field).unwrap_or(usize::MAX);
-            let ty = dataset.fields.get(index).map_or(FieldType::String, |d| d.ty);
-            (index, ty, f.values.iter().cloned().collect::<HashSet<_>>())
+            let column = dataset.field_index(&f.field).unwrap_or(usize::MAX);
+            let ty = dataset.fields.get(column).map_or(FieldType::String, |d| d.ty);
+            RowFilter { column, ty, accepted: f.values.iter().cloned().collect() }
         });
         let passthrough =
             row_filter.is_none() && fields.len() == dataset.fields.len() && fields.iter().all(|f| f.mask == Mask::None);
@@ -107,11 +123,11 @@ impl Shape {
             put(f.ty.as_str().as_bytes());
             put(format!("{:?}", f.mask).as_bytes());
         }
-        if let Some((index, ty, values)) = &self.row_filter {
+        if let Some(RowFilter { column, ty, accepted }) = &self.row_filter {
             put(b"filter");
-            put(&(*index as u64).to_le_bytes());
+            put(&(*column as u64).to_le_bytes());
             put(ty.as_str().as_bytes());
-            let mut values: Vec<&String> = values.iter().collect();
+            let mut values: Vec<&String> = accepted.iter().collect();
             values.sort();
             values.iter().for_each(|v| put(v.as_bytes()));
         }
@@ -163,12 +179,12 @@ pub fn mask_chunk(
             }
             (rows, out)
         }
-        Some((filter_index, filter_ty, accepted)) => {
-            let key = decode(*filter_index)?;
-            let keep: Vec<u32> = text_values(&key, *filter_ty, rows)
+        Some(filter) => {
+            let keep: Vec<u32> = filter
+                .keeps(&decode(filter.column)?, rows)
                 .into_iter()
                 .enumerate()
-                .filter(|(_, v)| v.as_ref().is_some_and(|v| accepted.contains(v)))
+                .filter(|(_, kept)| *kept)
                 .map(|(i, _)| i as u32)
                 .collect();
             let kept = keep.len() as u32;

@@ -142,7 +142,11 @@ impl PostgresStore {
 /// Maps a sqlx error onto the store's contract.
 fn classify(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists(db.message().to_owned()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            // The database's words (table and column names) stay in the server's log.
+            tracing::debug!(error = %db.message(), "unique violation");
+            StoreError::AlreadyExists("a row with the same key".into())
+        }
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
             match code.as_ref() {

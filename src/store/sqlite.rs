@@ -106,7 +106,11 @@ impl SqliteStore {
 /// Maps a sqlx error onto the store's contract.
 fn classify(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists(db.message().to_owned()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            // The database's words (table and column names) stay in the server's log.
+            tracing::debug!(error = %db.message(), "unique violation");
+            StoreError::AlreadyExists("a row with the same key".into())
+        }
         sqlx::Error::Database(db) => {
             // SQLITE_BUSY 5, LOCKED 6, READONLY 8, IOERR 10, CORRUPT 11, FULL 13, CANTOPEN 14,
             // and the append-only trigger's ABORT on records.
