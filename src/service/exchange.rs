@@ -638,6 +638,9 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
                     fill.keep(out);
                 }
             }
+            if let Some(why) = &revoked {
+                failure = Some(format!("REVOKED: {why}"));
+            }
             if let (None, Some(fill)) = (&failure, fill_stored) {
                 fill.finish(plan.version.chunks);
             }
@@ -646,9 +649,6 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
             fill.finish(plan.version.chunks);
         }
         done.cancel();
-        if let Some(why) = &revoked {
-            failure = Some(format!("REVOKED: {why}"));
-        }
         let sha256: [u8; 32] = digest.finish().as_ref().try_into().expect("32 bytes");
         let mut rec = NewRecord::new(
             RecordKind::TransferCompleted,
