@@ -51,12 +51,17 @@ impl std::fmt::Debug for Peer {
 #[derive(Debug)]
 pub struct Activity {
     in_flight: AtomicUsize,
+    started: std::sync::atomic::AtomicU64,
     last: Mutex<Instant>,
 }
 
 impl Default for Activity {
     fn default() -> Self {
-        Activity { in_flight: AtomicUsize::new(0), last: Mutex::new(Instant::now()) }
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            started: std::sync::atomic::AtomicU64::new(0),
+            last: Mutex::new(Instant::now()),
+        }
     }
 }
 
@@ -69,8 +74,14 @@ impl Activity {
         Some(*self.last.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Calls started on the connection so far.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Acquire)
+    }
+
     fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.started.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
     }
 }
@@ -190,8 +201,9 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gw = self.gw.clone();
-        // Counted now, on the connection's task, not when the call's future first runs: a call
-        // arriving at the idle deadline keeps its connection open.
+        // Counted when the call starts (hyper runs it in the stream's own task, so a call whose
+        // headers arrived may not be counted yet: the idle close waits a grace period and looks
+        // again, see `Conn::poll_idle`).
         let peer = request.extensions().get::<Peer>().cloned();
         let call = peer.as_ref().map(|p| p.activity.start());
         Box::pin(async move {

@@ -39,6 +39,9 @@ use crate::grpc::peer::{Activity, Peer};
 /// How long a connection over its participant's cap stays open (to answer why), whatever it does.
 const REFUSED_LINGER: Duration = Duration::from_secs(1);
 
+/// How long a connection found idle at its deadline is watched before it is closed.
+const IDLE_GRACE: Duration = Duration::from_millis(200);
+
 /// Connections over their participant's cap open at once (beyond, they are closed at once).
 const MAX_REFUSED_CONNECTIONS: usize = 64;
 
@@ -95,6 +98,8 @@ pub struct Conn {
     idle_timeout: Duration,
     /// Closed when the timer first fires, whatever its calls (a connection over its cap).
     hard_deadline: bool,
+    /// Found idle at the deadline with this many calls started: closed if still so after a grace.
+    idle_seen: Option<u64>,
     idle: Pin<Box<tokio::time::Sleep>>,
     _permit: OwnedSemaphorePermit,
     _slot: Option<SubjectSlot>,
@@ -112,10 +117,26 @@ impl Conn {
                 return true;
             }
             let now = Instant::now();
-            let deadline = match self.peer.activity.idle_since() {
-                Some(since) if now.duration_since(since) >= self.idle_timeout => return true,
-                Some(since) => since + self.idle_timeout,
-                None => now + self.idle_timeout,
+            let activity = &self.peer.activity;
+            let deadline = match activity.idle_since() {
+                Some(since) if now.duration_since(since) >= self.idle_timeout => {
+                    // A call whose headers were read but whose task has not run yet is not
+                    // counted: close only if nothing started during a short grace.
+                    let started = activity.started();
+                    if self.idle_seen == Some(started) {
+                        return true;
+                    }
+                    self.idle_seen = Some(started);
+                    now + IDLE_GRACE
+                }
+                Some(since) => {
+                    self.idle_seen = None;
+                    since + self.idle_timeout
+                }
+                None => {
+                    self.idle_seen = None;
+                    now + self.idle_timeout
+                }
             };
             self.idle.as_mut().reset(tokio::time::Instant::from_std(deadline));
         }
@@ -308,6 +329,7 @@ pub async fn accept(
                 peer,
                 idle_timeout,
                 hard_deadline: hard,
+                idle_seen: None,
                 idle: Box::pin(tokio::time::sleep(idle_timeout)),
                 _permit: permit,
                 _slot: slot,

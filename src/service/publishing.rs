@@ -222,6 +222,17 @@ impl Upload {
             self.abort().await;
             return Err(ServiceError::invalid("batch", why));
         }
+        // The publisher may have been suspended while it streamed: its version is not made
+        // visible (the staged chunks are discarded).
+        let publisher = crate::domain::ids::ParticipantId::parse(&self.actor)
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("publisher id: {e}")))?;
+        let active = self.gw.store.participant(&publisher).await?;
+        if active.is_none_or(|p| p.status != crate::domain::participant::ParticipantStatus::Active) {
+            self.abort().await;
+            return Err(ServiceError::PermissionDenied(format!(
+                "participant {publisher} was suspended during the upload; nothing was published"
+            )));
+        }
         if self.pending_rows > 0 {
             let rows = self.pending_rows;
             let columns = std::mem::take(&mut self.pending);

@@ -79,7 +79,9 @@ impl ChunkCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().expect("not poisoned")
+        // A panic elsewhere while holding the lock leaves a consistent map (every change is one
+        // statement): keep serving rather than panic every later pull.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The chunks of a version's `extract`, if cached.

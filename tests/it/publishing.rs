@@ -162,3 +162,34 @@ async fn chunks_are_sized_from_the_schema_to_about_chunk_bytes_and_a_retry_cut_o
     let again = publish(&mut owner, "survey", "v1", vec![survey_rows(1000, 0)]).await.unwrap();
     assert!(!again.created, "a retry with the same rows is the same version");
 }
+
+#[tokio::test]
+async fn a_publisher_suspended_during_its_upload_publishes_nothing() {
+    let t = TestGateway::start().await;
+    let mut owner = owner_with_survey(&t).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(header("survey", "during-suspension")).await.unwrap();
+    tx.send(batch(survey_rows(9, 0))).await.unwrap();
+    let mut publishing = owner.publishing.clone();
+    let call = tokio::spawn(async move { publishing.publish(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+    while t.count("SELECT COUNT(*) FROM chunks").await < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut admin = t.client("admin").await;
+    admin
+        .admin
+        .suspend_participant(pb::SuspendParticipantRequest { id: "tj-stats".into(), reason: "audit".into() })
+        .await
+        .unwrap();
+    tx.send(batch(survey_rows(3, 9))).await.unwrap();
+    drop(tx);
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("suspended"), "{}", err.message());
+    assert_eq!(t.count("SELECT COUNT(*) FROM versions").await, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while t.count("SELECT COUNT(*) FROM uploads").await > 0 {
+        assert!(std::time::Instant::now() < deadline, "the staged chunks were not discarded");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
