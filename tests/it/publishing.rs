@@ -166,7 +166,7 @@ async fn chunks_are_sized_from_the_schema_to_about_chunk_bytes_and_a_retry_cut_o
 #[tokio::test]
 async fn a_publisher_suspended_during_its_upload_publishes_nothing() {
     let t = TestGateway::start().await;
-    let mut owner = owner_with_survey(&t).await;
+    let owner = owner_with_survey(&t).await;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(header("survey", "during-suspension")).await.unwrap();
     tx.send(batch(survey_rows(9, 0))).await.unwrap();
