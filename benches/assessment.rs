@@ -11,6 +11,7 @@ use bth_gateway::domain::dataset::{Dataset, FieldDef, FieldName, FieldType};
 use bth_gateway::domain::ids::{DatasetId, ParticipantId};
 use bth_gateway::domain::mask::Mask;
 use bth_gateway::domain::participant::{Participant, ParticipantKind, ParticipantStatus, RecipientType, Region, Role};
+use bth_gateway::log::sequencer::{LogSettings, TransferLog};
 use bth_gateway::pb;
 use bth_gateway::policy::{self, Approval, ApprovalType, PolicyConfig, Scope, WindowTotals};
 use bth_gateway::service::exchange::{self, PullRequest};
@@ -19,7 +20,6 @@ use bth_gateway::service::{
 };
 use bth_gateway::store::sqlite::SqliteStore;
 use bth_gateway::translog::note::Signer;
-use bth_gateway::translog::sequencer::{LogSettings, TransferLog};
 use bth_gateway::wire::DecodedBatch;
 use chrono::{FixedOffset, TimeZone};
 

@@ -19,6 +19,7 @@ use bth_gateway::domain::classification::Level;
 use bth_gateway::domain::ids::ParticipantId;
 use bth_gateway::domain::participant::{Participant, ParticipantKind, ParticipantStatus, RecipientType, Region, Role};
 use bth_gateway::domain::record::{NewRecord, RecordKind};
+use bth_gateway::log::sequencer::{LogSettings, TransferLog};
 use bth_gateway::policy::PolicyConfig;
 use bth_gateway::service::{audit, Caller, Gateway, Limits, SystemClock};
 use bth_gateway::store::sqlite::SqliteStore;
@@ -26,7 +27,6 @@ use bth_gateway::store::{Integration, Store, StoredCheckpoint};
 use bth_gateway::translog::edge::Edge;
 use bth_gateway::translog::merkle::{self, Hash};
 use bth_gateway::translog::note::{Checkpoint, Signer};
-use bth_gateway::translog::sequencer::{LogSettings, TransferLog};
 
 const ORIGIN: &str = "bench.example/log";
 

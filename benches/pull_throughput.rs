@@ -74,8 +74,8 @@ fn main() {
             Arc::new(SqliteStore::open(&format!("sqlite:{}", dir.path().join("gw.db").display())).await.unwrap());
         let limits = Limits { chunk_rows: BATCH, ..Limits::default() };
         let signer = bth_gateway::translog::note::Signer::from_seed("bench.example/log", &[1u8; 32]).unwrap();
-        let settings = bth_gateway::translog::sequencer::LogSettings::new("bench.example/log");
-        let log = bth_gateway::translog::sequencer::TransferLog::start(store.clone(), signer, settings).await.unwrap();
+        let settings = bth_gateway::log::sequencer::LogSettings::new("bench.example/log");
+        let log = bth_gateway::log::sequencer::TransferLog::start(store.clone(), signer, settings).await.unwrap();
         let gw = Gateway::new(store, &[9u8; 32], Arc::new(SystemClock), limits, PolicyConfig::default(), log);
         for (id, roles) in [
             ("owner", &[Role::Publisher][..]),

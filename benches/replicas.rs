@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use bth_gateway::domain::participant::Role;
 use bth_gateway::domain::record::{NewRecord, RecordKind};
+use bth_gateway::log::sequencer::{LogSettings, TransferLog};
 use bth_gateway::pki::{self, LeafKind, Pem};
 use bth_gateway::policy::PolicyConfig;
 use bth_gateway::server::{self, TlsPem};
 use bth_gateway::service::{catalog, participants, publishing, sharing, Caller, Gateway, Limits, SystemClock};
 use bth_gateway::translog::note::Signer;
-use bth_gateway::translog::sequencer::{LogSettings, TransferLog};
 use common::{client, dataset, participant, pull_once, rows, BATCH};
 use sqlx::{Connection, Executor};
 

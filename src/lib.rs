@@ -14,18 +14,20 @@
 //! | [`policy`] | classification, domestic and export tables, approvals, counting (pure) |
 //! | [`masking`] | masks (pure) |
 //! | [`wire`] | `RowBatch` carried pre-encoded: stored chunks go out without per-row work |
-//! | [`translog`] | RFC 6962 Merkle tree, signed notes, canonical JSON, verification (pure); the sequencer |
+//! | [`log`] | the transfer log running: the sequencer (group commit, integration, signed checkpoints, receipts) |
+//! | [`translog`] | RFC 6962 Merkle tree, signed notes, canonical JSON, verification (pure) |
 //! | [`domain`] | ids, classification, participants, datasets, grants, masks, records |
 //! | [`store`] | the storage contract, its SQLite and PostgreSQL implementations, the chunk cache |
 //! | [`pki`] | the development PKI written by `init` and `certs issue` |
 //!
-//! `domain`, `policy`, `masking` and `translog` import neither tonic nor sqlx (the sequencer
-//! reaches storage only through the `Store` trait).
+//! `domain`, `policy`, `masking` and `translog` import neither tonic nor sqlx nor tokio; the
+//! sequencer ([`log`]) reaches storage only through the `Store` trait.
 
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod log;
 pub mod masking;
 pub mod pki;
 pub mod policy;

@@ -362,6 +362,6 @@ pub fn pull_header(plan: &PullPlan) -> pb::PullHeader {
 }
 
 /// A receipt's C2SP tlog-proof text; empty when there is none.
-pub fn receipt_text(receipt: Option<&crate::translog::sequencer::Receipt>) -> String {
+pub fn receipt_text(receipt: Option<&crate::log::sequencer::Receipt>) -> String {
     receipt.map(|r| r.text()).unwrap_or_default()
 }

@@ -23,12 +23,12 @@ mod health;
 
 /// Largest header block a client may send (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`).
 const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+use crate::log::sequencer::{LogSettings, TransferLog};
 use crate::pb::{
     admin_server::AdminServer, catalog_server::CatalogServer, exchange_server::ExchangeServer,
     oversight_server::OversightServer, publishing_server::PublishingServer, sharing_server::SharingServer,
 };
 use crate::service::{maintenance, Gateway, SystemClock};
-use crate::translog::sequencer::{LogSettings, TransferLog};
 
 /// The PEM material of the TLS listener.
 #[derive(Clone)]

@@ -23,10 +23,10 @@ use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::mask::Mask;
 use crate::domain::participant::{Participant, ParticipantStatus, Role};
 use crate::domain::record::{shanghai, NewRecord, RecordKind, TransferAction, TransferFacets};
+use crate::log::sequencer::Receipt;
 use crate::policy::{self, Action, Decision, DecisionJson};
 use crate::store::cache::Extract;
 use crate::store::StoredChunk;
-use crate::translog::sequencer::Receipt;
 use crate::wire::RowBatch;
 
 /// What a consumer asks to pull.

@@ -177,7 +177,7 @@ fn refusal_record(gw: &Gateway, r: &Refused) -> NewRecord {
 /// `Unavailable` when the log cannot be written.
 pub async fn flush_refusals(gw: &Gateway) -> Result<usize, ServiceError> {
     let refused = gw.refusals.take();
-    let outcomes: Vec<(Refused, Result<(), crate::translog::sequencer::LogError>)> =
+    let outcomes: Vec<(Refused, Result<(), crate::log::sequencer::LogError>)> =
         futures::stream::iter(refused.into_iter().map(|r| async move {
             let written = gw.log.append(refusal_record(gw, &r)).await.map(|_| ());
             (r, written)

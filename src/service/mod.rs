@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use ring::hmac;
 
 use crate::domain::participant::{Participant, ParticipantStatus, Role};
+use crate::log::sequencer::{LogError, TransferLog};
 use crate::policy::PolicyConfig;
 use crate::store::cache::ChunkCache;
 use crate::store::{Store, StoreError};
-use crate::translog::sequencer::{LogError, TransferLog};
 
 pub mod assessment;
 pub mod audit;

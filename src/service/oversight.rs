@@ -11,9 +11,9 @@ use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::ParticipantId;
 use crate::domain::participant::Role;
 use crate::domain::record::{NewRecord, RecordKind};
+use crate::log::sequencer::Receipt;
 use crate::policy::{Approval, ApprovalType, Exemption, Scope};
 use crate::store::StoredApproval;
-use crate::translog::sequencer::Receipt;
 
 /// Longest reason an officer gives, in bytes.
 const REASON_MAX: usize = 1024;

@@ -12,7 +12,7 @@ use crate::domain::ids::DatasetId;
 use crate::domain::mask::Mask;
 use crate::domain::participant::Role;
 use crate::domain::record::{NewRecord, RecordKind};
-use crate::translog::sequencer::Receipt;
+use crate::log::sequencer::Receipt;
 
 /// Upper bound on purpose, legal basis and reasons, in bytes.
 const MAX_TEXT: usize = 1024;

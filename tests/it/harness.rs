@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use bth_gateway::domain::classification::Level;
 use bth_gateway::domain::ids::ParticipantId;
 use bth_gateway::domain::participant::{Participant, ParticipantKind, ParticipantStatus, RecipientType, Region, Role};
+use bth_gateway::log::sequencer::{LogSettings, TransferLog};
 use bth_gateway::pb::{
     self, admin_client::AdminClient, catalog_client::CatalogClient, exchange_client::ExchangeClient,
     oversight_client::OversightClient, publishing_client::PublishingClient, sharing_client::SharingClient,
@@ -18,7 +19,6 @@ use bth_gateway::store::postgres::PostgresStore;
 use bth_gateway::store::sqlite::SqliteStore;
 use bth_gateway::store::Store;
 use bth_gateway::translog::note::Signer;
-use bth_gateway::translog::sequencer::{LogSettings, TransferLog};
 use bth_gateway::wire::{DecodedBatch, RowBatch};
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::oneshot;

@@ -14,11 +14,11 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::edge::{decomposition, Edge, NodeMap};
-use super::merkle::{self, Hash};
-use super::note::{self, Checkpoint, Signer};
 use crate::domain::record::{NewRecord, PreparedRecord};
 use crate::store::{Integration, QueuedRecord, Store, StoreError, StoredCheckpoint, TreeHead};
+use crate::translog::edge::{decomposition, Edge, NodeMap};
+use crate::translog::merkle::{self, Hash};
+use crate::translog::note::{self, Checkpoint, Signer};
 
 /// How the sequencer batches.
 ///
@@ -176,7 +176,7 @@ impl TransferLog {
 
 /// What a successful integration leaves for the replies.
 struct Integrated {
-    appended: super::edge::Appended,
+    appended: crate::translog::edge::Appended,
     index_of: HashMap<u64, u64>,
     hash_of: HashMap<u64, Hash>,
     note: String,
