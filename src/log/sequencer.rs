@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::domain::record::{NewRecord, PreparedRecord};
@@ -99,6 +99,8 @@ pub struct TransferLog {
     verifier_key: Arc<str>,
     /// Since when integrations have been failing (`None`: the last one succeeded).
     failing: Arc<Mutex<Option<Instant>>>,
+    /// The tree size after this sequencer's latest integration.
+    integrated: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for TransferLog {
@@ -133,8 +135,9 @@ impl TransferLog {
         let (jobs, rx) = mpsc::channel(settings.queue);
         let verifier_key: Arc<str> = signer.verifier_key().into();
         let failing = Arc::new(Mutex::new(None));
-        tokio::spawn(run(rx, store, signer, settings, edge, failing.clone()));
-        let log = TransferLog { jobs, verifier_key, failing };
+        let (integrated_tx, integrated) = watch::channel(edge.size());
+        tokio::spawn(run(rx, store, signer, settings, edge, failing.clone(), integrated_tx));
+        let log = TransferLog { jobs, verifier_key, failing, integrated };
         log.kick();
         Ok(log)
     }
@@ -168,6 +171,12 @@ impl TransferLog {
         self.failing.lock().unwrap_or_else(|p| p.into_inner()).map(|since| since.elapsed())
     }
 
+    /// The tree size after each integration this sequencer makes: wait on it for a record
+    /// stored with a state change to be integrated (instead of polling the store).
+    pub fn integrated(&self) -> watch::Receiver<u64> {
+        self.integrated.clone()
+    }
+
     /// `<name>+<hex key id>+<base64(0x01 ‖ public key)>`: what verifiers need.
     pub fn verifier_key(&self) -> &str {
         &self.verifier_key
@@ -189,6 +198,7 @@ async fn run(
     settings: LogSettings,
     mut edge: Edge,
     failing: Arc<Mutex<Option<Instant>>>,
+    integrated_size: watch::Sender<u64>,
 ) {
     let mut last_batch = 0usize;
     loop {
@@ -283,6 +293,7 @@ async fn run(
                 let integrated = outcome;
                 if let Some(i) = &integrated {
                     edge = i.appended.edge.clone();
+                    integrated_size.send_replace(edge.size());
                     tracing::debug!(size = edge.size(), entries = i.index_of.len(), "log checkpoint signed");
                 }
                 for (seq, reply) in seqs.into_iter().zip(replies) {

@@ -272,18 +272,23 @@ pub async fn prove_inclusion(
 /// `Unavailable` when the record is not integrated within ten seconds; `DataLoss` when a node the
 /// proof needs is missing.
 pub async fn receipt_for_record(gw: &Gateway, seq: u64) -> Result<Receipt, ServiceError> {
+    let mut integrated = gw.log.integrated();
+    integrated.borrow_and_update();
     gw.log.kick();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    // Usually integrated within a millisecond or two; back off so a failing log is not polled hard.
-    let mut pause = std::time::Duration::from_millis(1);
     let index = loop {
         let record = gw.store.records(seq.saturating_sub(1), 1).await?.into_iter().find(|r| r.seq == seq);
         match record {
             Some(r) => match r.leaf_index {
                 Some(index) => break index,
                 None if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                    // Woken by this process's next integration; looked at again after a while
+                    // anyway, as another replica sharing the store may integrate it.
+                    let wake = deadline.min(tokio::time::Instant::now() + std::time::Duration::from_millis(250));
+                    if let Ok(Err(_)) = tokio::time::timeout_at(wake, integrated.changed()).await {
+                        // The sequencer stopped: nothing will wake this up.
+                        tokio::time::sleep_until(wake).await;
+                    }
                 }
                 None => {
                     return Err(ServiceError::Unavailable("the record was not integrated into the log in time".into()));
