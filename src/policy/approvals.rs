@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use super::calendar;
 use super::config::PolicyConfig;
 use super::counting::Counts;
-use super::engine::Transfer;
+use super::transfer::Transfer;
 use crate::domain::classification::named_enum;
 use crate::domain::participant::Region;
 

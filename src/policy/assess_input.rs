@@ -10,7 +10,8 @@ use super::calendar;
 use super::config::PolicyConfig;
 use super::counting::{HistoryEntry, Persons, WindowTotals};
 use super::decision::{Action, Decision, Mechanism, RuleId};
-use super::engine::{self, Exemption, ExemptionClaim, Exporter, Field, Recipient, Transfer};
+use super::engine;
+use super::transfer::{Exemption, ExemptionClaim, Exporter, Field, Recipient, Transfer};
 use crate::domain::classification::{Classification, Level, Pi, Share};
 use crate::domain::participant::{ParticipantKind, RecipientType, Region};
 

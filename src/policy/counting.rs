@@ -4,23 +4,15 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 
 use super::calendar;
 use super::config::PolicyConfig;
-use super::engine::Ruleset;
+pub use super::transfer::Persons;
+use super::transfer::{Ruleset, Transfer};
 
-/// The distinct natural persons a transfer carries, per bucket (rules.md §3.1).
-///
-/// `already_counted_*` is how many of this transfer's persons are already inside the window's
-/// count; it should not exceed the matching bucket (the JSON edge refuses that). The arithmetic
-/// saturates, so an inconsistent value never wraps around: it just adds nothing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Persons {
-    /// Distinct persons in the non-sensitive bucket (the transfer carries a `PI` field).
-    pub nonsensitive: u64,
-    /// Distinct persons in the sensitive bucket (the transfer carries an `SPI` field).
-    pub sensitive: u64,
-    /// Of `nonsensitive`, how many the window already counts.
-    pub already_counted_nonsensitive: u64,
-    /// Of `sensitive`, how many the window already counts.
-    pub already_counted_sensitive: u64,
+impl Transfer {
+    /// The counting window of this transfer: the ledger sums the server passes to
+    /// [`crate::policy::assess`] must be the exporter's authorised exports inside it.
+    pub fn window(&self, config: &PolicyConfig) -> Window {
+        Window::new(self.ruleset, self.at, config)
+    }
 }
 
 /// One earlier authorised export of the same exporter, already de-duplicated: the persons it

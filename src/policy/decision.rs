@@ -2,7 +2,8 @@
 
 use super::approvals::{ApprovalOutcome, ApprovalType};
 use super::counting::Counts;
-use super::engine::Ruleset;
+pub use super::transfer::Direction;
+use super::transfer::Ruleset;
 use crate::domain::classification::named_enum;
 use crate::domain::participant::Region;
 
@@ -169,16 +170,6 @@ named_enum! {
         Hold = "HOLD",
         /// Refuse it.
         Block = "BLOCK",
-    }
-}
-
-named_enum! {
-    /// Whether a transfer leaves mainland China (rules.md §2).
-    Direction, "direction" {
-        /// Domestic sharing: the D-rows apply.
-        Domestic = "DOMESTIC",
-        /// An export (数据出境): the export table of the ruleset applies.
-        Export = "EXPORT",
     }
 }
 
