@@ -23,7 +23,7 @@
 //! | `maintenance_secs` | `60` (how often uploads are purged and cut transfers reconciled) | `BTH_MAINTENANCE_SECS` |
 //! | `log` | `info` | `BTH_LOG` |
 //! | `[network]` | see [`NetworkConfig`] | — |
-//! | `[policy]` | the values of rules.md (see [`crate::policy::PolicyConfig`]) | — |
+//! | `[policy]` | the values of docs/rules.md (see [`crate::policy::PolicyConfig`]) | — |
 //!
 //! Relative paths (and the path of a relative `sqlite:` URL) are resolved against the working
 //! directory (`--dir`, default `.`).
@@ -79,7 +79,7 @@ pub struct Config {
     pub log: String,
     /// `[network]`: what clients may hold of the listener.
     pub network: NetworkConfig,
-    /// `[policy]`: thresholds, windows and validity periods of the rules (rules.md), the spec's
+    /// `[policy]`: thresholds, windows and validity periods of the rules (docs/rules.md), the spec's
     /// values by default.
     pub policy: crate::policy::PolicyConfig,
 }
@@ -403,7 +403,7 @@ keepalive_interval_secs = 30        # HTTP/2 PING after this much quiet ...
 keepalive_timeout_secs = 20         # ... and close when it is not answered in time
 idle_timeout_secs = 300             # close a connection with no call in flight this long
 
-# Thresholds, windows and validity periods of the export rules (rules.md §3). The defaults are
+# Thresholds, windows and validity periods of the export rules (docs/rules.md §3). The defaults are
 # the spec's; change them only when the law changes.
 [policy]
 scc_nonsensitive = 100000                       # C2 from this many non-sensitive persons

@@ -49,7 +49,7 @@ pub enum Command {
     },
     /// Evaluate the rules on a JSON transfer description and print the decision.
     Assess {
-        /// The transfer description (spec/assess-input.md).
+        /// The transfer description (docs/assess.md).
         file: PathBuf,
     },
     /// The verifiable transfer log: print its verifier key, verify it offline.

@@ -1,4 +1,4 @@
-//! Field classification (rules.md §1): levels, personal-information flags, share attributes.
+//! Field classification (docs/rules.md §1): levels, personal-information flags, share attributes.
 
 use serde::{Deserialize, Serialize};
 
@@ -98,7 +98,7 @@ named_enum! {
     }
 }
 
-/// The classification of one field: its level and flags (rules.md §1).
+/// The classification of one field: its level and flags (docs/rules.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Classification {
     /// The grade.
@@ -113,7 +113,7 @@ pub struct Classification {
     pub ftz_negative_list: bool,
 }
 
-/// Why a classification violates the invariants of rules.md §1.
+/// Why a classification violates the invariants of docs/rules.md §1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClassificationError {

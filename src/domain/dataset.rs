@@ -119,7 +119,7 @@ pub struct FieldDef {
 /// A dataset's catalog entry.
 ///
 /// Invariants (checked by [`Dataset::validate`]): 1..=[`MAX_FIELDS`] fields with unique names;
-/// every field admissible (rules.md §1 invariants, no level `X`); every default mask fits its
+/// every field admissible (docs/rules.md §1 invariants, no level `X`); every default mask fits its
 /// field's type; the person-key and contributor-key fields, when set, name fields of the schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dataset {

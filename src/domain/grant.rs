@@ -74,7 +74,7 @@ pub struct Grant {
     pub requested_at: DateTime<Utc>,
     /// When the owner decided (or it was revoked).
     pub decided_at: Option<DateTime<Utc>>,
-    /// The consumer's exemption claim (rules.md §3, E2/E3); counts only once attested.
+    /// The consumer's exemption claim (docs/rules.md §3, E2/E3); counts only once attested.
     #[serde(default)]
     pub exemption: crate::policy::Exemption,
     /// The officer who attested the claim.

@@ -97,7 +97,7 @@ impl Mask {
         }
     }
 
-    /// A field delivered with this mask is not part of the transfer (rules.md §1).
+    /// A field delivered with this mask is not part of the transfer (docs/rules.md §1).
     pub fn removes_field(&self) -> bool {
         matches!(self, Mask::Redact | Mask::Drop)
     }

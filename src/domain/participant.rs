@@ -10,7 +10,7 @@ use super::classification::{named_enum, Level, UnknownName};
 use super::ids::ParticipantId;
 
 named_enum! {
-    /// What kind of organisation a participant is (the exporter kind of rules.md §3).
+    /// What kind of organisation a participant is (the exporter kind of docs/rules.md §3).
     ParticipantKind, "kind" {
         /// A state organ (国家机关).
         StateOrgan = "STATE_ORGAN",
@@ -22,7 +22,7 @@ named_enum! {
 }
 
 named_enum! {
-    /// The recipient type of rules.md §3.
+    /// The recipient type of docs/rules.md §3.
     RecipientType, "recipient type" {
         /// A government department.
         GovDept = "GOV_DEPT",
@@ -95,7 +95,7 @@ impl Region {
         Ok(Region(s.to_owned()))
     }
 
-    /// Mainland China: `CN` and every `CN-*`. `HK`, `MO` and `TW` are outside (rules.md §2).
+    /// Mainland China: `CN` and every `CN-*`. `HK`, `MO` and `TW` are outside (docs/rules.md §2).
     pub fn is_mainland(&self) -> bool {
         self.0 == "CN" || self.0.starts_with("CN-")
     }

@@ -155,7 +155,7 @@ pub fn mask_out(m: &Mask) -> pb::Mask {
 pub fn field_in(at: &str, f: &pb::Field) -> Result<FieldDef, ServiceError> {
     let name = field_name_in(&format!("{at}.name"), &f.name)?;
     let ty = field_type_in(&format!("{at}.type"), f.r#type)?;
-    // Every field is classified by its owner (rules.md §1): an unset level, `pi` or `share` is
+    // Every field is classified by its owner (docs/rules.md §1): an unset level, `pi` or `share` is
     // refused, never read as "no personal information" or a default share attribute.
     let level = level_in(&format!("{at}.level"), f.level)?;
     let pi = pi_in(&format!("{at}.pi"), f.pi)?;

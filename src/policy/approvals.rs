@@ -1,4 +1,4 @@
-//! Approvals (rules.md §3.2): when one applies, how long it is valid, and which candidate a decision reports.
+//! Approvals (docs/rules.md §3.2): when one applies, how long it is valid, and which candidate a decision reports.
 
 use std::cmp::Reverse;
 

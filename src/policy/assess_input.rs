@@ -1,4 +1,4 @@
-//! The JSON format of `bth-gateway assess FILE` (assess-input.md): parse the input, run the engine, render the decision.
+//! The JSON format of `bth-gateway assess FILE` (docs/assess.md): parse the input, run the engine, render the decision.
 
 use std::str::FromStr;
 
@@ -35,7 +35,7 @@ pub enum AssessError {
     },
 }
 
-/// The input document, exactly as assess-input.md describes it: required keys are required,
+/// The input document, exactly as docs/assess.md describes it: required keys are required,
 /// the others take the documented defaults, unknown keys are refused. Enum names, dates and
 /// regions are read as text and parsed by [`Assessment::try_from`], which names the key.
 #[derive(Debug, Deserialize)]
@@ -358,7 +358,7 @@ fn key_before(input: &str, line: usize, column: usize) -> Option<&str> {
     None
 }
 
-/// The decision in the output format of assess-input.md.
+/// The decision in the output format of docs/assess.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DecisionJson {
     /// The transfer is an export.

@@ -1,4 +1,4 @@
-//! Thresholds, windows and validity periods of the rules (rules.md: "configuration with the values below as defaults").
+//! Thresholds, windows and validity periods of the rules (docs/rules.md: "configuration with the values below as defaults").
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Deserializer};
@@ -12,7 +12,7 @@ use super::calendar;
 /// `scc_nonsensitive > security_assessment_nonsensitive` simply makes C2 unreachable).
 ///
 /// # Defaults
-/// The values of rules.md: 100 000 / 1 000 000 non-sensitive and 10 000 sensitive persons
+/// The values of docs/rules.md: 100 000 / 1 000 000 non-sensitive and 10 000 sensitive persons
 /// (CN2024), 100 000 / 10 000 (CN2022), windows starting 1 January of the transfer's year
 /// (CN2024) and of the previous year (CN2022), `CAC_SA` valid 3 years when issued on or after
 /// 2024-03-22 and 2 years before.

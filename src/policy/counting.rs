@@ -1,4 +1,4 @@
-//! Counting persons (rules.md §3.1): the ruleset's window, the ledger sums inside it and the `*_after` arithmetic.
+//! Counting persons (docs/rules.md §3.1): the ruleset's window, the ledger sums inside it and the `*_after` arithmetic.
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
 
@@ -101,7 +101,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// `*_after = window sum + persons − already counted` (assess-input.md), saturating.
+    /// `*_after = window sum + persons − already counted` (docs/assess.md), saturating.
     pub fn new(window: &Window, totals: WindowTotals, persons: &Persons) -> Counts {
         let new_nonsensitive = persons.nonsensitive.saturating_sub(persons.already_counted_nonsensitive);
         let new_sensitive = persons.sensitive.saturating_sub(persons.already_counted_sensitive);

@@ -8,7 +8,7 @@ use crate::domain::classification::named_enum;
 use crate::domain::participant::Region;
 
 named_enum! {
-    /// A row of the rule tables (rules.md §3, §3.3, §4). Wire names are stable: decisions and
+    /// A row of the rule tables (docs/rules.md §3, §3.3, §4). Wire names are stable: decisions and
     /// the transfer log record them. Declaration order is table order, so [`Fired`] iterates in
     /// the order the tables list the rows.
     RuleId, "rule" {
@@ -147,7 +147,7 @@ named_enum! {
 }
 
 impl Mechanism {
-    /// The approval types that satisfy this mechanism (rules.md §3.2); empty for `ALLOW`
+    /// The approval types that satisfy this mechanism (docs/rules.md §3.2); empty for `ALLOW`
     /// (needs none) and `DENY` (nothing overrides it).
     pub fn satisfied_by(self) -> &'static [ApprovalType] {
         match self {
@@ -228,7 +228,7 @@ impl Decision {
     }
 
     /// What the server adds to the exporter's ledger once it sends the transfer: `Some((non-
-    /// sensitive, sensitive))` for a passed export (exempt ones too, rules.md §3.1), `None` for
+    /// sensitive, sensitive))` for a passed export (exempt ones too, docs/rules.md §3.1), `None` for
     /// held or blocked transfers and for domestic sharing, which do not enter the export counts.
     pub fn ledger_entry(&self) -> Option<(u64, u64)> {
         (self.is_export() && self.action == Action::Pass).then(|| self.counts.added())

@@ -1,4 +1,4 @@
-//! The export tables `CN2024` and `CN2022` (rules.md §3, §3.3) and the domestic table (§4): a transfer in, a decision out.
+//! The export tables `CN2024` and `CN2022` (docs/rules.md §3, §3.3) and the domestic table (§4): a transfer in, a decision out.
 
 use super::approvals::{self, Approval, ApprovalCheck, ApprovalType};
 use super::config::PolicyConfig;
@@ -13,7 +13,7 @@ use crate::domain::participant::{ParticipantKind, RecipientType};
 /// `totals` are the exporter's distinct persons already counted in `transfer.window(config)`
 /// (see [`WindowTotals::sum`]); `approvals` are the recorded approvals (any exporter, any
 /// state: the engine filters). Evaluates every row of the applicable table; the mechanism is the
-/// most severe among the rows that fired, and the action follows rules.md §3.2.
+/// most severe among the rows that fired, and the action follows docs/rules.md §3.2.
 pub fn assess(transfer: &Transfer, totals: WindowTotals, approvals: &[Approval], config: &PolicyConfig) -> Decision {
     let counts = Counts::new(&transfer.window(config), totals, &transfer.persons);
     let set = SetSummary::of(transfer.fields.iter().map(|f| &f.classification));
@@ -58,7 +58,7 @@ pub fn assess(transfer: &Transfer, totals: WindowTotals, approvals: &[Approval],
     Decision { direction, ruleset: transfer.ruleset, mechanism, action, rules, approval, authority, counts, hold }
 }
 
-/// The domestic table (rules.md §4; D4 belongs to aggregate pulls). D7 fires when no other row
+/// The domestic table (docs/rules.md §4; D4 belongs to aggregate pulls). D7 fires when no other row
 /// does.
 fn domestic(transfer: &Transfer, set: &SetSummary) -> Fired {
     let statistical_use = transfer.recipient.kind == RecipientType::StatisticsAgency && transfer.statistical_purpose;
@@ -102,7 +102,7 @@ impl Facts<'_> {
         fired
     }
 
-    /// The `CN2024` table (rules.md §3).
+    /// The `CN2024` table (docs/rules.md §3).
     fn cn2024(&self) -> Fired {
         let (t, set, counts, config) = (self.transfer, self.set, self.counts, self.config);
         let mut fired = self.common();
@@ -138,7 +138,7 @@ impl Facts<'_> {
         fired
     }
 
-    /// The `CN2022` table (rules.md §3.3): no E2–E4, no V1. A3' and C' need personal
+    /// The `CN2022` table (docs/rules.md §3.3): no E2–E4, no V1. A3' and C' need personal
     /// information in the transfer (Order 11 Art. 4 concerns providing personal information);
     /// C' fires for personal information that neither A2' nor A3' caught.
     fn cn2022(&self) -> Fired {

@@ -1,4 +1,4 @@
-//! The policy engine (rules.md §1–4): pure functions from a transfer, the exporter's ledger sums and the approvals to a decision.
+//! The policy engine (docs/rules.md §1–4): pure functions from a transfer, the exporter's ledger sums and the approvals to a decision.
 //!
 //! # Layout
 //! - [`transfer`]: [`Transfer`] (exporter, recipient, fields, persons, [`Ruleset`], direction): the

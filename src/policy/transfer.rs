@@ -8,7 +8,7 @@ use crate::domain::classification::{named_enum, Classification};
 use crate::domain::participant::{ParticipantKind, RecipientType, Region};
 
 named_enum! {
-    /// Whether a transfer leaves mainland China (rules.md §2).
+    /// Whether a transfer leaves mainland China (docs/rules.md §2).
     Direction, "direction" {
         /// Domestic sharing: the D-rows apply.
         Domestic = "DOMESTIC",
@@ -17,7 +17,7 @@ named_enum! {
     }
 }
 
-/// The distinct natural persons a transfer carries, per bucket (rules.md §3.1).
+/// The distinct natural persons a transfer carries, per bucket (docs/rules.md §3.1).
 ///
 /// `already_counted_*` is how many of this transfer's persons are already inside the window's
 /// count; it should not exceed the matching bucket (the JSON edge refuses that). The arithmetic
@@ -144,7 +144,7 @@ pub struct Transfer {
 }
 
 impl Transfer {
-    /// Export or domestic (rules.md §2): an export when the recipient region is outside mainland
+    /// Export or domestic (docs/rules.md §2): an export when the recipient region is outside mainland
     /// China (`HK`, `MO`, `TW` included) or when accessed from outside the mainland.
     pub fn direction(&self) -> Direction {
         if self.access_from_outside_mainland || !self.recipient.region.is_mainland() {

@@ -251,7 +251,7 @@ pub async fn plan(
             exemption: grant.exemption,
             attested_by: grant.exemption_attested_by.as_ref().map(|p| p.to_string()),
         },
-        // REDACT fields are not part of the transfer (rules.md §1); DROP ones are gone already.
+        // REDACT fields are not part of the transfer (docs/rules.md §1); DROP ones are gone already.
         fields: shape
             .fields
             .iter()
@@ -326,7 +326,7 @@ async fn refusal(gw: &Gateway, caller: &Caller, plan: &PullPlan) -> Result<Optio
     })
 }
 
-/// The decision record of rules.md §6 (never any value of the data).
+/// The decision record of docs/rules.md §6 (never any value of the data).
 fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceError>) -> NewRecord {
     let d = &plan.decision;
     let mut rec = NewRecord::new(

@@ -32,7 +32,7 @@ pub struct GrantRequest {
     pub statistical_purpose: bool,
     /// Requested expiry.
     pub requested_expiry: Option<DateTime<Utc>>,
-    /// An exemption claim (rules.md §3, E2/E3); it counts once an officer attests it.
+    /// An exemption claim (docs/rules.md §3, E2/E3); it counts once an officer attests it.
     pub exemption: crate::policy::Exemption,
 }
 
