@@ -467,6 +467,19 @@ pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Resu
     }
 }
 
+/// `work`, unless `watcher` says first that the pull was withdrawn (then why). `watcher` must not
+/// be polled again once it has answered.
+async fn unless_withdrawn<T>(
+    watcher: std::pin::Pin<&mut impl std::future::Future<Output = String>>,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, String> {
+    tokio::select! {
+        biased;
+        why = watcher => Err(why),
+        done = work => Ok(done),
+    }
+}
+
 /// How often a streaming pull re-checks that it is still authorised.
 pub const RECHECK: Duration = Duration::from_secs(1);
 
@@ -547,7 +560,10 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
         // Also when this task ends abnormally: the watcher (and the pull's slot it holds) ends.
         let _stop_watching = done.clone().drop_guard();
         let watcher = tokio::spawn(watch_authorisation(gw.clone(), plan.clone(), done.clone()));
-        let mut watcher = std::pin::pin!(async move { watcher.await.ok().flatten() });
+        // Ends once: with why the pull was withdrawn (then the loop below stops at once).
+        let mut watcher = std::pin::pin!(async move {
+            watcher.await.ok().flatten().unwrap_or_else(|| "its authorisation cannot be re-checked".into())
+        });
         let mut revoked: Option<String> = None;
         let mut digest = digest::Context::new(&digest::SHA256);
         let (mut rows, mut batches, mut bytes) = (0u64, 0u64, 0u64);
@@ -597,25 +613,23 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
             loop {
                 // Room for the next batch first, then the next chunk: while the recipient is slow
                 // nothing more is read or masked for it.
-                let permit = tokio::select! {
-                    biased;
-                    why = &mut watcher, if revoked.is_none() => {
-                        revoked = Some(why.unwrap_or_else(|| "its authorisation cannot be re-checked".into()));
+                let permit = match unless_withdrawn(watcher.as_mut(), tx.reserve()).await {
+                    Err(why) => {
+                        revoked = Some(why);
                         break;
                     }
-                    permit = tx.reserve() => permit,
+                    Ok(permit) => permit,
                 };
                 let Ok(permit) = permit else {
                     failure = Some("cut: the recipient went away".into());
                     break;
                 };
-                let item = tokio::select! {
-                    biased;
-                    why = &mut watcher, if revoked.is_none() => {
-                        revoked = Some(why.unwrap_or_else(|| "its authorisation cannot be re-checked".into()));
+                let item = match unless_withdrawn(watcher.as_mut(), work.next()).await {
+                    Err(why) => {
+                        revoked = Some(why);
                         break;
                     }
-                    item = work.next() => item,
+                    Ok(item) => item,
                 };
                 let Some(item) = item else { break };
                 let (read, out) = match item {
