@@ -76,6 +76,18 @@ pub(super) fn check_placement(
     }
 }
 
+/// SQL both dialects run as written (sqlx binds `$N` on SQLite too).
+pub(super) mod sql {
+    /// One chunk of a published version: `$1` dataset, `$2` version, `$3` seq.
+    pub const CHUNK: &str =
+        "SELECT c.seq, c.rows, c.sha256, c.data FROM versions v JOIN chunks c ON c.upload_id = v.upload_id
+         WHERE v.dataset_id = $1 AND v.version = $2 AND c.seq = $3";
+
+    /// The health probe's write: `$1` the time.
+    pub const PROBE_WRITE: &str =
+        "INSERT INTO liveness (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at";
+}
+
 /// The chunks of a version from `from` on, read one query per chunk (`read(seq)`; `None` ends
 /// the version): a reader holds a database connection only while one chunk is read, never
 /// while its consumer is slow. Each read runs as a task of its own, so it finishes and gives

@@ -686,11 +686,7 @@ impl Store for PostgresStore {
     }
 
     async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO liveness (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at")
-            .bind(micros(at))
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query(super::codec::sql::PROBE_WRITE).bind(micros(at)).execute(&self.pool).await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -721,13 +717,8 @@ impl Store for PostgresStore {
         let dataset = dataset.as_str().to_owned();
         let bulk = self.bulk.clone();
         super::codec::chunk_by_chunk(from_seq, move |seq| {
-            let query = sqlx::query(
-                "SELECT c.seq, c.rows, c.sha256, c.data FROM versions v JOIN chunks c ON c.upload_id = v.upload_id
-                 WHERE v.dataset_id = $1 AND v.version = $2 AND c.seq = $3",
-            )
-            .bind(dataset.clone())
-            .bind(version as i64)
-            .bind(seq as i64);
+            let query =
+                sqlx::query(super::codec::sql::CHUNK).bind(dataset.clone()).bind(version as i64).bind(seq as i64);
             let bulk = bulk.clone();
             async move {
                 let row = query.fetch_optional(&bulk).await.map_err(classify)?;

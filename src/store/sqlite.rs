@@ -549,11 +549,7 @@ impl Store for SqliteStore {
     }
 
     async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO liveness (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at")
-            .bind(micros(at))
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query(super::codec::sql::PROBE_WRITE).bind(micros(at)).execute(&self.pool).await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -584,13 +580,8 @@ impl Store for SqliteStore {
         let dataset = dataset.as_str().to_owned();
         let bulk = self.bulk.clone();
         super::codec::chunk_by_chunk(from_seq, move |seq| {
-            let query = sqlx::query(
-                "SELECT c.seq, c.rows, c.sha256, c.data FROM versions v JOIN chunks c ON c.upload_id = v.upload_id
-                 WHERE v.dataset_id = ? AND v.version = ? AND c.seq = ?",
-            )
-            .bind(dataset.clone())
-            .bind(version as i64)
-            .bind(seq as i64);
+            let query =
+                sqlx::query(super::codec::sql::CHUNK).bind(dataset.clone()).bind(version as i64).bind(seq as i64);
             let bulk = bulk.clone();
             async move {
                 let row = query.fetch_optional(&bulk).await.map_err(classify)?;
