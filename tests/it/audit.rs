@@ -7,7 +7,7 @@ use bth_gateway::domain::participant::{ParticipantKind, RecipientType, Role};
 use bth_gateway::pb::{self, audit_client::AuditClient};
 use bth_gateway::pki::{self, LeafKind};
 use chrono::Duration;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::harness::*;
@@ -119,13 +119,7 @@ mod independent {
 
 /// Audit clients of participant `id`, with a fresh certificate from the gateway's CA.
 async fn audit_client(t: &TestGateway, id: &str) -> AuditClient<Channel> {
-    let leaf = pki::issue(&t.ca, id, LeafKind::Client).unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&t.ca.cert))
-        .domain_name("localhost")
-        .identity(Identity::from_pem(&leaf.cert, &leaf.key));
-    let channel = Channel::from_shared(format!("https://{}", t.addr)).unwrap().tls_config(tls).unwrap();
-    AuditClient::new(channel.connect().await.unwrap())
+    AuditClient::new(t.channel(id).await)
 }
 
 async fn auditor(t: &TestGateway) -> AuditClient<Channel> {

@@ -7,13 +7,12 @@ use bth_gateway::domain::ids::ParticipantId;
 use bth_gateway::domain::participant::{Participant, ParticipantKind, ParticipantStatus, RecipientType, Region, Role};
 use bth_gateway::grpc::status::{UNDECODABLE_FIELD, UNDECODABLE_MESSAGE};
 use bth_gateway::pb::{self, audit_client::AuditClient};
-use bth_gateway::pki::{self, LeafKind};
 use bth_gateway::service::{participants, ServiceError};
 use bth_gateway::wire::RowBatch;
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -31,16 +30,6 @@ fn classified(mut r: pb::RegisterDatasetRequest) -> pb::RegisterDatasetRequest {
         }
     }
     r
-}
-
-/// A channel of participant `id` over mutual TLS, with a fresh certificate from the gateway's CA.
-async fn channel(t: &TestGateway, id: &str) -> Channel {
-    let leaf = pki::issue(&t.ca, id, LeafKind::Client).unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&t.ca.cert))
-        .domain_name("localhost")
-        .identity(Identity::from_pem(&leaf.cert, &leaf.key));
-    Channel::from_shared(format!("https://{}", t.addr)).unwrap().tls_config(tls).unwrap().connect().await.unwrap()
 }
 
 // ---- a codec that sends arbitrary bytes as a gRPC message ----
@@ -199,8 +188,8 @@ async fn fixture() -> Fixture {
         .register("officer", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-BJ", &[Role::Officer], Level::G1)
         .await;
     let admin = t.client("admin").await;
-    let audit = AuditClient::new(channel(&t, "officer").await);
-    let raw = channel(&t, "tj-stats").await;
+    let audit = AuditClient::new(t.channel("officer").await);
+    let raw = t.channel("tj-stats").await;
     Fixture { t, owner, consumer, officer, admin, audit, raw, pending }
 }
 

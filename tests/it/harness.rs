@@ -135,6 +135,20 @@ pub struct Client {
     pub oversight: OversightClient<Channel>,
 }
 
+impl Client {
+    /// Typed clients sharing one connection.
+    pub fn from_channel(channel: Channel) -> Client {
+        Client {
+            admin: AdminClient::new(channel.clone()),
+            catalog: CatalogClient::new(channel.clone()).max_decoding_message_size(64 << 20),
+            publishing: PublishingClient::new(channel.clone()),
+            sharing: SharingClient::new(channel.clone()),
+            oversight: OversightClient::new(channel.clone()),
+            exchange: ExchangeClient::new(channel).max_decoding_message_size(64 << 20),
+        }
+    }
+}
+
 impl TestGateway {
     pub async fn start() -> TestGateway {
         Self::start_with(Limits { chunk_rows: 4, ..Limits::default() }).await
@@ -244,14 +258,23 @@ impl TestGateway {
         }
         let channel =
             Channel::from_shared(format!("https://{}", self.addr)).unwrap().tls_config(tls)?.connect().await?;
-        Ok(Client {
-            admin: AdminClient::new(channel.clone()),
-            catalog: CatalogClient::new(channel.clone()).max_decoding_message_size(64 << 20),
-            publishing: PublishingClient::new(channel.clone()),
-            sharing: SharingClient::new(channel.clone()),
-            oversight: OversightClient::new(channel.clone()),
-            exchange: ExchangeClient::new(channel).max_decoding_message_size(64 << 20),
-        })
+        Ok(Client::from_channel(channel))
+    }
+
+    /// The endpoint of participant `id` (a fresh certificate from the gateway's CA), to adjust
+    /// before connecting.
+    pub fn endpoint(&self, id: &str) -> tonic::transport::Endpoint {
+        let leaf = pki::issue(&self.ca, id, LeafKind::Client).unwrap();
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca.cert))
+            .domain_name("localhost")
+            .identity(Identity::from_pem(&leaf.cert, &leaf.key));
+        Channel::from_shared(format!("https://{}", self.addr)).unwrap().tls_config(tls).unwrap()
+    }
+
+    /// A new connection of participant `id`.
+    pub async fn channel(&self, id: &str) -> Channel {
+        self.endpoint(id).connect().await.unwrap()
     }
 
     /// Runs a SQL count against the gateway's database (to check what is stored).
@@ -519,4 +542,29 @@ pub async fn pull(c: &mut Client, req: pb::PullRequest) -> Result<Pulled, tonic:
 
 pub fn pull_req(dataset: &str) -> pb::PullRequest {
     pb::PullRequest { dataset_id: dataset.into(), ..Default::default() }
+}
+
+/// A connection of participant `id` to a `bth-gateway serve` process on `port` whose working
+/// directory `dir` was written by `init` (and `certs issue ID`); waits up to 20 s for it to come up.
+pub async fn serve_channel(dir: &std::path::Path, port: u16, id: &str) -> Channel {
+    let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("certs/ca.pem")))
+        .identity(Identity::from_pem(
+            read(&format!("certs/clients/{id}.pem")),
+            read(&format!("certs/clients/{id}.key")),
+        ))
+        .domain_name("localhost");
+    let endpoint = Channel::from_shared(format!("https://127.0.0.1:{port}")).unwrap().tls_config(tls).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match endpoint.connect().await {
+            Ok(c) => return c,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the gateway on port {port} did not come up: {e}"),
+        }
+    }
 }

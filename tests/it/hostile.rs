@@ -19,7 +19,7 @@ use bth_gateway::wire::RowBatch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, timeout_at, Instant};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
 
@@ -70,12 +70,7 @@ async fn within<T>(what: &str, limit: Duration, f: impl std::future::Future<Outp
 /// A new connection of participant `id` (a fresh certificate from the gateway's CA); with
 /// `stream_window`, a client that buffers at most that much of each stream it does not read.
 async fn channel(t: &TestGateway, id: &str, stream_window: Option<u32>) -> Channel {
-    let leaf = pki::issue(&t.ca, id, LeafKind::Client).unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&t.ca.cert))
-        .domain_name("localhost")
-        .identity(Identity::from_pem(&leaf.cert, &leaf.key));
-    let mut endpoint = Endpoint::from_shared(format!("https://{}", t.addr)).unwrap().tls_config(tls).unwrap();
+    let mut endpoint = t.endpoint(id);
     if let Some(window) = stream_window {
         endpoint = endpoint.initial_stream_window_size(window).initial_connection_window_size(16 << 20);
     }

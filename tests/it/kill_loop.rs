@@ -13,15 +13,15 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use bth_gateway::pb::catalog_client::CatalogClient;
+use bth_gateway::pb::PullRequest;
 use bth_gateway::pb::{self, exchange_client::ExchangeClient, oversight_client::OversightClient};
-use bth_gateway::pb::{catalog_client::CatalogClient, publishing_client::PublishingClient};
-use bth_gateway::pb::{sharing_client::SharingClient, PullRequest};
 use sqlx::{Connection, SqliteConnection};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
-use crate::harness::{survey, survey_rows};
+use crate::harness::{granted, serve_channel, survey, survey_rows, Client};
 
 fn bin(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_bth-gateway"));
@@ -61,30 +61,6 @@ impl Serving {
 impl Drop for Serving {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// A channel of participant `id` once the gateway on `port` accepts connections.
-async fn channel(dir: &Path, port: u16, id: &str) -> Channel {
-    let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read("certs/ca.pem")))
-        .identity(Identity::from_pem(
-            read(&format!("certs/clients/{id}.pem")),
-            read(&format!("certs/clients/{id}.key")),
-        ))
-        .domain_name("localhost");
-    let endpoint = Channel::from_shared(format!("https://127.0.0.1:{port}")).unwrap().tls_config(tls).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match endpoint.connect().await {
-            Ok(c) => return c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("the gateway did not come up: {e}"),
-        }
     }
 }
 
@@ -147,28 +123,18 @@ async fn a_gateway_killed_at_random_moments_keeps_its_four_invariants() {
     // The dataset, a first version and a grant, on a gateway not killed.
     let port = free_port();
     let mut serving = Serving::start(dir, port);
-    let owner = channel(dir, port, "tj-stats").await;
+    let owner = serve_channel(dir, port, "tj-stats").await;
     CatalogClient::new(owner.clone()).register_dataset(survey("survey")).await.unwrap();
     publish(&owner, "v0", 40).await.unwrap();
-    let consumer = channel(dir, port, "tj-commerce").await;
-    let grant = SharingClient::new(consumer)
-        .request_grant(pb::RequestGrantRequest {
-            dataset_id: "survey".into(),
-            fields: vec!["enterprise".into(), "district".into()],
-            purpose: "industry statistics".into(),
-            legal_basis: "统计法 Art. 7".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    SharingClient::new(owner)
-        .decide_grant(pb::DecideGrantRequest {
-            grant_id: grant.id,
-            decision: Some(pb::decide_grant_request::Decision::Approve(pb::Approve::default())),
-        })
-        .await
-        .unwrap();
+    let mut consumer = Client::from_channel(serve_channel(dir, port, "tj-commerce").await);
+    granted(
+        &mut Client::from_channel(owner),
+        &mut consumer,
+        "survey",
+        &["enterprise", "district"],
+        pb::Approve::default(),
+    )
+    .await;
     serving.kill();
 
     let saved = root.path().join("checkpoint.note");
@@ -177,9 +143,9 @@ async fn a_gateway_killed_at_random_moments_keeps_its_four_invariants() {
         let port = free_port();
         let mut serving = Serving::start(dir, port);
         let (owner, consumer, officer) = tokio::join!(
-            channel(dir, port, "tj-stats"),
-            channel(dir, port, "tj-commerce"),
-            channel(dir, port, "sec-officer")
+            serve_channel(dir, port, "tj-stats"),
+            serve_channel(dir, port, "tj-commerce"),
+            serve_channel(dir, port, "sec-officer")
         );
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Acknowledged::default()));
         let work = {
@@ -246,7 +212,7 @@ async fn a_gateway_killed_at_random_moments_keeps_its_four_invariants() {
     // One more start: the gateway reconciles and integrates what the last kill left.
     let port = free_port();
     let serving = Serving::start(dir, port);
-    channel(dir, port, "tj-stats").await;
+    serve_channel(dir, port, "tj-stats").await;
     let url = format!("sqlite:{}", dir.join("data/gateway.db").display());
     let mut db = SqliteConnection::connect(&url).await.unwrap();
     // 1. No partial version.
@@ -297,18 +263,6 @@ async fn a_gateway_killed_at_random_moments_keeps_its_four_invariants() {
 }
 
 async fn publish(owner: &Channel, key: &str, rows: u32) -> Result<(), tonic::Status> {
-    let batches: Vec<_> = (0..rows.div_ceil(1000))
-        .map(|b| {
-            let n = (rows - b * 1000).min(1000);
-            pb::PublishRequest { msg: Some(pb::publish_request::Msg::Batch(survey_rows(n, b * 1000))) }
-        })
-        .collect();
-    let header = pb::PublishRequest {
-        msg: Some(pb::publish_request::Msg::Header(pb::PublishHeader {
-            dataset_id: "survey".into(),
-            idempotency_key: key.into(),
-        })),
-    };
-    let msgs: Vec<_> = std::iter::once(header).chain(batches).collect();
-    PublishingClient::new(owner.clone()).publish(tokio_stream::iter(msgs)).await.map(|_| ())
+    let batches = (0..rows.div_ceil(1000)).map(|b| survey_rows((rows - b * 1000).min(1000), b * 1000)).collect();
+    crate::harness::publish(&mut Client::from_channel(owner.clone()), "survey", key, batches).await.map(drop)
 }

@@ -8,35 +8,24 @@ use bth_gateway::domain::ids::DatasetId;
 use bth_gateway::domain::participant::{ParticipantKind, RecipientType, Role};
 use bth_gateway::domain::record::{NewRecord, RecordKind, TransferAction, TransferFacets};
 use bth_gateway::pb::{self, audit_client::AuditClient};
-use bth_gateway::pki::{self, LeafKind};
 use bth_gateway::server;
 use bth_gateway::service::{maintenance, Limits};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
 use crate::harness::*;
 
-/// A channel of registered participant `id`.
-async fn channel_of(t: &TestGateway, id: &str) -> Channel {
-    let leaf = pki::issue(&t.ca, id, LeafKind::Client).unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&t.ca.cert))
-        .domain_name("localhost")
-        .identity(Identity::from_pem(&leaf.cert, &leaf.key));
-    Channel::from_shared(format!("https://{}", t.addr)).unwrap().tls_config(tls).unwrap().connect().await.unwrap()
-}
-
 async fn auditor(t: &TestGateway) -> AuditClient<Channel> {
     t.register("auditor", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Auditor], Level::G1)
         .await;
-    AuditClient::new(channel_of(t, "auditor").await)
+    AuditClient::new(t.channel("auditor").await)
 }
 
 /// Waits up to 8 s (health is probed every 2 s) for the gateway's overall health to be `want`.
 async fn health_becomes(t: &TestGateway, want: ServingStatus) {
-    let mut health = HealthClient::new(channel_of(t, "admin").await);
+    let mut health = HealthClient::new(t.channel("admin").await);
     let deadline = std::time::Instant::now() + StdDuration::from_secs(8);
     loop {
         let got = health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner().status;
@@ -328,22 +317,7 @@ async fn a_server_log_on_a_full_disk_never_fails_a_call() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read("certs/ca.pem")))
-        .identity(Identity::from_pem(read("certs/clients/tj-stats.pem"), read("certs/clients/tj-stats.key")))
-        .domain_name("localhost");
-    let endpoint = Channel::from_shared(format!("https://127.0.0.1:{port}")).unwrap().tls_config(tls).unwrap();
-    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
-    let channel = loop {
-        match endpoint.connect().await {
-            Ok(c) => break c,
-            Err(e) => {
-                assert!(std::time::Instant::now() < deadline, "the gateway did not come up: {e}");
-                tokio::time::sleep(StdDuration::from_millis(50)).await;
-            }
-        }
-    };
+    let channel = serve_channel(&dir, port, "tj-stats").await;
     let mut catalog = bth_gateway::pb::catalog_client::CatalogClient::new(channel.clone());
     for i in 0..20 {
         catalog.register_dataset(survey(&format!("survey-{i}"))).await.expect("a call succeeds whatever the log disk");

@@ -19,7 +19,7 @@ use bth_gateway::translog::note::{parse_receipt, Verifier};
 use bth_gateway::wire::RowBatch;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection, Row};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 const URL_VAR: &str = "BTH_TEST_DATABASE_URL";
 
@@ -71,18 +71,6 @@ impl Drop for Replica {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn channel(dir: &Path, port: u16, id: &str) -> Channel {
-    let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read("certs/ca.pem")))
-        .identity(Identity::from_pem(
-            read(&format!("certs/clients/{id}.pem")),
-            read(&format!("certs/clients/{id}.key")),
-        ))
-        .domain_name("localhost");
-    Channel::from_shared(format!("https://127.0.0.1:{port}")).unwrap().tls_config(tls).unwrap().connect().await.unwrap()
 }
 
 fn persons_dataset(id: &str) -> pb::RegisterDatasetRequest {
@@ -180,11 +168,11 @@ async fn three_replicas_on_one_postgresql_keep_one_log_and_exact_person_counts()
     }
 
     // The exporter publishes through replica 0; the partner's grants are approved there.
-    let owner = channel(&dir, replicas[0].port, "sme").await;
+    let owner = crate::harness::serve_channel(&dir, replicas[0].port, "sme").await;
     let mut catalog = CatalogClient::new(owner.clone());
     let mut publishing = PublishingClient::new(owner.clone());
     let mut owner_sharing = SharingClient::new(owner);
-    let mut hk_sharing = SharingClient::new(channel(&dir, replicas[1].port, "hk-univ").await);
+    let mut hk_sharing = SharingClient::new(crate::harness::serve_channel(&dir, replicas[1].port, "hk-univ").await);
     for (id, from, to) in [("first", 0u32, 60_000u32), ("second", 60_000, 90_000), ("third", 90_000, 120_000)] {
         catalog.register_dataset(persons_dataset(id)).await.unwrap();
         let mut msgs = vec![pb::PublishRequest {
@@ -224,7 +212,10 @@ async fn three_replicas_on_one_postgresql_keep_one_log_and_exact_person_counts()
 
     let mut hk = Vec::new();
     for r in &replicas {
-        hk.push(ExchangeClient::new(channel(&dir, r.port, "hk-univ").await).max_decoding_message_size(64 << 20));
+        hk.push(
+            ExchangeClient::new(crate::harness::serve_channel(&dir, r.port, "hk-univ").await)
+                .max_decoding_message_size(64 << 20),
+        );
     }
     // 60 000 persons through replica 1: allowed (V1).
     let (rows, first_receipt) = pull(&mut hk[1], "first").await.unwrap();
