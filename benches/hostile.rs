@@ -257,25 +257,13 @@ fn main() {
             sharing::decide(&gw, &owner, &g.id, sharing::Decision::Approve(Default::default())).await.unwrap();
         }
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let served = gw.clone();
         let network = server::Settings::default().network;
         println!(
             "gateway: {} rows in {} chunks; open-file limit {nofile}; handshake timeout {} s, {} pending \
              handshakes, {} pulls per participant; {calls} calls per RPC and scenario",
             version.rows, version.chunks, network.handshake_timeout_secs, network.max_pending_handshakes, 64
         );
-        tokio::spawn(async move {
-            server::run(
-                listener,
-                served,
-                &tls,
-                &server::Settings { max_message_bytes: 64 << 20, ..Default::default() },
-                std::future::pending(),
-            )
-            .await
-        });
+        let addr = common::serve(gw.clone(), tls).await;
 
         let probe_leaf = pki::issue(&ca, "probe", LeafKind::Client).unwrap();
         let slow_leaf = pki::issue(&ca, "slow", LeafKind::Client).unwrap();

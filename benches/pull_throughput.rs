@@ -13,7 +13,7 @@ use bth_gateway::domain::participant::Role;
 use bth_gateway::pb::{self, pull_response::Msg};
 use bth_gateway::pki::{self, LeafKind};
 use bth_gateway::policy::PolicyConfig;
-use bth_gateway::server::{self, TlsPem};
+use bth_gateway::server::TlsPem;
 use bth_gateway::service::{participants, publishing, sharing, Caller, Gateway, Limits, SystemClock};
 use bth_gateway::store::sqlite::SqliteStore;
 use bth_gateway::wire::RowBatch;
@@ -156,20 +156,7 @@ fn main() {
             }
         }
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let gw_addr = listener.local_addr().unwrap();
-        let served = gw.clone();
-        let tls2 = tls.clone();
-        tokio::spawn(async move {
-            server::run(
-                listener,
-                served,
-                &tls2,
-                &server::Settings { max_message_bytes: 64 << 20, ..Default::default() },
-                std::future::pending(),
-            )
-            .await
-        });
+        let gw_addr = common::serve(gw.clone(), tls.clone()).await;
 
         let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let bare_addr = bare_listener.local_addr().unwrap();

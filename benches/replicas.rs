@@ -17,7 +17,7 @@ use bth_gateway::domain::record::{NewRecord, RecordKind};
 use bth_gateway::log::sequencer::{LogSettings, TransferLog};
 use bth_gateway::pki::{self, LeafKind, Pem};
 use bth_gateway::policy::PolicyConfig;
-use bth_gateway::server::{self, TlsPem};
+use bth_gateway::server::TlsPem;
 use bth_gateway::service::{catalog, participants, publishing, sharing, Caller, Gateway, Limits, SystemClock};
 use bth_gateway::translog::note::Signer;
 use common::{client, dataset, participant, pull_once, rows, BATCH};
@@ -102,19 +102,7 @@ async fn appends(gws: &[Gateway], total: usize) -> (f64, Duration, Duration) {
 async fn pulls(gws: &[Gateway], ca: &Pem, tls: &TlsPem, rounds: usize) -> (f64, f64) {
     let mut clients = Vec::new();
     for gw in gws {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (gw, tls) = (gw.clone(), tls.clone());
-        tokio::spawn(async move {
-            server::run(
-                listener,
-                gw,
-                &tls,
-                &server::Settings { max_message_bytes: 64 << 20, ..Default::default() },
-                std::future::pending(),
-            )
-            .await
-        });
+        let addr = common::serve(gw.clone(), tls.clone()).await;
         let leaf = pki::issue(ca, "plain", LeafKind::Client).unwrap();
         clients.push(client(addr, ca, &leaf).await);
     }

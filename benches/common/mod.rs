@@ -129,3 +129,16 @@ pub async fn pull_batches(c: &mut ExchangeClient<Channel>, dataset: &str) -> Vec
     }
     batches
 }
+
+/// Serves `gw` over mutual TLS on a fresh loopback port (messages up to 64 MiB) for the rest of
+/// the run; returns its address.
+pub async fn serve(gw: bth_gateway::service::Gateway, tls: bth_gateway::server::TlsPem) -> std::net::SocketAddr {
+    use bth_gateway::server;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let settings = server::Settings { max_message_bytes: 64 << 20, ..Default::default() };
+        server::run(listener, gw, &tls, &settings, std::future::pending()).await
+    });
+    addr
+}
