@@ -95,9 +95,9 @@ impl Drop for SubjectSlot {
 pub struct Conn {
     inner: TlsStream<TcpStream>,
     peer: Peer,
+    /// How long without a call in flight before it is closed; for a connection over its
+    /// participant's cap ([`Peer::refusal`]), how long it stays open whatever its calls.
     idle_timeout: Duration,
-    /// Closed when the timer first fires, whatever its calls (a connection over its cap).
-    hard_deadline: bool,
     /// Found idle at the deadline with this many calls started: closed if still so after a grace.
     idle_seen: Option<u64>,
     idle: Pin<Box<tokio::time::Sleep>>,
@@ -113,7 +113,7 @@ impl Conn {
             if self.idle.as_mut().poll(cx).is_pending() {
                 return false;
             }
-            if self.hard_deadline {
+            if self.peer.refusal.is_some() {
                 return true;
             }
             let now = Instant::now();
@@ -321,14 +321,12 @@ pub async fn accept(
                     (permit, Some(why), None)
                 }
             };
-            let hard = refusal.is_some();
-            let idle_timeout = if hard { REFUSED_LINGER } else { limits.idle_timeout };
+            let idle_timeout = if refusal.is_some() { REFUSED_LINGER } else { limits.idle_timeout };
             let peer = Peer { subject, cert_sha256, client_auth, refusal, activity: Arc::new(Activity::default()) };
             let conn = Conn {
                 inner: tls,
                 peer,
                 idle_timeout,
-                hard_deadline: hard,
                 idle_seen: None,
                 idle: Box::pin(tokio::time::sleep(idle_timeout)),
                 _permit: permit,
