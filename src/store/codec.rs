@@ -1,5 +1,5 @@
 //! Encodings both SQL backends share: times as microseconds, approval scopes as JSON, the
-//! error of a row that does not decode.
+//! placement check of an integration, chunk-by-chunk reads.
 
 use chrono::{DateTime, Utc};
 
@@ -50,11 +50,6 @@ pub(super) fn from_micros(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
 
-/// Makes the `Corrupt` error of a `what` row that does not decode.
-pub(super) fn corrupt(what: &str) -> impl Fn(String) -> StoreError + '_ {
-    move |detail| StoreError::Corrupt(format!("{what}: {detail}"))
-}
-
 /// Checks that an integration placed the records stored with their leaf indexes
 /// (`queued[earlier..]`, from `first_new` on) exactly there, and names every earlier one.
 pub(super) fn check_placement(
@@ -74,18 +69,6 @@ pub(super) fn check_placement(
     } else {
         Err(super::StoreError::Corrupt("the integration placed the queued records elsewhere than stored".into()))
     }
-}
-
-/// SQL both dialects run as written (sqlx binds `$N` on SQLite too).
-pub(super) mod sql {
-    /// One chunk of a published version: `$1` dataset, `$2` version, `$3` seq.
-    pub const CHUNK: &str =
-        "SELECT c.seq, c.rows, c.sha256, c.data FROM versions v JOIN chunks c ON c.upload_id = v.upload_id
-         WHERE v.dataset_id = $1 AND v.version = $2 AND c.seq = $3";
-
-    /// The health probe's write: `$1` the time.
-    pub const PROBE_WRITE: &str =
-        "INSERT INTO liveness (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at";
 }
 
 /// The chunks of a version from `from` on, read one query per chunk (`read(seq)`; `None` ends

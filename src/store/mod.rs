@@ -23,6 +23,8 @@ mod codec;
 #[cfg(test)]
 mod conformance;
 pub mod postgres;
+pub mod rows;
+pub mod sql;
 pub mod sqlite;
 
 /// What can go wrong in a store. Client-facing messages never include the source.
