@@ -17,7 +17,7 @@
 //! | [`log`] | the transfer log running: the sequencer (group commit, integration, signed checkpoints, receipts) |
 //! | [`translog`] | RFC 6962 Merkle tree, signed notes, canonical JSON, verification (pure) |
 //! | [`domain`] | ids, classification, participants, datasets, grants, masks, records |
-//! | [`store`] | the storage contract, its SQLite and PostgreSQL implementations, the chunk cache |
+//! | [`store`] | the storage contract (one trait per concern), one SQL implementation with its SQLite and PostgreSQL dialects, the chunk cache |
 //! | [`pki`] | the development PKI written by `init` and `certs issue` |
 //!
 //! `domain`, `policy`, `masking` and `translog` import neither tonic nor sqlx nor tokio; the

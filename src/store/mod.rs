@@ -1,5 +1,9 @@
 //! The storage contract every backend implements, and the backends.
 //!
+//! The contract is split by concern, as the use cases need it: [`CatalogStore`],
+//! [`GrantStore`], [`OversightStore`], [`LogStore`], [`LedgerStore`]; [`Store`] is all of them.
+//! Both SQL backends are one implementation ([`sql::SqlStore`]) over a [`sql::Dialect`].
+//!
 //! Contract for every method that takes a [`NewRecord`]: the state change and the record are
 //! stored in one transaction — both or neither. A method that returns `Ok` has made both durable.
 
@@ -234,12 +238,9 @@ pub struct StoredTransfer {
     pub facets: crate::domain::record::TransferFacets,
 }
 
-/// A gateway's persistent state.
-///
-/// Implementations are safe to share between tasks and, for server backends, between gateway
-/// processes: every multi-row change is one transaction.
+/// The catalog: participants, datasets, their versions and the uploads that become versions.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait CatalogStore: Send + Sync {
     /// Registers a participant. `AlreadyExists` when the id is taken.
     async fn insert_participant(&self, p: &Participant, rec: &NewRecord) -> Result<(), StoreError>;
 
@@ -301,7 +302,11 @@ pub trait Store: Send + Sync + 'static {
         version: u64,
         from_seq: u64,
     ) -> BoxStream<'_, Result<StoredChunk, StoreError>>;
+}
 
+/// Grants: which consumer may receive which fields of a dataset.
+#[async_trait]
+pub trait GrantStore: Send + Sync {
     /// Stores a new grant. `AlreadyExists` when the id is taken.
     async fn insert_grant(&self, g: &Grant, rec: &NewRecord) -> Result<(), StoreError>;
 
@@ -322,30 +327,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Grants of `consumer` on `dataset`, oldest first.
     async fn grants_of(&self, consumer: &ParticipantId, dataset: &DatasetId) -> Result<Vec<Grant>, StoreError>;
+}
 
-    /// The log's group commit, in one transaction: stores `new` records, then hands every
-    /// queued (not yet integrated) record — those stored earlier first, then `new`, in store
-    /// order, at most [`INTEGRATION_BATCH`] earlier ones — with the current tree's size and
-    /// right-edge nodes ([`TreeHead`]) to `integrator`, and stores what it returns (leaf
-    /// indexes, tree nodes, the signed checkpoint). The integrator must place the queued records
-    /// at leaf indexes `size..` in the order given (new records are stored with those indexes
-    /// already; anything else is `Corrupt` and rolls back), and may return `None` only for an
-    /// empty queue. Returns the sequence numbers of `new`, in order. When `integrator` fails,
-    /// nothing is stored. Implementations serialise integrations (one tree, no forks).
-    async fn integrate(&self, new: &[PreparedRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError>;
-
-    /// The latest checkpoint, or the one of tree size `size`.
-    async fn checkpoint(&self, size: Option<u64>) -> Result<Option<StoredCheckpoint>, StoreError>;
-
-    /// Up to `limit` checkpoints with sizes above `after`, ascending.
-    async fn checkpoints(&self, after: u64, limit: u32) -> Result<Vec<StoredCheckpoint>, StoreError>;
-
-    /// The stored tree nodes among `coordinates` (`(level, index)`); missing ones are absent.
-    async fn tree_nodes(&self, coordinates: &[(u8, u64)]) -> Result<HashMap<(u8, u64), [u8; 32]>, StoreError>;
-
-    /// Up to `limit` integrated records with leaf indexes from `from`, ascending.
-    async fn leaves(&self, from: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;
-
+/// The officers' side: approvals and the holds they release.
+#[async_trait]
+pub trait OversightStore: Send + Sync {
     /// Records an approval. `AlreadyExists` when the id is taken.
     /// Returns the record's sequence number (its receipt is asked for by it).
     async fn insert_approval(&self, a: &StoredApproval, rec: &NewRecord) -> Result<u64, StoreError>;
@@ -383,23 +369,33 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a hold's resolution if it is still open; `Conflict` otherwise. Returns the
     /// record's sequence number.
     async fn resolve_hold(&self, h: &Hold, rec: &NewRecord) -> Result<u64, StoreError>;
+}
 
-    /// Counts a transfer's persons into the exporter's ledger, in one serialised transaction:
-    /// reads the window's distinct counts, adds the persons (keyed hashes) of this transfer for
-    /// the current year, and calls `keep` with the counts before and the persons new to the
-    /// window; the additions are committed only when `keep` returns true. Two concurrent calls
-    /// for the same exporter never both read the same "before" (no lost updates).
-    async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError>;
+/// The transfer log: records, their integration into the tree, checkpoints and what proofs and listings read.
+#[async_trait]
+pub trait LogStore: Send + Sync {
+    /// The log's group commit, in one transaction: stores `new` records, then hands every
+    /// queued (not yet integrated) record — those stored earlier first, then `new`, in store
+    /// order, at most [`INTEGRATION_BATCH`] earlier ones — with the current tree's size and
+    /// right-edge nodes ([`TreeHead`]) to `integrator`, and stores what it returns (leaf
+    /// indexes, tree nodes, the signed checkpoint). The integrator must place the queued records
+    /// at leaf indexes `size..` in the order given (new records are stored with those indexes
+    /// already; anything else is `Corrupt` and rolls back), and may return `None` only for an
+    /// empty queue. Returns the sequence numbers of `new`, in order. When `integrator` fails,
+    /// nothing is stored. Implementations serialise integrations (one tree, no forks).
+    async fn integrate(&self, new: &[PreparedRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError>;
 
-    /// Proves the store can write now: rewrites one row (the health probe). `Unavailable` on a
-    /// full disk or a read-only database.
-    async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// The latest checkpoint, or the one of tree size `size`.
+    async fn checkpoint(&self, size: Option<u64>) -> Result<Option<StoredCheckpoint>, StoreError>;
 
-    /// Whether other gateway processes may share this store (then a transfer without completion
-    /// may still be streaming from one of them).
-    fn shared(&self) -> bool {
-        false
-    }
+    /// Up to `limit` checkpoints with sizes above `after`, ascending.
+    async fn checkpoints(&self, after: u64, limit: u32) -> Result<Vec<StoredCheckpoint>, StoreError>;
+
+    /// The stored tree nodes among `coordinates` (`(level, index)`); missing ones are absent.
+    async fn tree_nodes(&self, coordinates: &[(u8, u64)]) -> Result<HashMap<(u8, u64), [u8; 32]>, StoreError>;
+
+    /// Up to `limit` integrated records with leaf indexes from `from`, ascending.
+    async fn leaves(&self, from: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;
 
     /// Up to `limit` records with `seq > after`, in order (integrated or not).
     async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;
@@ -416,6 +412,34 @@ pub trait Store: Send + Sync + 'static {
         from: u64,
         to: u64,
     ) -> Result<Vec<(u64, Option<crate::domain::record::TransferFacets>)>, StoreError>;
+}
+
+/// The export person ledger.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// Counts a transfer's persons into the exporter's ledger, in one serialised transaction:
+    /// reads the window's distinct counts, adds the persons (keyed hashes) of this transfer for
+    /// the current year, and calls `keep` with the counts before and the persons new to the
+    /// window; the additions are committed only when `keep` returns true. Two concurrent calls
+    /// for the same exporter never both read the same "before" (no lost updates).
+    async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError>;
+}
+
+/// A gateway's persistent state: every concern's store, and the store's health.
+///
+/// Implementations are safe to share between tasks and, for server backends, between gateway
+/// processes: every multi-row change is one transaction.
+#[async_trait]
+pub trait Store: CatalogStore + GrantStore + OversightStore + LogStore + LedgerStore + Send + Sync + 'static {
+    /// Proves the store can write now: rewrites one row (the health probe). `Unavailable` on a
+    /// full disk or a read-only database.
+    async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Whether other gateway processes may share this store (then a transfer without completion
+    /// may still be streaming from one of them).
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Most records one integration takes from the queue of records stored and not yet integrated.

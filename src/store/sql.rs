@@ -17,8 +17,9 @@ use super::rows::{
     QueuedRow, RecordRow, TransferRow, VersionRow,
 };
 use super::{
-    Committed, Integrator, Keep, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError,
-    StoredApproval, StoredCheckpoint, StoredChunk, StoredTransfer, TransferFilter, TreeHead, INTEGRATION_BATCH,
+    CatalogStore, Committed, GrantStore, Integrator, Keep, LedgerCounts, LedgerStore, LogStore, NewVersion,
+    OversightStore, PersonCount, QueuedRecord, Store, StoreError, StoredApproval, StoredCheckpoint, StoredChunk,
+    StoredTransfer, TransferFilter, TreeHead, INTEGRATION_BATCH,
 };
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
@@ -269,11 +270,11 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 
 /// The shared implementation, under everything the shared SQL asks of a driver (executors for
 /// pools and connections, the column types it binds and decodes, the rows it reads): the bounds
-/// are written once, here, for the store's methods (`store`) and their helpers (`helpers`).
+/// are written once, here, for the helpers (`helpers`) and each impl block after them.
 macro_rules! sql_impl {
-    (helpers { $($helper:tt)* } store { $($method:tt)* }) => {
+    (helpers { $($helper:tt)* } $([$($head:tt)*] { $($method:tt)* })*) => {
         sql_impl!(@bounds [impl<DB> SqlStore<DB>] { $($helper)* });
-        sql_impl!(@bounds [#[async_trait] impl<DB> Store for SqlStore<DB>] { $($method)* });
+        $(sql_impl!(@bounds [$($head)*] { $($method)* });)*
     };
     (@bounds [$($head:tt)*] { $($body:tt)* }) => {
         $($head)*
@@ -362,11 +363,7 @@ helpers {
         Ok((before as u64, new))
     }
 }
-store {
-    fn shared(&self) -> bool {
-        DB::SHARED
-    }
-
+[#[async_trait] impl<DB> CatalogStore for SqlStore<DB>] {
     async fn insert_participant(&self, p: &Participant, rec: &NewRecord) -> Result<(), StoreError> {
         let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
         let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
@@ -584,7 +581,8 @@ store {
             }
         })
     }
-
+}
+[#[async_trait] impl<DB> GrantStore for SqlStore<DB>] {
     async fn insert_grant(&self, g: &Grant, rec: &NewRecord) -> Result<(), StoreError> {
         let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
         sqlx::query(text::INSERT_GRANT)
@@ -644,96 +642,8 @@ store {
             .await
             .map_err(DB::classify)?)
     }
-
-    async fn integrate(&self, new: &[PreparedRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError> {
-        let mut tx = DB::begin_write(&self.log).await.map_err(unavailable::<DB>)?;
-        // One integrator at a time, whichever process: every statement below then sees the
-        // tree the previous integration committed.
-        DB::lock(&mut *tx, Lock::Log).await.map_err(unavailable::<DB>)?;
-        let (size,) =
-            sqlx::query_as::<_, (i64,)>(text::TREE_SIZE).fetch_one(&mut *tx).await.map_err(unavailable::<DB>)?;
-        let size = size as u64;
-        // Records stored with their state changes and not yet integrated come first (store
-        // order).
-        let mut queued: Vec<QueuedRecord> = sqlx::query_as::<_, QueuedRow>(text::QUEUED)
-            .bind(INTEGRATION_BATCH as i64)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unavailable::<DB>)?
-            .into_iter()
-            .map(QueuedRecord::from)
-            .collect();
-        let earlier = queued.len();
-        // The new records follow them: stored with their leaf indexes already, so that they need
-        // no second write. Beyond a full queue they wait for the next integration.
-        let first_new = (earlier < INTEGRATION_BATCH).then_some(size + earlier as u64);
-        let prepared: Vec<(&NewRecord, &str)> = new.iter().map(|p| (p.record(), p.leaf())).collect();
-        let seqs = DB::insert_records(&mut *tx, &prepared, first_new).await.map_err(unavailable::<DB>)?;
-        if first_new.is_some() {
-            queued.extend(seqs.iter().zip(new).map(|(seq, p)| QueuedRecord { seq: *seq, json: p.leaf().to_owned() }));
-        }
-        let edge = DB::tree_nodes_in(&mut *tx, &decomposition(size)).await.map_err(unavailable::<DB>)?;
-        let edge = all::<_, ((u8, u64), [u8; 32])>(edge)?.into_iter().collect();
-        let Some(integration) = integrator(&TreeHead { size, edge }, &queued).map_err(StoreError::Corrupt)? else {
-            if !queued.is_empty() {
-                // Records stored with leaf indexes must be integrated in this transaction.
-                return Err(StoreError::Corrupt("the integrator left queued records out".into()));
-            }
-            tx.commit().await.map_err(unavailable::<DB>)?;
-            return Ok(seqs);
-        };
-        check_placement(&integration.leaves, &queued, earlier, first_new)?;
-        let before = &integration.leaves[..earlier];
-        let updated = DB::set_leaf_indexes(&mut *tx, before).await.map_err(unavailable::<DB>)?;
-        if updated != before.len() as u64 {
-            return Err(StoreError::Corrupt(format!("integration names {} records, {updated} exist", before.len())));
-        }
-        DB::insert_tree_nodes(&mut *tx, &integration.nodes).await.map_err(unavailable::<DB>)?;
-        let c = &integration.checkpoint;
-        sqlx::query(text::INSERT_CHECKPOINT)
-            .bind(c.size as i64)
-            .bind(&c.root[..])
-            .bind(c.note.as_str())
-            .bind(micros(c.at))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable::<DB>)?;
-        tx.commit().await.map_err(unavailable::<DB>)?;
-        Ok(seqs)
-    }
-
-    async fn checkpoint(&self, size: Option<u64>) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let q = match size {
-            Some(n) => sqlx::query_as::<_, CheckpointRow>(text::CHECKPOINT).bind(n as i64),
-            None => sqlx::query_as::<_, CheckpointRow>(text::LATEST_CHECKPOINT),
-        };
-        one(q.fetch_optional(&self.pool).await.map_err(DB::classify)?)
-    }
-
-    async fn checkpoints(&self, after: u64, limit: u32) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        all(sqlx::query_as::<_, CheckpointRow>(text::CHECKPOINTS)
-            .bind(after as i64)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(DB::classify)?)
-    }
-
-    async fn tree_nodes(&self, coordinates: &[(u8, u64)]) -> Result<HashMap<(u8, u64), [u8; 32]>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(DB::classify)?;
-        let rows = DB::tree_nodes_in(&mut *conn, coordinates).await.map_err(DB::classify)?;
-        Ok(all::<_, ((u8, u64), [u8; 32])>(rows)?.into_iter().collect())
-    }
-
-    async fn leaves(&self, from: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
-        all(sqlx::query_as::<_, RecordRow>(text::LEAVES)
-            .bind(from as i64)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(DB::classify)?)
-    }
-
+}
+[#[async_trait] impl<DB> OversightStore for SqlStore<DB>] {
     async fn insert_approval(&self, a: &StoredApproval, rec: &NewRecord) -> Result<u64, StoreError> {
         let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
         let ap = &a.approval;
@@ -860,31 +770,95 @@ store {
         tx.commit().await.map_err(DB::classify)?;
         Ok(seq)
     }
-
-    async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
-        // One counter per exporter at a time, across processes: the "before" counts read below
-        // include every earlier kept transfer.
-        DB::lock(&mut *tx, Lock::Ledger(count.exporter)).await.map_err(DB::classify)?;
-        let mut counts = LedgerCounts::default();
-        if let Some(persons) = count.nonsensitive {
-            (counts.nonsensitive_before, counts.nonsensitive_new) =
-                Self::count_bucket(&mut *tx, count, "N", persons).await?;
+}
+[#[async_trait] impl<DB> LogStore for SqlStore<DB>] {
+    async fn integrate(&self, new: &[PreparedRecord], integrator: &Integrator<'_>) -> Result<Vec<u64>, StoreError> {
+        let mut tx = DB::begin_write(&self.log).await.map_err(unavailable::<DB>)?;
+        // One integrator at a time, whichever process: every statement below then sees the
+        // tree the previous integration committed.
+        DB::lock(&mut *tx, Lock::Log).await.map_err(unavailable::<DB>)?;
+        let (size,) =
+            sqlx::query_as::<_, (i64,)>(text::TREE_SIZE).fetch_one(&mut *tx).await.map_err(unavailable::<DB>)?;
+        let size = size as u64;
+        // Records stored with their state changes and not yet integrated come first (store
+        // order).
+        let mut queued: Vec<QueuedRecord> = sqlx::query_as::<_, QueuedRow>(text::QUEUED)
+            .bind(INTEGRATION_BATCH as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable::<DB>)?
+            .into_iter()
+            .map(QueuedRecord::from)
+            .collect();
+        let earlier = queued.len();
+        // The new records follow them: stored with their leaf indexes already, so that they need
+        // no second write. Beyond a full queue they wait for the next integration.
+        let first_new = (earlier < INTEGRATION_BATCH).then_some(size + earlier as u64);
+        let prepared: Vec<(&NewRecord, &str)> = new.iter().map(|p| (p.record(), p.leaf())).collect();
+        let seqs = DB::insert_records(&mut *tx, &prepared, first_new).await.map_err(unavailable::<DB>)?;
+        if first_new.is_some() {
+            queued.extend(seqs.iter().zip(new).map(|(seq, p)| QueuedRecord { seq: *seq, json: p.leaf().to_owned() }));
         }
-        if let Some(persons) = count.sensitive {
-            (counts.sensitive_before, counts.sensitive_new) = Self::count_bucket(&mut *tx, count, "S", persons).await?;
+        let edge = DB::tree_nodes_in(&mut *tx, &decomposition(size)).await.map_err(unavailable::<DB>)?;
+        let edge = all::<_, ((u8, u64), [u8; 32])>(edge)?.into_iter().collect();
+        let Some(integration) = integrator(&TreeHead { size, edge }, &queued).map_err(StoreError::Corrupt)? else {
+            if !queued.is_empty() {
+                // Records stored with leaf indexes must be integrated in this transaction.
+                return Err(StoreError::Corrupt("the integrator left queued records out".into()));
+            }
+            tx.commit().await.map_err(unavailable::<DB>)?;
+            return Ok(seqs);
+        };
+        check_placement(&integration.leaves, &queued, earlier, first_new)?;
+        let before = &integration.leaves[..earlier];
+        let updated = DB::set_leaf_indexes(&mut *tx, before).await.map_err(unavailable::<DB>)?;
+        if updated != before.len() as u64 {
+            return Err(StoreError::Corrupt(format!("integration names {} records, {updated} exist", before.len())));
         }
-        if keep(&counts) {
-            tx.commit().await.map_err(DB::classify)?;
-        } else {
-            tx.rollback().await.map_err(DB::classify)?;
-        }
-        Ok(counts)
+        DB::insert_tree_nodes(&mut *tx, &integration.nodes).await.map_err(unavailable::<DB>)?;
+        let c = &integration.checkpoint;
+        sqlx::query(text::INSERT_CHECKPOINT)
+            .bind(c.size as i64)
+            .bind(&c.root[..])
+            .bind(c.note.as_str())
+            .bind(micros(c.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable::<DB>)?;
+        tx.commit().await.map_err(unavailable::<DB>)?;
+        Ok(seqs)
     }
 
-    async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query(text::PROBE_WRITE).bind(micros(at)).execute(&self.pool).await.map_err(unavailable::<DB>)?;
-        Ok(())
+    async fn checkpoint(&self, size: Option<u64>) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let q = match size {
+            Some(n) => sqlx::query_as::<_, CheckpointRow>(text::CHECKPOINT).bind(n as i64),
+            None => sqlx::query_as::<_, CheckpointRow>(text::LATEST_CHECKPOINT),
+        };
+        one(q.fetch_optional(&self.pool).await.map_err(DB::classify)?)
+    }
+
+    async fn checkpoints(&self, after: u64, limit: u32) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        all(sqlx::query_as::<_, CheckpointRow>(text::CHECKPOINTS)
+            .bind(after as i64)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DB::classify)?)
+    }
+
+    async fn tree_nodes(&self, coordinates: &[(u8, u64)]) -> Result<HashMap<(u8, u64), [u8; 32]>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(DB::classify)?;
+        let rows = DB::tree_nodes_in(&mut *conn, coordinates).await.map_err(DB::classify)?;
+        Ok(all::<_, ((u8, u64), [u8; 32])>(rows)?.into_iter().collect())
+    }
+
+    async fn leaves(&self, from: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
+        all(sqlx::query_as::<_, RecordRow>(text::LEAVES)
+            .bind(from as i64)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DB::classify)?)
     }
 
     async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
@@ -962,6 +936,38 @@ store {
             .fetch_all(&self.pool)
             .await
             .map_err(DB::classify)?)
+    }
+}
+[#[async_trait] impl<DB> LedgerStore for SqlStore<DB>] {
+    async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError> {
+        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        // One counter per exporter at a time, across processes: the "before" counts read below
+        // include every earlier kept transfer.
+        DB::lock(&mut *tx, Lock::Ledger(count.exporter)).await.map_err(DB::classify)?;
+        let mut counts = LedgerCounts::default();
+        if let Some(persons) = count.nonsensitive {
+            (counts.nonsensitive_before, counts.nonsensitive_new) =
+                Self::count_bucket(&mut *tx, count, "N", persons).await?;
+        }
+        if let Some(persons) = count.sensitive {
+            (counts.sensitive_before, counts.sensitive_new) = Self::count_bucket(&mut *tx, count, "S", persons).await?;
+        }
+        if keep(&counts) {
+            tx.commit().await.map_err(DB::classify)?;
+        } else {
+            tx.rollback().await.map_err(DB::classify)?;
+        }
+        Ok(counts)
+    }
+}
+[#[async_trait] impl<DB> Store for SqlStore<DB>] {
+    async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(text::PROBE_WRITE).bind(micros(at)).execute(&self.pool).await.map_err(unavailable::<DB>)?;
+        Ok(())
+    }
+
+    fn shared(&self) -> bool {
+        DB::SHARED
     }
 }
 }
