@@ -32,13 +32,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The configuration file's name inside the working directory.
 pub const CONFIG_FILE: &str = "bth-gateway.toml";
 
 /// The gateway's settings. See the module documentation for defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the TLS gRPC listener binds.
@@ -128,7 +128,7 @@ impl Default for Config {
 ///
 /// At start the process's open-file soft limit is raised to its hard limit; keep
 /// `max_connections + max_pending_handshakes` well below it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
     /// Seconds a socket has to complete its TLS handshake.
@@ -176,8 +176,11 @@ pub struct Overrides {
 }
 
 impl Config {
-    /// Loads `dir/bth-gateway.toml` (or `file`), applies `BTH_*` from `env`, then `flags`, and
-    /// resolves relative paths against `dir`.
+    /// Loads the layers in order — the defaults, `dir/bth-gateway.toml` (or `file`), `BTH_*`
+    /// from `env`, then `flags` — and resolves relative paths against `dir`.
+    ///
+    /// Every top-level setting that is not a section (`[network]`, `[policy]`) can be set from
+    /// the environment as `BTH_` and its name in upper case, read as the setting's type.
     ///
     /// # Errors
     /// An unreadable or malformed file (naming the key), a malformed environment value (naming
@@ -189,12 +192,15 @@ impl Config {
         flags: &Overrides,
     ) -> anyhow::Result<Config> {
         let path = file.map_or_else(|| dir.join(CONFIG_FILE), Path::to_path_buf);
-        let mut config = match std::fs::read_to_string(&path) {
+        let mut layers: toml::Table = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text).with_context(|| format!("in {}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.is_none() => Config::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.is_none() => toml::Table::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        config.apply_env(env)?;
+        for (key, value) in environment(env)? {
+            layers.insert(key, value);
+        }
+        let mut config: Config = layers.try_into().with_context(|| format!("in {}", path.display()))?;
         if let Some(l) = flags.listen {
             config.listen = l;
         }
@@ -206,67 +212,6 @@ impl Config {
         }
         config.resolve(dir);
         Ok(config)
-    }
-
-    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        fn parse<T: std::str::FromStr>(var: &str, v: String) -> anyhow::Result<T>
-        where
-            T::Err: std::fmt::Display,
-        {
-            v.parse().map_err(|e| anyhow::anyhow!("{var}: {e}"))
-        }
-        if let Some(v) = env("BTH_LISTEN") {
-            self.listen = parse("BTH_LISTEN", v)?;
-        }
-        if let Some(v) = env("BTH_DATABASE_URL") {
-            self.database_url = v;
-        }
-        if let Some(v) = env("BTH_DATABASE_POOL") {
-            self.database_pool = parse("BTH_DATABASE_POOL", v)?;
-        }
-        if let Some(v) = env("BTH_TLS_CERT") {
-            self.tls_cert = v.into();
-        }
-        if let Some(v) = env("BTH_TLS_KEY") {
-            self.tls_key = v.into();
-        }
-        if let Some(v) = env("BTH_CLIENT_CA") {
-            self.client_ca = v.into();
-        }
-        if let Some(v) = env("BTH_SECRET_FILE") {
-            self.secret_file = v.into();
-        }
-        if let Some(v) = env("BTH_LOG_KEY_FILE") {
-            self.log_key_file = v.into();
-        }
-        if let Some(v) = env("BTH_LOG_ORIGIN") {
-            self.log_origin = v;
-        }
-        if let Some(v) = env("BTH_MAX_MESSAGE_BYTES") {
-            self.max_message_bytes = parse("BTH_MAX_MESSAGE_BYTES", v)?;
-        }
-        if let Some(v) = env("BTH_CACHE_MIB") {
-            self.cache_mib = parse("BTH_CACHE_MIB", v)?;
-        }
-        if let Some(v) = env("BTH_PREPARE_EXTRACTS") {
-            self.prepare_extracts = parse("BTH_PREPARE_EXTRACTS", v)?;
-        }
-        if let Some(v) = env("BTH_MAX_PULLS_PER_PARTICIPANT") {
-            self.max_pulls_per_participant = parse("BTH_MAX_PULLS_PER_PARTICIPANT", v)?;
-        }
-        if let Some(v) = env("BTH_CHUNK_KIB") {
-            self.chunk_kib = parse("BTH_CHUNK_KIB", v)?;
-        }
-        if let Some(v) = env("BTH_STALE_UPLOAD_SECS") {
-            self.stale_upload_secs = parse("BTH_STALE_UPLOAD_SECS", v)?;
-        }
-        if let Some(v) = env("BTH_MAINTENANCE_SECS") {
-            self.maintenance_secs = parse("BTH_MAINTENANCE_SECS", v)?;
-        }
-        if let Some(v) = env("BTH_LOG") {
-            self.log = v;
-        }
-        Ok(())
     }
 
     fn resolve(&mut self, dir: &Path) {
@@ -318,6 +263,33 @@ impl Config {
         crate::translog::note::Signer::from_seed(&self.log_origin, &seed)
             .map_err(|e| anyhow::anyhow!("log_origin: {e}"))
     }
+}
+
+/// The settings `BTH_*` variables in `env` set: for each top-level setting that is not a section,
+/// `BTH_<NAME>` read as the type of the setting's default, each checked on its own so that an
+/// error names the variable.
+fn environment(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Vec<(String, toml::Value)>> {
+    let defaults = toml::Table::try_from(Config::default()).context("the default configuration")?;
+    let mut set = Vec::new();
+    for (key, default) in defaults {
+        let var = format!("BTH_{}", key.to_uppercase());
+        let Some(text) = env(&var) else { continue };
+        let value = match default {
+            toml::Value::String(_) => toml::Value::String(text),
+            toml::Value::Integer(_) => {
+                toml::Value::Integer(text.trim().parse().map_err(|e| anyhow::anyhow!("{var}: {e}"))?)
+            }
+            toml::Value::Boolean(_) => {
+                toml::Value::Boolean(text.trim().parse().map_err(|e| anyhow::anyhow!("{var}: {e}"))?)
+            }
+            // Sections and lists are set in the file only.
+            _ => continue,
+        };
+        let alone = toml::Table::from_iter([(key.clone(), value.clone())]);
+        Config::deserialize(alone).map_err(|e| anyhow::anyhow!("{var}: {}", e.message()))?;
+        set.push((key, value));
+    }
+    Ok(set)
 }
 
 /// Reads 32 secret bytes written as 64 hex digits in a file only its owner may read.
@@ -455,5 +427,26 @@ mod tests {
         let err = Config::load(dir.path(), None, |k| (k == "BTH_LISTEN").then(|| "nope".into()), &Overrides::default())
             .unwrap_err();
         assert!(err.to_string().contains("BTH_LISTEN"), "{err}");
+        let err =
+            Config::load(dir.path(), None, |k| (k == "BTH_CACHE_MIB").then(|| "-1".into()), &Overrides::default())
+                .unwrap_err();
+        assert!(err.to_string().contains("BTH_CACHE_MIB"), "{err}");
+    }
+
+    #[test]
+    fn every_top_level_setting_reads_its_environment_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = |k: &str| match k {
+            "BTH_DATABASE_POOL" => Some("3".to_owned()),
+            "BTH_PREPARE_EXTRACTS" => Some("false".to_owned()),
+            "BTH_LOG_ORIGIN" => Some("example.org/log".to_owned()),
+            "BTH_MAINTENANCE_SECS" => Some("7".to_owned()),
+            "BTH_NETWORK" => Some("ignored: a section".to_owned()),
+            _ => None,
+        };
+        let c = Config::load(dir.path(), None, env, &Overrides::default()).unwrap();
+        assert_eq!((c.database_pool, c.prepare_extracts, c.maintenance_secs), (3, false, 7));
+        assert_eq!(c.log_origin, "example.org/log");
+        assert_eq!(c.network, NetworkConfig::default());
     }
 }

@@ -16,7 +16,7 @@ use super::calendar;
 /// (CN2024), 100 000 / 10 000 (CN2022), windows starting 1 January of the transfer's year
 /// (CN2024) and of the previous year (CN2022), `CAC_SA` valid 3 years when issued on or after
 /// 2024-03-22 and 2 years before.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// C2/V1 boundary: non-sensitive persons from which a standard contract is needed (inclusive).
