@@ -3,6 +3,7 @@
 //! sequencer that runs it against the store is [`crate::log`].
 
 pub mod canonical;
+pub mod compact;
 pub mod edge;
 pub mod merkle;
 pub mod note;
