@@ -19,8 +19,7 @@ use crate::domain::participant::Role;
 use crate::domain::record::{RecordKind, TransferFacets};
 use crate::log::sequencer::Receipt;
 use crate::store::{Store, StoredCheckpoint, StoredTransfer, TransferFilter};
-use crate::translog::edge::NodeMap;
-use crate::translog::merkle::{self, Hash, NodeSource};
+use crate::translog::merkle::{self, Hash, NodeMap, NodeSource};
 
 /// Largest page of [`entries`].
 pub const MAX_ENTRIES_PAGE: u32 = 1000;

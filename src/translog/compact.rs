@@ -372,26 +372,5 @@ mod tests {
             prop_assert_eq!(&pieces[0], &whole);
             prop_assert_eq!(visited, one_by_one.into_iter().collect::<BTreeMap<_, _>>());
         }
-
-        #[test]
-        fn visited_nodes_are_the_old_nodes_to_store(from in 0u64..200, batch in 0u64..200) {
-            let hashes = leaves(from + batch);
-            let mut tree = MemoryTree::new();
-            for h in &hashes[..from as usize] {
-                tree.push_leaf_hash(*h);
-            }
-            let old = merkle::nodes_to_store(from, &hashes[from as usize..], &tree).unwrap();
-            let mut range = CompactRange::load(0, from, &tree).unwrap();
-            let mut visited = Vec::new();
-            for leaf in &hashes[from as usize..] {
-                range.append(*leaf, |id, h| visited.push((id.level, id.index, *h)));
-            }
-            visited.sort_unstable_by_key(|&(l, i, _)| (l, i));
-            prop_assert_eq!(&visited, &old);
-            let edge = crate::translog::edge::Edge::load(from, &tree).unwrap().append(&hashes[from as usize..]);
-            prop_assert_eq!(edge.root, range.root());
-            prop_assert_eq!(edge.nodes, visited);
-            prop_assert_eq!(decomposition(from + batch), crate::translog::edge::decomposition(from + batch));
-        }
     }
 }
