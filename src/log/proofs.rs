@@ -2,7 +2,7 @@
 //! leaf hashes, each with ONE store round trip for the nodes it reads.
 //!
 //! The nodes a proof reads depend only on its index and sizes, never on hashes: they are first
-//! listed by running the proof algorithm against a [`Recorder`] that answers with dummy hashes,
+//! listed by running the proof algorithm against a `Recorder` that answers with dummy hashes,
 //! then fetched together, then the proof is computed from the fetched [`NodeMap`].
 
 use std::cell::RefCell;
