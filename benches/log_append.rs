@@ -24,7 +24,7 @@ use bth_gateway::policy::PolicyConfig;
 use bth_gateway::service::{audit, Caller, Gateway, Limits, SystemClock};
 use bth_gateway::store::sqlite::SqliteStore;
 use bth_gateway::store::{Integration, Store, StoredCheckpoint};
-use bth_gateway::translog::edge::Edge;
+use bth_gateway::translog::compact::CompactRange;
 use bth_gateway::translog::merkle::{self, Hash};
 use bth_gateway::translog::note::{Checkpoint, Signer};
 
@@ -169,19 +169,22 @@ async fn append_bench(dir: &Path) {
 /// read only tree nodes and checkpoints).
 async fn build(store: &Arc<dyn Store>, leaves: u64) {
     let signer = signer();
-    let mut edge = Edge::empty();
+    let mut edge = CompactRange::empty(0);
     let started = Instant::now();
-    while edge.size() < leaves {
-        let first = edge.size();
+    while edge.end() < leaves {
+        let first = edge.end();
         let n = (1u64 << 20).min(leaves - first);
-        let hashes: Vec<Hash> = (first..first + n).map(|i| merkle::leaf_hash(&i.to_be_bytes())).collect();
-        let appended = edge.append(&hashes);
-        let size = appended.edge.size();
-        let note = signer.sign_checkpoint(&Checkpoint { origin: ORIGIN.into(), size, root: appended.root });
+        let mut nodes: Vec<(u8, u64, Hash)> = Vec::with_capacity(2 * n as usize);
+        for i in first..first + n {
+            edge.append(merkle::leaf_hash(&i.to_be_bytes()), |id, hash| nodes.push((id.level, id.index, *hash)));
+        }
+        nodes.sort_unstable_by_key(|&(level, index, _)| (level, index));
+        let (size, root) = (edge.end(), edge.root());
+        let note = signer.sign_checkpoint(&Checkpoint { origin: ORIGIN.into(), size, root });
         let integration = Integration {
             leaves: Vec::new(),
-            nodes: appended.nodes,
-            checkpoint: StoredCheckpoint { size, root: appended.root, note, at: chrono::Utc::now() },
+            nodes,
+            checkpoint: StoredCheckpoint { size, root, note, at: chrono::Utc::now() },
         };
         store
             .integrate(&[], &|tree: &bth_gateway::store::TreeHead, _| {
@@ -190,7 +193,6 @@ async fn build(store: &Arc<dyn Store>, leaves: u64) {
             })
             .await
             .unwrap();
-        edge = appended.edge;
         print!("\r  building: {size} leaves ({:.0} s)", started.elapsed().as_secs_f64());
         std::io::stdout().flush().ok();
     }

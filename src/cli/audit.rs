@@ -194,10 +194,10 @@ impl Source {
     async fn consistency(&mut self, old: u64, new: u64) -> anyhow::Result<Vec<Hash>> {
         match self {
             Source::Store(store) => {
-                let (proof, _, _) = crate::service::audit::prove_consistency(store.as_ref(), old, new)
+                let consistency = crate::log::proofs::consistency(store.as_ref(), old, new)
                     .await
-                    .map_err(|e| anyhow::anyhow!("computing the consistency proof {old} -> {new}: {e}"))?;
-                Ok(proof)
+                    .with_context(|| format!("computing the consistency proof {old} -> {new}"))?;
+                Ok(consistency.proof)
             }
             Source::Remote(client) => client
                 .get_consistency_proof(pb::GetConsistencyProofRequest { old_size: old, new_size: new })

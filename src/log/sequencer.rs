@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use crate::domain::record::{NewRecord, PreparedRecord};
 use crate::store::{Integration, QueuedRecord, Store, StoreError, StoredCheckpoint, TreeHead};
-use crate::translog::edge::{decomposition, Edge, NodeMap};
-use crate::translog::merkle::{self, Hash};
+use crate::translog::compact::{decomposition, CompactRange};
+use crate::translog::merkle::{self, Hash, NodeMap};
 use crate::translog::note::{self, Checkpoint, Signer};
 
 /// How the sequencer batches.
@@ -110,11 +110,11 @@ impl std::fmt::Debug for TransferLog {
 }
 
 /// Loads the right edge of the stored tree and checks it against the latest signed checkpoint.
-async fn load_edge(store: &dyn Store) -> anyhow::Result<Edge> {
-    let Some(latest) = store.checkpoint(None).await? else { return Ok(Edge::empty()) };
+async fn load_edge(store: &dyn Store) -> anyhow::Result<CompactRange> {
+    let Some(latest) = store.checkpoint(None).await? else { return Ok(CompactRange::empty(0)) };
     let coordinates = decomposition(latest.size);
     let nodes = NodeMap(store.tree_nodes(&coordinates).await?);
-    let edge = Edge::load(latest.size, &nodes).map_err(|e| anyhow::anyhow!("the stored log lacks {e}"))?;
+    let edge = CompactRange::load(0, latest.size, &nodes).map_err(|e| anyhow::anyhow!("the stored log lacks {e}"))?;
     anyhow::ensure!(
         edge.root() == latest.root,
         "the stored log's nodes do not match its latest checkpoint (size {}): run `bth-gateway audit verify`",
@@ -135,7 +135,7 @@ impl TransferLog {
         let (jobs, rx) = mpsc::channel(settings.queue);
         let verifier_key: Arc<str> = signer.verifier_key().into();
         let failing = Arc::new(Mutex::new(None));
-        let (integrated_tx, integrated) = watch::channel(edge.size());
+        let (integrated_tx, integrated) = watch::channel(edge.end());
         tokio::spawn(run(rx, store, signer, settings, edge, failing.clone(), integrated_tx));
         let log = TransferLog { jobs, verifier_key, failing, integrated };
         log.kick();
@@ -183,9 +183,35 @@ impl TransferLog {
     }
 }
 
+/// A batch of leaf hashes appended to the log's right edge.
+struct Appended {
+    /// The right edge after the batch.
+    edge: CompactRange,
+    /// Every node the batch completed, its leaves included: what the store keeps.
+    nodes: Vec<(u8, u64, Hash)>,
+    /// The root of the new tree.
+    root: Hash,
+    /// The old edge and the new nodes: every node the new leaves' inclusion proofs read.
+    held: NodeMap,
+}
+
+/// Appends `leaves` to the tree whose right edge is `edge`.
+fn append(edge: &CompactRange, leaves: &[Hash]) -> Appended {
+    let mut new = edge.clone();
+    let mut nodes = Vec::with_capacity(2 * leaves.len());
+    for leaf in leaves {
+        new.append(*leaf, |id, hash| nodes.push((id.level, id.index, *hash)));
+    }
+    // In the tree table's key order, level by level, so that the store inserts in order.
+    nodes.sort_unstable_by_key(|&(level, index, _)| (level, index));
+    let old = edge.nodes().iter().map(|(id, hash)| ((id.level, id.index), *hash));
+    let held = NodeMap(old.chain(nodes.iter().map(|&(level, index, hash)| ((level, index), hash))).collect());
+    Appended { root: new.root(), edge: new, nodes, held }
+}
+
 /// What a successful integration leaves for the replies.
 struct Integrated {
-    appended: crate::translog::edge::Appended,
+    appended: Appended,
     index_of: HashMap<u64, u64>,
     hash_of: HashMap<u64, Hash>,
     note: String,
@@ -196,7 +222,7 @@ async fn run(
     store: Arc<dyn Store>,
     signer: Signer,
     settings: LogSettings,
-    mut edge: Edge,
+    mut edge: CompactRange,
     failing: Arc<Mutex<Option<Instant>>>,
     integrated_size: watch::Sender<u64>,
 ) {
@@ -243,17 +269,17 @@ async fn run(
             // Another gateway process sharing the database may have extended the tree since this
             // sequencer's last batch: then build on the edge read inside this transaction.
             let loaded;
-            let base = if head.size == edge.size() {
+            let base = if head.size == edge.end() {
                 &edge
             } else {
                 let nodes = NodeMap(head.edge.clone());
-                loaded = Edge::load(head.size, &nodes).map_err(|e| format!("the stored tree lacks {e}"))?;
+                loaded = CompactRange::load(0, head.size, &nodes).map_err(|e| format!("the stored tree lacks {e}"))?;
                 &loaded
             };
-            let size = base.size();
+            let size = base.end();
             let hashes: Vec<Hash> = queued.iter().map(|q| merkle::leaf_hash(q.json.as_bytes())).collect();
-            let appended = base.append(&hashes);
-            let new_size = appended.edge.size();
+            let appended = append(base, &hashes);
+            let new_size = appended.edge.end();
             let note = signer.sign_checkpoint(&Checkpoint {
                 origin: settings.origin.clone(),
                 size: new_size,
@@ -293,13 +319,13 @@ async fn run(
                 let integrated = outcome;
                 if let Some(i) = &integrated {
                     edge = i.appended.edge.clone();
-                    integrated_size.send_replace(edge.size());
-                    tracing::debug!(size = edge.size(), entries = i.index_of.len(), "log checkpoint signed");
+                    integrated_size.send_replace(edge.end());
+                    tracing::debug!(size = edge.end(), entries = i.index_of.len(), "log checkpoint signed");
                 }
                 for (seq, reply) in seqs.into_iter().zip(replies) {
                     let receipt = integrated.as_ref().and_then(|i| {
                         let index = *i.index_of.get(&seq)?;
-                        let proof = merkle::inclusion_proof(index, i.appended.edge.size(), &i.appended.source).ok()?;
+                        let proof = merkle::inclusion_proof(index, i.appended.edge.end(), &i.appended.held).ok()?;
                         Some(Receipt { index, leaf_hash: i.hash_of[&seq], proof, checkpoint: i.note.clone() })
                     });
                     let _ = reply.send(receipt.ok_or_else(|| {
@@ -317,6 +343,44 @@ async fn run(
                     Err(e) => tracing::error!(error = %e, "cannot reload the log's edge"),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translog::merkle::{inclusion_proof, verify_inclusion, MemoryTree, NodeSource};
+
+    #[test]
+    fn batches_of_any_size_give_the_root_of_the_whole_tree_and_prove_their_leaves_from_memory() {
+        let mut reference = MemoryTree::new();
+        let mut edge = CompactRange::empty(0);
+        let mut next = 0u32;
+        for batch in [1usize, 2, 3, 5, 8, 13, 1, 1, 64, 7] {
+            let leaves: Vec<Hash> = (0..batch)
+                .map(|_| {
+                    next += 1;
+                    merkle::leaf_hash(&next.to_be_bytes())
+                })
+                .collect();
+            let first = edge.end();
+            let a = append(&edge, &leaves);
+            for l in &leaves {
+                reference.push_leaf_hash(*l);
+            }
+            assert_eq!(a.root, reference.root());
+            for &(level, index, hash) in &a.nodes {
+                assert_eq!(reference.node(level, index), Ok(hash));
+            }
+            assert!(a.nodes.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)), "in key order, once each");
+            for (k, l) in leaves.iter().enumerate() {
+                let index = first + k as u64;
+                let proof = inclusion_proof(index, a.edge.end(), &a.held).expect("proof from memory");
+                verify_inclusion(l, index, a.edge.end(), &proof, &a.root).unwrap();
+            }
+            edge = a.edge;
+            assert_eq!(edge.root(), reference.root());
         }
     }
 }

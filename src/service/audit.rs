@@ -4,23 +4,17 @@
 //! checkpoints and consistency proofs (only hashes), and the entries and inclusion proofs of the
 //! records about its own transfers (its id is their recipient or exporter facet).
 //!
-//! Every proof costs O(log n) node reads in ONE store round trip: the nodes a proof needs depend
-//! only on the index and sizes, so they are first listed by running the proof algorithm against
-//! a [`Recorder`] that returns dummy hashes, then fetched together, then the proof is computed
-//! from the fetched [`NodeMap`].
-
-use std::cell::RefCell;
-use std::collections::HashSet;
+//! The proofs themselves are computed from the stored tree by [`crate::log::proofs`].
 
 use chrono::{DateTime, Utc};
 
 use super::{Caller, Gateway, ServiceError};
 use crate::domain::participant::Role;
 use crate::domain::record::{RecordKind, TransferFacets};
+use crate::log::proofs;
 use crate::log::sequencer::Receipt;
 use crate::store::{Store, StoredCheckpoint, StoredTransfer, TransferFilter};
-use crate::translog::edge::NodeMap;
-use crate::translog::merkle::{self, Hash, NodeSource};
+use crate::translog::merkle::Hash;
 
 /// Largest page of [`entries`].
 pub const MAX_ENTRIES_PAGE: u32 = 1000;
@@ -30,36 +24,6 @@ pub const DEFAULT_ENTRIES_PAGE: u32 = 100;
 pub const MAX_TRANSFERS_PAGE: u32 = 500;
 /// Page of [`list_transfers`] when none is asked for.
 pub const DEFAULT_TRANSFERS_PAGE: u32 = 100;
-
-/// A [`NodeSource`] that records which nodes are read and answers with zeros. The set of nodes
-/// the proof functions read depends only on their index and size arguments, never on hashes.
-#[derive(Debug, Default)]
-pub struct Recorder(RefCell<Vec<(u8, u64)>>);
-
-impl Recorder {
-    /// The nodes read so far, without duplicates, in first-read order.
-    pub fn coordinates(&self) -> Vec<(u8, u64)> {
-        let mut seen = HashSet::new();
-        self.0.borrow().iter().copied().filter(|c| seen.insert(*c)).collect()
-    }
-}
-
-impl NodeSource for Recorder {
-    type Error = std::convert::Infallible;
-    fn node(&self, level: u8, index: u64) -> Result<Hash, Self::Error> {
-        self.0.borrow_mut().push((level, index));
-        Ok([0u8; 32])
-    }
-}
-
-/// Fetches `coordinates` with one store call.
-async fn fetch(store: &dyn Store, coordinates: &[(u8, u64)]) -> Result<NodeMap, ServiceError> {
-    Ok(NodeMap(store.tree_nodes(coordinates).await?))
-}
-
-fn missing(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::DataLoss(format!("the transfer log's tree ({e})"))
-}
 
 /// Does this caller see every record?
 fn sees_everything(caller: &Caller) -> bool {
@@ -209,14 +173,12 @@ pub async fn entries(
     let stop = end.min(start + u64::from(page));
     require_own_leaves(gw, caller, start, stop).await?;
     let records = gw.store.leaves(start, (stop - start) as u32).await?;
-    let coordinates: Vec<(u8, u64)> = (start..stop).map(|i| (0, i)).collect();
-    let hashes = fetch(gw.store.as_ref(), &coordinates).await?;
+    let hashes = proofs::leaf_hashes(gw.store.as_ref(), start, stop).await?;
     let mut entries = Vec::with_capacity(records.len());
-    for (expected, r) in (start..stop).zip(&records) {
+    for ((expected, r), leaf_hash) in (start..stop).zip(&records).zip(hashes) {
         if r.leaf_index != Some(expected) {
             return Err(ServiceError::DataLoss(format!("the transfer log's leaf {expected}")));
         }
-        let leaf_hash = hashes.node(0, expected).map_err(missing)?;
         entries.push(Entry { index: expected, kind: r.kind, json: r.json.clone(), leaf_hash });
     }
     if entries.len() as u64 != stop - start {
@@ -240,29 +202,6 @@ pub struct InclusionProof {
     pub root: Hash,
     /// The signed checkpoint of `size`, when one was signed at exactly that size.
     pub checkpoint: Option<StoredCheckpoint>,
-}
-
-/// Computes an inclusion proof, the leaf hash and the root with one store call for nodes.
-///
-/// # Errors
-/// `DataLoss` when a node the proof needs is not stored. Preconditions (`index < size ≤ latest`)
-/// are the caller's.
-pub async fn prove_inclusion(
-    store: &dyn Store,
-    index: u64,
-    size: u64,
-) -> Result<(Hash, Vec<Hash>, Hash), ServiceError> {
-    let recorder = Recorder::default();
-    let _ = recorder.node(0, index);
-    let Ok(_) = merkle::inclusion_proof(index, size, &recorder) else {
-        return Err(ServiceError::invalid("leaf_index", format!("must be below the tree size {size}")));
-    };
-    let Ok(_) = merkle::root_at(size, &recorder);
-    let nodes = fetch(store, &recorder.coordinates()).await?;
-    let leaf = nodes.node(0, index).map_err(missing)?;
-    let proof = merkle::inclusion_proof(index, size, &nodes).map_err(missing)?;
-    let root = merkle::root_at(size, &nodes).map_err(missing)?;
-    Ok((leaf, proof, root))
 }
 
 /// The receipt of a record a state change stored (its sequence number `seq`): waits until the
@@ -302,8 +241,8 @@ pub async fn receipt_for_record(gw: &Gateway, seq: u64) -> Result<Receipt, Servi
         .checkpoint(None)
         .await?
         .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("an integrated record without a checkpoint")))?;
-    let (leaf_hash, proof, _) = prove_inclusion(gw.store.as_ref(), index, checkpoint.size).await?;
-    Ok(Receipt { index, leaf_hash, proof, checkpoint: checkpoint.note })
+    let inclusion = proofs::inclusion(gw.store.as_ref(), index, checkpoint.size).await?;
+    Ok(Receipt { index, leaf_hash: inclusion.leaf_hash, proof: inclusion.proof, checkpoint: checkpoint.note })
 }
 
 /// The receipt of a state change's record ([`receipt_for_record`]), or `None` (logged with the
@@ -318,28 +257,6 @@ pub async fn receipt_if_integrated(gw: &Gateway, seq: u64) -> Option<Receipt> {
             None
         }
     }
-}
-
-/// Computes a consistency proof and both roots with one store call for nodes.
-///
-/// # Errors
-/// `DataLoss` when a node is not stored. Preconditions (`old ≤ new ≤ latest`) are the caller's.
-pub async fn prove_consistency(
-    store: &dyn Store,
-    old_size: u64,
-    new_size: u64,
-) -> Result<(Vec<Hash>, Hash, Hash), ServiceError> {
-    let recorder = Recorder::default();
-    let Ok(_) = merkle::consistency_proof(old_size, new_size, &recorder) else {
-        return Err(ServiceError::invalid("old_size", format!("exceeds new_size {new_size}")));
-    };
-    let Ok(_) = merkle::root_at(old_size, &recorder);
-    let Ok(_) = merkle::root_at(new_size, &recorder);
-    let nodes = fetch(store, &recorder.coordinates()).await?;
-    let proof = merkle::consistency_proof(old_size, new_size, &nodes).map_err(missing)?;
-    let old_root = merkle::root_at(old_size, &nodes).map_err(missing)?;
-    let new_root = merkle::root_at(new_size, &nodes).map_err(missing)?;
-    Ok((proof, old_root, new_root))
 }
 
 /// The inclusion proof of leaf `index` in the tree of `size` leaves (`None`: the latest).
@@ -366,7 +283,7 @@ pub async fn inclusion_proof(
         return Err(ServiceError::invalid("leaf_index", format!("must be below the tree size {size}")));
     }
     require_own_leaves(gw, caller, index, index + 1).await?;
-    let (leaf_hash, proof, root) = prove_inclusion(gw.store.as_ref(), index, size).await?;
+    let proofs::Inclusion { leaf_hash, proof, root } = proofs::inclusion(gw.store.as_ref(), index, size).await?;
     let checkpoint = match latest {
         Some(c) if c.size == size => Some(c),
         _ => gw.store.checkpoint(Some(size)).await?,
@@ -409,7 +326,7 @@ pub async fn consistency_proof(
     if old_size > new_size {
         return Err(ServiceError::invalid("old_size", format!("exceeds new_size {new_size}")));
     }
-    let (proof, _, _) = prove_consistency(gw.store.as_ref(), old_size, new_size).await?;
+    let proof = proofs::consistency(gw.store.as_ref(), old_size, new_size).await?.proof;
     Ok(ConsistencyProof { old_size, new_size, proof })
 }
 
@@ -493,35 +410,6 @@ fn page(page_size: u32, default: u32, max: u32) -> Result<u32, ServiceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translog::merkle::MemoryTree;
-
-    #[test]
-    fn a_recorded_proof_reads_the_same_nodes_as_a_real_one() {
-        let mut tree = MemoryTree::new();
-        for i in 0..1000u32 {
-            tree.push(&i.to_be_bytes());
-        }
-        for (index, size) in [(0u64, 1u64), (5, 8), (999, 1000), (123, 777), (512, 513)] {
-            let recorder = Recorder::default();
-            merkle::inclusion_proof(index, size, &recorder).unwrap();
-            let _ = merkle::root_at(size, &recorder);
-            let map =
-                NodeMap(recorder.coordinates().into_iter().map(|(l, i)| ((l, i), tree.node(l, i).unwrap())).collect());
-            let proof = merkle::inclusion_proof(index, size, &map).unwrap();
-            assert_eq!(proof, merkle::inclusion_proof(index, size, &tree).unwrap());
-            assert!(map.0.len() <= 2 * 64);
-        }
-        for (old, new) in [(1u64, 8u64), (6, 8), (300, 1000), (999, 1000), (0, 10)] {
-            let recorder = Recorder::default();
-            merkle::consistency_proof(old, new, &recorder).unwrap();
-            let map =
-                NodeMap(recorder.coordinates().into_iter().map(|(l, i)| ((l, i), tree.node(l, i).unwrap())).collect());
-            assert_eq!(
-                merkle::consistency_proof(old, new, &map).unwrap(),
-                merkle::consistency_proof(old, new, &tree).unwrap()
-            );
-        }
-    }
 
     #[test]
     fn a_page_token_round_trips_and_garbage_is_refused() {

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use ring::hmac;
 
 use crate::domain::participant::{Participant, ParticipantStatus, Role};
+use crate::log::proofs::ProofError;
 use crate::log::sequencer::{LogError, TransferLog};
 use crate::policy::PolicyConfig;
 use crate::store::cache::ChunkCache;
@@ -108,6 +109,21 @@ impl From<StoreError> for ServiceError {
 impl From<LogError> for ServiceError {
     fn from(e: LogError) -> Self {
         ServiceError::Unavailable(Box::new(e))
+    }
+}
+
+impl From<ProofError> for ServiceError {
+    fn from(e: ProofError) -> Self {
+        match e {
+            ProofError::LeafBeyondTree { size, .. } => {
+                ServiceError::invalid("leaf_index", format!("must be below the tree size {size}"))
+            }
+            ProofError::OldBeyondNew { new_size, .. } => {
+                ServiceError::invalid("old_size", format!("exceeds new_size {new_size}"))
+            }
+            ProofError::Missing(node) => ServiceError::DataLoss(format!("the transfer log's tree ({node})")),
+            ProofError::Store(e) => e.into(),
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! RFC 6962 / RFC 9162 Merkle tree hashing, O(log n) proof generation from stored perfect subtrees, and proof verification.
 
+use std::collections::HashMap;
+
 use ring::digest;
 
 /// A SHA-256 digest: a leaf hash, an interior node hash or a tree root.
@@ -204,56 +206,6 @@ pub fn consistency_proof<S: NodeSource>(
     }
     proof.reverse();
     Ok(proof)
-}
-
-/// Perfect-subtree nodes that become complete when `leaf_hashes` are appended at `first_index`.
-///
-/// Precondition: leaves `[0, first_index)` and all their perfect-subtree nodes
-/// are already readable from `existing`. Returns every node `(level, index, hash)`
-/// whose range ends in `(first_index, first_index + leaf_hashes.len()]`, level 0
-/// (the given leaf hashes) first, then level by level upward, indices ascending
-/// within a level. Reads at most one existing node per level (O(log n)).
-/// Returns an empty vector when `leaf_hashes` is empty.
-///
-/// # Errors
-/// Propagates the first error returned by `existing`.
-///
-/// # Panics
-/// If `first_index + leaf_hashes.len()` overflows `u64`.
-pub fn nodes_to_store<S: NodeSource>(
-    first_index: u64,
-    leaf_hashes: &[Hash],
-    existing: &S,
-) -> Result<Vec<(u8, u64, Hash)>, S::Error> {
-    let new_size = first_index.checked_add(leaf_hashes.len() as u64).expect("tree size overflows u64");
-    let mut out: Vec<(u8, u64, Hash)> = Vec::new();
-    let mut prev: Vec<Hash> = leaf_hashes.to_vec();
-    let mut prev_start = first_index;
-    out.extend(prev.iter().enumerate().map(|(i, h)| (0u8, first_index + i as u64, *h)));
-    for level in 1..64u32 {
-        let lo = first_index >> level;
-        let hi = new_size >> level;
-        if lo >= hi {
-            break;
-        }
-        let child_level = (level - 1) as u8;
-        let mut cur = Vec::with_capacity((hi - lo) as usize);
-        for idx in lo..hi {
-            let child = |c: u64| -> Result<Hash, S::Error> {
-                if c < prev_start {
-                    existing.node(child_level, c)
-                } else {
-                    Ok(prev[(c - prev_start) as usize])
-                }
-            };
-            let h = node_hash(&child(2 * idx)?, &child(2 * idx + 1)?);
-            cur.push(h);
-            out.push((level as u8, idx, h));
-        }
-        prev = cur;
-        prev_start = lo;
-    }
-    Ok(out)
 }
 
 /// Why a proof was rejected by [`verify_inclusion`] or [`verify_consistency`].
@@ -511,10 +463,26 @@ impl NodeSource for MemoryTree {
     }
 }
 
+/// Node hashes held in memory by `(level, index)`: nodes fetched for a proof, or the edge and
+/// the new nodes of a batch. Asking for any other node is an error.
+#[derive(Debug, Clone, Default)]
+pub struct NodeMap(pub HashMap<(u8, u64), Hash>);
+
+/// A node a [`NodeMap`] does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("node ({0}, {1}) is not held")]
+pub struct NotHeld(pub u8, pub u64);
+
+impl NodeSource for NodeMap {
+    type Error = NotHeld;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, NotHeld> {
+        self.0.get(&(level, index)).copied().ok_or(NotHeld(level, index))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn h(s: &str) -> Hash {
         hex::decode(s).unwrap().try_into().unwrap()
@@ -835,60 +803,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    /// A NodeSource over a map, as an appender's store would be.
-    #[derive(Default)]
-    struct MapStore(BTreeMap<(u8, u64), Hash>);
-    impl NodeSource for MapStore {
-        type Error = MissingNode;
-        fn node(&self, level: u8, index: u64) -> Result<Hash, MissingNode> {
-            self.0.get(&(level, index)).copied().ok_or(MissingNode { level, index })
-        }
-    }
-
-    #[test]
-    fn nodes_to_store_batches_match_single_build() {
-        let leaves: Vec<Hash> = (0..300u32).map(|i| leaf_hash(&i.to_le_bytes())).collect();
-        let all = nodes_to_store(0, &leaves, &MapStore::default()).unwrap();
-        let all_map: BTreeMap<(u8, u64), Hash> = all.iter().map(|&(l, i, h)| ((l, i), h)).collect();
-        assert_eq!(all_map.len(), all.len(), "no duplicates");
-
-        // Same set of nodes as the in-memory tree.
-        let mut mem = MemoryTree::new();
-        for h in &leaves {
-            mem.push_leaf_hash(*h);
-        }
-        for (&(l, i), h) in &all_map {
-            assert_eq!(mem.node(l, i).unwrap(), *h);
-        }
-        let mem_count: usize = mem.levels.iter().map(Vec::len).sum();
-        assert_eq!(mem_count, all_map.len());
-
-        for batches in [
-            vec![1usize, 2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 61],
-            vec![300],
-            vec![1; 300],
-            vec![64, 1, 63, 128, 44],
-            vec![0, 3, 0, 100, 197],
-        ] {
-            let mut store = MapStore::default();
-            let mut first = 0usize;
-            for b in batches {
-                let counting = Counting(&mem, std::cell::Cell::new(0));
-                let new = nodes_to_store(first as u64, &leaves[first..first + b], &store).unwrap();
-                // Same nodes would be read from the complete tree.
-                let _ = nodes_to_store(first as u64, &leaves[first..first + b], &counting).unwrap();
-                assert!(counting.1.get() <= 10);
-                for (l, i, h) in new {
-                    assert!(store.0.insert((l, i), h).is_none(), "node written twice");
-                    assert!((i + 1) << l <= (first + b) as u64);
-                }
-                first += b;
-                assert_eq!(root_at(first as u64, &store).unwrap(), reference_root(&leaves[..first]));
-            }
-            assert_eq!(store.0, all_map);
         }
     }
 }

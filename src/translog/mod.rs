@@ -1,9 +1,15 @@
-//! The verifiable transfer log's pure core: RFC 6962 Merkle tree, the tree's right edge,
-//! signed checkpoints and receipts, canonical records, verification. No I/O, no async: the
-//! sequencer that runs it against the store is [`crate::log`].
+//! The verifiable transfer log's pure core: RFC 6962 Merkle tree, compact ranges (the tree's
+//! right edge), signed checkpoints and receipts, canonical records, verification. No I/O, no
+//! async: the sequencer and the proofs served from the store are [`crate::log`].
 
 pub mod canonical;
-pub mod edge;
+pub mod compact;
 pub mod merkle;
 pub mod note;
 pub mod verify;
+
+/// The right edge's node ids under the path the stores import them from; new code uses
+/// [`compact::decomposition`].
+pub mod edge {
+    pub use super::compact::decomposition;
+}

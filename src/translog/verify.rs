@@ -3,9 +3,10 @@
 //! consistency with a checkpoint saved earlier. Pure: the caller feeds leaves and checkpoints in
 //! order (from a database or a gateway) and fetches the one consistency proof asked for.
 //!
-//! Memory is O(log n): leaves are folded into the right edge of the tree as they arrive.
+//! Memory is O(log n): leaves are folded into the tree's compact range as they arrive.
 
 use super::canonical::to_canonical_json;
+use super::compact::CompactRange;
 use super::merkle::{self, Hash, ProofError};
 use super::note::{Checkpoint, NoteError, Verifier};
 
@@ -175,10 +176,8 @@ pub struct Report {
 #[derive(Debug)]
 pub struct LogVerifier {
     verifier: Verifier,
-    /// The right edge: perfect subtrees left to right, levels strictly decreasing.
-    edge: Vec<(u8, Hash)>,
-    /// Leaves folded in.
-    size: u64,
+    /// The leaves folded in so far: the tree's right edge.
+    tree: CompactRange,
     /// Checkpoints verified.
     checkpoints: u64,
     /// The latest verified checkpoint and its note.
@@ -192,7 +191,7 @@ pub struct LogVerifier {
 impl LogVerifier {
     /// A verifier of the log signed by `verifier`'s key; the origin must be the key's name.
     pub fn new(verifier: Verifier) -> LogVerifier {
-        LogVerifier { verifier, edge: Vec::new(), size: 0, checkpoints: 0, latest: None, trusted: None, nodes: None }
+        LogVerifier { verifier, tree: CompactRange::empty(0), checkpoints: 0, latest: None, trusted: None, nodes: None }
     }
 
     /// Keeps every node the leaves complete (the leaf hashes at level 0 and every perfect subtree
@@ -209,7 +208,7 @@ impl LogVerifier {
 
     /// Leaves fed so far.
     pub fn size(&self) -> u64 {
-        self.size
+        self.tree.end()
     }
 
     /// Sets the checkpoint saved earlier that the log must extend.
@@ -241,8 +240,8 @@ impl LogVerifier {
     /// [`VerifyError::LeafHash`], or [`VerifyError::TrustedRoot`] when this leaf completes the
     /// trusted tree and its root differs.
     pub fn leaf(&mut self, index: u64, json: &str, tree_hash: Option<&Hash>) -> Result<(), VerifyError> {
-        if index != self.size {
-            return Err(VerifyError::LeafOrder { expected: self.size, found: index });
+        if index != self.size() {
+            return Err(VerifyError::LeafOrder { expected: self.size(), found: index });
         }
         let value: serde_json::Value =
             serde_json::from_str(json).map_err(|e| VerifyError::LeafNotJson { index, reason: e.to_string() })?;
@@ -255,8 +254,8 @@ impl LogVerifier {
         }
         self.push(hash);
         if let Some((trusted, reached)) = &mut self.trusted {
-            if trusted.size == self.size {
-                if merkle_root(&self.edge) != trusted.root {
+            if trusted.size == self.tree.end() {
+                if self.tree.root() != trusted.root {
                     return Err(VerifyError::TrustedRoot { size: trusted.size });
                 }
                 *reached = true;
@@ -288,10 +287,10 @@ impl LogVerifier {
         if c.size != size || c.root != *root {
             return Err(VerifyError::CheckpointNote { size });
         }
-        if self.size != size {
-            return Err(VerifyError::CheckpointBeyondLog { size, leaves: self.size });
+        if self.size() != size {
+            return Err(VerifyError::CheckpointBeyondLog { size, leaves: self.size() });
         }
-        if merkle_root(&self.edge) != c.root {
+        if self.tree.root() != c.root {
             return Err(VerifyError::CheckpointRoot { size });
         }
         self.checkpoints += 1;
@@ -316,7 +315,7 @@ impl LogVerifier {
     /// [`VerifyError::TrustedRoot`] or [`VerifyError::TrustedConsistency`].
     pub fn finish(self, consistency: Option<&[Hash]>) -> Result<Report, VerifyError> {
         let latest_size = self.latest.as_ref().map_or(0, |(c, _)| c.size);
-        if self.size > latest_size {
+        if self.size() > latest_size {
             return Err(VerifyError::LeafUncovered { index: latest_size, latest: latest_size });
         }
         let trusted = match self.trusted {
@@ -345,28 +344,16 @@ impl LogVerifier {
                 Some(trusted)
             }
         };
-        Ok(Report { leaves: self.size, checkpoints: self.checkpoints, latest: self.latest, trusted })
+        Ok(Report { leaves: self.tree.end(), checkpoints: self.checkpoints, latest: self.latest, trusted })
     }
 
     fn push(&mut self, leaf: Hash) {
-        if let Some(nodes) = &mut self.nodes {
-            nodes.push((0, self.size, leaf));
-        }
-        let (mut level, mut hash) = (0u8, leaf);
-        while let Some(&(l, left)) = self.edge.last() {
-            if l != level {
-                break;
+        let nodes = &mut self.nodes;
+        self.tree.append(leaf, |id, hash| {
+            if let Some(nodes) = nodes {
+                nodes.push((id.level, id.index, *hash));
             }
-            self.edge.pop();
-            hash = merkle::node_hash(&left, &hash);
-            level += 1;
-            if let Some(nodes) = &mut self.nodes {
-                // The new leaf `size` is the last of this subtree's 2^level leaves.
-                nodes.push((level, self.size >> level, hash));
-            }
-        }
-        self.edge.push((level, hash));
-        self.size += 1;
+        });
     }
 }
 
@@ -381,16 +368,6 @@ pub fn check_tree_node(level: u8, index: u64, computed: &Hash, stored: Option<&H
         Some(_) => Err(VerifyError::TreeNode { level, index }),
         None => Err(VerifyError::TreeNodeMissing { level, index }),
     }
-}
-
-/// The root of the tree whose right edge is `edge`.
-fn merkle_root(edge: &[(u8, Hash)]) -> Hash {
-    let mut parts = edge.iter().rev();
-    let Some(&(_, mut acc)) = parts.next() else { return merkle::empty_root() };
-    for (_, left) in parts {
-        acc = merkle::node_hash(left, &acc);
-    }
-    acc
 }
 
 /// One stored leaf: index, canonical JSON and (optionally) the tree's leaf hash.
