@@ -127,7 +127,7 @@ pub type Integrator<'a> = dyn Fn(&TreeHead, &[QueuedRecord]) -> Result<Option<In
 pub struct TreeHead {
     /// Leaves integrated: the size of the latest checkpoint.
     pub size: u64,
-    /// The stored nodes of the tree's right edge (`translog::edge::decomposition(size)`).
+    /// The stored nodes of the tree's right edge (`translog::compact::decomposition(size)`).
     pub edge: HashMap<(u8, u64), [u8; 32]>,
 }
 

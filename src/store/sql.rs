@@ -27,7 +27,7 @@ use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, PreparedRecord, RecordKind, StoredRecord, TransferFacets};
-use crate::translog::edge::decomposition;
+use crate::translog::compact::decomposition;
 
 /// A store in a SQL database: three pools on it, so that no kind of work can starve another —
 /// `pool` for the control plane (catalog, grants, oversight, audit reads), `bulk` for reading

@@ -7,9 +7,3 @@ pub mod compact;
 pub mod merkle;
 pub mod note;
 pub mod verify;
-
-/// The right edge's node ids under the path the stores import them from; new code uses
-/// [`compact::decomposition`].
-pub mod edge {
-    pub use super::compact::decomposition;
-}
