@@ -16,8 +16,8 @@ use sqlx::{PgConnection, PgPool, Pool, Postgres, Transaction};
 
 use super::codec::micros;
 use super::rows::NodeRow;
-use super::sql::{Dialect, Lock, SqlStore};
-use super::{PersonCount, StoreError};
+use super::sql::{Dialect, Failure, Lock, SqlStore};
+use super::PersonCount;
 use crate::domain::record::NewRecord;
 
 /// Embedded migrations for this dialect.
@@ -119,33 +119,16 @@ impl SqlStore<Postgres> {
 impl Dialect for Postgres {
     const SHARED: bool = true;
 
-    fn classify(e: sqlx::Error) -> StoreError {
-        match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                tracing::debug!(error = %db.message(), "unique violation");
-                StoreError::AlreadyExists("a row with the same key".into())
-            }
-            sqlx::Error::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                match code.as_ref() {
-                    // Class 08 connection exception, 53 insufficient resources (disk full, out of
-                    // memory, too many connections), 57 operator intervention (shutdown, cancel),
-                    // 58 system error (I/O); serialization failure, deadlock, lock not available,
-                    // read-only transaction (a standby).
-                    c if ["08", "53", "57", "58"].iter().any(|class| c.starts_with(class)) => {
-                        StoreError::Unavailable(e)
-                    }
-                    "40001" | "40P01" | "55P03" | "25006" => StoreError::Unavailable(e),
-                    "XX001" | "XX002" => StoreError::Corrupt("database".into()),
-                    _ => StoreError::Other(e),
-                }
-            }
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
-            _ => StoreError::Other(e),
+    fn database_error(e: &dyn sqlx::error::DatabaseError) -> Failure {
+        match e.code().unwrap_or_default().as_ref() {
+            // Class 08 connection exception, 53 insufficient resources (disk full, out of memory,
+            // too many connections), 57 operator intervention (shutdown, cancel), 58 system error
+            // (I/O); serialization failure, deadlock, lock not available, read-only transaction
+            // (a standby).
+            c if ["08", "53", "57", "58"].iter().any(|class| c.starts_with(class)) => Failure::Unavailable,
+            "40001" | "40P01" | "55P03" | "25006" => Failure::Unavailable,
+            "XX001" | "XX002" => Failure::Corrupt,
+            _ => Failure::Other,
         }
     }
 

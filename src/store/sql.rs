@@ -62,15 +62,48 @@ pub enum Lock<'a> {
     Versions(&'a str),
 }
 
+/// What a database error means for the store's contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The database cannot be reached or written now (busy, full, read-only, I/O, shutting down).
+    Unavailable,
+    /// The database's own files are damaged.
+    Corrupt,
+    /// Anything else.
+    Other,
+}
+
+/// Maps a driver error onto the store's contract. A unique violation is `AlreadyExists`
+/// without the database's words (table and column names stay in the server's log).
+fn classify<DB: Dialect>(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            tracing::debug!(error = %db.message(), "unique violation");
+            StoreError::AlreadyExists("a row with the same key".into())
+        }
+        sqlx::Error::Database(db) => match DB::database_error(db.as_ref()) {
+            Failure::Unavailable => StoreError::Unavailable(e),
+            Failure::Corrupt => StoreError::Corrupt(format!("{} database", DB::NAME)),
+            Failure::Other => StoreError::Other(e),
+        },
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+        _ => StoreError::Other(e),
+    }
+}
+
 /// What one SQL database does differently from the others.
 #[async_trait]
 pub trait Dialect: Database {
     /// Whether other gateway processes may share a database of this kind.
     const SHARED: bool;
 
-    /// Maps a driver error onto the store's contract. A unique violation is `AlreadyExists`
-    /// without the database's words (table and column names stay in the server's log).
-    fn classify(e: sqlx::Error) -> StoreError;
+    /// What an error the database reported (other than a unique violation) means for the
+    /// store's contract.
+    fn database_error(e: &dyn sqlx::error::DatabaseError) -> Failure;
 
     /// Rows an `INSERT`, `UPDATE` or `DELETE` changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
@@ -239,7 +272,7 @@ enum Bind {
 
 /// A failure to store a record: the operation it records cannot proceed (fail closed).
 fn unavailable<DB: Dialect>(e: sqlx::Error) -> StoreError {
-    match DB::classify(e) {
+    match classify::<DB>(e) {
         StoreError::Other(e) => StoreError::Unavailable(e),
         other => other,
     }
@@ -247,7 +280,7 @@ fn unavailable<DB: Dialect>(e: sqlx::Error) -> StoreError {
 
 /// Renames `AlreadyExists` after the row it is about.
 fn exists_as<DB: Dialect>(what: String) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |e| match DB::classify(e) {
+    move |e| match classify::<DB>(e) {
         StoreError::AlreadyExists(_) => StoreError::AlreadyExists(what),
         other => other,
     }
@@ -341,11 +374,11 @@ helpers {
                 .bind(bucket)
                 .fetch_one(&mut *conn)
                 .await
-                .map_err(DB::classify)?
+                .map_err(classify::<DB>)?
         } else {
-            in_window().fetch_one(&mut *conn).await.map_err(DB::classify)?
+            in_window().fetch_one(&mut *conn).await.map_err(classify::<DB>)?
         };
-        let inserted = DB::insert_persons(conn, count, bucket, persons).await.map_err(DB::classify)?;
+        let inserted = DB::insert_persons(conn, count, bucket, persons).await.map_err(classify::<DB>)?;
         sqlx::query(text::LEDGER_ADD)
             .bind(count.exporter)
             .bind(count.year)
@@ -353,11 +386,11 @@ helpers {
             .bind(inserted as i64)
             .execute(&mut *conn)
             .await
-            .map_err(DB::classify)?;
+            .map_err(classify::<DB>)?;
         let new = if count.years_back == 0 {
             inserted
         } else {
-            let (after,) = in_window().fetch_one(&mut *conn).await.map_err(DB::classify)?;
+            let (after,) = in_window().fetch_one(&mut *conn).await.map_err(classify::<DB>)?;
             (after - before) as u64
         };
         Ok((before as u64, new))
@@ -365,7 +398,7 @@ helpers {
 }
 [#[async_trait] impl<DB> CatalogStore for SqlStore<DB>] {
     async fn insert_participant(&self, p: &Participant, rec: &NewRecord) -> Result<(), StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
         let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
         sqlx::query(text::INSERT_PARTICIPANT)
             .bind(p.id.as_str())
@@ -382,7 +415,7 @@ helpers {
             .await
             .map_err(exists_as::<DB>(format!("participant {}", p.id)))?;
         Self::insert_record(&mut *tx, rec).await?;
-        tx.commit().await.map_err(DB::classify)
+        tx.commit().await.map_err(classify::<DB>)
     }
 
     async fn participant(&self, id: &ParticipantId) -> Result<Option<Participant>, StoreError> {
@@ -390,11 +423,11 @@ helpers {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 
     async fn participants(&self) -> Result<Vec<Participant>, StoreError> {
-        all(sqlx::query_as::<_, ParticipantRow>(text::PARTICIPANTS).fetch_all(&self.pool).await.map_err(DB::classify)?)
+        all(sqlx::query_as::<_, ParticipantRow>(text::PARTICIPANTS).fetch_all(&self.pool).await.map_err(classify::<DB>)?)
     }
 
     async fn set_participant_status(
@@ -403,21 +436,21 @@ helpers {
         status: ParticipantStatus,
         rec: &NewRecord,
     ) -> Result<Option<Participant>, StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
         let row = sqlx::query_as::<_, ParticipantRow>(text::SET_PARTICIPANT_STATUS)
             .bind(status.as_str())
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(DB::classify)?;
+            .map_err(classify::<DB>)?;
         let Some(p) = one(row)? else { return Ok(None) };
         Self::insert_record(&mut *tx, rec).await?;
-        tx.commit().await.map_err(DB::classify)?;
+        tx.commit().await.map_err(classify::<DB>)?;
         Ok(Some(p))
     }
 
     async fn insert_dataset(&self, d: &Dataset, rec: &NewRecord) -> Result<(), StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
         sqlx::query(text::INSERT_DATASET)
             .bind(d.id.as_str())
             .bind(d.owner.as_str())
@@ -432,7 +465,7 @@ helpers {
             .await
             .map_err(exists_as::<DB>(format!("dataset {}", d.id)))?;
         Self::insert_record(&mut *tx, rec).await?;
-        tx.commit().await.map_err(DB::classify)
+        tx.commit().await.map_err(classify::<DB>)
     }
 
     async fn dataset(&self, id: &DatasetId) -> Result<Option<Dataset>, StoreError> {
@@ -440,7 +473,7 @@ helpers {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 
     async fn datasets(&self, after: Option<&DatasetId>, limit: u32) -> Result<Vec<Dataset>, StoreError> {
@@ -449,7 +482,7 @@ helpers {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 
     async fn versions(&self, dataset: &DatasetId) -> Result<Vec<VersionInfo>, StoreError> {
@@ -457,7 +490,7 @@ helpers {
             .bind(dataset.as_str())
             .fetch_all(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 
     async fn version(&self, dataset: &DatasetId, version: Option<u64>) -> Result<Option<VersionInfo>, StoreError> {
@@ -465,7 +498,7 @@ helpers {
             Some(v) => sqlx::query_as::<_, VersionRow>(text::VERSION).bind(dataset.as_str()).bind(v as i64),
             None => sqlx::query_as::<_, VersionRow>(text::LATEST_VERSION).bind(dataset.as_str()),
         };
-        one(q.fetch_optional(&self.pool).await.map_err(DB::classify)?)
+        one(q.fetch_optional(&self.pool).await.map_err(classify::<DB>)?)
     }
 
     async fn version_by_key(&self, dataset: &DatasetId, key: &str) -> Result<Option<VersionInfo>, StoreError> {
@@ -474,7 +507,7 @@ helpers {
             .bind(key)
             .fetch_optional(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 
     async fn begin_upload(&self, dataset: &DatasetId, upload_id: &str) -> Result<(), StoreError> {
@@ -484,7 +517,7 @@ helpers {
             .bind(micros(Utc::now()))
             .execute(&self.pool)
             .await
-            .map_err(DB::classify)?;
+            .map_err(classify::<DB>)?;
         Ok(())
     }
 
@@ -497,26 +530,26 @@ helpers {
             .bind(&chunk.data[..])
             .execute(&self.pool)
             .await
-            .map_err(DB::classify)?;
+            .map_err(classify::<DB>)?;
         Ok(())
     }
 
     async fn commit_upload(&self, upload_id: &str, v: &NewVersion, rec: &NewRecord) -> Result<Committed, StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
         // One committer per dataset at a time: the next version number and the idempotency
         // check below both read what the previous committer committed.
-        DB::lock(&mut *tx, Lock::Versions(v.dataset.as_str())).await.map_err(DB::classify)?;
+        DB::lock(&mut *tx, Lock::Versions(v.dataset.as_str())).await.map_err(classify::<DB>)?;
         let existing = sqlx::query_as::<_, VersionRow>(text::VERSION_BY_KEY)
             .bind(v.dataset.as_str())
             .bind(v.idempotency_key.as_str())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(DB::classify)?;
+            .map_err(classify::<DB>)?;
         if let Some(info) = one(existing)? {
             for discard in [text::DISCARD_CHUNKS, text::DISCARD_UPLOAD] {
-                sqlx::query(discard).bind(upload_id).execute(&mut *tx).await.map_err(DB::classify)?;
+                sqlx::query(discard).bind(upload_id).execute(&mut *tx).await.map_err(classify::<DB>)?;
             }
-            tx.commit().await.map_err(DB::classify)?;
+            tx.commit().await.map_err(classify::<DB>)?;
             return Ok(Committed::Existing(info));
         }
         let row = sqlx::query_as::<_, VersionRow>(text::INSERT_VERSION)
@@ -530,32 +563,32 @@ helpers {
             .bind(v.idempotency_key.as_str())
             .fetch_one(&mut *tx)
             .await
-            .map_err(DB::classify)?;
+            .map_err(classify::<DB>)?;
         let info = VersionInfo::try_from(row)?;
         let mut rec = rec.clone();
         rec.body.insert("version".into(), info.version.into());
         Self::insert_record(&mut *tx, &rec).await?;
-        tx.commit().await.map_err(DB::classify)?;
+        tx.commit().await.map_err(classify::<DB>)?;
         Ok(Committed::Created(info))
     }
 
     async fn abort_upload(&self, upload_id: &str) -> Result<(), StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
         for abort in [text::ABORT_CHUNKS, text::ABORT_UPLOAD] {
-            sqlx::query(abort).bind(upload_id).execute(&mut *tx).await.map_err(DB::classify)?;
+            sqlx::query(abort).bind(upload_id).execute(&mut *tx).await.map_err(classify::<DB>)?;
         }
-        tx.commit().await.map_err(DB::classify)
+        tx.commit().await.map_err(classify::<DB>)
     }
 
     async fn purge_abandoned_uploads(&self, started_before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
-        sqlx::query(text::PURGE_CHUNKS).bind(micros(started_before)).execute(&mut *tx).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
+        sqlx::query(text::PURGE_CHUNKS).bind(micros(started_before)).execute(&mut *tx).await.map_err(classify::<DB>)?;
         let n = DB::rows_affected(&sqlx::query(text::PURGE_UPLOADS)
             .bind(micros(started_before))
             .execute(&mut *tx)
             .await
-            .map_err(DB::classify)?);
-        tx.commit().await.map_err(DB::classify)?;
+            .map_err(classify::<DB>)?);
+        tx.commit().await.map_err(classify::<DB>)?;
         Ok(n)
     }
 
@@ -576,7 +609,7 @@ helpers {
                     .bind(seq as i64)
                     .fetch_optional(&bulk)
                     .await
-                    .map_err(DB::classify)?;
+                    .map_err(classify::<DB>)?;
                 one(row)
             }
         })
@@ -584,7 +617,7 @@ helpers {
 }
 [#[async_trait] impl<DB> GrantStore for SqlStore<DB>] {
     async fn insert_grant(&self, g: &Grant, rec: &NewRecord) -> Result<(), StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
         sqlx::query(text::INSERT_GRANT)
             .bind(g.id.as_str())
             .bind(g.dataset.as_str())
@@ -596,15 +629,15 @@ helpers {
             .await
             .map_err(exists_as::<DB>(format!("grant {}", g.id)))?;
         Self::insert_record(&mut *tx, rec).await?;
-        tx.commit().await.map_err(DB::classify)
+        tx.commit().await.map_err(classify::<DB>)
     }
 
     async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
-        one(sqlx::query_as::<_, GrantRow>(text::GRANT).bind(id).fetch_optional(&self.pool).await.map_err(DB::classify)?)
+        one(sqlx::query_as::<_, GrantRow>(text::GRANT).bind(id).fetch_optional(&self.pool).await.map_err(classify::<DB>)?)
     }
 
     async fn update_grant(&self, g: &Grant, expected: GrantStatus, rec: &NewRecord) -> Result<u64, StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
         let n = DB::rows_affected(&sqlx::query(text::UPDATE_GRANT)
             .bind(g.status.as_str())
             .bind(to_json(g)?)
@@ -612,12 +645,12 @@ helpers {
             .bind(expected.as_str())
             .execute(&mut *tx)
             .await
-            .map_err(DB::classify)?);
+            .map_err(classify::<DB>)?);
         if n != 1 {
             return Err(StoreError::Conflict(format!("grant {}", g.id)));
         }
         let seq = Self::insert_record(&mut *tx, rec).await?;
-        tx.commit().await.map_err(DB::classify)?;
+        tx.commit().await.map_err(classify::<DB>)?;
         Ok(seq)
     }
 
@@ -631,7 +664,7 @@ helpers {
             .bind(dataset.map(|d| d.as_str()))
             .fetch_all(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 
     async fn grants_of(&self, consumer: &ParticipantId, dataset: &DatasetId) -> Result<Vec<Grant>, StoreError> {
@@ -640,12 +673,12 @@ helpers {
             .bind(dataset.as_str())
             .fetch_all(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 }
 [#[async_trait] impl<DB> OversightStore for SqlStore<DB>] {
     async fn insert_approval(&self, a: &StoredApproval, rec: &NewRecord) -> Result<u64, StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
         let ap = &a.approval;
         sqlx::query(text::INSERT_APPROVAL)
             .bind(ap.id.as_str())
@@ -661,7 +694,7 @@ helpers {
             .await
             .map_err(exists_as::<DB>(format!("approval {}", ap.id)))?;
         let seq = Self::insert_record(&mut *tx, rec).await?;
-        tx.commit().await.map_err(DB::classify)?;
+        tx.commit().await.map_err(classify::<DB>)?;
         Ok(seq)
     }
 
@@ -673,7 +706,7 @@ helpers {
         at: DateTime<Utc>,
         rec: &NewRecord,
     ) -> Result<Option<(StoredApproval, u64)>, StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
         let revoked = sqlx::query_as::<_, ApprovalRow>(text::REVOKE_APPROVAL)
             .bind(by.as_str())
             .bind(micros(at))
@@ -681,26 +714,26 @@ helpers {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await
-            .map_err(DB::classify)?;
+            .map_err(classify::<DB>)?;
         let Some(a) = one::<_, StoredApproval>(revoked)? else {
             // Not revoked now: absent, or revoked already (by this one's competitor).
             let existing = sqlx::query_as::<_, ApprovalRow>(text::APPROVAL)
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(DB::classify)?;
+                .map_err(classify::<DB>)?;
             return match existing {
                 None => Ok(None),
                 Some(_) => Err(StoreError::Conflict(format!("approval {id} is already revoked"))),
             };
         };
         let seq = Self::insert_record(&mut *tx, rec).await?;
-        tx.commit().await.map_err(DB::classify)?;
+        tx.commit().await.map_err(classify::<DB>)?;
         Ok(Some((a, seq)))
     }
 
     async fn approval(&self, id: &str) -> Result<Option<StoredApproval>, StoreError> {
-        one(sqlx::query_as::<_, ApprovalRow>(text::APPROVAL).bind(id).fetch_optional(&self.pool).await.map_err(DB::classify)?)
+        one(sqlx::query_as::<_, ApprovalRow>(text::APPROVAL).bind(id).fetch_optional(&self.pool).await.map_err(classify::<DB>)?)
     }
 
     async fn approvals(&self, exporter: Option<&str>) -> Result<Vec<StoredApproval>, StoreError> {
@@ -708,11 +741,11 @@ helpers {
             .bind(exporter)
             .fetch_all(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 
     async fn insert_hold(&self, h: &Hold, rec: &NewRecord) -> Result<(), StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
         sqlx::query(text::INSERT_HOLD)
             .bind(h.id.as_str())
             .bind(h.status.as_str())
@@ -727,7 +760,7 @@ helpers {
             .await
             .map_err(exists_as::<DB>(format!("hold {}", h.id)))?;
         Self::insert_record(&mut *tx, rec).await?;
-        tx.commit().await.map_err(DB::classify)
+        tx.commit().await.map_err(classify::<DB>)
     }
 
     async fn open_hold(&self, grant: &str, mechanism: &str) -> Result<Option<Hold>, StoreError> {
@@ -736,11 +769,11 @@ helpers {
             .bind(mechanism)
             .fetch_optional(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 
     async fn hold(&self, id: &str) -> Result<Option<Hold>, StoreError> {
-        one(sqlx::query_as::<_, HoldRow>(text::HOLD).bind(id).fetch_optional(&self.pool).await.map_err(DB::classify)?)
+        one(sqlx::query_as::<_, HoldRow>(text::HOLD).bind(id).fetch_optional(&self.pool).await.map_err(classify::<DB>)?)
     }
 
     async fn holds(&self, status: Option<HoldStatus>) -> Result<Vec<Hold>, StoreError> {
@@ -748,11 +781,11 @@ helpers {
             .bind(status.map(|s| s.as_str()))
             .fetch_all(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 
     async fn resolve_hold(&self, h: &Hold, rec: &NewRecord) -> Result<u64, StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
         let n = DB::rows_affected(&sqlx::query(text::RESOLVE_HOLD)
             .bind(h.status.as_str())
             .bind(h.resolved_by.as_ref().map(|p| p.as_str()))
@@ -762,12 +795,12 @@ helpers {
             .bind(h.id.as_str())
             .execute(&mut *tx)
             .await
-            .map_err(DB::classify)?);
+            .map_err(classify::<DB>)?);
         if n != 1 {
             return Err(StoreError::Conflict(format!("hold {} is no longer open", h.id)));
         }
         let seq = Self::insert_record(&mut *tx, rec).await?;
-        tx.commit().await.map_err(DB::classify)?;
+        tx.commit().await.map_err(classify::<DB>)?;
         Ok(seq)
     }
 }
@@ -834,7 +867,7 @@ helpers {
             Some(n) => sqlx::query_as::<_, CheckpointRow>(text::CHECKPOINT).bind(n as i64),
             None => sqlx::query_as::<_, CheckpointRow>(text::LATEST_CHECKPOINT),
         };
-        one(q.fetch_optional(&self.pool).await.map_err(DB::classify)?)
+        one(q.fetch_optional(&self.pool).await.map_err(classify::<DB>)?)
     }
 
     async fn checkpoints(&self, after: u64, limit: u32) -> Result<Vec<StoredCheckpoint>, StoreError> {
@@ -843,12 +876,12 @@ helpers {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 
     async fn tree_nodes(&self, coordinates: &[(u8, u64)]) -> Result<HashMap<(u8, u64), [u8; 32]>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(DB::classify)?;
-        let rows = DB::tree_nodes_in(&mut *conn, coordinates).await.map_err(DB::classify)?;
+        let mut conn = self.pool.acquire().await.map_err(classify::<DB>)?;
+        let rows = DB::tree_nodes_in(&mut *conn, coordinates).await.map_err(classify::<DB>)?;
         Ok(all::<_, ((u8, u64), [u8; 32])>(rows)?.into_iter().collect())
     }
 
@@ -858,7 +891,7 @@ helpers {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 
     async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
@@ -867,7 +900,7 @@ helpers {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 
     async fn transfers(&self, filter: &TransferFilter, limit: u32) -> Result<Vec<StoredTransfer>, StoreError> {
@@ -926,7 +959,7 @@ helpers {
                 Bind::Bool(v) => q.bind(v),
             };
         }
-        all(q.fetch_all(&self.pool).await.map_err(DB::classify)?)
+        all(q.fetch_all(&self.pool).await.map_err(classify::<DB>)?)
     }
 
     async fn leaf_facets(&self, from: u64, to: u64) -> Result<Vec<(u64, Option<TransferFacets>)>, StoreError> {
@@ -935,15 +968,15 @@ helpers {
             .bind(to.min(i64::MAX as u64) as i64)
             .fetch_all(&self.pool)
             .await
-            .map_err(DB::classify)?)
+            .map_err(classify::<DB>)?)
     }
 }
 [#[async_trait] impl<DB> LedgerStore for SqlStore<DB>] {
     async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError> {
-        let mut tx = DB::begin_write(&self.pool).await.map_err(DB::classify)?;
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
         // One counter per exporter at a time, across processes: the "before" counts read below
         // include every earlier kept transfer.
-        DB::lock(&mut *tx, Lock::Ledger(count.exporter)).await.map_err(DB::classify)?;
+        DB::lock(&mut *tx, Lock::Ledger(count.exporter)).await.map_err(classify::<DB>)?;
         let mut counts = LedgerCounts::default();
         if let Some(persons) = count.nonsensitive {
             (counts.nonsensitive_before, counts.nonsensitive_new) =
@@ -953,9 +986,9 @@ helpers {
             (counts.sensitive_before, counts.sensitive_new) = Self::count_bucket(&mut *tx, count, "S", persons).await?;
         }
         if keep(&counts) {
-            tx.commit().await.map_err(DB::classify)?;
+            tx.commit().await.map_err(classify::<DB>)?;
         } else {
-            tx.rollback().await.map_err(DB::classify)?;
+            tx.rollback().await.map_err(classify::<DB>)?;
         }
         Ok(counts)
     }

@@ -10,8 +10,8 @@ use sqlx::{Pool, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::codec::micros;
 use super::rows::NodeRow;
-use super::sql::{Dialect, Lock, SqlStore};
-use super::{PersonCount, StoreError};
+use super::sql::{Dialect, Failure, Lock, SqlStore};
+use super::PersonCount;
 use crate::domain::record::NewRecord;
 
 /// Embedded migrations for this dialect.
@@ -94,26 +94,13 @@ fn values(n: usize, width: usize) -> String {
 impl Dialect for Sqlite {
     const SHARED: bool = false;
 
-    fn classify(e: sqlx::Error) -> StoreError {
-        match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                tracing::debug!(error = %db.message(), "unique violation");
-                StoreError::AlreadyExists("a row with the same key".into())
-            }
-            sqlx::Error::Database(db) => {
-                // SQLITE_BUSY 5, LOCKED 6, READONLY 8, IOERR 10, CORRUPT 11, FULL 13, CANTOPEN 14,
-                // and the append-only trigger's ABORT on records.
-                let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
-                match primary {
-                    Some(5 | 6 | 8 | 10 | 13 | 14) => StoreError::Unavailable(e),
-                    Some(11) => StoreError::Corrupt("database file".into()),
-                    _ => StoreError::Other(e),
-                }
-            }
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-                StoreError::Unavailable(e)
-            }
-            _ => StoreError::Other(e),
+    fn database_error(e: &dyn sqlx::error::DatabaseError) -> Failure {
+        // SQLITE_BUSY 5, LOCKED 6, READONLY 8, IOERR 10, CORRUPT 11, FULL 13, CANTOPEN 14; the
+        // append-only trigger's ABORT on records is Other.
+        match e.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff) {
+            Some(5 | 6 | 8 | 10 | 13 | 14) => Failure::Unavailable,
+            Some(11) => Failure::Corrupt,
+            _ => Failure::Other,
         }
     }
 
