@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 
+use super::{Receipt, TransferLog};
 use crate::store::{Store, StoreError};
 use crate::translog::merkle::{self, Hash, NodeMap, NodeSource, NotHeld};
 
@@ -37,6 +38,19 @@ pub enum ProofError {
     /// The store could not be read.
     #[error("the stored tree cannot be read")]
     Store(#[from] StoreError),
+    /// A receipt was asked for a record the sequencer did not integrate in time.
+    #[error("record {seq} was not integrated into the log in time")]
+    NotIntegrated {
+        /// The record.
+        seq: u64,
+    },
+    /// A receipt was asked for a record that is not stored, or the tree holding it has no
+    /// checkpoint: the store contradicts the caller that stored it.
+    #[error("record {seq} is not stored, or not under a checkpoint")]
+    NotStored {
+        /// The record.
+        seq: u64,
+    },
 }
 
 impl From<NotHeld> for ProofError {
@@ -109,6 +123,42 @@ impl NodeSource for Recorder {
 /// Fetches `coordinates` with one store call.
 async fn fetch(store: &dyn Store, coordinates: &[(u8, u64)]) -> Result<NodeMap, StoreError> {
     store.tree_nodes(coordinates).await.map(NodeMap)
+}
+
+/// How long [`receipt`] waits for the sequencer to integrate a record.
+const RECEIPT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The receipt of a record a state change stored (its sequence number `seq`): waits until the
+/// sequencer has integrated it (asking it to), then proves it in the latest signed checkpoint.
+///
+/// # Errors
+/// `NotIntegrated` when the record is not integrated within ten seconds; `Missing` when a node
+/// the proof needs is not stored; `NotStored` when the record or its checkpoint is absent.
+pub async fn receipt(log: &TransferLog, store: &dyn Store, seq: u64) -> Result<Receipt, ProofError> {
+    let mut integrated = log.integrated();
+    integrated.borrow_and_update();
+    log.kick();
+    let deadline = tokio::time::Instant::now() + RECEIPT_WAIT;
+    let index = loop {
+        let record = store.records(seq.saturating_sub(1), 1).await?.into_iter().find(|r| r.seq == seq);
+        let Some(record) = record else { return Err(ProofError::NotStored { seq }) };
+        match record.leaf_index {
+            Some(index) => break index,
+            None if tokio::time::Instant::now() < deadline => {
+                // Woken by this process's next integration; looked at again after a while
+                // anyway, as another replica sharing the store may integrate it.
+                let wake = deadline.min(tokio::time::Instant::now() + std::time::Duration::from_millis(250));
+                if let Ok(Err(_)) = tokio::time::timeout_at(wake, integrated.changed()).await {
+                    // The sequencer stopped: nothing will wake this up.
+                    tokio::time::sleep_until(wake).await;
+                }
+            }
+            None => return Err(ProofError::NotIntegrated { seq }),
+        }
+    };
+    let checkpoint = store.checkpoint(None).await?.ok_or(ProofError::NotStored { seq })?;
+    let inclusion = inclusion(store, index, checkpoint.size).await?;
+    Ok(Receipt { index, leaf_hash: inclusion.leaf_hash, proof: inclusion.proof, checkpoint: checkpoint.note })
 }
 
 /// The inclusion proof of leaf `index` in the stored tree of `size` leaves, its leaf hash and

@@ -204,53 +204,12 @@ pub struct InclusionProof {
     pub checkpoint: Option<StoredCheckpoint>,
 }
 
-/// The receipt of a record a state change stored (its sequence number `seq`): waits until the
-/// sequencer has integrated it (asking it to), then proves it in the latest signed checkpoint.
-///
-/// # Errors
-/// `Unavailable` when the record is not integrated within ten seconds; `DataLoss` when a node the
-/// proof needs is missing.
-pub async fn receipt_for_record(gw: &Gateway, seq: u64) -> Result<Receipt, ServiceError> {
-    let mut integrated = gw.log.integrated();
-    integrated.borrow_and_update();
-    gw.log.kick();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let index = loop {
-        let record = gw.store.records(seq.saturating_sub(1), 1).await?.into_iter().find(|r| r.seq == seq);
-        match record {
-            Some(r) => match r.leaf_index {
-                Some(index) => break index,
-                None if tokio::time::Instant::now() < deadline => {
-                    // Woken by this process's next integration; looked at again after a while
-                    // anyway, as another replica sharing the store may integrate it.
-                    let wake = deadline.min(tokio::time::Instant::now() + std::time::Duration::from_millis(250));
-                    if let Ok(Err(_)) = tokio::time::timeout_at(wake, integrated.changed()).await {
-                        // The sequencer stopped: nothing will wake this up.
-                        tokio::time::sleep_until(wake).await;
-                    }
-                }
-                None => {
-                    return Err(ServiceError::Unavailable("the record was not integrated into the log in time".into()));
-                }
-            },
-            None => return Err(ServiceError::Internal(anyhow::anyhow!("record {seq} is not stored"))),
-        }
-    };
-    let checkpoint = gw
-        .store
-        .checkpoint(None)
-        .await?
-        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("an integrated record without a checkpoint")))?;
-    let inclusion = proofs::inclusion(gw.store.as_ref(), index, checkpoint.size).await?;
-    Ok(Receipt { index, leaf_hash: inclusion.leaf_hash, proof: inclusion.proof, checkpoint: checkpoint.note })
-}
-
-/// The receipt of a state change's record ([`receipt_for_record`]), or `None` (logged with the
+/// The receipt of a state change's record ([`proofs::receipt`]), or `None` (logged with the
 /// reason) when it cannot be produced: the change is already committed with its record, which
 /// the sequencer integrates at the latest on its next idle sweep, so the caller is not told it
 /// failed.
 pub async fn receipt_if_integrated(gw: &Gateway, seq: u64) -> Option<Receipt> {
-    match receipt_for_record(gw, seq).await {
+    match proofs::receipt(&gw.log, gw.store.as_ref(), seq).await {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::warn!(record = seq, error = %e, "no receipt for a committed state change");

@@ -123,6 +123,10 @@ impl From<ProofError> for ServiceError {
             }
             ProofError::Missing(node) => ServiceError::DataLoss(format!("the transfer log's tree ({node})")),
             ProofError::Store(e) => e.into(),
+            ProofError::NotIntegrated { .. } => {
+                ServiceError::Unavailable("the record was not integrated into the log in time".into())
+            }
+            e @ ProofError::NotStored { .. } => ServiceError::Internal(e.into()),
         }
     }
 }
