@@ -5,6 +5,8 @@ use serde_json::{Map, Value};
 
 use super::classification::named_enum;
 
+pub mod bodies;
+
 /// The schema version written into every record.
 pub const RECORD_SCHEMA: u32 = 1;
 
