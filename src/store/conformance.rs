@@ -189,7 +189,7 @@ fn prepared(records: &[NewRecord]) -> Vec<PreparedRecord> {
 }
 
 fn rec(kind: RecordKind, n: u64) -> NewRecord {
-    let mut r = NewRecord::new(kind, "local:test", chrono::Utc::now(), json!({ "n": n }));
+    let mut r = NewRecord::untyped(kind, "local:test", chrono::Utc::now(), json!({ "n": n }));
     r.at = t(n as i64);
     r
 }
