@@ -298,7 +298,7 @@ fn facets(plan: &PullPlan, action: TransferAction) -> TransferFacets {
         exporter: plan.exporter.id.to_string(),
         region: plan.recipient.region.to_string(),
         export: plan.decision.is_export(),
-        mechanism: plan.decision.mechanism.to_string(),
+        mechanism: Some(plan.decision.mechanism),
         action,
     }
 }

@@ -163,7 +163,7 @@ fn refusal_record(gw: &Gateway, r: &Refused) -> NewRecord {
         exporter: String::new(),
         region: r.region.clone(),
         export: false,
-        mechanism: String::new(),
+        mechanism: None,
         action: TransferAction::Denied,
     });
     rec

@@ -217,7 +217,7 @@ async fn insert_records(
         exporter.push(f.map(|f| f.exporter.as_str()));
         region.push(f.map(|f| f.region.as_str()));
         export.push(f.map(|f| f.export));
-        mechanism.push(f.map(|f| f.mechanism.as_str()));
+        mechanism.push(f.map(|f| super::codec::mechanism_column(f.mechanism)));
         action.push(f.map(|f| f.action.as_str()));
     }
     // Rows are inserted in ordinality order, so sequence numbers increase with the input.
@@ -397,7 +397,7 @@ fn transfer_facets_from_row(row: &PgRow) -> Result<Option<TransferFacets>, Store
         exporter: text("exporter")?.unwrap_or_default(),
         region: text("region")?.unwrap_or_default(),
         export: row.try_get::<Option<bool>, _>("export").map_err(|e| bad(e.to_string()))?.unwrap_or(false),
-        mechanism: text("mechanism")?.unwrap_or_default(),
+        mechanism: super::codec::mechanism_from_column(text("mechanism")?).map_err(&bad)?,
         action: text("action")?.unwrap_or_default().parse().map_err(|e: UnknownName| bad(e.to_string()))?,
     }))
 }

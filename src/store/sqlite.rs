@@ -162,7 +162,7 @@ async fn insert_records(
             .bind(f.map(|f| f.exporter.clone()))
             .bind(f.map(|f| f.region.clone()))
             .bind(f.map(|f| f.export))
-            .bind(f.map(|f| f.mechanism.clone()))
+            .bind(f.map(|f| super::codec::mechanism_column(f.mechanism)))
             .bind(f.map(|f| f.action.as_str()));
     }
     let rows = q.fetch_all(conn).await.map_err(unavailable)?;
@@ -1054,7 +1054,7 @@ fn transfer_facets_from_row(row: &SqliteRow) -> Result<Option<crate::domain::rec
         exporter: text("exporter")?.unwrap_or_default(),
         region: text("region")?.unwrap_or_default(),
         export: row.try_get::<Option<i64>, _>("export").map_err(|e| bad(e.to_string()))?.unwrap_or(0) != 0,
-        mechanism: text("mechanism")?.unwrap_or_default(),
+        mechanism: super::codec::mechanism_from_column(text("mechanism")?).map_err(&bad)?,
         action: text("action")?.unwrap_or_default().parse().map_err(|e: UnknownName| bad(e.to_string()))?,
     }))
 }

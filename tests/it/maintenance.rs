@@ -63,7 +63,7 @@ fn decision_of_a_crashed_pull(t: &TestGateway, transfer: &str) -> NewRecord {
         exporter: "tj-stats".into(),
         region: "CN-TJ".into(),
         export: false,
-        mechanism: "ALLOW".into(),
+        mechanism: Some(bth_gateway::policy::Mechanism::Allow),
         action: TransferAction::Pass,
     });
     rec

@@ -110,8 +110,9 @@ pub struct TransferFacets {
     pub region: String,
     /// Export or domestic.
     pub export: bool,
-    /// The mechanism the rules required.
-    pub mechanism: String,
+    /// The mechanism the rules required; `None` on `access.refused` records, which no rules
+    /// assessed (stored as the empty string).
+    pub mechanism: Option<crate::policy::Mechanism>,
     /// What happened.
     pub action: TransferAction,
 }
