@@ -1,4 +1,4 @@
-//! The body of every record kind: the log's external format, as auditors and `audit verify` read it.
+//! What each record kind records: the log's external format, read by auditors, re-hashed by `audit verify`.
 //!
 //! One `Serialize` struct per kind; [`RecordBody`] pairs each kind with its body, so that
 //! [`NewRecord::new`](super::NewRecord::new) cannot file a body under the wrong kind. The grant
@@ -13,7 +13,8 @@
 //! (`skip_serializing_if`) are the format: the golden tests below pin every kind's bytes.
 //!
 //! No body holds a value of the data, a key or a token. Names of enums (levels, masks, rules,
-//! mechanisms, …) are their wire names.
+//! mechanisms, …) are their wire names. The bodies name `policy`'s enums and its decision format
+//! ([`DecisionJson`]): a record states the rules' verdict in the rules' terms.
 
 use std::collections::BTreeSet;
 
