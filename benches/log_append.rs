@@ -59,7 +59,7 @@ fn fsync_rate(dir: &Path, span: Duration) -> f64 {
 
 /// A transfer decision of realistic size (about 600 bytes of canonical JSON).
 fn record(writer: usize, i: usize) -> NewRecord {
-    NewRecord::new(
+    NewRecord::untyped(
         RecordKind::TransferDecision,
         format!("consumer-{writer:02}"),
         chrono::Utc::now(),

@@ -76,7 +76,7 @@ async fn appends(gws: &[Gateway], total: usize) -> (f64, Duration, Duration) {
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             for i in 0..total / writers {
-                let rec = NewRecord::new(
+                let rec = NewRecord::untyped(
                     RecordKind::TransferCompleted,
                     "bench",
                     chrono::Utc::now(),

@@ -35,7 +35,7 @@ fn transfer_out(t: StoredTransfer) -> pb::TransferRecord {
         exporter: f.exporter,
         region: f.region,
         export: f.export,
-        mechanism: f.mechanism,
+        mechanism: f.mechanism.map_or_else(String::new, |m| m.to_string()),
         action: f.action.to_string(),
     }
 }

@@ -6,13 +6,13 @@ use std::sync::Mutex;
 use chrono::Datelike;
 use futures::StreamExt;
 use ring::hmac;
-use serde_json::json;
 
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::classification::SetSummary;
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::hold::{Hold, HoldStatus};
-use crate::domain::record::{shanghai, NewRecord, RecordKind};
+use crate::domain::record::bodies::{HoldQueued, HoldReview};
+use crate::domain::record::{shanghai, NewRecord, RecordBody};
 use crate::domain::values::text_values;
 use crate::pb::Column;
 use crate::policy::{self, Action, Decision, Direction, Persons, Ruleset, Transfer, WindowTotals};
@@ -163,33 +163,6 @@ pub async fn assess(
     decision.ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("the ledger did not consult the rules")))
 }
 
-/// What the review queue shows of a held transfer (no data values).
-pub fn hold_body(transfer_id: &str, transfer: &Transfer, decision: &Decision) -> serde_json::Value {
-    let requirement = decision.hold.as_ref().map(|h| {
-        json!({
-            "mechanism": h.mechanism.as_str(),
-            "satisfied_by": h.satisfied_by.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
-            "exporter": h.exporter,
-            "recipient": h.recipient,
-            "region": h.region.as_str(),
-            "purpose": h.purpose,
-            "nonsensitive_after": h.counts.nonsensitive_after,
-            "sensitive_after": h.counts.sensitive_after,
-        })
-    });
-    json!({
-        "transfer": transfer_id,
-        "export": decision.is_export(),
-        "rules": decision.rules.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        "mechanism": decision.mechanism.as_str(),
-        "fields": transfer.fields.iter().map(|f| json!({
-            "name": f.name, "level": f.classification.level.as_str(), "pi": f.classification.pi.as_str(),
-        })).collect::<Vec<_>>(),
-        "requirement": requirement,
-        "closest_approval": decision.approval.as_ref().map(|a| json!({"id": a.id, "check": a.check.as_str()})),
-    })
-}
-
 /// Queues a held transfer for the officers, or returns the open hold its grant already has for
 /// the same mechanism (a retry does not queue twice). Returns the hold's id.
 pub async fn queue_hold(
@@ -205,6 +178,8 @@ pub async fn queue_hold(
     if let Some(h) = gw.store.open_hold(grant, mechanism).await? {
         return Ok(h.id);
     }
+    // What the review queue shows of it: the hold's body, and members of its record.
+    let review = HoldReview::new(transfer_id, &transfer.fields, decision);
     let hold = Hold {
         id: new_id("h-"),
         status: HoldStatus::Open,
@@ -213,19 +188,21 @@ pub async fn queue_hold(
         consumer: caller.participant.id.clone(),
         exporter: dataset.owner.clone(),
         mechanism: mechanism.to_owned(),
-        body: hold_body(transfer_id, transfer, decision),
+        body: review.to_json(),
         created_at: gw.clock.now(),
         resolved_by: None,
         resolved_at: None,
         reason: String::new(),
         approval_id: None,
     };
-    let mut body = hold.body.clone();
-    body["hold"] = hold.id.clone().into();
-    body["grant"] = grant.into();
-    body["dataset"] = dataset.id.as_str().into();
-    body["consumer"] = caller.participant.id.as_str().into();
-    let rec = NewRecord::new(RecordKind::HoldQueued, caller.actor(), gw.clock.now(), body);
+    let body = HoldQueued {
+        hold: hold.id.clone(),
+        grant: grant.to_owned(),
+        dataset: dataset.id.clone(),
+        consumer: caller.participant.id.clone(),
+        review,
+    };
+    let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::HoldQueued(body));
     gw.store.insert_hold(&hold, &rec).await?;
     gw.log.kick();
     tracing::info!(hold = %hold.id, transfer = transfer_id, mechanism, "transfer held for review");

@@ -1,12 +1,11 @@
 //! The catalog: registering classified datasets and reading catalog entries.
 
-use serde_json::json;
-
 use super::{Caller, Gateway, ServiceError};
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::ids::DatasetId;
 use crate::domain::participant::Role;
-use crate::domain::record::{NewRecord, RecordKind};
+use crate::domain::record::bodies::DatasetRegistered;
+use crate::domain::record::{NewRecord, RecordBody};
 
 /// Upper bound on one page of `ListDatasets`.
 pub const MAX_PAGE: u32 = 500;
@@ -34,28 +33,8 @@ pub async fn register(gw: &Gateway, caller: &Caller, mut d: Dataset) -> Result<D
     d.owner = caller.participant.id.clone();
     d.registered_at = gw.clock.now();
     d.validate().map_err(|e| ServiceError::invalid("fields", e))?;
-    let rec = NewRecord::new(
-        RecordKind::DatasetRegistered,
-        caller.actor(),
-        gw.clock.now(),
-        json!({
-            "dataset": d.id.as_str(),
-            "owner": d.owner.as_str(),
-            "government_data": d.government_data,
-            "person_key_field": d.person_key_field.as_ref().map(|f| f.as_str()),
-            "contributor_key_field": d.contributor_key_field.as_ref().map(|f| f.as_str()),
-            "fields": d.fields.iter().map(|f| json!({
-                "name": f.name.as_str(),
-                "type": f.ty.as_str(),
-                "level": f.class.level.as_str(),
-                "pi": f.class.pi.as_str(),
-                "stat_micro": f.class.stat_micro,
-                "share": f.class.share.as_str(),
-                "ftz_negative_list": f.class.ftz_negative_list,
-                "default_mask": f.default_mask,
-            })).collect::<Vec<_>>(),
-        }),
-    );
+    let rec =
+        NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::DatasetRegistered(DatasetRegistered::from(&d)));
     gw.store.insert_dataset(&d, &rec).await?;
     gw.log.kick();
     tracing::info!(dataset = %d.id, owner = %d.owner, fields = d.fields.len(), "registered dataset");

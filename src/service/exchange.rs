@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 
 use ring::digest;
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +21,8 @@ use crate::domain::grant::{Grant, GrantStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::mask::Mask;
 use crate::domain::participant::{Participant, ParticipantStatus, Role};
-use crate::domain::record::{shanghai, NewRecord, RecordKind, TransferAction, TransferFacets};
+use crate::domain::record::bodies::{self, DecisionField, TransferDecision};
+use crate::domain::record::{shanghai, NewRecord, RecordBody, TransferAction, TransferFacets};
 use crate::log::sequencer::Receipt;
 use crate::policy::{self, Action, Decision, DecisionJson};
 use crate::store::cache::Extract;
@@ -298,7 +298,7 @@ fn facets(plan: &PullPlan, action: TransferAction) -> TransferFacets {
         exporter: plan.exporter.id.to_string(),
         region: plan.recipient.region.to_string(),
         export: plan.decision.is_export(),
-        mechanism: plan.decision.mechanism.to_string(),
+        mechanism: Some(plan.decision.mechanism),
         action,
     }
 }
@@ -329,56 +329,45 @@ async fn refusal(gw: &Gateway, caller: &Caller, plan: &PullPlan) -> Result<Optio
 /// The decision record of docs/rules.md §6 (never any value of the data).
 fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceError>) -> NewRecord {
     let d = &plan.decision;
-    let mut rec = NewRecord::new(
-        RecordKind::TransferDecision,
-        caller.actor(),
-        plan.at,
-        json!({
-            "transfer": plan.transfer_id,
-            "caller": {"id": caller.participant.id.as_str(), "cert_sha256": caller.cert_sha256},
-            "exporter": {"id": plan.exporter.id.as_str(), "kind": plan.exporter.kind.as_str(), "in_tianjin_ftz": plan.exporter.in_tianjin_ftz},
-            "recipient": {
-                "id": plan.recipient.id.as_str(),
-                "type": plan.recipient.recipient_type.as_str(),
-                "region": plan.recipient.region.as_str(),
-                "access_from_outside_mainland": plan.access_from_outside_mainland,
-            },
-            "dataset": plan.dataset.id.as_str(),
-            "version": plan.version.version,
-            "version_sha256": hex::encode(plan.version.sha256),
-            "government_data": plan.dataset.government_data,
-            "grant": plan.grant.id,
-            "purpose": plan.grant.purpose,
-            "legal_basis": plan.grant.legal_basis,
-            "exemption": plan.transfer.exemption.exemption.as_str(),
-            "exemption_attested_by": plan.transfer.exemption.attested_by,
-            "persons": {
-                "nonsensitive": plan.transfer.persons.nonsensitive,
-                "sensitive": plan.transfer.persons.sensitive,
-                "already_counted_nonsensitive": plan.transfer.persons.already_counted_nonsensitive,
-                "already_counted_sensitive": plan.transfer.persons.already_counted_sensitive,
-            },
-            "approval": d.approval.as_ref().map(|a| json!({
-                "id": a.id, "type": a.kind.as_str(), "check": a.check.as_str(),
-                "scope_miss": a.scope_miss.map(|m| m.as_str()),
-            })),
-            "fields": plan.shape.fields.iter().map(|f| json!({
-                "name": f.name.as_str(),
-                "level": f.class.level.as_str(),
-                "pi": f.class.pi.as_str(),
-                "stat_micro": f.class.stat_micro,
-                "mask": f.mask,
-            })).chain(plan.shape.dropped.iter().map(|n| json!({"name": n.as_str(), "mask": {"kind": "DROP"}}))).collect::<Vec<_>>(),
-            "rows": plan.version.rows,
-            "from_batch": plan.from_batch,
-            "ruleset": d.ruleset.as_str(),
-            "decision": DecisionJson::from(d),
-            "outcome": match refused {
-                None => "AUTHORISED".to_owned(),
-                Some(e) => e.to_string(),
-            },
-        }),
-    );
+    let body = TransferDecision {
+        transfer: plan.transfer_id.clone(),
+        caller: bodies::DecisionCaller { id: caller.participant.id.clone(), cert_sha256: caller.cert_sha256.clone() },
+        exporter: bodies::DecisionExporter::from(&plan.exporter),
+        recipient: bodies::DecisionRecipient::new(&plan.recipient, plan.access_from_outside_mainland),
+        dataset: plan.dataset.id.clone(),
+        version: plan.version.version,
+        version_sha256: plan.version.sha256,
+        government_data: plan.dataset.government_data,
+        grant: plan.grant.id.clone(),
+        purpose: plan.grant.purpose.clone(),
+        legal_basis: plan.grant.legal_basis.clone(),
+        exemption: plan.transfer.exemption.exemption,
+        exemption_attested_by: plan.transfer.exemption.attested_by.clone(),
+        persons: bodies::DecisionPersons::from(&plan.transfer.persons),
+        approval: d.approval.as_ref().map(bodies::DecisionApproval::from),
+        fields: plan
+            .shape
+            .fields
+            .iter()
+            .map(|f| DecisionField::Delivered {
+                name: f.name.clone(),
+                level: f.class.level,
+                pi: f.class.pi,
+                stat_micro: f.class.stat_micro,
+                mask: f.mask,
+            })
+            .chain(plan.shape.dropped.iter().cloned().map(DecisionField::Dropped))
+            .collect(),
+        rows: plan.version.rows,
+        from_batch: plan.from_batch,
+        ruleset: d.ruleset,
+        decision: DecisionJson::from(d),
+        outcome: match refused {
+            None => "AUTHORISED".to_owned(),
+            Some(e) => e.to_string(),
+        },
+    };
+    let mut rec = NewRecord::new(caller.actor(), plan.at, RecordBody::TransferDecision(Box::new(body)));
     let action = if refused.is_some() && plan.decision.action == Action::Pass {
         TransferAction::Refused
     } else {
@@ -665,19 +654,18 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
         done.cancel();
         let sha256: [u8; 32] = digest.finish().as_ref().try_into().expect("32 bytes");
         let mut rec = NewRecord::new(
-            RecordKind::TransferCompleted,
             actor,
             gw.clock.now(),
-            json!({
-                "transfer": plan.transfer_id,
-                "dataset": plan.dataset.id.as_str(),
-                "version": plan.version.version,
-                "recipient": plan.recipient.id.as_str(),
-                "rows": rows,
-                "batches": batches,
-                "bytes": bytes,
-                "sha256": hex::encode(sha256),
-                "outcome": failure.as_deref().unwrap_or("COMPLETED"),
+            RecordBody::TransferCompleted(bodies::TransferCompleted {
+                transfer: plan.transfer_id.clone(),
+                dataset: plan.dataset.id.clone(),
+                version: plan.version.version,
+                recipient: plan.recipient.id.clone(),
+                rows,
+                batches,
+                bytes,
+                sha256,
+                outcome: failure.as_deref().unwrap_or("COMPLETED").to_owned(),
             }),
         );
         let action = match (&revoked, &failure) {

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::ids::DatasetId;
-use crate::domain::record::{NewRecord, RecordKind, TransferAction, TransferFacets};
+use crate::domain::record::bodies::{AccessRefused, TransferInterrupted};
+use crate::domain::record::{NewRecord, RecordBody, RecordKind, TransferAction, TransferFacets};
 use crate::store::TransferFilter;
 
 /// Distinct (participant, dataset, reason) keys kept between two flushes.
@@ -145,16 +145,15 @@ fn refusal_record(gw: &Gateway, r: &Refused) -> NewRecord {
     let (participant, dataset, reason) = &r.key;
     let actor = if participant.is_empty() { "local:maintenance" } else { participant.as_str() };
     let mut rec = NewRecord::new(
-        RecordKind::AccessRefused,
         actor,
         gw.clock.now(),
-        json!({
-            "participant": participant,
-            "dataset": dataset,
-            "reason": reason,
-            "attempts": r.attempts,
-            "first_at": r.first.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "last_at": r.last.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        RecordBody::AccessRefused(AccessRefused {
+            participant: participant.clone(),
+            dataset: dataset.clone(),
+            reason: reason.clone(),
+            attempts: r.attempts,
+            first_at: r.first,
+            last_at: r.last,
         }),
     );
     rec.facets = Some(TransferFacets {
@@ -164,7 +163,7 @@ fn refusal_record(gw: &Gateway, r: &Refused) -> NewRecord {
         exporter: String::new(),
         region: r.region.clone(),
         export: false,
-        mechanism: String::new(),
+        mechanism: None,
         action: TransferAction::Denied,
     });
     rec
@@ -246,24 +245,22 @@ pub async fn reconcile_interrupted(gw: &Gateway, since: Option<DateTime<Utc>>) -
                 continue;
             }
             let version = match serde_json::from_str::<serde_json::Value>(&decision.json) {
-                Ok(body) => body["version"].clone(),
+                Ok(body) => body["version"].as_u64(),
                 Err(e) => {
                     tracing::error!(seq = decision.seq, error = %e, "a decision record does not parse");
-                    serde_json::Value::Null
+                    None
                 }
             };
             let mut rec = NewRecord::new(
-                RecordKind::TransferCompleted,
                 "local:maintenance",
                 now,
-                json!({
-                    "transfer": decision.facets.transfer,
-                    "dataset": decision.facets.dataset,
-                    "version": version,
-                    "recipient": decision.facets.recipient,
-                    "decision_index": decision.leaf_index,
-                    "outcome": "INTERRUPTED: the gateway stopped while the pull was streaming; \
-                                what was sent before is not known",
+                RecordBody::TransferInterrupted(TransferInterrupted {
+                    transfer: decision.facets.transfer.clone(),
+                    dataset: decision.facets.dataset.clone(),
+                    version,
+                    recipient: decision.facets.recipient.clone(),
+                    decision_index: decision.leaf_index,
+                    outcome: TransferInterrupted::OUTCOME.into(),
                 }),
             );
             rec.facets = Some(TransferFacets { action: TransferAction::Interrupted, ..decision.facets.clone() });

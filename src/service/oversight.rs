@@ -3,14 +3,14 @@
 //! transfer where it is the consumer or the dataset's owner.
 
 use chrono::NaiveDate;
-use serde_json::json;
 
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::grant::Grant;
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::ParticipantId;
 use crate::domain::participant::Role;
-use crate::domain::record::{NewRecord, RecordKind};
+use crate::domain::record::bodies::{ApprovalRecorded, ApprovalRevoked, GrantRecord, HoldResolved};
+use crate::domain::record::{NewRecord, RecordBody};
 use crate::log::sequencer::Receipt;
 use crate::policy::{Approval, ApprovalType, Exemption, Scope};
 use crate::store::StoredApproval;
@@ -61,24 +61,6 @@ fn require_reader(caller: &Caller) -> Result<(), ServiceError> {
             caller.participant.id
         )))
     }
-}
-
-fn approval_body(a: &Approval) -> serde_json::Value {
-    json!({
-        "approval": a.id,
-        "approval_type": a.kind.as_str(),
-        "exporter": a.exporter,
-        "reference": a.reference,
-        "issued": a.issued.to_string(),
-        "expires": a.expires.map(|d| d.to_string()),
-        "scope": {
-            "recipients": a.scope.recipients,
-            "destinations": a.scope.destinations.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-            "purposes": a.scope.purposes,
-            "max_persons_nonsensitive": a.scope.max_persons_nonsensitive,
-            "max_persons_sensitive": a.scope.max_persons_sensitive,
-        },
-    })
 }
 
 /// Records an approval; returns it with the receipt of its log record (`None` when that cannot be
@@ -144,8 +126,11 @@ pub async fn record_approval(
         revoked_by: None,
         revoke_reason: None,
     };
-    let rec =
-        NewRecord::new(RecordKind::ApprovalRecorded, caller.actor(), gw.clock.now(), approval_body(&stored.approval));
+    let rec = NewRecord::new(
+        caller.actor(),
+        gw.clock.now(),
+        RecordBody::ApprovalRecorded(ApprovalRecorded::from(&stored.approval)),
+    );
     let seq = gw.store.insert_approval(&stored, &rec).await?;
     tracing::info!(approval = %stored.approval.id, kind = %stored.approval.kind, exporter = %stored.approval.exporter, "approval recorded");
     let receipt = super::audit::receipt_if_integrated(gw, seq).await;
@@ -165,11 +150,9 @@ pub async fn revoke_approval(
 ) -> Result<(StoredApproval, Option<Receipt>), ServiceError> {
     caller.require(Role::Officer)?;
     super::check_text("reason", reason, true, REASON_MAX)?;
-    let mut body = json!({"approval": id, "reason": reason});
-    if let Some(a) = gw.store.approval(id).await? {
-        body["exporter"] = a.approval.exporter.into();
-    }
-    let rec = NewRecord::new(RecordKind::ApprovalRevoked, caller.actor(), gw.clock.now(), body);
+    let exporter = gw.store.approval(id).await?.map(|a| a.approval.exporter);
+    let body = ApprovalRevoked { approval: id.to_owned(), reason: reason.to_owned(), exporter };
+    let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::ApprovalRevoked(body));
     let (a, seq) = gw
         .store
         .revoke_approval(id, &caller.participant.id, reason, gw.clock.now(), &rec)
@@ -260,21 +243,7 @@ pub async fn resolve_hold(
     }
     hold.resolved_by = Some(me.clone());
     hold.resolved_at = Some(gw.clock.now());
-    let rec = NewRecord::new(
-        RecordKind::HoldResolved,
-        caller.actor(),
-        gw.clock.now(),
-        json!({
-            "hold": hold.id,
-            "status": hold.status.as_str(),
-            "grant": hold.grant_id,
-            "dataset": hold.dataset.as_str(),
-            "consumer": hold.consumer.as_str(),
-            "exporter": hold.exporter.as_str(),
-            "approval": hold.approval_id,
-            "reason": hold.reason,
-        }),
-    );
+    let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::HoldResolved(HoldResolved::from(&hold)));
     let seq = gw.store.resolve_hold(&hold, &rec).await?;
     tracing::info!(hold = %hold.id, status = %hold.status, "hold resolved");
     Ok((hold, super::audit::receipt_if_integrated(gw, seq).await))
@@ -307,8 +276,7 @@ pub async fn attest_exemption(
     }
     let status = g.status;
     g.exemption_attested_by = Some(me.clone());
-    let rec =
-        NewRecord::new(RecordKind::ExemptionAttested, caller.actor(), gw.clock.now(), super::sharing::grant_body(&g));
+    let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::ExemptionAttested(GrantRecord::from(&g)));
     let seq = gw.store.update_grant(&g, status, &rec).await?;
     Ok((g, super::audit::receipt_if_integrated(gw, seq).await))
 }

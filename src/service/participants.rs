@@ -1,28 +1,12 @@
 //! Participant registry: register, suspend, list (admins over gRPC, or the offline CLI).
 
-use serde_json::json;
-
 use super::{Caller, Gateway, ServiceError};
 use crate::domain::classification::Level;
 use crate::domain::ids::ParticipantId;
 use crate::domain::participant::{Participant, ParticipantStatus, Role};
-use crate::domain::record::{NewRecord, RecordKind};
+use crate::domain::record::bodies::{ParticipantRegistered, ParticipantSuspended};
+use crate::domain::record::{NewRecord, RecordBody};
 use crate::store::Store;
-
-/// The record body describing a participant (no secrets).
-fn describe(p: &Participant) -> serde_json::Value {
-    json!({
-        "participant": p.id.as_str(),
-        "display_name": p.display_name,
-        "kind": p.kind.as_str(),
-        "recipient_type": p.recipient_type.as_str(),
-        "region": p.region.as_str(),
-        "in_tianjin_ftz": p.in_tianjin_ftz,
-        "roles": p.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        "clearance": p.clearance.as_str(),
-        "status": p.status.as_str(),
-    })
-}
 
 /// Registers `p` (status forced to `ACTIVE`), recording `actor` as the one who did it. Used by
 /// the `Admin` service and by `participants add` on the database directly.
@@ -43,7 +27,8 @@ pub async fn register_as(store: &dyn Store, actor: &str, mut p: Participant) -> 
         return Err(ServiceError::invalid("participant.roles", "at least one role is required"));
     }
     p.status = ParticipantStatus::Active;
-    let rec = NewRecord::new(RecordKind::ParticipantRegistered, actor, chrono::Utc::now(), describe(&p));
+    let rec =
+        NewRecord::new(actor, chrono::Utc::now(), RecordBody::ParticipantRegistered(ParticipantRegistered::from(&p)));
     store.insert_participant(&p, &rec).await?;
     tracing::info!(participant = %p.id, actor, "registered participant");
     Ok(p)
@@ -61,10 +46,9 @@ pub async fn suspend_as(
 ) -> Result<Participant, ServiceError> {
     super::check_text("reason", reason, false, 1024)?;
     let rec = NewRecord::new(
-        RecordKind::ParticipantSuspended,
         actor,
         chrono::Utc::now(),
-        json!({"participant": id.as_str(), "reason": reason}),
+        RecordBody::ParticipantSuspended(ParticipantSuspended { participant: id.clone(), reason: reason.to_owned() }),
     );
     let p = store
         .set_participant_status(id, ParticipantStatus::Suspended, &rec)

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ring::digest;
-use serde_json::json;
 
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::ids::DatasetId;
 use crate::domain::participant::Role;
-use crate::domain::record::{NewRecord, RecordKind};
+use crate::domain::record::bodies::VersionPublished;
+use crate::domain::record::{NewRecord, RecordBody};
 use crate::domain::values::{check_column, ops, ValueError};
 use crate::pb::Column;
 use crate::store::{Committed, NewVersion, StoredChunk};
@@ -264,15 +264,14 @@ impl Upload {
             published_at: self.gw.clock.now(),
         };
         let rec = NewRecord::new(
-            RecordKind::VersionPublished,
             self.actor.clone(),
             self.gw.clock.now(),
-            json!({
-                "dataset": self.dataset.id.as_str(),
-                "rows": self.rows,
-                "chunks": self.chunks,
-                "sha256": hex::encode(sha256),
-                "idempotency_key": self.key,
+            RecordBody::VersionPublished(VersionPublished {
+                dataset: self.dataset.id.clone(),
+                rows: self.rows,
+                chunks: self.chunks,
+                sha256,
+                idempotency_key: self.key.clone(),
             }),
         );
         let committed = self.gw.store.commit_upload(&upload, &new, &rec).await;

@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::dataset::{Dataset, FieldName};
@@ -11,7 +10,8 @@ use crate::domain::grant::{Grant, GrantStatus, GrantedField, RowFilter, MAX_FILT
 use crate::domain::ids::DatasetId;
 use crate::domain::mask::Mask;
 use crate::domain::participant::Role;
-use crate::domain::record::{NewRecord, RecordKind};
+use crate::domain::record::bodies::GrantRecord;
+use crate::domain::record::{NewRecord, RecordBody};
 use crate::log::sequencer::Receipt;
 
 /// Upper bound on purpose, legal basis and reasons, in bytes.
@@ -60,26 +60,6 @@ pub enum Decision {
 
 fn check_text(field: &str, text: &str, required: bool) -> Result<(), ServiceError> {
     super::check_text(field, text, required, MAX_TEXT)
-}
-
-pub(crate) fn grant_body(g: &Grant) -> serde_json::Value {
-    json!({
-        "grant": g.id,
-        "dataset": g.dataset.as_str(),
-        "consumer": g.consumer.as_str(),
-        "fields": g.fields.iter().map(|f| json!({"name": f.name.as_str(), "mask": f.mask})).collect::<Vec<_>>(),
-        "purpose": g.purpose,
-        "legal_basis": g.legal_basis,
-        "statistical_purpose": g.statistical_purpose,
-        "status": g.status.as_str(),
-        "expires_at": g.expires_at.map(|t| t.to_rfc3339()),
-        // The filter's field only: its values may be personal data.
-        "row_filter_field": g.row_filter.as_ref().map(|f| f.field.as_str()),
-        "row_filter_values": g.row_filter.as_ref().map(|f| f.values.len()),
-        "reason": g.reason,
-        "exemption": g.exemption.as_str(),
-        "exemption_attested_by": g.exemption_attested_by.as_ref().map(|p| p.as_str()),
-    })
 }
 
 async fn dataset(gw: &Gateway, id: &DatasetId) -> Result<Dataset, ServiceError> {
@@ -138,7 +118,7 @@ pub async fn request(gw: &Gateway, caller: &Caller, req: GrantRequest) -> Result
         exemption: req.exemption,
         exemption_attested_by: None,
     };
-    let rec = NewRecord::new(RecordKind::GrantRequested, caller.actor(), gw.clock.now(), grant_body(&g));
+    let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::GrantRequested(GrantRecord::from(&g)));
     gw.store.insert_grant(&g, &rec).await?;
     gw.log.kick();
     tracing::info!(grant = %g.id, dataset = %g.dataset, consumer = %g.consumer, "grant requested");
@@ -167,20 +147,20 @@ pub async fn decide(
         return Err(ServiceError::FailedPrecondition(format!("grant {} is {}, not PENDING", g.id, g.status)));
     }
     let now = gw.clock.now();
-    let kind = match decision {
+    let kind: fn(GrantRecord) -> RecordBody = match decision {
         Decision::Refuse(reason) => {
             check_text("refuse.reason", &reason, true)?;
             g.status = GrantStatus::Refused;
             g.reason = reason;
-            RecordKind::GrantRefused
+            RecordBody::GrantRefused
         }
         Decision::Approve(a) => {
             approve(&mut g, &d, a, now)?;
-            RecordKind::GrantApproved
+            RecordBody::GrantApproved
         }
     };
     g.decided_at = Some(now);
-    let rec = NewRecord::new(kind, caller.actor(), now, grant_body(&g));
+    let rec = NewRecord::new(caller.actor(), now, kind(GrantRecord::from(&g)));
     let seq = gw.store.update_grant(&g, GrantStatus::Pending, &rec).await?;
     tracing::info!(grant = %g.id, status = %g.status, "grant decided");
     if g.status == GrantStatus::Approved {
@@ -268,7 +248,7 @@ pub async fn revoke(
     g.status = GrantStatus::Revoked;
     g.reason = reason.to_owned();
     g.decided_at = Some(gw.clock.now());
-    let rec = NewRecord::new(RecordKind::GrantRevoked, caller.actor(), gw.clock.now(), grant_body(&g));
+    let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::GrantRevoked(GrantRecord::from(&g)));
     let seq = gw.store.update_grant(&g, before, &rec).await?;
     gw.chunk_cache.forget(&g.dataset, &g.consumer);
     tracing::info!(grant = %g.id, "grant revoked");

@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 
 use super::{StoreError, StoredChunk};
+use crate::domain::classification::UnknownName;
 use crate::domain::participant::Region;
-use crate::policy::Scope;
+use crate::policy::{Mechanism, Scope};
 
 /// An approval scope as stored (JSON).
 pub(super) fn scope_to_json(s: &Scope) -> String {
@@ -50,6 +51,17 @@ pub(super) fn from_micros(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
 
+/// A transfer record's mechanism as stored: its name, or the empty string when no rules assessed
+/// it (`access.refused`).
+pub(super) fn mechanism_column(mechanism: Option<Mechanism>) -> &'static str {
+    mechanism.map_or("", Mechanism::as_str)
+}
+
+/// A transfer record's mechanism from its column: `None` for the empty string (or `NULL`).
+pub(super) fn mechanism_from_column(text: Option<String>) -> Result<Option<Mechanism>, String> {
+    text.filter(|m| !m.is_empty()).map(|m| m.parse().map_err(|e: UnknownName| e.to_string())).transpose()
+}
+
 /// Checks that an integration placed the records stored with their leaf indexes
 /// (`queued[earlier..]`, from `first_new` on) exactly there, and names every earlier one.
 pub(super) fn check_placement(
@@ -87,4 +99,20 @@ where
         Ok(chunk.map(|chunk| (chunk, (seq + 1, read))))
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mechanism_reads_back_as_stored_and_no_mechanism_is_the_empty_string() {
+        for m in Mechanism::ALL {
+            assert_eq!(mechanism_from_column(Some(mechanism_column(Some(*m)).to_owned())), Ok(Some(*m)));
+        }
+        assert_eq!(mechanism_column(None), "");
+        assert_eq!(mechanism_from_column(Some(String::new())), Ok(None));
+        assert_eq!(mechanism_from_column(None), Ok(None));
+        assert!(mechanism_from_column(Some("CAC_SA".into())).is_err());
+    }
 }

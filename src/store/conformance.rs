@@ -189,7 +189,7 @@ fn prepared(records: &[NewRecord]) -> Vec<PreparedRecord> {
 }
 
 fn rec(kind: RecordKind, n: u64) -> NewRecord {
-    let mut r = NewRecord::new(kind, "local:test", chrono::Utc::now(), json!({ "n": n }));
+    let mut r = NewRecord::untyped(kind, "local:test", chrono::Utc::now(), json!({ "n": n }));
     r.at = t(n as i64);
     r
 }
@@ -350,7 +350,11 @@ fn facets(transfer: &str, recipient: &str, export: bool, action: &str) -> Transf
         exporter: "owner".into(),
         region: if export { "HK".into() } else { "CN-BJ".into() },
         export,
-        mechanism: if export { "CAC_SA".into() } else { "NONE".into() },
+        mechanism: Some(if export {
+            crate::policy::Mechanism::RequiresSecurityAssessment
+        } else {
+            crate::policy::Mechanism::Allow
+        }),
         action: action.parse().expect("a transfer action"),
     }
 }
@@ -911,7 +915,7 @@ async fn transfers_list_integrated_transfer_records_newest_first(store: Arc<dyn 
         TransferFilter {
             dataset: Some("ds".into()),
             region: Some("HK".into()),
-            mechanism: Some("CAC_SA".into()),
+            mechanism: Some("REQUIRES_SECURITY_ASSESSMENT".into()),
             exporter: Some("owner".into()),
             ..Default::default()
         },

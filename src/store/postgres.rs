@@ -178,7 +178,7 @@ impl Dialect for Postgres {
             exporter.push(f.map(|f| f.exporter.as_str()));
             region.push(f.map(|f| f.region.as_str()));
             export.push(f.map(|f| f.export));
-            mechanism.push(f.map(|f| f.mechanism.as_str()));
+            mechanism.push(f.map(|f| super::codec::mechanism_column(f.mechanism)));
             action.push(f.map(|f| f.action.as_str()));
         }
         // Rows are inserted in ordinality order, so sequence numbers increase with the input.

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use chrono::NaiveDate;
 
-use super::codec::{from_micros, scope_from_json};
+use super::codec::{from_micros, mechanism_from_column, scope_from_json};
 use super::{StoreError, StoredApproval, StoredCheckpoint, StoredChunk, StoredTransfer};
 use crate::domain::classification::UnknownName;
 use crate::domain::dataset::{Dataset, FieldName, VersionInfo};
@@ -238,7 +238,7 @@ impl TryFrom<FacetsRow> for Option<TransferFacets> {
             exporter: r.exporter.unwrap_or_default(),
             region: r.region.unwrap_or_default(),
             export: r.export.unwrap_or(false),
-            mechanism: r.mechanism.unwrap_or_default(),
+            mechanism: mechanism_from_column(r.mechanism).map_err(corrupt("record facets"))?,
             action: name("record facets", r.action.as_deref().unwrap_or_default())?,
         }))
     }

@@ -147,7 +147,7 @@ impl Dialect for Sqlite {
                     .bind(f.map(|f| f.exporter.as_str()))
                     .bind(f.map(|f| f.region.as_str()))
                     .bind(f.map(|f| f.export))
-                    .bind(f.map(|f| f.mechanism.as_str()))
+                    .bind(f.map(|f| super::codec::mechanism_column(f.mechanism)))
                     .bind(f.map(|f| f.action.as_str()));
             }
             let mut chunk_seqs = q.fetch_all(&mut *conn).await?;

@@ -50,7 +50,7 @@ async fn shared(t: &TestGateway, rows: u32) -> (Client, Client) {
 /// The decision record a pull leaves before its first row, as a crash would leave it alone.
 fn decision_of_a_crashed_pull(t: &TestGateway, transfer: &str) -> NewRecord {
     use bth_gateway::service::Clock;
-    let mut rec = NewRecord::new(
+    let mut rec = NewRecord::untyped(
         RecordKind::TransferDecision,
         "tj-commerce",
         t.clock.now(),
@@ -63,7 +63,7 @@ fn decision_of_a_crashed_pull(t: &TestGateway, transfer: &str) -> NewRecord {
         exporter: "tj-stats".into(),
         region: "CN-TJ".into(),
         export: false,
-        mechanism: "ALLOW".into(),
+        mechanism: Some(bth_gateway::policy::Mechanism::Allow),
         action: TransferAction::Pass,
     });
     rec

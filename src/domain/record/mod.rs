@@ -1,9 +1,16 @@
 //! Records: one per state change and per transfer decision, the leaves of the transfer log.
+//!
+//! [`bodies`] holds what each kind records; this module the kinds, the envelope (`type`,
+//! `schema`, `at`, `at_local`, `actor`) and the searchable facets of transfer records.
 
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use super::classification::named_enum;
+
+pub mod bodies;
+
+pub use bodies::RecordBody;
 
 /// The schema version written into every record.
 pub const RECORD_SCHEMA: u32 = 1;
@@ -103,8 +110,9 @@ pub struct TransferFacets {
     pub region: String,
     /// Export or domestic.
     pub export: bool,
-    /// The mechanism the rules required.
-    pub mechanism: String,
+    /// The mechanism the rules required; `None` on `access.refused` records, which no rules
+    /// assessed (stored as the empty string).
+    pub mechanism: Option<crate::policy::Mechanism>,
     /// What happened.
     pub action: TransferAction,
 }
@@ -118,16 +126,24 @@ pub struct NewRecord {
     pub actor: String,
     /// When.
     pub at: DateTime<Utc>,
-    /// The facts, by name (no `type`, `schema`, `at`, `actor` keys: those are added).
+    /// The facts, by name: the body's members (no `type`, `schema`, `at`, `at_local`, `actor`:
+    /// those are added). The store adds `version` to a `version.published` record's.
     pub body: Map<String, Value>,
     /// Set on transfer records.
     pub facets: Option<TransferFacets>,
 }
 
 impl NewRecord {
-    /// A record of `kind` by `actor` at `at` (the time of the use case's clock, so that the
-    /// record and the state it records agree), with `body`.
-    pub fn new(kind: RecordKind, actor: impl Into<String>, at: DateTime<Utc>, body: Value) -> NewRecord {
+    /// A record of `body` (which says its kind) by `actor` at `at` (the time of the use case's
+    /// clock, so that the record and the state it records agree).
+    pub fn new(actor: impl Into<String>, at: DateTime<Utc>, body: RecordBody) -> NewRecord {
+        NewRecord { kind: body.kind(), actor: actor.into(), at, body: body.into_members(), facets: None }
+    }
+
+    /// A record of `kind` whose body is any JSON (a non-object is put under `value`): for tests
+    /// and benchmarks of the store and the log, which need leaves and not a use case's facts. The
+    /// gateway's records are [`NewRecord::new`]'s.
+    pub fn untyped(kind: RecordKind, actor: impl Into<String>, at: DateTime<Utc>, body: Value) -> NewRecord {
         let body = match body {
             Value::Object(m) => m,
             other => {
