@@ -78,10 +78,7 @@ impl Shape {
             if !wanted.is_empty() && !wanted.contains(&def.name) {
                 continue;
             }
-            let mask = masking::effective_mask(
-                granted.mask.unwrap_or(def.default_mask),
-                def.class.level > recipient.clearance,
-            );
+            let mask = masking::mask_for(granted.mask, def.default_mask, def.class.level, recipient.clearance);
             if mask == Mask::Drop {
                 dropped.push(def.name.clone());
                 continue;
