@@ -5,6 +5,7 @@
 use chrono::DateTime;
 use ring::hmac;
 
+use crate::domain::classification::Level;
 use crate::domain::dataset::FieldType;
 use crate::domain::mask::{DateGranularity, Mask};
 use crate::domain::SHANGHAI;
@@ -19,9 +20,17 @@ pub fn delivered_type(mask: &Mask, ty: FieldType) -> FieldType {
     }
 }
 
+/// The mask a field goes out with to one recipient: the grant's override when it sets one, else
+/// the field's default; a field whose `level` is above the recipient's `clearance` never leaves
+/// in clear (`NONE` becomes `REDACT`). A grant's override was checked at least as strict as the
+/// default when the grant was approved ([`Mask::check_stricter_than`]).
+pub fn mask_for(granted: Option<Mask>, default: Mask, level: Level, clearance: Level) -> Mask {
+    effective_mask(granted.unwrap_or(default), level > clearance)
+}
+
 /// The mask actually applied: the field's level above the recipient's clearance never leaves
 /// in clear (`NONE` becomes `REDACT`).
-pub fn effective_mask(mask: Mask, above_clearance: bool) -> Mask {
+fn effective_mask(mask: Mask, above_clearance: bool) -> Mask {
     if above_clearance && mask == Mask::None {
         Mask::Redact
     } else {
@@ -191,6 +200,123 @@ mod tests {
         assert_eq!(effective_mask(Mask::None, true), Mask::Redact);
         assert_eq!(effective_mask(Mask::Hash, true), Mask::Hash);
         assert_eq!(effective_mask(Mask::None, false), Mask::None);
+    }
+
+    #[test]
+    fn the_grant_overrides_the_default_and_a_level_above_clearance_is_never_clear() {
+        let p = Mask::Partial { keep_first: 1, keep_last: 1 };
+        #[rustfmt::skip]
+        let cases = [
+            // granted,          default,     level,     clearance, applied
+            (None,               Mask::None,  Level::G2, Level::G2, Mask::None),
+            (None,               Mask::None,  Level::G1, Level::G4, Mask::None),
+            (None,               Mask::None,  Level::G3, Level::G2, Mask::Redact),
+            (None,               Mask::None,  Level::I,  Level::G4, Mask::Redact),
+            (None,               Mask::Hash,  Level::G3, Level::G2, Mask::Hash),
+            (None,               Mask::Drop,  Level::C,  Level::G4, Mask::Drop),
+            (Some(Mask::Hash),   Mask::None,  Level::G2, Level::G4, Mask::Hash),
+            (Some(p),            Mask::None,  Level::G4, Level::G2, p),
+            (Some(Mask::Drop),   Mask::Hash,  Level::G1, Level::G1, Mask::Drop),
+            (Some(Mask::Redact), Mask::Hash,  Level::G1, Level::G3, Mask::Redact),
+            (Some(Mask::None),   Mask::None,  Level::G4, Level::G3, Mask::Redact),
+        ];
+        for (granted, default, level, clearance, applied) in cases {
+            assert_eq!(
+                mask_for(granted, default, level, clearance),
+                applied,
+                "{granted:?} over {default:?}, level {level} for clearance {clearance}"
+            );
+        }
+    }
+
+    mod property {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::domain::values::text_values;
+
+        fn mask() -> impl Strategy<Value = Mask> {
+            prop_oneof![
+                Just(Mask::None),
+                Just(Mask::Redact),
+                Just(Mask::Drop),
+                Just(Mask::Hash),
+                (0u32..6, 0u32..6).prop_map(|(keep_first, keep_last)| Mask::Partial { keep_first, keep_last }),
+                Just(Mask::GeneralizeDate { granularity: DateGranularity::Year }),
+                Just(Mask::GeneralizeDate { granularity: DateGranularity::Month }),
+                (1u64..5000).prop_map(|width| Mask::Bucket { width }),
+            ]
+        }
+
+        fn level() -> impl Strategy<Value = Level> {
+            proptest::sample::select(Level::ALL.to_vec())
+        }
+
+        /// A type and the text forms of a column of its values (`None` = null). Texts never
+        /// contain `*`, so a value `PARTIAL` hides differs from its clear text.
+        fn typed_values() -> impl Strategy<Value = (FieldType, Vec<Option<String>>)> {
+            let of = |ty: FieldType, text: BoxedStrategy<String>| {
+                proptest::collection::vec(proptest::option::weighted(0.9, text), 1..12).prop_map(move |v| (ty, v))
+            };
+            prop_oneof![
+                of(FieldType::String, "[a-z0-9张三丰-]{1,12}".boxed()),
+                of(FieldType::Int64, any::<i64>().prop_map(|i| i.to_string()).boxed()),
+                of(
+                    FieldType::Float64,
+                    any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| f.to_string()).boxed()
+                ),
+                of(FieldType::Decimal, "-?[0-9]{1,7}(\\.[0-9]{1,3})?".boxed()),
+                of(FieldType::Date, "(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])".boxed()),
+                of(
+                    FieldType::Timestamp,
+                    "20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T[01][0-9]:[0-5][0-9]:[0-5][0-9]Z".boxed()
+                ),
+            ]
+        }
+
+        fn column(ty: FieldType, values: &[Option<String>]) -> Column {
+            let mut c = Column::default();
+            for (row, v) in values.iter().enumerate() {
+                match v {
+                    None => c.nulls.push(row as u32),
+                    Some(v) => match ty {
+                        FieldType::Int64 => c.ints.push(v.parse().expect("an integer")),
+                        FieldType::Float64 => c.doubles.push(v.parse().expect("a double")),
+                        _ => c.strings.push(v.clone()),
+                    },
+                }
+            }
+            c
+        }
+
+        proptest! {
+            #[test]
+            fn masking_never_returns_a_clear_value_above_clearance(
+                granted in proptest::option::of(mask()),
+                default in mask(),
+                level in level(),
+                clearance in level(),
+                (ty, values) in typed_values(),
+            ) {
+                prop_assume!(level > clearance);
+                prop_assume!(default.check_fits(ty).is_ok() && granted.is_none_or(|g| g.check_fits(ty).is_ok()));
+                let mask = mask_for(granted, default, level, clearance);
+                prop_assert_ne!(mask, Mask::None);
+                let (clear, rows) = (column(ty, &values), values.len() as u32);
+                let key = hmac::Key::new(hmac::HMAC_SHA256, b"recipient");
+                let mut sent = vec![apply(&mask, ty, &clear, rows, &key)];
+                let encoded = encoded::apply(&mask, ty, &prost::Message::encode_to_vec(&clear), &key);
+                sent.extend(encoded.map(|e| <Column as prost::Message>::decode(e.as_slice()).expect("a column")));
+                for sent in sent {
+                    let sent = text_values(&sent, delivered_type(&mask, ty), rows);
+                    for (row, (clear, sent)) in values.iter().zip(&sent).enumerate() {
+                        if let (Some(clear), Some(sent)) = (clear, sent) {
+                            prop_assert_ne!(clear, sent, "row {} with {:?}", row, mask);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

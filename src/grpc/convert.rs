@@ -15,7 +15,8 @@ use crate::domain::participant::{Participant, ParticipantKind, ParticipantStatus
 use crate::pb;
 use crate::policy::Decision;
 use crate::service::catalog::DatasetView;
-use crate::service::exchange::{DeliveredField, PullPlan};
+use crate::service::exchange::PullPlan;
+use crate::service::extract::DeliveredField;
 use crate::service::ServiceError;
 
 /// Declares the conversion of a proto enum to and from a domain enum with the same names

@@ -7,6 +7,7 @@ use chrono::Datelike;
 use futures::StreamExt;
 use ring::hmac;
 
+use super::extract::{masked_chunks, ChunkPlan, Pace, Reader};
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::classification::SetSummary;
 use crate::domain::dataset::{Dataset, VersionInfo};
@@ -47,7 +48,10 @@ async fn persons(
     let key = gw.counting_key();
     let person_index = dataset.person_key_field.as_ref().and_then(|f| dataset.field_index(f));
     let mut out: Vec<[u8; 32]> = Vec::with_capacity(version.rows as usize);
-    let mut chunks = gw.store.chunks(&dataset.id, version.version, 0);
+    // Through the same verified cache as the pull: a version cached whole is not read again, one
+    // read here is checked against its digests and cached for the pull that follows.
+    let plan = ChunkPlan { dataset: dataset.clone(), version: version.clone(), from: 0, reader: Reader::Gateway };
+    let mut chunks = masked_chunks(gw, plan, Pace::Pull);
     let corrupt = || ServiceError::DataLoss(format!("dataset {} version {}", dataset.id, version.version));
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;

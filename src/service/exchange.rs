@@ -6,27 +6,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::StreamExt;
 
 use ring::digest;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::assessment::{self, Counting, RowSelection};
-use super::extract::{stored_chunks, Masker, Shape};
+use super::extract::{masked_chunks, ChunkPlan, Pace, Reader, Shape};
 use super::{new_id, Caller, Gateway, ServiceError};
-use crate::domain::classification::Classification;
-use crate::domain::dataset::{Dataset, FieldName, FieldType, VersionInfo};
+use crate::domain::dataset::{Dataset, FieldName, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
-use crate::domain::mask::Mask;
 use crate::domain::participant::{Participant, ParticipantStatus, Role};
 use crate::domain::record::bodies::{self, DecisionField, TransferDecision};
 use crate::domain::record::{shanghai, NewRecord, RecordBody, TransferAction, TransferFacets};
 use crate::log::sequencer::Receipt;
 use crate::policy::{self, Action, Decision, DecisionJson};
-use crate::store::cache::Extract;
-use crate::store::StoredChunk;
 use crate::wire::RowBatch;
 
 /// What a consumer asks to pull.
@@ -46,23 +42,6 @@ pub struct PullRequest {
     pub grant: Option<String>,
 }
 
-/// One delivered column.
-#[derive(Debug, Clone)]
-pub struct DeliveredField {
-    /// The field.
-    pub name: FieldName,
-    /// Its position in the stored chunks.
-    pub index: usize,
-    /// Its stored type.
-    pub ty: FieldType,
-    /// The type of the delivered values.
-    pub delivered_ty: FieldType,
-    /// Its classification.
-    pub class: Classification,
-    /// The mask applied (never `DROP`: dropped fields are not delivered).
-    pub mask: Mask,
-}
-
 /// Everything decided before the first row: what is delivered, how, and the rules' verdict.
 #[derive(Debug, Clone)]
 pub struct PullPlan {
@@ -76,8 +55,6 @@ pub struct PullPlan {
     pub grant: Grant,
     /// What is delivered of every chunk: columns, masks, row filter.
     pub shape: Shape,
-    /// Every granted field is delivered (no subset asked for): the shape an extract is prepared for.
-    whole_grant: bool,
     /// The rules' verdict.
     pub decision: Decision,
     /// What the rules read.
@@ -276,7 +253,6 @@ pub async fn plan(
         version,
         grant,
         shape,
-        whole_grant: req.fields.is_empty(),
         decision,
         transfer,
         at: now,
@@ -526,19 +502,18 @@ async fn watch_authorisation(gw: Gateway, plan: PullPlan, done: CancellationToke
 }
 
 /// Streams an authorised pull: one batch per stored chunk from `plan.from_batch`, then the
-/// trailer. Runs in its own task; masking runs on blocking threads, two chunks at a time; when
-/// the receiver goes away the pull is recorded as cut. Every [`RECHECK`] the pull is checked
-/// again: once its recipient is suspended, its grant revoked or expired, or an approval its
-/// decision used revoked, no further batch is sent, the receiver gets `PermissionDenied` and
-/// the completion record says `REVOKED` with what was sent. The trailer's digest is SHA-256 over the
-/// SHA-256 of each delivered batch, so a chunk delivered as stored is hashed once (or not at all
-/// when it comes verified from the cache).
+/// trailer. Runs in its own task; room for the next batch is reserved before the next chunk is
+/// asked of [`masked_chunks`] (which reads, checks and masks two chunks at a time), so nothing
+/// more is read or masked for a slow receiver; when the receiver goes away the pull is recorded
+/// as cut. Every [`RECHECK`] the pull is checked again: once its recipient is suspended, its
+/// grant revoked or expired, or an approval its decision used revoked, no further batch is sent,
+/// the receiver gets `PermissionDenied` and the completion record says `REVOKED` with what was
+/// sent. The trailer's digest is SHA-256 over the SHA-256 of each delivered batch, so a chunk
+/// delivered as stored is hashed once (or not at all when it comes verified from the cache).
 ///
-/// Chunks come from the first of: the recipient's prepared extract ([`extract`]), sent as it
-/// is; the cached verified version; the store. A whole version read from the store, and a whole
-/// extract masked on the fly, are kept in the cache for the next pull.
-///
-/// [`extract`]: super::extract
+/// Chunks come as [`masked_chunks`] finds them: the recipient's prepared extract, the cached
+/// verified version, the store; a whole version read from the store, and a whole extract masked
+/// on the fly, are kept in the cache for the next pull.
 pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<Result<Delivery, ServiceError>> {
     // One batch waits for a slow receiver: a pull holds at most that beyond what is in flight.
     let (tx, rx) = mpsc::channel(1);
@@ -557,99 +532,53 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
         let mut digest = digest::Context::new(&digest::SHA256);
         let (mut rows, mut batches, mut bytes) = (0u64, 0u64, 0u64);
         let mut failure: Option<String> = None;
-        let (dataset, version, from) = (plan.dataset.id.clone(), plan.version.version, plan.from_batch);
-        let extract = plan.shape.extract(&plan.recipient);
-        let prepared = gw.chunk_cache.get(&dataset, version, &extract);
-        // A whole version masked on the fly with every granted field is kept for the next pull;
-        // started before anything is masked, so that a revocation from now on keeps it out.
-        let mut fill_extract = (from == 0 && prepared.is_none() && plan.whole_grant && extract != Extract::Stored)
-            .then(|| gw.chunk_cache.fill(&dataset, version, extract));
-        let masker = Arc::new(Masker {
-            hash_key: gw.recipient_hash_key(plan.recipient.id.as_str()),
-            shape: plan.shape.clone(),
+        let chunks = ChunkPlan {
             dataset: plan.dataset.clone(),
             version: plan.version.clone(),
-        });
-        {
-            // (chunk, verified, ready: goes out as it is)
-            type Source<'a> = BoxStream<'a, Result<(StoredChunk, bool, bool), ServiceError>>;
-            let (source, mut fill_stored): (Source<'_>, _) = match &prepared {
-                Some(all) => {
-                    let chunks: Vec<_> = all.iter().skip(from as usize).cloned().map(|c| Ok((c, true, true))).collect();
-                    (futures::stream::iter(chunks).boxed(), None)
+            from: plan.from_batch,
+            reader: Reader::Recipient { id: plan.recipient.id.clone(), shape: plan.shape.clone() },
+        };
+        let mut chunks = masked_chunks(&gw, chunks, Pace::Pull);
+        loop {
+            // Room for the next batch first, then the next chunk: while the recipient is slow
+            // nothing more is read or masked for it.
+            let permit = match unless_withdrawn(watcher.as_mut(), tx.reserve()).await {
+                Err(why) => {
+                    revoked = Some(why);
+                    break;
                 }
-                None => {
-                    let (cached, chunks) = stored_chunks(&gw, &dataset, version, from);
-                    let passthrough = plan.shape.passthrough;
-                    let chunks = chunks.map(move |c| c.map(|(c, verified)| (c, verified, passthrough && verified)));
-                    let fill = (from == 0 && !cached).then(|| gw.chunk_cache.fill(&dataset, version, Extract::Stored));
-                    (chunks.boxed(), fill)
+                Ok(permit) => permit,
+            };
+            let Ok(permit) = permit else {
+                failure = Some("cut: the recipient went away".into());
+                break;
+            };
+            let item = match unless_withdrawn(watcher.as_mut(), chunks.next()).await {
+                Err(why) => {
+                    revoked = Some(why);
+                    break;
+                }
+                Ok(item) => item,
+            };
+            let Some(item) = item else { break };
+            let out = match item {
+                Ok(out) => out,
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    permit.send(Err(e));
+                    break;
                 }
             };
-            let mut work = source
-                .map(|item| {
-                    let masker = masker.clone();
-                    async move {
-                        let (chunk, verified, ready) = item?;
-                        if ready {
-                            return Ok::<_, ServiceError>((None, chunk));
-                        }
-                        let out = masker.mask(chunk.clone(), verified).await?;
-                        Ok((Some(chunk), out))
-                    }
-                })
-                .buffered(2);
-            loop {
-                // Room for the next batch first, then the next chunk: while the recipient is slow
-                // nothing more is read or masked for it.
-                let permit = match unless_withdrawn(watcher.as_mut(), tx.reserve()).await {
-                    Err(why) => {
-                        revoked = Some(why);
-                        break;
-                    }
-                    Ok(permit) => permit,
-                };
-                let Ok(permit) = permit else {
-                    failure = Some("cut: the recipient went away".into());
-                    break;
-                };
-                let item = match unless_withdrawn(watcher.as_mut(), work.next()).await {
-                    Err(why) => {
-                        revoked = Some(why);
-                        break;
-                    }
-                    Ok(item) => item,
-                };
-                let Some(item) = item else { break };
-                let (read, out) = match item {
-                    Ok(x) => x,
-                    Err(e) => {
-                        failure = Some(e.to_string());
-                        permit.send(Err(e));
-                        break;
-                    }
-                };
-                permit.send(Ok(Delivery::Batch(RowBatch::from_encoded(out.data.clone()))));
-                digest.update(&out.sha256);
-                bytes += out.data.len() as u64;
-                rows += u64::from(out.rows);
-                batches += 1;
-                if let (Some(read), Some(fill)) = (read, fill_stored.as_mut()) {
-                    fill.keep(read);
-                }
-                if let Some(fill) = fill_extract.as_mut() {
-                    fill.keep(out);
-                }
-            }
-            if let Some(why) = &revoked {
-                failure = Some(format!("REVOKED: {why}"));
-            }
-            if let (None, Some(fill)) = (&failure, fill_stored) {
-                fill.finish(plan.version.chunks);
-            }
+            digest.update(&out.sha256);
+            bytes += out.data.len() as u64;
+            rows += u64::from(out.rows);
+            batches += 1;
+            permit.send(Ok(Delivery::Batch(RowBatch::from_encoded(out.data))));
         }
-        if let (None, Some(fill)) = (&failure, fill_extract) {
-            fill.finish(plan.version.chunks);
+        // A pull that stopped early keeps nothing in the cache.
+        drop(chunks);
+        if let Some(why) = &revoked {
+            failure = Some(format!("REVOKED: {why}"));
         }
         done.cancel();
         let sha256: [u8; 32] = digest.finish().as_ref().try_into().expect("32 bytes");

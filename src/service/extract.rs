@@ -1,5 +1,6 @@
 //! Extracts: what one recipient receives of a version — its granted fields, masked, filtered by
-//! its grant's rows — built chunk by chunk, and prepared ahead of the pull.
+//! its grant's rows — built chunk by chunk ([`masked_chunks`], the one pipeline a pull, the
+//! preparation of an extract and person counting read), and prepared ahead of the pull.
 //!
 //! A masked pull costs an HMAC-SHA-256 per `HASH` value and a formatting step per other masked
 //! value; that work depends only on the version, the recipient's mask key and the delivered
@@ -9,6 +10,8 @@
 //! preparing, and nothing is recorded: a pull is authorised, assessed and logged the same way
 //! whether its extract was prepared or not, and a pull whose shape differs (a field subset, a
 //! changed clearance) masks on the fly.
+//!
+//! Which mask applies to a field, and the masks themselves, are [`crate::masking`]'s.
 //!
 //! [`ChunkCache`]: crate::store::cache::ChunkCache
 
@@ -20,19 +23,35 @@ use futures::stream::{BoxStream, StreamExt};
 use ring::{digest, hmac};
 
 use super::{Gateway, ServiceError};
+use crate::domain::classification::Classification;
 use crate::domain::dataset::{Dataset, FieldName, FieldType, VersionInfo};
 use crate::domain::grant::Grant;
-use crate::domain::ids::DatasetId;
+use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::mask::Mask;
 use crate::domain::participant::Participant;
 use crate::domain::values::{ops, text_values};
 use crate::masking;
 use crate::pb::Column;
-use crate::store::cache::Extract;
+use crate::store::cache::{Extract, Fill};
 use crate::store::StoredChunk;
 use crate::wire::RowBatch;
 
-use super::exchange::DeliveredField;
+/// One delivered column.
+#[derive(Debug, Clone)]
+pub struct DeliveredField {
+    /// The field.
+    pub name: FieldName,
+    /// Its position in the stored chunks.
+    pub index: usize,
+    /// Its stored type.
+    pub ty: FieldType,
+    /// The type of the delivered values.
+    pub delivered_ty: FieldType,
+    /// Its classification.
+    pub class: Classification,
+    /// The mask applied (never `DROP`: dropped fields are not delivered).
+    pub mask: Mask,
+}
 
 /// A grant's row filter as it applies to stored chunks: the filter field's column, its type and
 /// the accepted text values.
@@ -65,6 +84,9 @@ pub struct Shape {
     pub row_filter: Option<RowFilter>,
     /// Stored chunks go out as they are (every field, in order, unmasked, no filter).
     pub passthrough: bool,
+    /// Every granted field is delivered (no subset was asked for): the shape extracts are
+    /// prepared for, so the one a pull masking on the fly keeps in the cache.
+    pub whole_grant: bool,
 }
 
 impl Shape {
@@ -78,10 +100,7 @@ impl Shape {
             if !wanted.is_empty() && !wanted.contains(&def.name) {
                 continue;
             }
-            let mask = masking::effective_mask(
-                granted.mask.unwrap_or(def.default_mask),
-                def.class.level > recipient.clearance,
-            );
+            let mask = masking::mask_for(granted.mask, def.default_mask, def.class.level, recipient.clearance);
             if mask == Mask::Drop {
                 dropped.push(def.name.clone());
                 continue;
@@ -102,13 +121,13 @@ impl Shape {
         });
         let passthrough =
             row_filter.is_none() && fields.len() == dataset.fields.len() && fields.iter().all(|f| f.mask == Mask::None);
-        Shape { fields, dropped, row_filter, passthrough }
+        Shape { fields, dropped, row_filter, passthrough, whole_grant: wanted.is_empty() }
     }
 
     /// The cache entry holding this shape's chunks for `recipient`: the stored chunks for a
     /// passthrough shape, otherwise the recipient's extract named by a digest of everything that
     /// determines its bytes besides the version and the recipient's key.
-    pub fn extract(&self, recipient: &Participant) -> Extract {
+    pub fn extract(&self, recipient: &ParticipantId) -> Extract {
         if self.passthrough {
             return Extract::Stored;
         }
@@ -131,29 +150,39 @@ impl Shape {
             values.sort();
             values.iter().for_each(|v| put(v.as_bytes()));
         }
-        Extract::Masked { recipient: recipient.id.clone(), shape: d.finish().as_ref().try_into().expect("32 bytes") }
+        Extract::Masked { recipient: recipient.clone(), shape: d.finish().as_ref().try_into().expect("32 bytes") }
     }
 }
 
-/// Turns one stored chunk of `version` into the chunk a recipient with `shape` receives,
-/// checking it against its digest unless it comes `verified` from the cache. The result's
-/// `sha256` is the digest of its `data`.
+/// Checks a stored chunk of `version` against its digest.
 ///
 /// # Errors
-/// `DataLoss` for a chunk that does not match its digest or cannot be read.
+/// `DataLoss` when it does not match.
+fn check_digest(dataset: &Dataset, version: &VersionInfo, chunk: &StoredChunk) -> Result<(), ServiceError> {
+    if digest::digest(&digest::SHA256, &chunk.data).as_ref() == chunk.sha256 {
+        Ok(())
+    } else {
+        Err(corrupt(dataset, version, chunk))
+    }
+}
+
+fn corrupt(dataset: &Dataset, version: &VersionInfo, chunk: &StoredChunk) -> ServiceError {
+    ServiceError::DataLoss(format!("dataset {} version {} chunk {}", dataset.id, version.version, chunk.seq))
+}
+
+/// Turns one stored chunk of `version`, already checked against its digest, into the chunk a
+/// recipient with `shape` receives. The result's `sha256` is the digest of its `data`.
+///
+/// # Errors
+/// `DataLoss` for a chunk that cannot be read.
 pub fn mask_chunk(
     shape: &Shape,
     dataset: &Dataset,
     version: &VersionInfo,
     chunk: &StoredChunk,
     hash_key: &hmac::Key,
-    verified: bool,
 ) -> Result<StoredChunk, ServiceError> {
-    let corrupt =
-        || ServiceError::DataLoss(format!("dataset {} version {} chunk {}", dataset.id, version.version, chunk.seq));
-    if !verified && digest::digest(&digest::SHA256, &chunk.data).as_ref() != chunk.sha256 {
-        return Err(corrupt());
-    }
+    let corrupt = || corrupt(dataset, version, chunk);
     if shape.passthrough {
         return Ok(chunk.clone());
     }
@@ -201,44 +230,195 @@ pub fn mask_chunk(
     Ok(StoredChunk { seq: chunk.seq, rows: kept, sha256, data })
 }
 
-/// Masks chunks for one recipient and shape on blocking threads.
-#[derive(Debug)]
-pub struct Masker {
-    /// The delivered shape.
-    pub shape: Shape,
+/// One version as one reader receives it, from one chunk on: what [`masked_chunks`] streams.
+#[derive(Debug, Clone)]
+pub struct ChunkPlan {
     /// The dataset (its fields name the stored columns).
     pub dataset: Dataset,
-    /// The version the chunks belong to.
+    /// The version read.
     pub version: VersionInfo,
-    /// The recipient's `HASH` key.
-    pub hash_key: hmac::Key,
+    /// The first chunk.
+    pub from: u64,
+    /// Who receives the chunks, and so what is made of them.
+    pub reader: Reader,
 }
 
-impl Masker {
-    /// [`mask_chunk`] on a blocking thread.
-    ///
-    /// # Errors
-    /// As [`mask_chunk`].
-    pub async fn mask(self: &Arc<Self>, chunk: StoredChunk, verified: bool) -> Result<StoredChunk, ServiceError> {
-        let m = self.clone();
-        tokio::task::spawn_blocking(move || mask_chunk(&m.shape, &m.dataset, &m.version, &chunk, &m.hash_key, verified))
-            .await
-            .map_err(|e| ServiceError::Internal(e.into()))?
+/// Who a [`ChunkPlan`]'s chunks are for.
+#[derive(Debug, Clone)]
+pub enum Reader {
+    /// The gateway itself (person counting): the stored chunks as they are.
+    Gateway,
+    /// A recipient: every chunk in its shape, masked with its `HASH` key; its extract is the
+    /// cache entry the chunks are served from or kept in.
+    Recipient {
+        /// The recipient.
+        id: ParticipantId,
+        /// What it receives of every chunk.
+        shape: Shape,
+    },
+}
+
+/// How far a [`masked_chunks`] stream works ahead of its consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Two chunks read and masked at a time: a pull, or the counting that authorises it.
+    Pull,
+    /// One chunk at a time: preparing an extract yields to pulls.
+    Background,
+}
+
+/// Delivered chunks: `sha256` is the digest of each one's `data`.
+pub type MaskedChunks<'a> = BoxStream<'a, Result<StoredChunk, ServiceError>>;
+
+/// How much work a chunk read for a [`masked_chunks`] stream still needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Prepared, or verified and sent as stored: goes out as it is.
+    Ready,
+    /// Checked against its digest already (from the cache): to be masked.
+    Verified,
+    /// From the store: to be checked against its digest, then masked.
+    Unverified,
+}
+
+/// The chunks of `plan.version` from `plan.from` as `plan.reader` receives them, each checked
+/// against its stored digest once.
+///
+/// Chunks come from the first of: the reader's extract in the cache (a recipient's prepared
+/// extract, or for stored chunks the cached verified version), sent as it is; the cached verified
+/// version, masked; the store, read one chunk per task on the bulk pool, checked and masked.
+/// Checking and masking run on blocking threads, two chunks at a time or one ([`Pace`]). The
+/// stream works only while it is polled: a consumer that waits before asking for the next chunk
+/// (a pull waiting for room for its next batch) holds up the reading and masking for it.
+///
+/// Read to its end, a stream from the first chunk caches what it made: the stored version it
+/// read whole from the store, and a recipient's extract of its [`Shape::whole_grant`] that it
+/// masked. A stream dropped early (a cut or withdrawn pull) or ended by an error caches nothing;
+/// the extract is claimed when the stream is made, so that a revocation from then on keeps it
+/// out. The stream ends after its first error.
+///
+/// # Errors
+/// An item is `DataLoss` for a chunk that does not match its digest or cannot be read, and a
+/// store failure as [`ServiceError`] has it.
+pub fn masked_chunks(gw: &Gateway, plan: ChunkPlan, pace: Pace) -> MaskedChunks<'_> {
+    let ChunkPlan { dataset, version, from, reader } = plan;
+    let (extract, mask, whole_grant) = match reader {
+        Reader::Gateway => (Extract::Stored, None, false),
+        Reader::Recipient { id, shape } => {
+            let extract = shape.extract(&id);
+            let whole_grant = shape.whole_grant;
+            let mask = (!shape.passthrough).then(|| (shape, gw.recipient_hash_key(id.as_str())));
+            (extract, mask, whole_grant)
+        }
+    };
+    let (id, n) = (dataset.id.clone(), version.version);
+    let prepared = gw.chunk_cache.get(&id, n, &extract);
+    let mut keep = Keep {
+        chunks: version.chunks,
+        extract: (from == 0 && prepared.is_none() && whole_grant && extract != Extract::Stored)
+            .then(|| gw.chunk_cache.fill(&id, n, extract)),
+        stored: None,
+    };
+    let source: BoxStream<'_, Result<(StoredChunk, Read), ServiceError>> = match prepared {
+        Some(all) => cached(&all, from, Read::Ready),
+        None => {
+            let as_stored = if mask.is_none() { Read::Ready } else { Read::Verified };
+            match gw.chunk_cache.get(&id, n, &Extract::Stored) {
+                Some(all) => cached(&all, from, as_stored),
+                None => {
+                    keep.stored = (from == 0).then(|| gw.chunk_cache.fill(&id, n, Extract::Stored));
+                    gw.store.chunks(&id, n, from).map(|c| Ok((c?, Read::Unverified))).boxed()
+                }
+            }
+        }
+    };
+    let step = Arc::new(Step { dataset, version, mask });
+    let work = source
+        .map(move |item| {
+            let step = step.clone();
+            async move {
+                let (chunk, read) = item?;
+                if read == Read::Ready {
+                    return Ok::<_, ServiceError>((None, chunk));
+                }
+                let stored = chunk.clone();
+                let out = tokio::task::spawn_blocking(move || step.deliverable(&chunk, read))
+                    .await
+                    .map_err(|e| ServiceError::Internal(e.into()))??;
+                Ok((Some(stored), out))
+            }
+        })
+        .buffered(match pace {
+            Pace::Pull => 2,
+            Pace::Background => 1,
+        });
+    futures::stream::unfold(Some((work, keep)), |state| async move {
+        let (mut work, mut keep) = state?;
+        match work.next().await {
+            None => {
+                keep.finish();
+                None
+            }
+            Some(Err(e)) => Some((Err(e), None)),
+            Some(Ok((stored, out))) => {
+                keep.keep(stored, &out);
+                Some((Ok(out), Some((work, keep))))
+            }
+        }
+    })
+    .boxed()
+}
+
+/// The chunks of a cached version or extract from `from`.
+fn cached<'a>(all: &[StoredChunk], from: u64, read: Read) -> BoxStream<'a, Result<(StoredChunk, Read), ServiceError>> {
+    let chunks: Vec<_> = all.iter().skip(from as usize).cloned().map(|c| Ok((c, read))).collect();
+    futures::stream::iter(chunks).boxed()
+}
+
+/// What a [`masked_chunks`] stream does to a chunk that is not ready, on a blocking thread.
+struct Step {
+    dataset: Dataset,
+    version: VersionInfo,
+    /// The recipient's shape and `HASH` key; `None` when chunks go out as stored.
+    mask: Option<(Shape, hmac::Key)>,
+}
+
+impl Step {
+    fn deliverable(&self, chunk: &StoredChunk, read: Read) -> Result<StoredChunk, ServiceError> {
+        if read == Read::Unverified {
+            check_digest(&self.dataset, &self.version, chunk)?;
+        }
+        match &self.mask {
+            None => Ok(chunk.clone()),
+            Some((shape, key)) => mask_chunk(shape, &self.dataset, &self.version, chunk, key),
+        }
     }
 }
 
-/// Stored chunks, each with whether it was verified against its digest already.
-pub type StoredChunks<'a> = BoxStream<'a, Result<(StoredChunk, bool), ServiceError>>;
+/// What a [`masked_chunks`] stream keeps for the cache as it goes.
+struct Keep {
+    /// Chunks of the version: what a whole one is.
+    chunks: u64,
+    /// The stored chunks read from the store.
+    stored: Option<Fill>,
+    /// The extract masked.
+    extract: Option<Fill>,
+}
 
-/// The stored chunks of a version from `from`: from the cached whole version when there is one
-/// (`true`, every chunk verified), else from the store.
-pub fn stored_chunks<'a>(gw: &'a Gateway, dataset: &DatasetId, version: u64, from: u64) -> (bool, StoredChunks<'a>) {
-    match gw.chunk_cache.get(dataset, version, &Extract::Stored) {
-        Some(all) => {
-            let chunks: Vec<_> = all.iter().skip(from as usize).cloned().map(|c| Ok((c, true))).collect();
-            (true, futures::stream::iter(chunks).boxed())
+impl Keep {
+    fn keep(&mut self, stored: Option<StoredChunk>, out: &StoredChunk) {
+        if let (Some(stored), Some(fill)) = (stored, self.stored.as_mut()) {
+            fill.keep(stored);
         }
-        None => (false, gw.store.chunks(dataset, version, from).map(|c| Ok((c?, false))).boxed()),
+        if let Some(fill) = self.extract.as_mut() {
+            fill.keep(out.clone());
+        }
+    }
+
+    fn finish(self) {
+        for fill in [self.stored, self.extract].into_iter().flatten() {
+            fill.finish(self.chunks);
+        }
     }
 }
 
@@ -305,28 +485,17 @@ pub async fn prepare(gw: &Gateway, grant: &Grant, version: Option<u64>) -> Resul
         return Ok(());
     }
     let shape = Shape::of(&dataset, &grant, &recipient, &HashSet::new());
-    let extract = shape.extract(&recipient);
+    let extract = shape.extract(&recipient.id);
     if extract == Extract::Stored || gw.chunk_cache.get(&dataset.id, latest.version, &extract).is_some() {
         return Ok(());
     }
-    // Read before anything is masked: a revocation from now on keeps this extract out.
-    let mut fill = gw.chunk_cache.fill(&dataset.id, latest.version, extract);
-    let (cached, mut source) = stored_chunks(gw, &dataset.id, latest.version, 0);
-    let mut stored = (!cached).then(|| gw.chunk_cache.fill(&dataset.id, latest.version, Extract::Stored));
-    let chunks = latest.chunks;
-    let masker =
-        Arc::new(Masker { hash_key: gw.recipient_hash_key(recipient.id.as_str()), shape, dataset, version: latest });
-    while let Some(item) = source.next().await {
-        let (chunk, verified) = item?;
-        if let Some(stored) = &mut stored {
-            stored.keep(chunk.clone());
-        }
-        fill.keep(masker.mask(chunk, verified).await?);
+    let version = latest.version;
+    // Made before anything is masked: a revocation from now on keeps this extract out.
+    let plan = ChunkPlan { dataset, version: latest, from: 0, reader: Reader::Recipient { id: recipient.id, shape } };
+    let mut chunks = masked_chunks(gw, plan, Pace::Background);
+    while let Some(chunk) = chunks.next().await {
+        chunk?;
     }
-    if let Some(stored) = stored {
-        stored.finish(chunks);
-    }
-    fill.finish(chunks);
-    tracing::debug!(grant = %grant.id, version = masker.version.version, "extract prepared");
+    tracing::debug!(grant = %grant.id, version, "extract prepared");
     Ok(())
 }
