@@ -97,7 +97,7 @@ async fn one_million_persons(persons: u32) {
     let officer =
         participant("officer", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Officer]);
     for p in [&owner, &hk, &officer] {
-        participants::register_as(gw.store.as_ref(), "bench", p.clone()).await.unwrap();
+        participants::register_as(&gw, "bench", p.clone()).await.unwrap();
     }
     let caller = |p: &Participant| Caller { participant: p.clone(), cert_sha256: String::new() };
     let field = |name: &str, level, pi| FieldDef {

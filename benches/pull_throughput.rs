@@ -83,7 +83,7 @@ fn main() {
             ("masked", &[Role::Consumer]),
             ("cold", &[Role::Consumer]),
         ] {
-            participants::register_as(gw.store.as_ref(), "bench", participant(id, roles)).await.unwrap();
+            participants::register_as(&gw, "bench", participant(id, roles)).await.unwrap();
         }
         let owner = Caller { participant: participant("owner", &[Role::Publisher]), cert_sha256: String::new() };
         bth_gateway::service::catalog::register(&gw, &owner, dataset()).await.unwrap();

@@ -35,7 +35,7 @@ async fn replica(url: &str) -> Gateway {
 /// Publishes the 10-field dataset and grants it to `plain`.
 async fn setup(gw: &Gateway, total: u32) {
     for (id, roles) in [("owner", &[Role::Publisher][..]), ("plain", &[Role::Consumer])] {
-        participants::register_as(gw.store.as_ref(), "bench", participant(id, roles)).await.unwrap();
+        participants::register_as(gw, "bench", participant(id, roles)).await.unwrap();
     }
     let owner = Caller { participant: participant("owner", &[Role::Publisher]), cert_sha256: String::new() };
     catalog::register(gw, &owner, dataset()).await.unwrap();

@@ -111,7 +111,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     ];
     let mut leaves = Vec::new();
     for p in &people {
-        crate::service::participants::register_as(gw.store.as_ref(), "local:demo", p.clone()).await?;
+        crate::service::participants::register_as(&gw, "local:demo", p.clone()).await?;
         leaves.push(pki::issue(&ca, p.id.as_str(), LeafKind::Client)?);
     }
     println!("1. registered {} participants and issued their certificates", people.len());

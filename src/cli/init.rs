@@ -62,7 +62,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         clearance: Level::G1,
         status: ParticipantStatus::Active,
     };
-    crate::service::participants::register_as(gw.store.as_ref(), "local:init", admin).await?;
+    crate::service::participants::register_as(&gw, "local:init", admin).await?;
     println!("initialised {}", dir.display());
     println!("  config:      {}", dir.join(CONFIG_FILE).display());
     println!("  CA:          {}", certs.join("ca.pem").display());

@@ -78,7 +78,7 @@ pub async fn run(command: ParticipantsCommand) -> anyhow::Result<()> {
                 clearance,
                 status: ParticipantStatus::Active,
             };
-            let p = participants::register_as(gw.store.as_ref(), "local:participants-add", p).await?;
+            let p = participants::register_as(&gw, "local:participants-add", p).await?;
             println!("registered {}", p.id);
         }
         ParticipantsCommand::List { dir } => {
@@ -101,7 +101,7 @@ pub async fn run(command: ParticipantsCommand) -> anyhow::Result<()> {
         ParticipantsCommand::Suspend { id, reason, dir } => {
             let gw = gateway(&dir).await?;
             let id = ParticipantId::parse(&id)?;
-            participants::suspend_as(gw.store.as_ref(), "local:participants-suspend", &id, &reason).await?;
+            participants::suspend_as(&gw, "local:participants-suspend", &id, &reason).await?;
             println!("suspended {id}");
         }
     }

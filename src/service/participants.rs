@@ -6,7 +6,6 @@ use crate::domain::ids::ParticipantId;
 use crate::domain::participant::{Participant, ParticipantStatus, Role};
 use crate::domain::record::bodies::{ParticipantRegistered, ParticipantSuspended};
 use crate::domain::record::{NewRecord, RecordBody};
-use crate::store::Store;
 
 /// Registers `p` (status forced to `ACTIVE`), recording `actor` as the one who did it. Used by
 /// the `Admin` service and by `participants add` on the database directly.
@@ -14,7 +13,7 @@ use crate::store::Store;
 /// # Errors
 /// `InvalidArgument` for a blank display name, no roles or clearance `X`; `AlreadyExists` for a
 /// taken id.
-pub async fn register_as(store: &dyn Store, actor: &str, mut p: Participant) -> Result<Participant, ServiceError> {
+pub async fn register_as(gw: &Gateway, actor: &str, mut p: Participant) -> Result<Participant, ServiceError> {
     super::check_text("participant.display_name", &p.display_name, true, 256)?;
     if p.clearance == Level::X {
         // Secret data never enters the gateway, so no participant is cleared to receive it.
@@ -27,9 +26,8 @@ pub async fn register_as(store: &dyn Store, actor: &str, mut p: Participant) -> 
         return Err(ServiceError::invalid("participant.roles", "at least one role is required"));
     }
     p.status = ParticipantStatus::Active;
-    let rec =
-        NewRecord::new(actor, chrono::Utc::now(), RecordBody::ParticipantRegistered(ParticipantRegistered::from(&p)));
-    store.insert_participant(&p, &rec).await?;
+    let rec = NewRecord::new(actor, gw.clock.now(), RecordBody::ParticipantRegistered(ParticipantRegistered::from(&p)));
+    gw.store.insert_participant(&p, &rec).await?;
     tracing::info!(participant = %p.id, actor, "registered participant");
     Ok(p)
 }
@@ -39,7 +37,7 @@ pub async fn register_as(store: &dyn Store, actor: &str, mut p: Participant) -> 
 /// # Errors
 /// `NotFound` when there is no such participant.
 pub async fn suspend_as(
-    store: &dyn Store,
+    gw: &Gateway,
     actor: &str,
     id: &ParticipantId,
     reason: &str,
@@ -47,10 +45,11 @@ pub async fn suspend_as(
     super::check_text("reason", reason, false, 1024)?;
     let rec = NewRecord::new(
         actor,
-        chrono::Utc::now(),
+        gw.clock.now(),
         RecordBody::ParticipantSuspended(ParticipantSuspended { participant: id.clone(), reason: reason.to_owned() }),
     );
-    let p = store
+    let p = gw
+        .store
         .set_participant_status(id, ParticipantStatus::Suspended, &rec)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("participant {id}")))?;
@@ -61,7 +60,7 @@ pub async fn suspend_as(
 /// `Admin.RegisterParticipant`: admins only.
 pub async fn register(gw: &Gateway, caller: &Caller, p: Participant) -> Result<Participant, ServiceError> {
     caller.require(Role::Admin)?;
-    let p = register_as(gw.store.as_ref(), &caller.actor(), p).await?;
+    let p = register_as(gw, &caller.actor(), p).await?;
     gw.log.kick();
     Ok(p)
 }
@@ -78,7 +77,7 @@ pub async fn suspend(
     if id == &caller.participant.id {
         return Err(ServiceError::FailedPrecondition("an admin cannot suspend itself".into()));
     }
-    let p = suspend_as(gw.store.as_ref(), &caller.actor(), id, reason).await?;
+    let p = suspend_as(gw, &caller.actor(), id, reason).await?;
     gw.log.kick();
     Ok(p)
 }

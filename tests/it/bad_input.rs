@@ -933,10 +933,10 @@ async fn clearance_x_is_refused_on_the_path_participants_add_shares() {
         clearance: Level::X,
         status: ParticipantStatus::Active,
     };
-    let err = participants::register_as(t.gw.store.as_ref(), "cli", p.clone()).await.unwrap_err();
+    let err = participants::register_as(&t.gw, "cli", p.clone()).await.unwrap_err();
     assert!(matches!(&err, ServiceError::InvalidArgument { field, .. } if field == "participant.clearance"), "{err:?}");
     assert_eq!(t.count("SELECT COUNT(*) FROM participants WHERE id = 'secret-office'").await, 0);
-    participants::register_as(t.gw.store.as_ref(), "cli", Participant { clearance: Level::C, ..p }).await.unwrap();
+    participants::register_as(&t.gw, "cli", Participant { clearance: Level::C, ..p }).await.unwrap();
 }
 
 // ---- Audit ----

@@ -183,7 +183,7 @@ impl FixtureGateway {
             clearance: Level::G2,
             status: ParticipantStatus::Active,
         };
-        participants::register_as(gw.store.as_ref(), "test", participant).await.unwrap();
+        participants::register_as(&gw, "test", participant).await.unwrap();
         FixtureGateway { addr, gw, stop: Some(stop), _dir: dir }
     }
 

@@ -228,7 +228,7 @@ impl TestGateway {
             clearance,
             status: ParticipantStatus::Active,
         };
-        participants::register_as(self.gw.store.as_ref(), "test", p).await.unwrap();
+        participants::register_as(&self.gw, "test", p).await.unwrap();
         self.client(id).await
     }
 
