@@ -21,9 +21,12 @@ use serde_json::{json, Value};
 
 // ---- an independent model of the input ----
 
+/// A dimension rebuilt: its name, its leaves, each label's leaf set.
+type Dim = (String, Vec<String>, BTreeMap<String, BTreeSet<usize>>);
+
 /// The input rebuilt: per dimension each label's leaf set, the inner cells' contributions.
 struct Model {
-    dims: Vec<(String, Vec<String>, BTreeMap<String, BTreeSet<usize>>)>,
+    dims: Vec<Dim>,
     magnitude: bool,
     /// Per inner cell (mixed radix, last dimension fastest): `(contributor, respondent, value)`.
     inner: Vec<Vec<(String, String, f64)>>,
