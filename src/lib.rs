@@ -6,13 +6,14 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | [`cli`] | one function per subcommand (`init`, `serve`, `certs`, `participants`, `assess`, `audit`, `demo`) |
+//! | [`cli`] | one function per subcommand (`init`, `serve`, `certs`, `participants`, `assess`, `sdc`, `audit`, `demo`) |
 //! | [`server`] | assembly: TLS, services, health, reflection, graceful shutdown |
 //! | [`config`] | configuration: file, then `BTH_*` environment, then flags |
 //! | [`grpc`] | adapters: identity from the client certificate, proto ↔ domain, the one `Status` mapping |
 //! | [`service`] | use cases: catalog, publishing, sharing, exchange, assessment, oversight, audit, participants |
 //! | [`policy`] | classification, domestic and export tables, approvals, counting (pure) |
 //! | [`masking`] | masks (pure) |
+//! | [`sdc`] | statistical disclosure control: tables, primary rules, secondary suppression, the interval audit (pure) |
 //! | [`wire`] | `RowBatch` carried pre-encoded: stored chunks go out without per-row work |
 //! | [`log`] | the transfer log running: the sequencer (group commit, integration, signed checkpoints, receipts), proofs served from the stored tree |
 //! | [`translog`] | RFC 6962 Merkle tree and its compact range, signed notes, canonical JSON, verification (pure) |
@@ -20,7 +21,7 @@
 //! | [`store`] | the storage contract (one trait per concern), one SQL implementation with its SQLite and PostgreSQL dialects, the chunk cache |
 //! | [`pki`] | the development PKI written by `init` and `certs issue` |
 //!
-//! `domain`, `policy`, `masking` and `translog` import neither tonic nor sqlx nor tokio; the
+//! `domain`, `policy`, `masking`, `sdc` and `translog` import neither tonic nor sqlx nor tokio; the
 //! sequencer ([`log`]) reaches storage only through the `Store` trait.
 
 pub mod cli;
@@ -31,6 +32,7 @@ pub mod log;
 pub mod masking;
 pub mod pki;
 pub mod policy;
+pub mod sdc;
 pub mod server;
 pub mod service;
 pub mod store;

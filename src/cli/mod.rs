@@ -12,6 +12,7 @@ pub mod certs;
 pub mod demo;
 pub mod init;
 pub mod participants;
+pub mod sdc;
 pub mod serve;
 
 /// bth-gateway: the data-sharing gateway for government statistical data.
@@ -52,6 +53,12 @@ pub enum Command {
         /// The transfer description (docs/assess.md).
         file: PathBuf,
     },
+    /// Apply statistical disclosure control to a JSON table description and print every cell
+    /// with its status (docs/tables.md).
+    Sdc {
+        /// The table description: dimensions, records, rules, released cells.
+        file: PathBuf,
+    },
     /// The verifiable transfer log: print its verifier key, verify it offline.
     Audit {
         /// What to do.
@@ -75,6 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Certs { command } => certs::run(command).map(|()| 0),
         Command::Participants { command } => participants::run(command).await.map(|()| 0),
         Command::Assess { file } => Ok(assess::run(&file)),
+        Command::Sdc { file } => Ok(sdc::run(&file)),
         Command::Audit { command } => audit::run(command).await,
         Command::Demo { dir } => {
             let dir = match dir {

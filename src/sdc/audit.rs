@@ -1,0 +1,198 @@
+//! The interval audit (docs/tables.md §4 step 4): how far an attacker can narrow each suppressed
+//! cell from the published ones, by linear programming (`good_lp` with the pure-Rust `microlp`).
+//!
+//! Variables are the inner cells the published cells leave undetermined (the elimination's
+//! unknowns); every other inner cell is known. Each published relation restricted to the
+//! unknowns is one equality. The constraint graph splits into independent components, and each
+//! target's interval is solved only over the components it touches.
+
+use std::collections::HashMap;
+
+use good_lp::{microlp, variable, Expression, ProblemVariables, ResolutionError, Solution, SolverModel, Variable};
+
+/// What an attacker can know of a cell: `lower ≤ value ≤ upper` (`upper` `None`: unbounded).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    /// The least value consistent with the published cells.
+    pub lower: f64,
+    /// The greatest, `None` when unbounded.
+    pub upper: Option<f64>,
+}
+
+/// The solver failed (an infeasible model means the published values contradict the inner
+/// values: a bug or a numeric failure; either way the table is refused).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("interval audit: {0}")]
+pub struct AuditError(pub String);
+
+/// The intervals of `targets` (inner-cell sets) given the published `relations` (inner-cell
+/// sets, forced cells included) in the additive model with `values` per inner cell.
+///
+/// `unknown` (sorted) lists the inner cells the relations do not determine; `nonnegative`
+/// lets the attacker assume `x ≥ 0` (true when no contribution is negative).
+///
+/// # Errors
+/// [`AuditError`] when the solver fails or finds the true values infeasible.
+pub fn intervals(
+    values: &[f64],
+    nonnegative: bool,
+    unknown: &[u32],
+    relations: &[Vec<u32>],
+    targets: &[Vec<u32>],
+) -> Result<Vec<Interval>, AuditError> {
+    let var_of: HashMap<u32, usize> = unknown.iter().enumerate().map(|(v, &i)| (i, v)).collect();
+    // Equalities over unknowns, deduplicated.
+    let mut rows: HashMap<Vec<usize>, f64> = HashMap::new();
+    for rel in relations {
+        let vars: Vec<usize> = rel.iter().filter_map(|i| var_of.get(i).copied()).collect();
+        if vars.is_empty() {
+            continue;
+        }
+        let rhs: f64 = rel.iter().filter(|i| var_of.contains_key(i)).map(|&i| values[i as usize]).sum();
+        rows.entry(vars).or_insert(rhs);
+    }
+    let mut rows: Vec<(Vec<usize>, f64)> = rows.into_iter().collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    // Components of the constraint graph.
+    let mut parent: Vec<usize> = (0..unknown.len()).collect();
+    for (vars, _) in &rows {
+        for w in vars.windows(2) {
+            union(&mut parent, w[0], w[1]);
+        }
+    }
+    let roots: Vec<usize> = (0..unknown.len()).map(|v| find(&mut parent, v)).collect();
+    let mut rows_of: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (r, (vars, _)) in rows.iter().enumerate() {
+        rows_of.entry(roots[vars[0]]).or_default().push(r);
+    }
+    let mut vars_of: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (v, &root) in roots.iter().enumerate() {
+        vars_of.entry(root).or_default().push(v);
+    }
+    targets
+        .iter()
+        .map(|target| {
+            let known: f64 = target.iter().filter(|i| !var_of.contains_key(i)).map(|&i| values[i as usize]).sum();
+            let mine: Vec<usize> = target.iter().filter_map(|i| var_of.get(i).copied()).collect();
+            if mine.is_empty() {
+                return Ok(Interval { lower: known, upper: Some(known) });
+            }
+            let mut comps: Vec<usize> = mine.iter().map(|&v| roots[v]).collect();
+            comps.sort_unstable();
+            comps.dedup();
+            let vars: Vec<usize> = comps.iter().flat_map(|c| vars_of[c].iter().copied()).collect();
+            let constraints: Vec<&(Vec<usize>, f64)> =
+                comps.iter().flat_map(|c| rows_of.get(c).into_iter().flatten().map(|&r| &rows[r])).collect();
+            let lower = solve(&vars, &constraints, &mine, nonnegative, Direction::Min)?;
+            let upper = solve(&vars, &constraints, &mine, nonnegative, Direction::Max)?;
+            Ok(Interval { lower: known + lower.unwrap_or(f64::NEG_INFINITY), upper: upper.map(|u| known + u) })
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Min,
+    Max,
+}
+
+/// The optimum of `Σ objective` over `vars` under `constraints`; `None` when unbounded.
+fn solve(
+    vars: &[usize],
+    constraints: &[&(Vec<usize>, f64)],
+    objective: &[usize],
+    nonnegative: bool,
+    direction: Direction,
+) -> Result<Option<f64>, AuditError> {
+    let mut problem = ProblemVariables::new();
+    let mut x: HashMap<usize, Variable> = HashMap::new();
+    for &v in vars {
+        let def = if nonnegative { variable().min(0.0) } else { variable() };
+        x.insert(v, problem.add(def));
+    }
+    let goal: Expression = objective.iter().map(|v| x[v]).sum();
+    let unsolved = match direction {
+        Direction::Min => problem.minimise(goal.clone()),
+        Direction::Max => problem.maximise(goal.clone()),
+    };
+    let mut model = unsolved.using(microlp);
+    for (row, rhs) in constraints {
+        let lhs: Expression = row.iter().map(|v| x[v]).sum();
+        model.add_constraint(lhs.eq(*rhs));
+    }
+    match model.solve() {
+        Ok(solution) => Ok(Some(solution.eval(&goal))),
+        Err(ResolutionError::Unbounded) => Ok(None),
+        Err(e) => Err(AuditError(e.to_string())),
+    }
+}
+
+fn find(parent: &mut [usize], mut v: usize) -> usize {
+    while parent[v] != v {
+        parent[v] = parent[parent[v]];
+        v = parent[v];
+    }
+    v
+}
+
+fn union(parent: &mut [usize], a: usize, b: usize) {
+    let (ra, rb) = (find(parent, a), find(parent, b));
+    if ra != rb {
+        parent[ra.max(rb)] = ra.min(rb);
+    }
+}
+
+/// Whether an interval protects a primary cell of `value` needing `protection` (the upper and
+/// lower protection level; 0 for frequency-type rules, which need an interval that is not a
+/// single point). A relative tolerance of 1e-7 absorbs the solver's floating-point rounding; an
+/// interval must be wider than it.
+pub fn protects(interval: &Interval, value: f64, protection: f64) -> bool {
+    let tolerance = 1e-7 * value.abs().max(protection).max(1.0);
+    let upper_ok = interval.upper.is_none_or(|u| u >= value + protection - tolerance);
+    let lower_ok = interval.lower <= value - protection + tolerance;
+    let width_ok = interval.upper.is_none_or(|u| u - interval.lower > tolerance);
+    upper_ok && lower_ok && width_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2×2 inner cells a b / c d with values 1 5 / 4 8.
+    const VALUES: [f64; 4] = [1.0, 5.0, 4.0, 8.0];
+
+    fn margins() -> Vec<Vec<u32>> {
+        vec![vec![0, 1, 2, 3], vec![0, 1], vec![2, 3], vec![0, 2], vec![1, 3]]
+    }
+
+    #[test]
+    fn a_fully_suppressed_2x2_interior_gives_the_cycle_interval() {
+        let got = intervals(&VALUES, true, &[0, 1, 2, 3], &margins(), &[vec![0], vec![3]]).unwrap();
+        // a + b = 6, a + c = 5, c + d = 12, b + d = 13: a ∈ [0, 5], d ∈ [7, 12].
+        assert!((got[0].lower - 0.0).abs() < 1e-9 && (got[0].upper.unwrap() - 5.0).abs() < 1e-9, "{got:?}");
+        assert!((got[1].lower - 7.0).abs() < 1e-9 && (got[1].upper.unwrap() - 12.0).abs() < 1e-9, "{got:?}");
+        assert!(protects(&got[0], 1.0, 0.0));
+        assert!(protects(&got[0], 1.0, 1.0));
+        assert!(!protects(&got[0], 1.0, 1.5), "the lower bound 0 is not 1.5 below 1");
+    }
+
+    #[test]
+    fn a_known_cell_is_a_point_and_unpublished_totals_leave_it_open() {
+        let got = intervals(&VALUES, true, &[], &margins(), &[vec![0, 1]]).unwrap();
+        assert_eq!(got[0], Interval { lower: 6.0, upper: Some(6.0) });
+        assert!(!protects(&got[0], 6.0, 0.0));
+        // Only the row a + b published: a ∈ [0, 6]; without x ≥ 0, unbounded both ways.
+        let open = intervals(&VALUES, true, &[0, 1], &[vec![0, 1]], &[vec![0]]).unwrap();
+        assert!((open[0].upper.unwrap() - 6.0).abs() < 1e-9);
+        let free = intervals(&VALUES, false, &[0, 1], &[vec![0, 1]], &[vec![0]]).unwrap();
+        assert_eq!(free[0].upper, None);
+        assert_eq!(free[0].lower, f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn zeros_pinned_by_non_negativity_are_points() {
+        // a = 0 and b = 0 suppressed in a row published as 0: both pinned at 0.
+        let got = intervals(&[0.0, 0.0], true, &[0, 1], &[vec![0, 1]], &[vec![0]]).unwrap();
+        assert!(!protects(&got[0], 0.0, 0.0), "{got:?}");
+    }
+}

@@ -1,0 +1,387 @@
+//! Statistical disclosure control (docs/tables.md): tables from contributions, primary rules, secondary suppression, the interval audit (pure).
+//!
+//! [`protect`] is the whole engine: it classifies every output cell of a [`Table`] by the
+//! [`Rules`], then suppresses further by exact Gaussian elimination ([`gauss`]) with forced
+//! cells published first, adds the singleton relations (a contributor knows its own value),
+//! audits every primary cell's interval by linear programming ([`audit`]) and suppresses more
+//! until every primary cell is protected, or refuses the table ([`Refusal`]). It never reads a
+//! clock, a file or a network.
+
+pub mod audit;
+pub mod gauss;
+pub mod input;
+pub mod rules;
+pub mod table;
+
+use std::collections::{BTreeSet, HashSet};
+
+pub use audit::Interval;
+pub use rules::{Dominance, Primary, Reason, Rules, RulesError};
+pub use table::{CellStats, Code, Contribution, Dimension, DimensionError, Statistic, Table, TableError, TOTAL};
+
+use gauss::{indicator, GaussError, SparseVec};
+
+/// What happens to one output cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// Released with its value and contributor count.
+    Published,
+    /// Suppressed: fails a primary rule.
+    Primary,
+    /// Suppressed to protect another cell.
+    Secondary,
+}
+
+/// A cell that must be published whatever the pattern: a cell released earlier to the same
+/// recipient (the release ledger), as its set of inner cells of this table. Its value is the
+/// table's own (same dataset version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forced {
+    /// The inner cells it sums, sorted, not empty.
+    pub inner: Vec<u32>,
+}
+
+/// Why a table cannot be protected. Names cells (output cell indices) and forced cells (their
+/// index in the input), never a value or a parameter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Forced cell `forced`, with the forced cells before it, reveals primary cell `cell` (or,
+    /// when `cell` is `None`, a sum of single-contributor cells that must stay hidden).
+    #[error("released cells reveal a protected cell")]
+    ForcedReveals {
+        /// Index into the forced cells.
+        forced: usize,
+        /// The primary cell revealed.
+        cell: Option<usize>,
+    },
+    /// Primary cell `cell` cannot reach its protection interval however much is suppressed.
+    #[error("a primary cell cannot be protected")]
+    Unprotectable {
+        /// The cell.
+        cell: usize,
+    },
+    /// Exact arithmetic overflowed (a table far beyond the sizes the engine is built for).
+    #[error("exact arithmetic overflowed")]
+    Overflow,
+    /// The interval audit's solver failed.
+    #[error("{0}")]
+    Audit(String),
+}
+
+impl Refusal {
+    /// A one-line reason naming the cells by their labels (for officers; a client gets less).
+    pub fn describe(&self, table: &Table, forced_labels: impl Fn(usize) -> String) -> String {
+        let cell = |c: usize| {
+            let labels: Vec<String> = table.labels(c).into_iter().map(|(d, l)| format!("{d}={l}")).collect();
+            format!("{{{}}}", labels.join(", "))
+        };
+        match self {
+            Refusal::ForcedReveals { forced, cell: Some(c) } => {
+                format!("released cell {} reveals primary cell {}", forced_labels(*forced), cell(*c))
+            }
+            Refusal::ForcedReveals { forced, cell: None } => {
+                format!("released cell {} reveals a sum of single-contributor cells", forced_labels(*forced))
+            }
+            Refusal::Unprotectable { cell: c } => {
+                format!("primary cell {} cannot be protected by further suppression", cell(*c))
+            }
+            Refusal::Overflow | Refusal::Audit(_) => self.to_string(),
+        }
+    }
+}
+
+/// A protected table: the status of every output cell and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Protection {
+    /// Per output cell.
+    pub status: Vec<Status>,
+    /// Per output cell, the primary rules it fails (`None`: safe).
+    pub primary: Vec<Option<Primary>>,
+    /// The audited interval of every primary cell `(cell, interval)`.
+    pub intervals: Vec<(usize, Interval)>,
+}
+
+impl Protection {
+    /// How many cells have `status`.
+    pub fn count(&self, status: Status) -> usize {
+        self.status.iter().filter(|&&s| s == status).count()
+    }
+}
+
+/// Where a target of the elimination comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A primary cell.
+    Primary(usize),
+    /// A sum of single-contributor cells in one relation.
+    Singleton,
+    /// A cell suppressed to widen a primary cell's interval.
+    Widening(usize),
+}
+
+/// Classifies, suppresses and audits `table` with `forced` cells published first.
+///
+/// # Errors
+/// [`Refusal`] when no pattern protects every primary cell (given the forced cells).
+pub fn protect(table: &Table, rules: &Rules, forced: &[Forced]) -> Result<Protection, Refusal> {
+    let magnitude = table.statistic().is_magnitude();
+    let cells = table.output_count();
+    let primary: Vec<Option<Primary>> = (0..cells).map(|c| rules.classify(table.stats(c), magnitude)).collect();
+    let inner_of: Vec<Vec<u32>> = (0..cells).map(|c| table.inner_of(c)).collect();
+    let forced_sets: HashSet<&[u32]> = forced.iter().map(|f| f.inner.as_slice()).collect();
+    let forced_vectors: Vec<SparseVec> = forced.iter().map(|f| indicator(&f.inner)).collect();
+    let inner_values: Vec<f64> =
+        (0..table.inner_count() as u32).map(|i| table.stats(table.output_of_inner(i)).additive).collect();
+    let order = priority(table);
+
+    let mut singletons: Vec<SparseVec> = Vec::new();
+    let mut widening: BTreeSet<usize> = BTreeSet::new();
+    let mut exhausted: HashSet<usize> = HashSet::new();
+    for _round in 0..cells + 16 {
+        let mut targets: Vec<SparseVec> = Vec::new();
+        let mut kinds: Vec<Target> = Vec::new();
+        for (c, p) in primary.iter().enumerate() {
+            if p.is_some() {
+                targets.push(indicator(&inner_of[c]));
+                kinds.push(Target::Primary(c));
+            }
+        }
+        for s in &singletons {
+            targets.push(s.clone());
+            kinds.push(Target::Singleton);
+        }
+        for &c in &widening {
+            targets.push(indicator(&inner_of[c]));
+            kinds.push(Target::Widening(c));
+        }
+        let candidates: Vec<usize> =
+            order.iter().copied().filter(|&c| primary[c].is_none() && !widening.contains(&c)).collect();
+        let vectors: Vec<SparseVec> = candidates.iter().map(|&c| indicator(&inner_of[c])).collect();
+        let outcome = match gauss::eliminate(table.inner_count(), &forced_vectors, &targets, &vectors) {
+            Ok(outcome) => outcome,
+            Err(GaussError::Overflow(_)) => return Err(Refusal::Overflow),
+            Err(GaussError::ForcedReveals { forced, target }) => match kinds[target] {
+                Target::Widening(c) => {
+                    widening.remove(&c);
+                    exhausted.insert(c);
+                    continue;
+                }
+                Target::Primary(c) => return Err(Refusal::ForcedReveals { forced, cell: Some(c) }),
+                Target::Singleton => return Err(Refusal::ForcedReveals { forced, cell: None }),
+            },
+        };
+        let mut status: Vec<Status> =
+            primary.iter().map(|p| if p.is_some() { Status::Primary } else { Status::Secondary }).collect();
+        for (&c, &published) in candidates.iter().zip(&outcome.published) {
+            if published {
+                status[c] = Status::Published;
+            }
+        }
+
+        // Singletons: a relation that a single contributor can undo.
+        let mut relations: Vec<&[u32]> =
+            (0..cells).filter(|&c| status[c] == Status::Published).map(|c| inner_of[c].as_slice()).collect();
+        relations.extend(forced.iter().map(|f| f.inner.as_slice()));
+        let known: HashSet<&SparseVec> = singletons.iter().collect();
+        let fresh = singleton_targets(table, &status, &relations, magnitude);
+        let fresh: Vec<SparseVec> = fresh.into_iter().filter(|s| !known.contains(s)).collect();
+        if !fresh.is_empty() {
+            singletons.extend(fresh);
+            continue;
+        }
+
+        // The interval audit of every primary cell.
+        let primaries: Vec<usize> = (0..cells).filter(|&c| primary[c].is_some()).collect();
+        let relation_sets: Vec<Vec<u32>> = relations.iter().map(|r| r.to_vec()).collect();
+        let targets: Vec<Vec<u32>> = primaries.iter().map(|&c| inner_of[c].clone()).collect();
+        let found = audit::intervals(&inner_values, table.is_nonnegative(), &outcome.unknown, &relation_sets, &targets)
+            .map_err(|e| Refusal::Audit(e.to_string()))?;
+        let mut failing = Vec::new();
+        for (&c, interval) in primaries.iter().zip(&found) {
+            let need = primary[c].as_ref().map_or(0.0, |p| p.protection);
+            if !audit::protects(interval, table.stats(c).additive, need) {
+                failing.push(c);
+            }
+        }
+        if failing.is_empty() {
+            let intervals = primaries.into_iter().zip(found).collect();
+            return Ok(Protection { status, primary, intervals });
+        }
+        for p in failing {
+            let need = primary[p].as_ref().map_or(0.0, |x| x.protection);
+            let skip = |c: usize| {
+                widening.contains(&c) || exhausted.contains(&c) || forced_sets.contains(inner_of[c].as_slice())
+            };
+            match widen(table, p, need, &status, &inner_of, &inner_values, skip) {
+                Some(c) => {
+                    widening.insert(c);
+                }
+                None => return Err(Refusal::Unprotectable { cell: p }),
+            }
+        }
+    }
+    Err(Refusal::Unprotectable { cell: primary.iter().position(Option::is_some).unwrap_or(0) })
+}
+
+/// The candidates' priority order (docs/tables.md §4): cells with contributors before zero
+/// cells, more contributors first (totals and large cells), then more inner cells, then the
+/// larger value, then the cell's index.
+fn priority(table: &Table) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..table.output_count()).collect();
+    let key = |c: usize| {
+        let s = table.stats(c);
+        let leaves: usize =
+            table.codes_of(c).iter().zip(table.dimensions()).map(|(&code, d)| d.codes[code].leaves.len()).product();
+        (s.contributors == 0, std::cmp::Reverse(s.contributors), std::cmp::Reverse(leaves))
+    };
+    order.sort_by(|&a, &b| {
+        key(a).cmp(&key(b)).then(table.stats(b).additive.total_cmp(&table.stats(a).additive)).then(a.cmp(&b))
+    });
+    order
+}
+
+/// The extra targets singletons demand, given a pattern: per published relation, COUNT tables
+/// protect the sum of its suppressed single-contributor inner cells (when there are two or
+/// more); magnitude tables protect the sum of its suppressed inner cells when there are exactly
+/// two and one has a single respondent.
+fn singleton_targets(table: &Table, status: &[Status], relations: &[&[u32]], magnitude: bool) -> Vec<SparseVec> {
+    let suppressed = |i: u32| status[table.output_of_inner(i)] != Status::Published;
+    let single = |i: u32| table.inner_respondents(i) == 1;
+    let mut out: Vec<SparseVec> = Vec::new();
+    let mut seen: HashSet<Vec<u32>> = HashSet::new();
+    for rel in relations {
+        if rel.len() < 2 {
+            continue;
+        }
+        let hidden: Vec<u32> = rel.iter().copied().filter(|&i| suppressed(i)).collect();
+        let sum: Vec<u32> = if magnitude {
+            if hidden.len() == 2 && hidden.iter().any(|&i| single(i)) {
+                hidden
+            } else {
+                continue;
+            }
+        } else {
+            let singles: Vec<u32> = hidden.into_iter().filter(|&i| single(i)).collect();
+            if singles.len() >= 2 {
+                singles
+            } else {
+                continue;
+            }
+        };
+        if seen.insert(sum.clone()) {
+            out.push(indicator(&sum));
+        }
+    }
+    out
+}
+
+/// A published cell to suppress so that primary cell `p`'s interval widens: an inner cell
+/// sharing the smallest published relation with `p`, preferring one whose value covers the
+/// protection needed, then the smaller value, then the index. `None` when there is none.
+fn widen(
+    table: &Table,
+    p: usize,
+    need: f64,
+    status: &[Status],
+    inner_of: &[Vec<u32>],
+    inner_values: &[f64],
+    skip: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let mine = &inner_of[p];
+    let mut best_relation: Vec<usize> = vec![usize::MAX; table.inner_count()];
+    for (r, set) in inner_of.iter().enumerate() {
+        if status[r] != Status::Published || set.len() <= mine.len() || !mine.iter().all(|&i| table.covers(r, i)) {
+            continue;
+        }
+        for &i in set {
+            best_relation[i as usize] = best_relation[i as usize].min(set.len());
+        }
+    }
+    let needed = need.max(f64::MIN_POSITIVE);
+    (0..table.inner_count() as u32)
+        .filter(|&i| best_relation[i as usize] != usize::MAX && mine.binary_search(&i).is_err())
+        .map(|i| (i, table.output_of_inner(i)))
+        .filter(|&(_, c)| status[c] == Status::Published && !skip(c))
+        .min_by(|&(i, a), &(j, b)| {
+            let (vi, vj) = (inner_values[i as usize], inner_values[j as usize]);
+            best_relation[i as usize]
+                .cmp(&best_relation[j as usize])
+                .then((vi < needed).cmp(&(vj < needed)))
+                .then(vi.total_cmp(&vj))
+                .then(a.cmp(&b))
+        })
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dim(name: &str, leaves: &[&str]) -> Dimension {
+        Dimension::new(name, leaves.iter().map(|s| (*s).to_owned()).collect(), vec![], &[]).unwrap()
+    }
+
+    /// A COUNT table over `rows × cols` with `counts[r][c]` anonymous contributors.
+    fn count_table(counts: &[&[u32]]) -> Table {
+        let rows: Vec<String> = (0..counts.len()).map(|r| format!("r{r}")).collect();
+        let cols: Vec<String> = (0..counts[0].len()).map(|c| format!("c{c}")).collect();
+        let dims = vec![
+            dim("row", &rows.iter().map(String::as_str).collect::<Vec<_>>()),
+            dim("col", &cols.iter().map(String::as_str).collect::<Vec<_>>()),
+        ];
+        let probe = Table::build(dims.clone(), Statistic::Count, &[], 2).unwrap();
+        let mut contributions = Vec::new();
+        let mut next = 0;
+        for (r, row) in counts.iter().enumerate() {
+            for (c, &n) in row.iter().enumerate() {
+                for _ in 0..n {
+                    let inner = probe.inner_of_leaves(&[r as u32, c as u32]);
+                    contributions.push(Contribution { inner, contributor: next, holding: None, value: 1.0 });
+                    next += 1;
+                }
+            }
+        }
+        Table::build(dims, Statistic::Count, &contributions, 2).unwrap()
+    }
+
+    #[test]
+    fn a_safe_table_publishes_everything() {
+        let t = count_table(&[&[5, 6], &[7, 8]]);
+        let p = protect(&t, &Rules::domestic(), &[]).unwrap();
+        assert_eq!(p.count(Status::Published), 9);
+    }
+
+    #[test]
+    fn one_small_cell_costs_a_rectangle() {
+        let t = count_table(&[&[1, 6, 9], &[7, 8, 9], &[5, 5, 5]]);
+        let p = protect(&t, &Rules::domestic(), &[]).unwrap();
+        assert_eq!(p.count(Status::Primary), 1);
+        assert_eq!(p.count(Status::Secondary), 3, "{:?}", p.status);
+        let (_, interval) = p.intervals[0];
+        assert!(interval.upper.unwrap() > interval.lower);
+    }
+
+    #[test]
+    fn a_forced_cell_that_reveals_a_primary_refuses_the_table() {
+        let t = count_table(&[&[1, 6], &[7, 8]]);
+        let row0: Vec<u32> = vec![0, 1];
+        let forced = [Forced { inner: row0 }, Forced { inner: vec![1] }];
+        let err = protect(&t, &Rules::domestic(), &forced).unwrap_err();
+        assert_eq!(err, Refusal::ForcedReveals { forced: 1, cell: Some(t.output_of_inner(0)) });
+        assert!(err.describe(&t, |i| format!("#{i}")).contains("{row=r0, col=c0}"));
+    }
+
+    #[test]
+    fn forced_cells_stay_published() {
+        let t = count_table(&[&[1, 6, 9], &[7, 8, 9], &[5, 5, 5]]);
+        let free = protect(&t, &Rules::domestic(), &[]).unwrap();
+        // Force whichever inner cell was secondary in the free pattern: the engine finds another.
+        let secondary_inner = (0..9u32).find(|&i| free.status[t.output_of_inner(i)] == Status::Secondary).unwrap();
+        let forced = [Forced { inner: vec![secondary_inner] }];
+        let p = protect(&t, &Rules::domestic(), &forced).unwrap();
+        assert_eq!(p.status[t.output_of_inner(secondary_inner)], Status::Published);
+        assert_eq!(p.count(Status::Primary), 1);
+    }
+}
