@@ -146,6 +146,9 @@ async fn one_million_persons(persons: u32) {
             statistical_purpose: false,
             requested_expiry: None,
             exemption: Default::default(),
+            usage: bth_gateway::domain::grant::GrantUse::Rows,
+            dimensions: Vec::new(),
+            measures: Vec::new(),
         },
     )
     .await

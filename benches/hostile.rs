@@ -252,6 +252,9 @@ fn main() {
                 statistical_purpose: false,
                 requested_expiry: None,
                 exemption: Default::default(),
+                usage: bth_gateway::domain::grant::GrantUse::Rows,
+                dimensions: Vec::new(),
+                measures: Vec::new(),
             };
             let g = sharing::request(&gw, &c, req).await.unwrap();
             sharing::decide(&gw, &owner, &g.id, sharing::Decision::Approve(Default::default())).await.unwrap();

@@ -59,6 +59,16 @@ impl pb::exchange_server::Exchange for Bare {
     async fn preview_pull(&self, _: Request<pb::PullRequest>) -> Result<Response<pb::PreviewPullResponse>, Status> {
         Err(Status::unimplemented("bare"))
     }
+    type TabulateStream = Pin<Box<dyn Stream<Item = Result<pb::TabulateResponse, Status>> + Send>>;
+    async fn tabulate(&self, _: Request<pb::TabulateRequest>) -> Result<Response<Self::TabulateStream>, Status> {
+        Err(Status::unimplemented("bare"))
+    }
+    async fn preview_tabulate(
+        &self,
+        _: Request<pb::TabulateRequest>,
+    ) -> Result<Response<pb::PreviewTabulateResponse>, Status> {
+        Err(Status::unimplemented("bare"))
+    }
 }
 
 fn main() {
@@ -115,6 +125,9 @@ fn main() {
                     statistical_purpose: false,
                     requested_expiry: None,
                     exemption: Default::default(),
+                    usage: bth_gateway::domain::grant::GrantUse::Rows,
+                    dimensions: Vec::new(),
+                    measures: Vec::new(),
                 },
             )
             .await

@@ -59,6 +59,9 @@ async fn setup(gw: &Gateway, total: u32) {
             statistical_purpose: false,
             requested_expiry: None,
             exemption: Default::default(),
+            usage: bth_gateway::domain::grant::GrantUse::Rows,
+            dimensions: Vec::new(),
+            measures: Vec::new(),
         },
     )
     .await

@@ -190,6 +190,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         let g = c
             .sharing
             .request_grant(pb::RequestGrantRequest {
+                r#use: pb::GrantUse::Rows as i32,
                 dataset_id: "service-outsourcing-2025".into(),
                 fields: vec!["enterprise".into(), "district".into(), "contact".into(), "contact_id".into()],
                 purpose: "service outsourcing statistics".into(),

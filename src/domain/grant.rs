@@ -25,6 +25,23 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// What a grant releases.
+    GrantUse, "grant use" {
+        /// Rows, masked (a pull).
+        Rows = "ROWS",
+        /// Statistical tables with disclosure control only; never a row.
+        Tables = "TABLES",
+    }
+}
+
+impl Default for GrantUse {
+    /// Grants stored before uses existed release rows.
+    fn default() -> GrantUse {
+        GrantUse::Rows
+    }
+}
+
 /// One granted field and the mask the owner set for it (`None`: the field's default).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantedField {
@@ -80,6 +97,15 @@ pub struct Grant {
     /// The officer who attested the claim.
     #[serde(default)]
     pub exemption_attested_by: Option<ParticipantId>,
+    /// What it releases: rows, or tables only. Absent in grants stored before: rows.
+    #[serde(default, rename = "use")]
+    pub usage: GrantUse,
+    /// A TABLES grant's dimension fields (each also in `fields`); empty for ROWS.
+    #[serde(default)]
+    pub dimensions: Vec<FieldName>,
+    /// A TABLES grant's measure fields (each also in `fields`); empty for ROWS.
+    #[serde(default)]
+    pub measures: Vec<FieldName>,
 }
 
 impl Grant {

@@ -58,13 +58,18 @@ fn transfer_query_in(r: &pb::ListTransfersRequest) -> Result<TransferFilter, Ser
     let kind = match r.r#type.as_str() {
         "" => None,
         s => match s.parse::<RecordKind>() {
-            Ok(k @ (RecordKind::TransferDecision | RecordKind::TransferCompleted | RecordKind::AccessRefused)) => {
-                Some(k)
-            }
+            Ok(
+                k @ (RecordKind::TransferDecision
+                | RecordKind::TransferCompleted
+                | RecordKind::AccessRefused
+                | RecordKind::TableDecision
+                | RecordKind::TableCompleted),
+            ) => Some(k),
             _ => {
                 return Err(ServiceError::invalid(
                     "type",
-                    "must be transfer.decision, transfer.completed or access.refused",
+                    "must be transfer.decision, transfer.completed, access.refused, table.decision or \
+                     table.completed",
                 ))
             }
         },

@@ -54,6 +54,7 @@ enum_conversion!(recipient_type_in, recipient_type_out, pb::RecipientType, Recip
 enum_conversion!(granularity_in, granularity_out, pb::DateGranularity, DateGranularity, "");
 enum_conversion!(status_out_in, participant_status_out, pb::ParticipantStatus, ParticipantStatus, "");
 enum_conversion!(grant_status_in, grant_status_out, pb::GrantStatus, crate::domain::grant::GrantStatus, "");
+enum_conversion!(grant_use_in, grant_use_out, pb::GrantUse, crate::domain::grant::GrantUse, "");
 
 /// A timestamp from the wire.
 pub fn time_in(field: &str, t: &Timestamp) -> Result<DateTime<Utc>, ServiceError> {
@@ -287,6 +288,11 @@ pub fn participant_out(p: &Participant) -> pb::Participant {
     }
 }
 
+/// Field names from the wire, `list[i]` naming a bad one.
+pub fn names_in(list: &str, names: &[String]) -> Result<Vec<FieldName>, ServiceError> {
+    names.iter().enumerate().map(|(i, f)| field_name_in(&format!("{list}[{i}]"), f)).collect()
+}
+
 /// A row filter from the wire.
 pub fn row_filter_in(at: &str, f: Option<&pb::RowFilter>) -> Result<Option<RowFilter>, ServiceError> {
     f.map(|f| Ok(RowFilter { field: field_name_in(&format!("{at}.field"), &f.field)?, values: f.values.clone() }))
@@ -320,6 +326,9 @@ pub fn grant_out(g: &Grant) -> pb::Grant {
         exemption: g.exemption.to_string(),
         exemption_attested_by: g.exemption_attested_by.as_ref().map(|p| p.to_string()).unwrap_or_default(),
         receipt: String::new(),
+        r#use: grant_use_out(g.usage),
+        dimensions: g.dimensions.iter().map(|f| f.to_string()).collect(),
+        measures: g.measures.iter().map(|f| f.to_string()).collect(),
     }
 }
 

@@ -10,7 +10,9 @@ use tonic::{Request, Response, Status};
 use super::convert::{dataset_id_in, decision_out, delivered_out, field_name_in, pull_header, record_id_in};
 use super::identity::caller;
 use crate::pb::{self, pull_response::Msg};
+use crate::sdc::Status as CellState;
 use crate::service::exchange::{self, Delivery, PullRequest};
+use crate::service::tables::{self, DimensionSpec, Mode, Period, StatisticSpec, TableDelivery, TableRequest};
 use crate::service::{Gateway, ServiceError};
 
 /// The `bth.gateway.v1.Exchange` service.
@@ -48,10 +50,136 @@ fn pull_request_in(r: &pb::PullRequest) -> Result<PullRequest, ServiceError> {
 }
 
 type PullStream = Pin<Box<dyn Stream<Item = Result<pb::PullResponse, Status>> + Send>>;
+type TabulateStream = Pin<Box<dyn Stream<Item = Result<pb::TabulateResponse, Status>> + Send>>;
+
+/// Most groups, children, filter categories or prefixes one dimension may name.
+const MAX_NAMES: usize = 10_000;
+
+fn names(field: &str, v: &[String]) -> Result<Vec<String>, ServiceError> {
+    if v.len() > MAX_NAMES {
+        return Err(ServiceError::invalid(field, format!("at most {MAX_NAMES}")));
+    }
+    Ok(v.to_vec())
+}
+
+fn table_request_in(r: &pb::TabulateRequest) -> Result<TableRequest, ServiceError> {
+    let statistic = match pb::TableStatistic::try_from(r.statistic) {
+        Ok(pb::TableStatistic::Count) => {
+            if !r.measure.is_empty() {
+                return Err(ServiceError::invalid("measure", "COUNT takes no measure"));
+            }
+            StatisticSpec::Count
+        }
+        Ok(pb::TableStatistic::Sum) => StatisticSpec::Sum(field_name_in("measure", &r.measure)?),
+        Ok(pb::TableStatistic::Mean) => StatisticSpec::Mean(field_name_in("measure", &r.measure)?),
+        Ok(pb::TableStatistic::Unspecified) | Err(_) => {
+            return Err(ServiceError::invalid("statistic", "is required: one of COUNT, SUM, MEAN"))
+        }
+    };
+    if r.dimensions.is_empty() || r.dimensions.len() > 4 {
+        return Err(ServiceError::invalid(
+            "dimensions",
+            format!("a table has 1 to 4 dimensions, not {}", r.dimensions.len()),
+        ));
+    }
+    let mut dimensions = Vec::new();
+    for (i, d) in r.dimensions.iter().enumerate() {
+        let at = format!("dimensions[{i}]");
+        let period = match pb::DatePeriod::try_from(d.period) {
+            Ok(pb::DatePeriod::Unspecified) => None,
+            Ok(pb::DatePeriod::PeriodYear) => Some(Period::Year),
+            Ok(pb::DatePeriod::PeriodQuarter) => Some(Period::Quarter),
+            Ok(pb::DatePeriod::PeriodMonth) => Some(Period::Month),
+            Err(_) => return Err(ServiceError::invalid(format!("{at}.period"), "unknown value")),
+        };
+        let groups = d
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(j, g)| Ok((g.name.clone(), names(&format!("{at}.groups[{j}].children"), &g.children)?)))
+            .collect::<Result<Vec<_>, ServiceError>>()?;
+        if groups.len() > MAX_NAMES || d.prefixes.len() > 8 {
+            return Err(ServiceError::invalid(format!("{at}.groups"), "too many groups or prefixes"));
+        }
+        dimensions.push(DimensionSpec {
+            field: field_name_in(&format!("{at}.field"), &d.field)?,
+            period,
+            groups,
+            prefixes: d.prefixes.iter().map(|&p| p as usize).collect(),
+            filter: names(&format!("{at}.filter"), &d.filter)?,
+        });
+    }
+    Ok(TableRequest {
+        dataset: dataset_id_in("dataset_id", &r.dataset_id)?,
+        version: (r.version != 0).then(|| position_in("version", r.version)).transpose()?,
+        dimensions,
+        statistic,
+        grant: (!r.grant_id.is_empty())
+            .then(|| record_id_in("grant_id", &r.grant_id).map(str::to_owned))
+            .transpose()?,
+        access_from_outside_mainland: r.access_from_outside_mainland,
+    })
+}
 
 #[tonic::async_trait]
 impl pb::exchange_server::Exchange for ExchangeService {
     type PullStream = PullStream;
+    type TabulateStream = TabulateStream;
+
+    async fn tabulate(&self, request: Request<pb::TabulateRequest>) -> Result<Response<TabulateStream>, Status> {
+        use pb::tabulate_response::Msg as T;
+        let caller = caller(&request)?;
+        let req = table_request_in(request.get_ref())?;
+        let plan = tables::tabulate(&self.0, &caller, &req, Mode::Release).await?;
+        let receipt = plan.receipt.as_ref();
+        let header = pb::TableHeader {
+            table_id: plan.table_id.clone(),
+            dataset_id: plan.dataset.id.to_string(),
+            version: plan.version.version,
+            dimensions: plan.dimensions.clone(),
+            decision: Some(decision_out(&plan.decision)),
+            decision_index: receipt.map_or(0, |r| r.index),
+            decision_receipt: receipt.map(|r| r.text()).unwrap_or_default(),
+        };
+        let header = pb::TabulateResponse { msg: Some(T::Header(header)) };
+        let rest = ReceiverStream::new(tables::deliver(&self.0, &caller, plan)).map(|d| {
+            let msg = match d? {
+                TableDelivery::Cells(cells) => {
+                    T::Cells(pb::TableCells { cells: cells.iter().map(|c| c.to_pb()).collect() })
+                }
+                TableDelivery::Trailer { cells, published, sha256, receipt } => T::Trailer(pb::TableTrailer {
+                    cells,
+                    published,
+                    sha256: hex::encode(sha256),
+                    completion_index: receipt.index,
+                    completion_receipt: receipt.text(),
+                }),
+            };
+            Ok(pb::TabulateResponse { msg: Some(msg) })
+        });
+        Ok(Response::new(Box::pin(tokio_stream::once(Ok(header)).chain(rest))))
+    }
+
+    async fn preview_tabulate(
+        &self,
+        request: Request<pb::TabulateRequest>,
+    ) -> Result<Response<pb::PreviewTabulateResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = table_request_in(request.get_ref())?;
+        let plan = tables::tabulate(&self.0, &caller, &req, Mode::Preview).await?;
+        let refused = plan.refused.clone().unwrap_or_default();
+        let counts = |s| if refused.is_empty() { plan.count(s) } else { 0 };
+        Ok(Response::new(pb::PreviewTabulateResponse {
+            dataset_id: plan.dataset.id.to_string(),
+            version: plan.version.version,
+            decision: Some(decision_out(&plan.decision)),
+            cells: plan.cells.len() as u64,
+            published: counts(CellState::Published),
+            primary: counts(CellState::Primary),
+            secondary: counts(CellState::Secondary),
+            refused,
+        }))
+    }
 
     async fn pull(&self, request: Request<pb::PullRequest>) -> Result<Response<PullStream>, Status> {
         let caller = caller(&request)?;

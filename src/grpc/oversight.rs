@@ -172,4 +172,34 @@ impl pb::oversight_server::Oversight for OversightService {
         let (g, receipt) = oversight::attest_exemption(&self.0, &caller, grant_id).await?;
         Ok(Response::new(pb::Grant { receipt: receipt_text(receipt.as_ref()), ..grant_out(&g) }))
     }
+
+    async fn get_suppression_report(
+        &self,
+        request: Request<pb::GetSuppressionReportRequest>,
+    ) -> Result<Response<pb::SuppressionReport>, Status> {
+        let caller = caller(&request)?;
+        let table = request.get_ref().table_id.as_str();
+        if table.is_empty() || table.len() > 64 || !table.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(ServiceError::invalid("table_id", "is not a table id").into());
+        }
+        let r = crate::service::tables::suppression_report(&self.0, &caller, table).await?;
+        Ok(Response::new(pb::SuppressionReport {
+            table_id: table.to_owned(),
+            dataset_id: r.dataset,
+            recipient: r.recipient,
+            report: r.report,
+        }))
+    }
+
+    async fn set_ledger_scope(
+        &self,
+        request: Request<pb::SetLedgerScopeRequest>,
+    ) -> Result<Response<pb::SetLedgerScopeResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.get_ref();
+        let participant = participant_id_in("participant", &r.participant)?;
+        let receipt =
+            crate::service::tables::set_ledger_scope(&self.0, &caller, &participant, &r.scope, &r.reason).await?;
+        Ok(Response::new(pb::SetLedgerScopeResponse { receipt: receipt_text(receipt.as_ref()) }))
+    }
 }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    dataset_id_in, field_name_in, grant_out, mask_in, receipt_text, record_id_in, row_filter_in, time_in,
+    dataset_id_in, field_name_in, grant_out, grant_use_in, mask_in, names_in, receipt_text, record_id_in,
+    row_filter_in, time_in,
 };
 use super::identity::caller;
 use crate::pb::{self, decide_grant_request::Decision};
@@ -38,6 +39,9 @@ impl pb::sharing_server::Sharing for SharingService {
             } else {
                 r.exemption.parse().map_err(|e| ServiceError::invalid("exemption", e))?
             },
+            usage: grant_use_in("use", r.r#use)?,
+            dimensions: names_in("dimensions", &r.dimensions)?,
+            measures: names_in("measures", &r.measures)?,
         };
         let g = sharing::request(&self.0, &caller, req).await?;
         Ok(Response::new(grant_out(&g)))

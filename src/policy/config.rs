@@ -40,6 +40,63 @@ pub struct PolicyConfig {
     /// The day from which `security_assessment_years` applies (CAC Order 16 took effect).
     #[serde(deserialize_with = "deserialize_day")]
     pub security_assessment_cutoff: NaiveDate,
+    /// Statistical tables (`[policy.tables]`): primary-rule parameters per direction and the
+    /// largest table a request may ask for.
+    pub tables: TablePolicy,
+}
+
+/// The primary-rule parameters of one direction (docs/tables.md §3), percentages as integers.
+/// Confidential: never returned to a client (the log carries their HMAC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableRules {
+    /// Unsafe iff `0 < N < min_frequency`.
+    pub min_frequency: u32,
+    /// Cells without contributors are unsafe.
+    pub zeros_unsafe: bool,
+    /// The p % rule (SUM, MEAN); absent: off.
+    pub p_percent: Option<u32>,
+    /// The (n,k) dominance rule (SUM, MEAN): `[n, k]`; absent: off.
+    pub dominance: Option<[u32; 2]>,
+}
+
+impl TableRules {
+    /// The engine's rules.
+    pub fn rules(&self) -> crate::sdc::Rules {
+        crate::sdc::Rules {
+            min_frequency: self.min_frequency,
+            zeros_unsafe: self.zeros_unsafe,
+            p_percent: self.p_percent.map(f64::from),
+            dominance: self.dominance.map(|[n, k]| crate::sdc::Dominance { n, k: f64::from(k) }),
+        }
+    }
+}
+
+/// `[policy.tables]`.
+///
+/// # Defaults
+/// docs/tables.md §3: domestic `n = 3`, zeros safe, p = 10, no dominance; export `n = 10`, zeros
+/// unsafe, p = 10, (2, 90); at most 20 000 cells per requested table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TablePolicy {
+    /// Domestic transfers.
+    pub domestic: TableRules,
+    /// Exports (stricter).
+    pub export: TableRules,
+    /// Cells a requested table may have (every combination of codes, margins included); more is
+    /// `INVALID_ARGUMENT`. Secondary suppression grows faster than linearly with the cells.
+    pub max_cells: u64,
+}
+
+impl Default for TablePolicy {
+    fn default() -> Self {
+        TablePolicy {
+            domestic: TableRules { min_frequency: 3, zeros_unsafe: false, p_percent: Some(10), dominance: None },
+            export: TableRules { min_frequency: 10, zeros_unsafe: true, p_percent: Some(10), dominance: Some([2, 90]) },
+            max_cells: 20_000,
+        }
+    }
 }
 
 impl Default for PolicyConfig {
@@ -55,6 +112,7 @@ impl Default for PolicyConfig {
             security_assessment_years: 3,
             security_assessment_years_before_cutoff: 2,
             security_assessment_cutoff: NaiveDate::from_ymd_opt(2024, 3, 22).unwrap_or(NaiveDate::MIN),
+            tables: TablePolicy::default(),
         }
     }
 }

@@ -16,7 +16,7 @@ use super::assessment::{self, Counting, RowSelection};
 use super::extract::{masked_chunks, ChunkPlan, Pace, Reader, Shape};
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::dataset::{Dataset, FieldName, VersionInfo};
-use crate::domain::grant::{Grant, GrantStatus};
+use crate::domain::grant::{Grant, GrantStatus, GrantUse};
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantStatus, Role};
 use crate::domain::record::bodies::{self, DecisionField, TransferDecision};
@@ -132,13 +132,27 @@ impl Drop for PullSlot {
     }
 }
 
-/// Picks the grant a pull uses: the named one, or the caller's usable grant on the dataset.
+/// Picks the grant a pull uses: the named one, or the caller's usable ROWS grant on the
+/// dataset. A TABLES grant never releases a row.
 async fn choose_grant(
     gw: &Gateway,
     caller: &Caller,
     dataset: &Dataset,
     named: Option<&str>,
     now: DateTime<Utc>,
+) -> Result<Grant, ServiceError> {
+    choose_grant_for(gw, caller, dataset, named, now, GrantUse::Rows).await
+}
+
+/// Picks the grant of `usage` a transfer uses: the named one (refused when it is of the other
+/// use), or the caller's latest usable grant of that use on the dataset.
+pub(crate) async fn choose_grant_for(
+    gw: &Gateway,
+    caller: &Caller,
+    dataset: &Dataset,
+    named: Option<&str>,
+    now: DateTime<Utc>,
+    usage: GrantUse,
 ) -> Result<Grant, ServiceError> {
     let me = &caller.participant.id;
     let grants = match named {
@@ -150,19 +164,30 @@ async fn choose_grant(
                     dataset.id
                 )));
             }
+            if g.usage != usage {
+                return Err(ServiceError::PermissionDenied(match g.usage {
+                    GrantUse::Tables => format!("grant {id} is a TABLES grant: it releases tables, never a row"),
+                    GrantUse::Rows => format!("grant {id} is a ROWS grant: tables need a TABLES grant"),
+                }));
+            }
             vec![g]
         }
-        None => gw.store.grants_of(me, &dataset.id).await?,
+        None => gw.store.grants_of(me, &dataset.id).await?.into_iter().filter(|g| g.usage == usage).collect(),
     };
     if let Some(g) = grants.iter().rev().find(|g| g.is_usable(now)) {
         return Ok(g.clone());
     }
     let why = match grants.last() {
-        None => "no grant".to_owned(),
+        None if usage == GrantUse::Rows => "no grant".to_owned(),
+        None => format!("no {usage} grant"),
         Some(g) if g.status == GrantStatus::Approved => format!("grant {} expired", g.id),
         Some(g) => format!("grant {} is {}", g.id, g.status),
     };
-    Err(ServiceError::PermissionDenied(format!("{me} may not pull dataset {}: {why}", dataset.id)))
+    let verb = match usage {
+        GrantUse::Rows => "pull",
+        GrantUse::Tables => "tabulate",
+    };
+    Err(ServiceError::PermissionDenied(format!("{me} may not {verb} dataset {}: {why}", dataset.id)))
 }
 
 /// Authorises and assesses a pull without recording or counting anything.

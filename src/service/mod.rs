@@ -23,6 +23,7 @@ pub mod oversight;
 pub mod participants;
 pub mod publishing;
 pub mod sharing;
+pub mod tables;
 
 /// The one error of the use-case layer. Messages are for clients: they never carry SQL, paths
 /// or record values. The exhaustive mapping to gRPC codes lives in `grpc::status`.
@@ -192,6 +193,8 @@ pub struct Gateway {
     mask_key: hmac::Key,
     /// Keys the person hashes of the export ledger; never leaves the gateway.
     counting_key: hmac::Key,
+    /// Keys the HMAC of a table's primary-rule parameters in its decision record.
+    parameters_key: hmac::Key,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Request limits.
@@ -232,10 +235,13 @@ impl Gateway {
         let mask_key = hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, b"bth-gateway mask HASH v1").as_ref());
         let counting_key =
             hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, b"bth-gateway person counting v1").as_ref());
+        let parameters_key =
+            hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, b"bth-gateway sdc parameters v1").as_ref());
         Gateway {
             store,
             mask_key,
             counting_key,
+            parameters_key,
             clock,
             chunk_cache: Arc::new(ChunkCache::new(limits.cache_bytes)),
             preparing: Arc::new(tokio::sync::Semaphore::new(1)),
@@ -251,6 +257,11 @@ impl Gateway {
     /// The key of the export ledger's person hashes.
     pub fn counting_key(&self) -> hmac::Key {
         self.counting_key.clone()
+    }
+
+    /// The key of the parameters' HMAC in table decision records.
+    pub fn parameters_key(&self) -> hmac::Key {
+        self.parameters_key.clone()
     }
 
     /// The `HASH` mask key of one recipient: stable for it, unlinkable across recipients.

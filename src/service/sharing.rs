@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use super::{new_id, Caller, Gateway, ServiceError};
-use crate::domain::dataset::{Dataset, FieldName};
-use crate::domain::grant::{Grant, GrantStatus, GrantedField, RowFilter, MAX_FILTER_VALUES};
+use crate::domain::dataset::{Dataset, FieldName, FieldType};
+use crate::domain::grant::{Grant, GrantStatus, GrantUse, GrantedField, RowFilter, MAX_FILTER_VALUES};
 use crate::domain::ids::DatasetId;
 use crate::domain::mask::Mask;
 use crate::domain::participant::Role;
@@ -34,6 +34,72 @@ pub struct GrantRequest {
     pub requested_expiry: Option<DateTime<Utc>>,
     /// An exemption claim (docs/rules.md §3, E2/E3); it counts once an officer attests it.
     pub exemption: crate::policy::Exemption,
+    /// Rows or tables.
+    pub usage: GrantUse,
+    /// TABLES: the dimension fields (categorical); empty for ROWS.
+    pub dimensions: Vec<FieldName>,
+    /// TABLES: the measure fields (numeric); empty for ROWS.
+    pub measures: Vec<FieldName>,
+}
+
+/// Checks the fields a request names and returns what the grant covers: for ROWS the fields;
+/// for TABLES the dimensions (STRING, INT64, BOOL, DATE) and measures (INT64, FLOAT64, DECIMAL),
+/// with `fields` empty. A field is named once in all.
+fn requested_fields(d: &Dataset, req: &GrantRequest) -> Result<Vec<FieldName>, ServiceError> {
+    let mut seen = HashSet::new();
+    let mut check = |list: &str, i: usize, f: &FieldName| -> Result<FieldType, ServiceError> {
+        let def = d.field(f).ok_or_else(|| {
+            ServiceError::invalid(format!("{list}[{i}]"), format!("`{f}` is not a field of dataset {}", d.id))
+        })?;
+        if !seen.insert(f.clone()) {
+            return Err(ServiceError::invalid(format!("{list}[{i}]"), format!("`{f}` is listed twice")));
+        }
+        Ok(def.ty)
+    };
+    match req.usage {
+        GrantUse::Rows => {
+            if req.fields.is_empty() {
+                return Err(ServiceError::invalid("fields", "at least one field is required"));
+            }
+            if !req.dimensions.is_empty() || !req.measures.is_empty() {
+                return Err(ServiceError::invalid("dimensions", "only a TABLES grant names dimensions and measures"));
+            }
+            for (i, f) in req.fields.iter().enumerate() {
+                check("fields", i, f)?;
+            }
+            Ok(req.fields.clone())
+        }
+        GrantUse::Tables => {
+            if !req.fields.is_empty() {
+                return Err(ServiceError::invalid(
+                    "fields",
+                    "a TABLES grant names dimensions and measures, not fields",
+                ));
+            }
+            if req.dimensions.is_empty() {
+                return Err(ServiceError::invalid("dimensions", "a TABLES grant needs at least one dimension"));
+            }
+            for (i, f) in req.dimensions.iter().enumerate() {
+                let ty = check("dimensions", i, f)?;
+                if !matches!(ty, FieldType::String | FieldType::Int64 | FieldType::Bool | FieldType::Date) {
+                    return Err(ServiceError::invalid(
+                        format!("dimensions[{i}]"),
+                        format!("`{f}` is {ty}: a dimension is STRING, INT64, BOOL or DATE"),
+                    ));
+                }
+            }
+            for (i, f) in req.measures.iter().enumerate() {
+                let ty = check("measures", i, f)?;
+                if !matches!(ty, FieldType::Int64 | FieldType::Float64 | FieldType::Decimal) {
+                    return Err(ServiceError::invalid(
+                        format!("measures[{i}]"),
+                        format!("`{f}` is {ty}, not numeric: a measure is INT64, FLOAT64 or DECIMAL"),
+                    ));
+                }
+            }
+            Ok(req.dimensions.iter().chain(&req.measures).cloned().collect())
+        }
+    }
 }
 
 /// The owner's approval, possibly narrowing the request.
@@ -79,21 +145,7 @@ async fn grant(gw: &Gateway, id: &str) -> Result<Grant, ServiceError> {
 pub async fn request(gw: &Gateway, caller: &Caller, req: GrantRequest) -> Result<Grant, ServiceError> {
     caller.require(Role::Consumer)?;
     let d = dataset(gw, &req.dataset).await?;
-    if req.fields.is_empty() {
-        return Err(ServiceError::invalid("fields", "at least one field is required"));
-    }
-    let mut seen = HashSet::new();
-    for (i, f) in req.fields.iter().enumerate() {
-        if d.field(f).is_none() {
-            return Err(ServiceError::invalid(
-                format!("fields[{i}]"),
-                format!("`{f}` is not a field of dataset {}", d.id),
-            ));
-        }
-        if !seen.insert(f) {
-            return Err(ServiceError::invalid(format!("fields[{i}]"), format!("`{f}` is listed twice")));
-        }
-    }
+    let fields = requested_fields(&d, &req)?;
     check_text("purpose", &req.purpose, true)?;
     check_text("legal_basis", &req.legal_basis, false)?;
     let now = gw.clock.now();
@@ -104,7 +156,7 @@ pub async fn request(gw: &Gateway, caller: &Caller, req: GrantRequest) -> Result
         id: new_id("g-"),
         dataset: d.id.clone(),
         consumer: caller.participant.id.clone(),
-        fields: req.fields.into_iter().map(|name| GrantedField { name, mask: None }).collect(),
+        fields: fields.into_iter().map(|name| GrantedField { name, mask: None }).collect(),
         purpose: req.purpose,
         legal_basis: req.legal_basis,
         statistical_purpose: req.statistical_purpose,
@@ -117,6 +169,9 @@ pub async fn request(gw: &Gateway, caller: &Caller, req: GrantRequest) -> Result
         decided_at: None,
         exemption: req.exemption,
         exemption_attested_by: None,
+        usage: req.usage,
+        dimensions: req.dimensions,
+        measures: req.measures,
     };
     let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::GrantRequested(GrantRecord::from(&g)));
     gw.store.insert_grant(&g, &rec).await?;
@@ -163,7 +218,8 @@ pub async fn decide(
     let rec = NewRecord::new(caller.actor(), now, kind(GrantRecord::from(&g)));
     let seq = gw.store.update_grant(&g, GrantStatus::Pending, &rec).await?;
     tracing::info!(grant = %g.id, status = %g.status, "grant decided");
-    if g.status == GrantStatus::Approved {
+    // A TABLES grant releases no row: there is no extract to prepare.
+    if g.status == GrantStatus::Approved && g.usage == GrantUse::Rows {
         super::extract::prepare_in_background(gw, g.clone());
     }
     Ok((g, super::audit::receipt_if_integrated(gw, seq).await))
@@ -181,6 +237,22 @@ fn approve(g: &mut Grant, d: &Dataset, a: Approval, now: DateTime<Utc>) -> Resul
             }
         }
         g.fields.retain(|gf| a.fields.contains(&gf.name));
+        g.dimensions.retain(|f| a.fields.contains(f));
+        g.measures.retain(|f| a.fields.contains(f));
+    }
+    if g.usage == GrantUse::Tables {
+        if g.dimensions.is_empty() {
+            return Err(ServiceError::invalid("approve.fields", "a TABLES grant keeps at least one dimension"));
+        }
+        if !a.masks.is_empty() {
+            return Err(ServiceError::invalid("approve.masks", "a TABLES grant releases no row: masks do not apply"));
+        }
+        if a.row_filter.is_some() {
+            return Err(ServiceError::invalid(
+                "approve.row_filter",
+                "a TABLES grant releases no row: a table's categories are chosen by its filters",
+            ));
+        }
     }
     for (name, mask) in &a.masks {
         let field = d

@@ -130,6 +130,9 @@ conformance! {
     concurrent_counting_loses_no_updates,
     transfers_list_integrated_transfer_records_newest_first,
     records_page_in_store_order,
+    a_table_release_stores_its_cells_and_record_together_against_the_ledger_it_was_checked_with,
+    concurrent_releases_to_one_scope_never_both_pass_the_same_ledger,
+    ledger_scopes_widen_and_reset,
 }
 
 /// A store opened for reading (`audit verify`) reads what a writer stored and writes nothing.
@@ -247,6 +250,9 @@ fn grant(id: &str, status: GrantStatus, at: i64) -> Grant {
         decided_at: None,
         exemption: Default::default(),
         exemption_attested_by: None,
+        usage: Default::default(),
+        dimensions: Vec::new(),
+        measures: Vec::new(),
     }
 }
 
@@ -941,4 +947,93 @@ async fn records_page_in_store_order(store: Arc<dyn Store>) {
     assert_eq!(all[2].kind, RecordKind::DatasetRegistered);
     let page = store.records(all[0].seq, 1).await.unwrap();
     assert_eq!(page, [all[1].clone()]);
+}
+
+fn released(cell: &str, value: f64) -> super::ReleasedCell {
+    super::ReleasedCell { quantity: "COUNT".into(), cell: cell.into(), value }
+}
+
+fn release<'a>(
+    table: &'a str,
+    checked: u64,
+    cells: &'a [super::ReleasedCell],
+    ds: &'a DatasetId,
+) -> super::TableRelease<'a> {
+    super::TableRelease {
+        table,
+        scope: "consumer",
+        recipient: "consumer",
+        dataset: ds,
+        version: 1,
+        checked,
+        cells,
+        report: Some(r#"{"primary":[]}"#),
+        at: t(5),
+    }
+}
+
+async fn a_table_release_stores_its_cells_and_record_together_against_the_ledger_it_was_checked_with(
+    store: Arc<dyn Store>,
+) {
+    let ds = did("ds");
+    let first = [released(r#"{"district":["A"]}"#, 5.0), released("{}", 19.0)];
+    let seq = store.record_table(&release("tb-1", 0, &first, &ds), &rec(RecordKind::TableDecision, 1)).await.unwrap();
+    assert_eq!(store.records(seq - 1, 10).await.unwrap()[0].kind, RecordKind::TableDecision);
+    let got = store.released("consumer", &ds, 1).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(got.contains(&first[0]) && got.contains(&first[1]));
+    let report = store.table_report("tb-1").await.unwrap().unwrap();
+    assert_eq!((report.dataset.as_str(), report.recipient.as_str()), ("ds", "consumer"));
+    assert_eq!(report.report, r#"{"primary":[]}"#);
+    // Other scopes, datasets and versions are other ledgers.
+    assert!(store.released("other", &ds, 1).await.unwrap().is_empty());
+    assert!(store.released("consumer", &ds, 2).await.unwrap().is_empty());
+
+    // Checked against an older ledger: refused, and neither cells nor record are stored.
+    let before = store.records(0, 100).await.unwrap().len();
+    let stale = [released(r#"{"district":["B"]}"#, 6.0)];
+    let err = store.record_table(&release("tb-2", 0, &stale, &ds), &rec(RecordKind::TableDecision, 2)).await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+    assert_eq!(store.released("consumer", &ds, 1).await.unwrap().len(), 2);
+    assert_eq!(store.records(0, 100).await.unwrap().len(), before);
+    assert_eq!(store.table_report("tb-2").await.unwrap(), None);
+
+    // Against the current one: added; a cell released again is kept once.
+    let again = [released(r#"{"district":["B"]}"#, 6.0), released("{}", 19.0)];
+    store.record_table(&release("tb-3", 2, &again, &ds), &rec(RecordKind::TableDecision, 3)).await.unwrap();
+    assert_eq!(store.released("consumer", &ds, 1).await.unwrap().len(), 3);
+}
+
+async fn concurrent_releases_to_one_scope_never_both_pass_the_same_ledger(store: Arc<dyn Store>) {
+    let ds = did("ds");
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            let ds = ds.clone();
+            tokio::spawn(async move {
+                let cells = [released(&format!(r#"{{"district":["d{i}"]}}"#), 3.0)];
+                let table = format!("tb-{i}");
+                store.record_table(&release(&table, 0, &cells, &ds), &rec(RecordKind::TableDecision, i)).await
+            })
+        })
+        .collect();
+    let mut passed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => passed += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(passed, 1, "one table was protected against the empty ledger and released");
+    assert_eq!(store.released("consumer", &ds, 1).await.unwrap().len(), 1);
+}
+
+async fn ledger_scopes_widen_and_reset(store: Arc<dyn Store>) {
+    let consumer = pid("consumer");
+    assert_eq!(store.ledger_scope(&consumer).await.unwrap(), None);
+    store.set_ledger_scope(&consumer, "group:bth", &rec(RecordKind::LedgerScopeSet, 1)).await.unwrap();
+    assert_eq!(store.ledger_scope(&consumer).await.unwrap().as_deref(), Some("group:bth"));
+    store.set_ledger_scope(&consumer, "consumer", &rec(RecordKind::LedgerScopeSet, 2)).await.unwrap();
+    assert_eq!(store.ledger_scope(&consumer).await.unwrap(), None);
 }

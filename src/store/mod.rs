@@ -1,7 +1,8 @@
 //! The storage contract every backend implements, and the backends.
 //!
 //! The contract is split by concern, as the use cases need it: [`CatalogStore`],
-//! [`GrantStore`], [`OversightStore`], [`LogStore`], [`LedgerStore`]; [`Store`] is all of them.
+//! [`GrantStore`], [`OversightStore`], [`LogStore`], [`LedgerStore`], [`TableStore`]; [`Store`] is
+//! all of them.
 //! Both SQL backends are one implementation ([`sql::SqlStore`]) over a [`sql::Dialect`].
 //!
 //! Contract for every method that takes a [`NewRecord`]: the state change and the record are
@@ -425,12 +426,89 @@ pub trait LedgerStore: Send + Sync {
     async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError>;
 }
 
+/// One published table cell in the release ledger (docs/tables.md §5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleasedCell {
+    /// What the value is: `COUNT` (distinct contributors) or `SUM:<measure>`.
+    pub quantity: String,
+    /// The cell: canonical JSON of `{field: [categories…]}` (a field absent is not restricted).
+    pub cell: String,
+    /// The value published.
+    pub value: f64,
+}
+
+/// A table's release, for [`TableStore::record_table`].
+#[derive(Debug, Clone)]
+pub struct TableRelease<'a> {
+    /// The table's id.
+    pub table: &'a str,
+    /// The ledger scope (the recipient, or its widened group).
+    pub scope: &'a str,
+    /// The recipient.
+    pub recipient: &'a str,
+    /// The dataset.
+    pub dataset: &'a DatasetId,
+    /// The version.
+    pub version: u64,
+    /// How many ledger rows of `(scope, dataset, version)` the table was protected against.
+    pub checked: u64,
+    /// The cells it publishes (a cell already in the ledger is not added twice).
+    pub cells: &'a [ReleasedCell],
+    /// The officers' suppression report (JSON), if any.
+    pub report: Option<&'a str>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A table's suppression report as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableReport {
+    /// The dataset tabulated.
+    pub dataset: String,
+    /// The recipient.
+    pub recipient: String,
+    /// The report (JSON).
+    pub report: String,
+}
+
+/// Tables: the release ledger, the officers' suppression reports, ledger scopes.
+#[async_trait]
+pub trait TableStore: Send + Sync {
+    /// The ledger scope of `participant`: the group an officer widened its ledger to, or `None`
+    /// (the participant is its own scope).
+    async fn ledger_scope(&self, participant: &ParticipantId) -> Result<Option<String>, StoreError>;
+
+    /// Widens (or, with `scope` equal to the participant, resets) a participant's ledger scope,
+    /// with its record.
+    async fn set_ledger_scope(
+        &self,
+        participant: &ParticipantId,
+        scope: &str,
+        rec: &NewRecord,
+    ) -> Result<u64, StoreError>;
+
+    /// The cells released to `scope` from `version` of `dataset`, in the order stored.
+    async fn released(&self, scope: &str, dataset: &DatasetId, version: u64) -> Result<Vec<ReleasedCell>, StoreError>;
+
+    /// Stores a table's decision record, its ledger rows and its report in one transaction,
+    /// serialised per scope (across processes): `Conflict` when the scope's ledger for the
+    /// version no longer has `checked` rows (another table was released meanwhile: protect
+    /// again), and then nothing is stored. Returns the record's sequence number; the record is
+    /// integrated into the log afterwards like every state change's.
+    async fn record_table(&self, release: &TableRelease<'_>, rec: &NewRecord) -> Result<u64, StoreError>;
+
+    /// The suppression report of a table, if one was stored.
+    async fn table_report(&self, table: &str) -> Result<Option<TableReport>, StoreError>;
+}
+
 /// A gateway's persistent state: every concern's store, and the store's health.
 ///
 /// Implementations are safe to share between tasks and, for server backends, between gateway
 /// processes: every multi-row change is one transaction.
 #[async_trait]
-pub trait Store: CatalogStore + GrantStore + OversightStore + LogStore + LedgerStore + Send + Sync + 'static {
+pub trait Store:
+    CatalogStore + GrantStore + OversightStore + LogStore + LedgerStore + TableStore + Send + Sync + 'static
+{
     /// Proves the store can write now: rewrites one row (the health probe). `Unavailable` on a
     /// full disk or a read-only database.
     async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError>;

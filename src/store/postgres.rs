@@ -33,6 +33,8 @@ const LEDGER_LOCK_CLASS: i32 = 0x6c65_6467;
 
 /// Class of the per-dataset locks that hand out version numbers. ASCII "vers".
 const VERSION_LOCK_CLASS: i32 = 0x7665_7273;
+/// The advisory lock class of release-ledger scopes ("tabl").
+const RELEASE_LOCK_CLASS: i32 = 0x7461_626c;
 
 /// Persons bound to one ledger statement at most (one array parameter).
 const LEDGER_BATCH: usize = 100_000;
@@ -145,6 +147,9 @@ impl Dialect for Postgres {
             Lock::Log => sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOG_LOCK),
             Lock::Ledger(exporter) => {
                 sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))").bind(LEDGER_LOCK_CLASS).bind(exporter)
+            }
+            Lock::Release(scope) => {
+                sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))").bind(RELEASE_LOCK_CLASS).bind(scope)
             }
             Lock::Versions(dataset) => {
                 sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))").bind(VERSION_LOCK_CLASS).bind(dataset)

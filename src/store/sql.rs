@@ -18,8 +18,8 @@ use super::rows::{
 };
 use super::{
     CatalogStore, Committed, GrantStore, Integrator, Keep, LedgerCounts, LedgerStore, LogStore, NewVersion,
-    OversightStore, PersonCount, QueuedRecord, Store, StoreError, StoredApproval, StoredCheckpoint, StoredChunk,
-    StoredTransfer, TransferFilter, TreeHead, INTEGRATION_BATCH,
+    OversightStore, PersonCount, QueuedRecord, ReleasedCell, Store, StoreError, StoredApproval, StoredCheckpoint,
+    StoredChunk, StoredTransfer, TableRelease, TableReport, TableStore, TransferFilter, TreeHead, INTEGRATION_BATCH,
 };
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
@@ -60,6 +60,9 @@ pub enum Lock<'a> {
     Ledger(&'a str),
     /// One dataset's version numbers and idempotency keys.
     Versions(&'a str),
+    /// One release-ledger scope: no two tables are protected against the same ledger and both
+    /// released.
+    Release(&'a str),
 }
 
 /// What a database error means for the store's contract.
@@ -258,6 +261,21 @@ pub(super) mod text {
     pub const LEDGER_ADD: &str = "INSERT INTO export_counts (exporter, year, bucket, persons) VALUES ($1, $2, $3, $4)
          ON CONFLICT (exporter, year, bucket) DO UPDATE SET persons = export_counts.persons + excluded.persons";
 
+    pub const LEDGER_SCOPE: &str = "SELECT scope FROM ledger_scopes WHERE participant = $1";
+    pub const SET_LEDGER_SCOPE: &str = "INSERT INTO ledger_scopes (participant, scope) VALUES ($1, $2)
+         ON CONFLICT (participant) DO UPDATE SET scope = excluded.scope";
+    pub const RESET_LEDGER_SCOPE: &str = "DELETE FROM ledger_scopes WHERE participant = $1";
+    pub const RELEASED: &str = "SELECT quantity, cell, value FROM release_ledger
+         WHERE scope = $1 AND dataset_id = $2 AND version = $3 ORDER BY table_id, quantity, cell";
+    pub const RELEASED_COUNT: &str = "SELECT COUNT(*) FROM release_ledger
+         WHERE scope = $1 AND dataset_id = $2 AND version = $3";
+    /// A cell released again (same scope, version, quantity and cell) keeps its first row.
+    pub const RELEASE: &str = "INSERT INTO release_ledger (scope, dataset_id, version, quantity, cell, value, table_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+    pub const INSERT_TABLE_REPORT: &str =
+        "INSERT INTO table_reports (table_id, dataset_id, recipient, report, at) VALUES ($1, $2, $3, $4, $5)";
+    pub const TABLE_REPORT: &str = "SELECT dataset_id, recipient, report FROM table_reports WHERE table_id = $1";
+
     /// The health probe's write: `$1` the time.
     pub const PROBE_WRITE: &str =
         "INSERT INTO liveness (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at";
@@ -323,6 +341,10 @@ macro_rules! sql_impl {
             String: for<'q> Encode<'q, DB> + Type<DB>,
             i64: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
             i32: for<'q> Encode<'q, DB> + Type<DB>,
+            f64: for<'q> Encode<'q, DB> + Type<DB>,
+            (String,): for<'r> FromRow<'r, DB::Row>,
+            (String, String, f64): for<'r> FromRow<'r, DB::Row>,
+            (String, String, String): for<'r> FromRow<'r, DB::Row>,
             bool: for<'q> Encode<'q, DB> + Type<DB>,
             (i64,): for<'r> FromRow<'r, DB::Row>,
             ParticipantRow: for<'r> FromRow<'r, DB::Row>,
@@ -991,6 +1013,101 @@ helpers {
             tx.rollback().await.map_err(classify::<DB>)?;
         }
         Ok(counts)
+    }
+}
+[#[async_trait] impl<DB> TableStore for SqlStore<DB>] {
+    async fn ledger_scope(&self, participant: &ParticipantId) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query_as::<_, (String,)>(text::LEDGER_SCOPE)
+            .bind(participant.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify::<DB>)?;
+        Ok(row.map(|(s,)| s))
+    }
+
+    async fn set_ledger_scope(
+        &self,
+        participant: &ParticipantId,
+        scope: &str,
+        rec: &NewRecord,
+    ) -> Result<u64, StoreError> {
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
+        let q = if scope == participant.as_str() {
+            sqlx::query(text::RESET_LEDGER_SCOPE).bind(participant.as_str())
+        } else {
+            sqlx::query(text::SET_LEDGER_SCOPE).bind(participant.as_str()).bind(scope)
+        };
+        q.execute(&mut *tx).await.map_err(classify::<DB>)?;
+        let seq = Self::insert_record(&mut *tx, rec).await?;
+        tx.commit().await.map_err(classify::<DB>)?;
+        Ok(seq)
+    }
+
+    async fn released(&self, scope: &str, dataset: &DatasetId, version: u64) -> Result<Vec<ReleasedCell>, StoreError> {
+        let rows = sqlx::query_as::<_, (String, String, f64)>(text::RELEASED)
+            .bind(scope)
+            .bind(dataset.as_str())
+            .bind(version as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify::<DB>)?;
+        Ok(rows.into_iter().map(|(quantity, cell, value)| ReleasedCell { quantity, cell, value }).collect())
+    }
+
+    async fn record_table(&self, r: &TableRelease<'_>, rec: &NewRecord) -> Result<u64, StoreError> {
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
+        // One release per scope at a time, across processes: the count read below includes every
+        // table released before, so a table protected against an older ledger is refused.
+        DB::lock(&mut *tx, Lock::Release(r.scope)).await.map_err(classify::<DB>)?;
+        let (n,) = sqlx::query_as::<_, (i64,)>(text::RELEASED_COUNT)
+            .bind(r.scope)
+            .bind(r.dataset.as_str())
+            .bind(r.version as i64)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?;
+        if n as u64 != r.checked {
+            return Err(StoreError::Conflict(format!(
+                "the release ledger of {} for dataset {} version {}",
+                r.scope, r.dataset, r.version
+            )));
+        }
+        for c in r.cells {
+            sqlx::query(text::RELEASE)
+                .bind(r.scope)
+                .bind(r.dataset.as_str())
+                .bind(r.version as i64)
+                .bind(c.quantity.as_str())
+                .bind(c.cell.as_str())
+                .bind(c.value)
+                .bind(r.table)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable::<DB>)?;
+        }
+        if let Some(report) = r.report {
+            sqlx::query(text::INSERT_TABLE_REPORT)
+                .bind(r.table)
+                .bind(r.dataset.as_str())
+                .bind(r.recipient)
+                .bind(report)
+                .bind(micros(r.at))
+                .execute(&mut *tx)
+                .await
+                .map_err(exists_as::<DB>(format!("table {}", r.table)))?;
+        }
+        let seq = Self::insert_record(&mut *tx, rec).await?;
+        tx.commit().await.map_err(classify::<DB>)?;
+        Ok(seq)
+    }
+
+    async fn table_report(&self, table: &str) -> Result<Option<TableReport>, StoreError> {
+        let row = sqlx::query_as::<_, (String, String, String)>(text::TABLE_REPORT)
+            .bind(table)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify::<DB>)?;
+        Ok(row.map(|(dataset, recipient, report)| TableReport { dataset, recipient, report }))
     }
 }
 [#[async_trait] impl<DB> Store for SqlStore<DB>] {

@@ -163,7 +163,7 @@ def publish(stats):
 
 def grant(commerce, stats):
     req = sharing_pb2.RequestGrantRequest(
-        dataset_id=DATASET, fields=FIELDS,
+        dataset_id=DATASET, fields=FIELDS, use=sharing_pb2.ROWS,
         purpose="Market supervision of registered enterprises in Tianjin",
         legal_basis="Statutory duty of the market regulator (PIPL Art. 34)")
     g = sharing_pb2_grpc.SharingStub(commerce).RequestGrant(req, timeout=10)

@@ -195,6 +195,7 @@ async fn fixture() -> Fixture {
 
 fn grant_request() -> pb::RequestGrantRequest {
     pb::RequestGrantRequest {
+        r#use: pb::GrantUse::Rows as i32,
         dataset_id: "survey".into(),
         fields: vec!["enterprise".into(), "revenue".into()],
         purpose: "industry statistics".into(),

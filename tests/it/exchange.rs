@@ -219,6 +219,7 @@ async fn statistical_microdata_goes_only_to_a_statistics_agency_for_statistics()
     let g = nbs
         .sharing
         .request_grant(pb::RequestGrantRequest {
+            r#use: pb::GrantUse::Rows as i32,
             dataset_id: "survey".into(),
             fields: vec!["contact".into()],
             purpose: "national census cross-check".into(),

@@ -333,6 +333,7 @@ async fn an_attested_exemption_switches_off_the_volume_rules() {
     let g = hk
         .sharing
         .request_grant(pb::RequestGrantRequest {
+            r#use: pb::GrantUse::Rows as i32,
             dataset_id: "big".into(),
             fields: vec!["person_id".into()],
             purpose: "cross-border HR".into(),

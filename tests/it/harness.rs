@@ -475,6 +475,7 @@ pub async fn granted(
     let g = consumer
         .sharing
         .request_grant(pb::RequestGrantRequest {
+            r#use: pb::GrantUse::Rows as i32,
             dataset_id: dataset.into(),
             fields: fields.iter().map(|f| f.to_string()).collect(),
             purpose: "industry statistics".into(),

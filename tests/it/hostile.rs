@@ -471,6 +471,7 @@ async fn others_are_served(f: &mut Bulk, total: u64) {
         "RequestGrant",
         SUCCEEDS,
         other.sharing.request_grant(pb::RequestGrantRequest {
+            r#use: pb::GrantUse::Rows as i32,
             dataset_id: "bulk".into(),
             fields: vec!["name".into(), "district".into(), "amount".into()],
             purpose: "industry statistics".into(),

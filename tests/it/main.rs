@@ -18,3 +18,4 @@ mod maintenance;
 mod publishing;
 mod replicas;
 mod sharing;
+mod tables;

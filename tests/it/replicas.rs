@@ -193,6 +193,7 @@ async fn three_replicas_on_one_postgresql_keep_one_log_and_exact_person_counts()
         publishing.publish(tokio_stream::iter(msgs)).await.unwrap();
         let g = hk_sharing
             .request_grant(pb::RequestGrantRequest {
+                r#use: pb::GrantUse::Rows as i32,
                 dataset_id: id.into(),
                 fields: vec!["person_id".into(), "district".into()],
                 purpose: "research".into(),

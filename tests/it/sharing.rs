@@ -14,6 +14,7 @@ async fn setup(t: &TestGateway) -> (Client, Client) {
 
 fn request(fields: &[&str]) -> pb::RequestGrantRequest {
     pb::RequestGrantRequest {
+        r#use: pb::GrantUse::Rows as i32,
         dataset_id: "survey".into(),
         fields: fields.iter().map(|f| f.to_string()).collect(),
         purpose: "industry statistics".into(),

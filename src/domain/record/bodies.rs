@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use super::RecordKind;
 use crate::domain::classification::{Classification, Level, Pi, Share};
 use crate::domain::dataset::{Dataset, FieldDef, FieldName, FieldType};
-use crate::domain::grant::{Grant, GrantStatus};
+use crate::domain::grant::{Grant, GrantStatus, GrantUse};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::mask::Mask;
@@ -73,6 +73,12 @@ pub enum RecordBody {
     ApprovalRevoked(ApprovalRevoked),
     /// `access.refused`.
     AccessRefused(AccessRefused),
+    /// `table.decision`.
+    TableDecision(Box<TableDecision>),
+    /// `table.completed`.
+    TableCompleted(TableCompleted),
+    /// `ledger.scope_set`.
+    LedgerScopeSet(LedgerScopeSet),
 }
 
 impl RecordBody {
@@ -95,6 +101,9 @@ impl RecordBody {
             RecordBody::ApprovalRecorded(_) => RecordKind::ApprovalRecorded,
             RecordBody::ApprovalRevoked(_) => RecordKind::ApprovalRevoked,
             RecordBody::AccessRefused(_) => RecordKind::AccessRefused,
+            RecordBody::TableDecision(_) => RecordKind::TableDecision,
+            RecordBody::TableCompleted(_) => RecordKind::TableCompleted,
+            RecordBody::LedgerScopeSet(_) => RecordKind::LedgerScopeSet,
         }
     }
 
@@ -328,6 +337,22 @@ pub struct GrantRecord {
     pub exemption: Exemption,
     /// The officer who attested the claim; `null` until attested.
     pub exemption_attested_by: Option<ParticipantId>,
+    /// A TABLES grant's use, dimensions and measures; no member at all for a ROWS grant (so
+    /// that records of ROWS grants kept their format when uses were introduced).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<GrantRecordTables>,
+}
+
+/// What a TABLES grant adds to its records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantRecordTables {
+    /// Always `TABLES`.
+    #[serde(rename = "use")]
+    pub usage: GrantUse,
+    /// The fields the consumer may tabulate by.
+    pub dimensions: Vec<FieldName>,
+    /// The numeric fields it may sum.
+    pub measures: Vec<FieldName>,
 }
 
 /// One granted field.
@@ -356,6 +381,11 @@ impl From<&Grant> for GrantRecord {
             reason: g.reason.clone(),
             exemption: g.exemption,
             exemption_attested_by: g.exemption_attested_by.clone(),
+            tables: (g.usage == GrantUse::Tables).then(|| GrantRecordTables {
+                usage: g.usage,
+                dimensions: g.dimensions.clone(),
+                measures: g.measures.clone(),
+            }),
         }
     }
 }
@@ -587,6 +617,160 @@ impl TransferInterrupted {
     /// The outcome of every interrupted transfer.
     pub const OUTCOME: &'static str =
         "INTERRUPTED: the gateway stopped while the pull was streaming; what was sent before is not known";
+}
+
+// --- tables --------------------------------------------------------------------------------------
+
+/// `table.decision` (docs/tables.md §6): a table assessed as aggregate data and protected, before
+/// any cell was sent. Never a cell value, never the coordinates of a suppressed cell, never the
+/// primary-rule parameters (only their HMAC).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableDecision {
+    /// The table's id (`tb-…`); its completion names it too.
+    pub table: String,
+    /// A preview: nothing was sent and the release ledger was not written.
+    pub preview: bool,
+    /// Who asked, and with which certificate.
+    pub caller: DecisionCaller,
+    /// The dataset's owner, as the rules saw it.
+    pub exporter: DecisionExporter,
+    /// The recipient, as the rules saw it.
+    pub recipient: DecisionRecipient,
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// The version tabulated.
+    pub version: u64,
+    /// The version's digest, hex.
+    #[serde(serialize_with = "text::hex")]
+    pub version_sha256: [u8; 32],
+    /// Government data (rules X6, E4).
+    pub government_data: bool,
+    /// The TABLES grant used.
+    pub grant: String,
+    /// The grant's purpose.
+    pub purpose: String,
+    /// The grant's legal basis (rule D6).
+    pub legal_basis: String,
+    /// What was asked: dimensions with their hierarchies and filters, the statistic.
+    pub definition: TableDefinition,
+    /// The fields the table uses, with their classification in the catalog. The rules read
+    /// them as aggregate data: `pi` NONE, `stat_micro` false, 0 persons, the level kept.
+    pub fields: Vec<TableField>,
+    /// HMAC-SHA-256 (hex) of the primary-rule parameters applied, keyed with a key derived from
+    /// the gateway secret: an auditor holding the parameters can check which applied.
+    pub parameters_hmac: String,
+    /// How many cells of the table were published or suppressed; `null` when the table was not
+    /// protected (bad grant use, a hold or a block came first).
+    pub cells: Option<TableCells>,
+    /// The release ledger the table was checked against.
+    pub ledger: TableLedger,
+    /// SHA-256 of the published cells (the trailer's digest), hex; `null` when nothing is sent.
+    pub sha256: Option<String>,
+    /// The ruleset evaluated.
+    pub ruleset: Ruleset,
+    /// The rules' verdict.
+    pub decision: DecisionJson,
+    /// `AUTHORISED`, `PREVIEW`, or the refusal (never naming a suppressed cell).
+    pub outcome: String,
+}
+
+/// A table's definition as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableDefinition {
+    /// `COUNT`, `SUM` or `MEAN`.
+    pub statistic: String,
+    /// The summed field (SUM, MEAN); `null` for COUNT.
+    pub measure: Option<FieldName>,
+    /// The dimensions, in request order.
+    pub dimensions: Vec<TableDimensionRecord>,
+}
+
+/// One dimension of a recorded table definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableDimensionRecord {
+    /// The field.
+    pub field: FieldName,
+    /// `YEAR`, `QUARTER` or `MONTH` for a date; `null` otherwise.
+    pub period: Option<String>,
+    /// The hierarchy's groups, `[name, [children…]]`, in request order.
+    pub groups: Vec<(String, Vec<String>)>,
+    /// Administrative-code prefix lengths.
+    pub prefixes: Vec<u64>,
+    /// The filter's categories; empty when every category is tabulated.
+    pub filter: Vec<String>,
+}
+
+/// A field a table uses, as the catalog classifies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableField {
+    /// The field.
+    pub name: FieldName,
+    /// `dimension` or `measure`.
+    pub role: String,
+    /// Its level (kept by the assessment).
+    pub level: Level,
+    /// Its personal-information flag in the catalog (read as NONE for the table).
+    pub pi: Pi,
+    /// Identifiable survey material in the catalog (read as false for the table).
+    pub stat_micro: bool,
+}
+
+/// Cell counts of a protected table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TableCells {
+    /// Cells of the table (every combination of codes).
+    pub total: u64,
+    /// Published with a value.
+    pub published: u64,
+    /// Suppressed by a primary rule.
+    pub primary: u64,
+    /// Suppressed to protect another cell.
+    pub secondary: u64,
+}
+
+/// The release ledger a table was checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableLedger {
+    /// The ledger's scope: the recipient, or the group an officer widened it to.
+    pub scope: String,
+    /// Cells released earlier from the same version to the scope, forced published.
+    pub checked: u64,
+    /// Cells this table adds to the ledger (0 for a preview or a refusal).
+    pub added: u64,
+}
+
+/// `ledger.scope_set`: an officer made the release ledger of `participant` the shared ledger
+/// `scope` (recipients who share data among themselves are checked against what any of them
+/// received), or reset it to the participant's own (`scope` equal to the participant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerScopeSet {
+    /// The recipient.
+    pub participant: ParticipantId,
+    /// Its ledger scope from now on.
+    pub scope: String,
+    /// Why (free text).
+    pub reason: String,
+}
+
+/// `table.completed`: a table's cells were sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableCompleted {
+    /// The table (its decision names it too).
+    pub table: String,
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// The version.
+    pub version: u64,
+    /// The recipient.
+    pub recipient: ParticipantId,
+    /// Cells sent.
+    pub cells: u64,
+    /// Of them, published.
+    pub published: u64,
+    /// SHA-256 of the published cells, hex (as in the decision and the trailer).
+    pub sha256: String,
+    /// `COMPLETED`, or why the stream ended early.
+    pub outcome: String,
 }
 
 // --- assessment and oversight --------------------------------------------------------------------
@@ -960,6 +1144,9 @@ mod tests {
             decided_at: None,
             exemption: Exemption::None,
             exemption_attested_by: None,
+            usage: Default::default(),
+            dimensions: Vec::new(),
+            measures: Vec::new(),
         }
     }
 
@@ -1308,6 +1495,165 @@ mod tests {
         assert_eq!(
             leaf("local:maintenance", interrupted_body(None)),
             r#"{"actor":"local:maintenance","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","dataset":"survey","decision_index":41,"outcome":"INTERRUPTED: the gateway stopped while the pull was streaming; what was sent before is not known","recipient":"hk-research","schema":1,"transfer":"t-0123456789abcdef","type":"transfer.completed","version":null}"#
+        );
+    }
+
+    // --- tables ---------------------------------------------------------------------------------
+
+    /// A TABLES grant's records add `use`, `dimensions` and `measures`; a ROWS grant's do not.
+    #[test]
+    fn grant_requested_for_tables() {
+        let g = Grant {
+            usage: GrantUse::Tables,
+            dimensions: vec![field("district")],
+            measures: vec![field("revenue")],
+            fields: vec![
+                GrantedField { name: field("district"), mask: None },
+                GrantedField { name: field("revenue"), mask: None },
+            ],
+            ..grant()
+        };
+        assert_eq!(
+            leaf("tj-commerce", RecordBody::GrantRequested(GrantRecord::from(&g))),
+            r#"{"actor":"tj-commerce","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","consumer":"tj-commerce","dataset":"survey","dimensions":["district"],"exemption":"NONE","exemption_attested_by":null,"expires_at":null,"fields":[{"mask":null,"name":"district"},{"mask":null,"name":"revenue"}],"grant":"g-0123456789abcdef0123456789abcdef","legal_basis":"统计法 第七条","measures":["revenue"],"purpose":"统计分析","reason":"","row_filter_field":null,"row_filter_values":null,"schema":1,"statistical_purpose":true,"status":"PENDING","type":"grant.requested","use":"TABLES"}"#
+        );
+    }
+
+    /// `tables::decision_record` for a table released to a Hong Kong research partner.
+    fn table_decision(outcome: &str, cells: Option<TableCells>, sha256: Option<String>) -> RecordBody {
+        let mut rules = Fired::default();
+        rules.insert(RuleId::E1);
+        let d = Decision {
+            direction: Direction::Export,
+            mechanism: Mechanism::Allow,
+            action: Action::Pass,
+            rules,
+            approval: None,
+            counts: Counts {
+                nonsensitive_before: 0,
+                nonsensitive_after: 0,
+                sensitive_before: 0,
+                sensitive_after: 0,
+                ..decision().counts
+            },
+            ..decision()
+        };
+        let added = if cells.is_some() { 24 } else { 0 };
+        let exporter = Participant { id: pid("tj-stats"), kind: ParticipantKind::StateOrgan, ..participant() };
+        RecordBody::TableDecision(Box::new(TableDecision {
+            table: "tb-0123456789abcdef".into(),
+            preview: false,
+            caller: DecisionCaller {
+                id: pid("hk-research"),
+                cert_sha256: "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e".into(),
+            },
+            exporter: DecisionExporter::from(&exporter),
+            recipient: DecisionRecipient::new(&participant(), false),
+            dataset: did("survey"),
+            version: 3,
+            version_sha256: [0xab; 32],
+            government_data: false,
+            grant: "g-0123456789abcdef0123456789abcdef".into(),
+            purpose: "统计分析".into(),
+            legal_basis: String::new(),
+            definition: TableDefinition {
+                statistic: "SUM".into(),
+                measure: Some(field("revenue")),
+                dimensions: vec![
+                    TableDimensionRecord {
+                        field: field("district"),
+                        period: None,
+                        groups: vec![("Binhai".into(), vec!["120116".into(), "120117".into()])],
+                        prefixes: vec![4],
+                        filter: Vec::new(),
+                    },
+                    TableDimensionRecord {
+                        field: field("founded"),
+                        period: Some("QUARTER".into()),
+                        groups: Vec::new(),
+                        prefixes: Vec::new(),
+                        filter: vec!["2024-Q1".into(), "2024-Q2".into()],
+                    },
+                ],
+            },
+            fields: vec![
+                TableField {
+                    name: field("district"),
+                    role: "dimension".into(),
+                    level: Level::G2,
+                    pi: Pi::None,
+                    stat_micro: false,
+                },
+                TableField {
+                    name: field("founded"),
+                    role: "dimension".into(),
+                    level: Level::G2,
+                    pi: Pi::None,
+                    stat_micro: false,
+                },
+                TableField {
+                    name: field("revenue"),
+                    role: "measure".into(),
+                    level: Level::G4,
+                    pi: Pi::None,
+                    stat_micro: true,
+                },
+            ],
+            parameters_hmac: "77".repeat(32),
+            cells,
+            ledger: TableLedger { scope: "hk-research".into(), checked: 12, added },
+            sha256,
+            ruleset: Ruleset::Cn2024,
+            decision: DecisionJson::from(&d),
+            outcome: outcome.into(),
+        }))
+    }
+
+    #[test]
+    fn table_decision_released() {
+        let cells = TableCells { total: 30, published: 24, primary: 2, secondary: 4 };
+        assert_eq!(
+            leaf("hk-research", table_decision("AUTHORISED", Some(cells), Some("5a".repeat(32)))),
+            r#"{"actor":"hk-research","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","caller":{"cert_sha256":"5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e","id":"hk-research"},"cells":{"primary":2,"published":24,"secondary":4,"total":30},"dataset":"survey","decision":{"action":"PASS","approval":null,"counts":{"nonsensitive_after":0,"nonsensitive_before":0,"sensitive_after":0,"sensitive_before":0,"window_start":"2025-01-01"},"export":true,"mechanism":"ALLOW","rules":["E1"]},"definition":{"dimensions":[{"field":"district","filter":[],"groups":[["Binhai",["120116","120117"]]],"period":null,"prefixes":[4]},{"field":"founded","filter":["2024-Q1","2024-Q2"],"groups":[],"period":"QUARTER","prefixes":[]}],"measure":"revenue","statistic":"SUM"},"exporter":{"id":"tj-stats","in_tianjin_ftz":false,"kind":"STATE_ORGAN"},"fields":[{"level":"G2","name":"district","pi":"NONE","role":"dimension","stat_micro":false},{"level":"G2","name":"founded","pi":"NONE","role":"dimension","stat_micro":false},{"level":"G4","name":"revenue","pi":"NONE","role":"measure","stat_micro":true}],"government_data":false,"grant":"g-0123456789abcdef0123456789abcdef","ledger":{"added":24,"checked":12,"scope":"hk-research"},"legal_basis":"","outcome":"AUTHORISED","parameters_hmac":"7777777777777777777777777777777777777777777777777777777777777777","preview":false,"purpose":"统计分析","recipient":{"access_from_outside_mainland":false,"id":"hk-research","region":"HK","type":"RESEARCH"},"ruleset":"CN2024","schema":1,"sha256":"5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a","table":"tb-0123456789abcdef","type":"table.decision","version":3,"version_sha256":"abababababababababababababababababababababababababababababababab"}"#
+        );
+    }
+
+    #[test]
+    fn table_decision_refused() {
+        assert_eq!(
+            leaf("hk-research", table_decision("REFUSED: released cells reveal a protected cell", None, None)),
+            r#"{"actor":"hk-research","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","caller":{"cert_sha256":"5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e","id":"hk-research"},"cells":null,"dataset":"survey","decision":{"action":"PASS","approval":null,"counts":{"nonsensitive_after":0,"nonsensitive_before":0,"sensitive_after":0,"sensitive_before":0,"window_start":"2025-01-01"},"export":true,"mechanism":"ALLOW","rules":["E1"]},"definition":{"dimensions":[{"field":"district","filter":[],"groups":[["Binhai",["120116","120117"]]],"period":null,"prefixes":[4]},{"field":"founded","filter":["2024-Q1","2024-Q2"],"groups":[],"period":"QUARTER","prefixes":[]}],"measure":"revenue","statistic":"SUM"},"exporter":{"id":"tj-stats","in_tianjin_ftz":false,"kind":"STATE_ORGAN"},"fields":[{"level":"G2","name":"district","pi":"NONE","role":"dimension","stat_micro":false},{"level":"G2","name":"founded","pi":"NONE","role":"dimension","stat_micro":false},{"level":"G4","name":"revenue","pi":"NONE","role":"measure","stat_micro":true}],"government_data":false,"grant":"g-0123456789abcdef0123456789abcdef","ledger":{"added":0,"checked":12,"scope":"hk-research"},"legal_basis":"","outcome":"REFUSED: released cells reveal a protected cell","parameters_hmac":"7777777777777777777777777777777777777777777777777777777777777777","preview":false,"purpose":"统计分析","recipient":{"access_from_outside_mainland":false,"id":"hk-research","region":"HK","type":"RESEARCH"},"ruleset":"CN2024","schema":1,"sha256":null,"table":"tb-0123456789abcdef","type":"table.decision","version":3,"version_sha256":"abababababababababababababababababababababababababababababababab"}"#
+        );
+    }
+
+    #[test]
+    fn table_completed() {
+        let body = RecordBody::TableCompleted(TableCompleted {
+            table: "tb-0123456789abcdef".into(),
+            dataset: did("survey"),
+            version: 3,
+            recipient: pid("hk-research"),
+            cells: 30,
+            published: 24,
+            sha256: "5a".repeat(32),
+            outcome: "COMPLETED".into(),
+        });
+        assert_eq!(
+            leaf("hk-research", body),
+            r#"{"actor":"hk-research","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","cells":30,"dataset":"survey","outcome":"COMPLETED","published":24,"recipient":"hk-research","schema":1,"sha256":"5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a","table":"tb-0123456789abcdef","type":"table.completed","version":3}"#
+        );
+    }
+
+    #[test]
+    fn ledger_scope_set() {
+        let body = RecordBody::LedgerScopeSet(LedgerScopeSet {
+            participant: pid("hk-research"),
+            scope: "group:hk-partners".into(),
+            reason: "the partners share their tables".into(),
+        });
+        assert_eq!(
+            leaf("officer-1", body),
+            r#"{"actor":"officer-1","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","participant":"hk-research","reason":"the partners share their tables","schema":1,"scope":"group:hk-partners","type":"ledger.scope_set"}"#
         );
     }
 

@@ -56,6 +56,13 @@ named_enum! {
         /// Pull attempts refused before any assessment (no grant, a field not granted, an
         /// unknown dataset), counted per participant, dataset and reason over about a minute.
         AccessRefused = "access.refused",
+        /// A table (or its preview) was assessed and protected, whatever the outcome, before any
+        /// cell was sent; stored with the table's release-ledger rows.
+        TableDecision = "table.decision",
+        /// A table's cells were sent (or the stream was cut).
+        TableCompleted = "table.completed",
+        /// An officer widened (or reset) a recipient's release-ledger scope.
+        LedgerScopeSet = "ledger.scope_set",
     }
 }
 
