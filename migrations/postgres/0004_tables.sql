@@ -29,3 +29,11 @@ CREATE TABLE ledger_scopes (
     participant TEXT PRIMARY KEY,
     scope TEXT NOT NULL
 );
+
+-- A dataset owner's table parameters (JSON per direction), each at least as strict as the
+-- gateway's when set. Never returned to a client.
+CREATE TABLE dataset_table_rules (
+    dataset_id TEXT PRIMARY KEY,
+    domestic TEXT NOT NULL,
+    export TEXT NOT NULL
+);

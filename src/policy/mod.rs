@@ -26,7 +26,7 @@ pub mod transfer;
 
 pub use approvals::{Approval, ApprovalCheck, ApprovalOutcome, ApprovalType, Scope, ScopeMiss};
 pub use assess_input::{assess_json, assess_json_with, AssessError, AssessInput, Assessment, DecisionJson};
-pub use config::PolicyConfig;
+pub use config::{PolicyConfig, TablePolicy, TableRules};
 pub use counting::{Counts, HistoryEntry, Persons, Window, WindowTotals};
 pub use decision::{Action, Decision, Direction, Fired, HoldRequirement, Mechanism, RuleId};
 pub use engine::assess;

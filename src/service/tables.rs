@@ -39,7 +39,7 @@ use crate::domain::record::{shanghai, NewRecord, RecordBody, TransferAction, Tra
 use crate::domain::values::text_values;
 use crate::log::sequencer::Receipt;
 use crate::pb;
-use crate::policy::{self, Action, Decision, DecisionJson};
+use crate::policy::{self, Action, Decision, DecisionJson, TableRules};
 use crate::sdc::{self, Contribution, Dimension, Rules, Statistic, Status, Table, TOTAL};
 use crate::store::{ReleasedCell, StoreError, TableRelease};
 use crate::wire::RowBatch;
@@ -308,8 +308,10 @@ fn canonical(ty: FieldType, value: Option<&str>) -> String {
 
 /// The rows' canonical categories of `fields` and their contributors and measure values.
 struct Rows {
-    /// Per field (in `fields` order), per row.
-    categories: Vec<Vec<String>>,
+    /// Per field (in `fields` order), per row: the index of its category in `dictionary`.
+    categories: Vec<Vec<u32>>,
+    /// Per field, its distinct canonical categories (first seen first).
+    dictionary: Vec<Vec<String>>,
     /// Per row: the contributor's dense id.
     contributors: Vec<u32>,
     /// Per row: the measure (None: null, the row is not in a SUM or MEAN table).
@@ -330,7 +332,13 @@ async fn read_rows(
     let measure_idx = measure.map(index).transpose()?;
     let key_idx = dataset.contributor_key_field.as_ref().and_then(|f| dataset.field_index(f));
     let corrupt = || ServiceError::DataLoss(format!("dataset {} version {}", dataset.id, version.version));
-    let mut rows = Rows { categories: vec![Vec::new(); fields.len()], contributors: Vec::new(), values: Vec::new() };
+    let mut rows = Rows {
+        categories: vec![Vec::new(); fields.len()],
+        dictionary: vec![Vec::new(); fields.len()],
+        contributors: Vec::new(),
+        values: Vec::new(),
+    };
+    let mut codes: Vec<HashMap<String, u32>> = vec![HashMap::new(); fields.len()];
     let mut ids: HashMap<String, u32> = HashMap::new();
     let mut next_id: u32 = 0;
     let plan = ChunkPlan { dataset: dataset.clone(), version: version.clone(), from: 0, reader: Reader::Gateway };
@@ -345,7 +353,15 @@ async fn read_rows(
         };
         for (k, &i) in field_idx.iter().enumerate() {
             let ty = dataset.fields[i].ty;
-            rows.categories[k].extend(text(i)?.iter().map(|v| canonical(ty, v.as_deref())));
+            for v in text(i)? {
+                let c = canonical(ty, v.as_deref());
+                let next = codes[k].len() as u32;
+                let code = *codes[k].entry(c).or_insert_with_key(|c| {
+                    rows.dictionary[k].push(c.clone());
+                    next
+                });
+                rows.categories[k].push(code);
+            }
         }
         let keys = key_idx.map(text).transpose()?;
         for row in 0..n as usize {
@@ -654,14 +670,30 @@ async fn compute(
     rules: &Rules,
     ledger_rows: &[ReleasedCell],
 ) -> Result<Computed, ServiceError> {
+    let (fields, _) = engine_fields(req, dataset, ledger_rows)?;
+    let rows = read_rows(gw, dataset, version, &fields, req.statistic.measure()).await?;
+    // Building and protecting a table is CPU work of up to seconds: off the async workers.
+    let (req, dataset, rules, ledger_rows) = (req.clone(), dataset.clone(), *rules, ledger_rows.to_vec());
+    let max_cells = gw.policy.tables.max_cells;
+    tokio::task::spawn_blocking(move || protect_request(&req, &dataset, &rules, max_cells, &ledger_rows, rows))
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("the table's protection stopped: {e}")))?
+}
+
+/// The fields the engine table needs (the requested dimensions, then the fields that forced
+/// ledger cells restrict and the request does not use) and the categories the ledger names per
+/// field.
+fn engine_fields(
+    req: &TableRequest,
+    dataset: &Dataset,
+    ledger_rows: &[ReleasedCell],
+) -> Result<(Vec<FieldName>, LedgerCell), ServiceError> {
     let ledger = parse_ledger(ledger_rows)?;
     let quantity = req.statistic.quantity();
-    let forced_cells: Vec<&LedgerCell> = ledger.iter().filter(|(q, _, _)| *q == quantity).map(|(_, c, _)| c).collect();
-    // Engine fields: the requested ones, then those the ledger restricts that the request does not use.
     let mut fields: Vec<FieldName> = req.dimensions.iter().map(|d| d.field.clone()).collect();
     let mut ledger_named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for cell in &forced_cells {
-        for (f, cats) in *cell {
+    for (_, cell, _) in ledger.iter().filter(|(q, _, _)| *q == quantity) {
+        for (f, cats) in cell {
             ledger_named.entry(f.clone()).or_default().extend(cats.iter().cloned());
         }
     }
@@ -674,8 +706,24 @@ async fn compute(
             fields.push(name);
         }
     }
-    let rows = read_rows(gw, dataset, version, &fields, req.statistic.measure()).await?;
-    let data_categories: Vec<BTreeSet<String>> = rows.categories.iter().map(|c| c.iter().cloned().collect()).collect();
+    Ok((fields, ledger_named))
+}
+
+/// Builds the engine table from the rows, forces the ledger's cells, protects it and shapes the
+/// requested cells and the ledger rows they add.
+fn protect_request(
+    req: &TableRequest,
+    dataset: &Dataset,
+    rules: &Rules,
+    max_cells: u64,
+    ledger_rows: &[ReleasedCell],
+    rows: Rows,
+) -> Result<Computed, ServiceError> {
+    let ledger = parse_ledger(ledger_rows)?;
+    let quantity = req.statistic.quantity();
+    let forced_cells: Vec<&LedgerCell> = ledger.iter().filter(|(q, _, _)| *q == quantity).map(|(_, c, _)| c).collect();
+    let (fields, ledger_named) = engine_fields(req, dataset, ledger_rows)?;
+    let data_categories: Vec<BTreeSet<String>> = rows.dictionary.iter().map(|d| d.iter().cloned().collect()).collect();
     let empty = BTreeSet::new();
     let mut resolved: Vec<Resolved> = Vec::new();
     for (i, spec) in req.dimensions.iter().enumerate() {
@@ -684,13 +732,10 @@ async fn compute(
         resolved.push(resolve(&format!("dimensions[{i}]"), spec, ty, &data_categories[i], named)?);
     }
     let requested: u64 = resolved.iter().map(|r| r.codes.len() as u64).product();
-    if requested > gw.policy.tables.max_cells {
+    if requested > max_cells {
         return Err(ServiceError::invalid(
             "dimensions",
-            format!(
-                "the table would have {requested} cells; at most {} (policy.tables.max_cells)",
-                gw.policy.tables.max_cells
-            ),
+            format!("the table would have {requested} cells; at most {max_cells} (policy.tables.max_cells)"),
         ));
     }
     // Exact when every forced cell is a sum of the requested table's own inner cells (then the
@@ -750,13 +795,21 @@ async fn compute(
             }
         })
         .collect();
+    // Per field, the engine leaf of each category code (`None`: outside an exact table's filter).
+    let leaf_of_code: Vec<Vec<Option<u32>>> = rows
+        .dictionary
+        .iter()
+        .take(resolved.len())
+        .zip(&leaf_index)
+        .map(|(dict, index)| dict.iter().map(|c| index.get(c.as_str()).copied()).collect())
+        .collect();
     let mut contributions = Vec::with_capacity(rows.contributors.len());
     let mut leaves_of_row = vec![0u32; resolved.len()];
     'rows: for row in 0..rows.contributors.len() {
         let Some(value) = rows.values[row] else { continue };
         for (k, cats) in rows.categories.iter().take(resolved.len()).enumerate() {
-            match leaf_index[k].get(cats[row].as_str()) {
-                Some(&leaf) => leaves_of_row[k] = leaf,
+            match leaf_of_code[k][cats[row] as usize] {
+                Some(leaf) => leaves_of_row[k] = leaf,
                 None => continue 'rows,
             }
         }
@@ -1042,7 +1095,7 @@ async fn prepare(gw: &Gateway, caller: &Caller, req: &TableRequest) -> Result<Co
     // No personal information: nothing is counted, whatever the mode.
     let (decision, _) =
         assessment::assess(gw, &transfer, &dataset, &version, &RowSelection { filter: None }, Counting::DryRun).await?;
-    let rules = if decision.is_export() { gw.policy.tables.export } else { gw.policy.tables.domestic }.rules();
+    let rules = rules_for(gw, &dataset, decision.is_export()).await?;
     let scope = gw.store.ledger_scope(&recipient.id).await?.unwrap_or_else(|| recipient.id.to_string());
     Ok(Context {
         table_id: new_id("tb-"),
@@ -1057,6 +1110,76 @@ async fn prepare(gw: &Gateway, caller: &Caller, req: &TableRequest) -> Result<Co
         scope,
         at: now,
     })
+}
+
+/// The parameters a table of `dataset` is protected with: the gateway's for the direction, made
+/// stricter by the owner's when it set some (parameter by parameter, so a gateway configuration
+/// tightened since the owner set them still applies).
+async fn rules_for(gw: &Gateway, dataset: &Dataset, export: bool) -> Result<Rules, ServiceError> {
+    let gateway = if export { gw.policy.tables.export } else { gw.policy.tables.domestic }.rules();
+    let Some((domestic, exported)) = gw.store.dataset_table_rules(&dataset.id).await? else { return Ok(gateway) };
+    let own: TableRules = serde_json::from_str(if export { &exported } else { &domestic })
+        .map_err(|_| ServiceError::DataLoss(format!("the table parameters of dataset {}", dataset.id)))?;
+    Ok(strictest(&own.rules(), &gateway))
+}
+
+/// Parameter by parameter the stricter of `a` and `b`: at least as strict as both.
+pub fn strictest(a: &Rules, b: &Rules) -> Rules {
+    Rules {
+        min_frequency: a.min_frequency.max(b.min_frequency),
+        zeros_unsafe: a.zeros_unsafe || b.zeros_unsafe,
+        p_percent: match (a.p_percent, b.p_percent) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        },
+        dominance: match (a.dominance, b.dominance) {
+            (Some(x), Some(y)) => Some(sdc::Dominance { n: x.n.max(y.n), k: x.k.min(y.k) }),
+            (x, y) => x.or(y),
+        },
+    }
+}
+
+/// A dataset's owner sets its table parameters, each direction at least as strict as the
+/// gateway's. Recorded as their HMACs; never returned.
+///
+/// # Errors
+/// `PermissionDenied` unless the caller owns the dataset; `NotFound` for an unknown dataset;
+/// `InvalidArgument` naming the first parameter out of range or weaker than the gateway's (never
+/// the gateway's value).
+pub async fn set_table_rules(
+    gw: &Gateway,
+    caller: &Caller,
+    dataset: &DatasetId,
+    domestic: TableRules,
+    export: TableRules,
+) -> Result<Option<Receipt>, ServiceError> {
+    caller.require(Role::Publisher)?;
+    let d = gw.store.dataset(dataset).await?.ok_or_else(|| ServiceError::NotFound(format!("dataset {dataset}")))?;
+    if d.owner != caller.participant.id {
+        return Err(ServiceError::PermissionDenied(format!(
+            "only the owner of dataset {dataset} sets its table rules"
+        )));
+    }
+    for (name, own, floor) in
+        [("domestic", &domestic, gw.policy.tables.domestic), ("export", &export, gw.policy.tables.export)]
+    {
+        let rules = own.rules();
+        rules.validate().map_err(|e| ServiceError::invalid(format!("{name}.{}", e.key), e.reason))?;
+        rules
+            .at_least_as_strict_as(&floor.rules())
+            .map_err(|e| ServiceError::invalid(format!("{name}.{}", e.key), e.reason))?;
+    }
+    let key = gw.parameters_key();
+    let body = bodies::TableRulesSet {
+        dataset: dataset.clone(),
+        domestic_hmac: parameters_hmac(&key, &domestic.rules()),
+        export_hmac: parameters_hmac(&key, &export.rules()),
+    };
+    let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::TableRulesSet(body));
+    let json = |r: &TableRules| serde_json::to_string(r).map_err(|e| ServiceError::Internal(e.into()));
+    let seq = gw.store.set_dataset_table_rules(dataset, &json(&domestic)?, &json(&export)?, &rec).await?;
+    tracing::info!(%dataset, "table rules set by the owner");
+    Ok(super::audit::receipt_if_integrated(gw, seq).await)
 }
 
 fn facets(ctx: &Context, action: TransferAction) -> TransferFacets {
@@ -1208,8 +1331,17 @@ pub async fn tabulate(
             let action = ctx.decision.action.into();
             let outcome = if mode == Mode::Preview { format!("PREVIEW: {e}") } else { e.to_string() };
             let rec = decision_record(gw, caller, &ctx, req, mode, None, 0, None, outcome, action);
-            gw.log.append(rec).await?;
-            tracing::info!(table = %ctx.table_id, dataset = %ctx.dataset.id, action = %ctx.decision.action, "table refused by the rules");
+            let receipt = gw.log.append(rec).await?;
+            tracing::info!(
+                table = %ctx.table_id,
+                dataset = %ctx.dataset.id,
+                action = %ctx.decision.action,
+                "table refused by the rules"
+            );
+            // A preview answers the decision, as PreviewPull does, rather than an error.
+            if mode == Mode::Preview {
+                return Ok(plan(req, ctx, computed, Some(receipt), Some(e.to_string())));
+            }
             return Err(e);
         }
 
@@ -1232,7 +1364,12 @@ pub async fn tabulate(
                 TransferAction::Refused,
             );
             let receipt = gw.log.append(rec).await?;
-            tracing::info!(table = %ctx.table_id, dataset = %ctx.dataset.id, ledger = computed.checked, "table cannot be protected");
+            tracing::info!(
+                table = %ctx.table_id,
+                dataset = %ctx.dataset.id,
+                ledger = computed.checked,
+                "table cannot be protected"
+            );
             if mode == Mode::Preview {
                 return Ok(plan(req, ctx, computed, Some(receipt), Some(message)));
             }
@@ -1489,6 +1626,22 @@ mod tests {
         assert_ne!(d, parameters_hmac(&k2, &Rules::domestic()));
         assert_ne!(d, parameters_hmac(&k1, &Rules { min_frequency: 4, ..Rules::domestic() }));
         assert_eq!(d.len(), 64);
+    }
+
+    #[test]
+    fn the_strictest_rules_are_at_least_as_strict_as_both() {
+        let owner = Rules {
+            min_frequency: 5,
+            zeros_unsafe: false,
+            p_percent: None,
+            dominance: Some(sdc::Dominance { n: 1, k: 95.0 }),
+        };
+        for gateway in [Rules::domestic(), Rules::export()] {
+            let s = strictest(&owner, &gateway);
+            s.at_least_as_strict_as(&owner).unwrap();
+            s.at_least_as_strict_as(&gateway).unwrap();
+        }
+        assert_eq!(strictest(&owner, &Rules::export()).dominance, Some(sdc::Dominance { n: 2, k: 90.0 }));
     }
 
     #[test]

@@ -497,6 +497,18 @@ pub trait TableStore: Send + Sync {
     /// integrated into the log afterwards like every state change's.
     async fn record_table(&self, release: &TableRelease<'_>, rec: &NewRecord) -> Result<u64, StoreError>;
 
+    /// A dataset owner's table parameters `(domestic, export)` (JSON), if set.
+    async fn dataset_table_rules(&self, dataset: &DatasetId) -> Result<Option<(String, String)>, StoreError>;
+
+    /// Sets (replaces) a dataset owner's table parameters, with its record.
+    async fn set_dataset_table_rules(
+        &self,
+        dataset: &DatasetId,
+        domestic: &str,
+        export: &str,
+        rec: &NewRecord,
+    ) -> Result<u64, StoreError>;
+
     /// The suppression report of a table, if one was stored.
     async fn table_report(&self, table: &str) -> Result<Option<TableReport>, StoreError>;
 }

@@ -274,6 +274,9 @@ pub(super) mod text {
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
     pub const INSERT_TABLE_REPORT: &str =
         "INSERT INTO table_reports (table_id, dataset_id, recipient, report, at) VALUES ($1, $2, $3, $4, $5)";
+    pub const DATASET_TABLE_RULES: &str = "SELECT domestic, export FROM dataset_table_rules WHERE dataset_id = $1";
+    pub const SET_DATASET_TABLE_RULES: &str = "INSERT INTO dataset_table_rules (dataset_id, domestic, export)
+         VALUES ($1, $2, $3) ON CONFLICT (dataset_id) DO UPDATE SET domestic = excluded.domestic, export = excluded.export";
     pub const TABLE_REPORT: &str = "SELECT dataset_id, recipient, report FROM table_reports WHERE table_id = $1";
 
     /// The health probe's write: `$1` the time.
@@ -343,6 +346,7 @@ macro_rules! sql_impl {
             i32: for<'q> Encode<'q, DB> + Type<DB>,
             f64: for<'q> Encode<'q, DB> + Type<DB>,
             (String,): for<'r> FromRow<'r, DB::Row>,
+            (String, String): for<'r> FromRow<'r, DB::Row>,
             (String, String, f64): for<'r> FromRow<'r, DB::Row>,
             (String, String, String): for<'r> FromRow<'r, DB::Row>,
             bool: for<'q> Encode<'q, DB> + Type<DB>,
@@ -1096,6 +1100,34 @@ helpers {
                 .await
                 .map_err(exists_as::<DB>(format!("table {}", r.table)))?;
         }
+        let seq = Self::insert_record(&mut *tx, rec).await?;
+        tx.commit().await.map_err(classify::<DB>)?;
+        Ok(seq)
+    }
+
+    async fn dataset_table_rules(&self, dataset: &DatasetId) -> Result<Option<(String, String)>, StoreError> {
+        sqlx::query_as::<_, (String, String)>(text::DATASET_TABLE_RULES)
+            .bind(dataset.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify::<DB>)
+    }
+
+    async fn set_dataset_table_rules(
+        &self,
+        dataset: &DatasetId,
+        domestic: &str,
+        export: &str,
+        rec: &NewRecord,
+    ) -> Result<u64, StoreError> {
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
+        sqlx::query(text::SET_DATASET_TABLE_RULES)
+            .bind(dataset.as_str())
+            .bind(domestic)
+            .bind(export)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?;
         let seq = Self::insert_record(&mut *tx, rec).await?;
         tx.commit().await.map_err(classify::<DB>)?;
         Ok(seq)

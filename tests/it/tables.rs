@@ -572,3 +572,46 @@ async fn officers_read_the_suppression_report_and_widen_a_ledger_to_a_group() {
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("another officer"), "{}", err.message());
 }
+
+fn table_rules(n: u32, zeros: bool, p: Option<u32>, dominance: Option<(u32, u32)>) -> pb::TableRules {
+    pb::TableRules {
+        min_frequency: n,
+        zeros_unsafe: zeros,
+        p_percent: p,
+        dominance: dominance.map(|(n, k)| pb::TableRulesDominance { n, k }),
+    }
+}
+
+#[tokio::test]
+async fn a_dataset_owner_may_only_make_the_parameters_stricter() {
+    let t = TestGateway::start().await;
+    let (mut owner, mut consumer) = with_small(&t).await;
+    let export = Some(table_rules(10, true, Some(10), Some((2, 90))));
+    let set = |domestic: pb::TableRules, export: Option<pb::TableRules>| pb::SetTableRulesRequest {
+        dataset_id: "firms".into(),
+        domestic: Some(domestic),
+        export,
+    };
+
+    // Weaker than the gateway's: refused, naming the parameter and not the gateway's value.
+    let err = owner.catalog.set_table_rules(set(table_rules(2, false, Some(10), None), export)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("domestic.min_frequency") && !err.message().contains('3'), "{}", err.message());
+    let err = owner.catalog.set_table_rules(set(table_rules(3, false, None, None), export)).await.unwrap_err();
+    assert!(err.message().contains("domestic.p_percent"), "{}", err.message());
+    let err = owner.catalog.set_table_rules(set(table_rules(6, false, Some(10), None), None)).await.unwrap_err();
+    assert!(err.message().contains("export"), "{}", err.message());
+    // Only the owner.
+    let err = consumer.catalog.set_table_rules(set(table_rules(6, false, Some(10), None), export)).await;
+    assert_eq!(err.unwrap_err().code(), Code::PermissionDenied);
+
+    // At least 6 firms a cell: A (5) is now primary as well.
+    let r =
+        owner.catalog.set_table_rules(set(table_rules(6, false, Some(10), None), export)).await.unwrap().into_inner();
+    if !r.receipt.is_empty() {
+        t.verify_receipt(&r.receipt, &["table_rules.set", "domestic_hmac"]).await;
+    }
+    let table = tabulate(&mut consumer, count_of("firms", vec![dim("district")])).await.unwrap();
+    assert_eq!(table.cell(&["A"]).status, pb::CellStatus::Primary as i32);
+    assert_eq!(table.cell(&["Total"]).value, Some(10.0));
+}

@@ -79,6 +79,8 @@ pub enum RecordBody {
     TableCompleted(TableCompleted),
     /// `ledger.scope_set`.
     LedgerScopeSet(LedgerScopeSet),
+    /// `table_rules.set`.
+    TableRulesSet(TableRulesSet),
 }
 
 impl RecordBody {
@@ -104,6 +106,7 @@ impl RecordBody {
             RecordBody::TableDecision(_) => RecordKind::TableDecision,
             RecordBody::TableCompleted(_) => RecordKind::TableCompleted,
             RecordBody::LedgerScopeSet(_) => RecordKind::LedgerScopeSet,
+            RecordBody::TableRulesSet(_) => RecordKind::TableRulesSet,
         }
     }
 
@@ -750,6 +753,18 @@ pub struct LedgerScopeSet {
     pub scope: String,
     /// Why (free text).
     pub reason: String,
+}
+
+/// `table_rules.set`: a dataset's owner set its table parameters, each direction at least as
+/// strict as the gateway's. Only their HMACs (as in [`TableDecision::parameters_hmac`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableRulesSet {
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// HMAC of the domestic parameters, hex.
+    pub domestic_hmac: String,
+    /// HMAC of the export parameters, hex.
+    pub export_hmac: String,
 }
 
 /// `table.completed`: a table's cells were sent.
@@ -1654,6 +1669,19 @@ mod tests {
         assert_eq!(
             leaf("officer-1", body),
             r#"{"actor":"officer-1","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","participant":"hk-research","reason":"the partners share their tables","schema":1,"scope":"group:hk-partners","type":"ledger.scope_set"}"#
+        );
+    }
+
+    #[test]
+    fn table_rules_set() {
+        let body = RecordBody::TableRulesSet(TableRulesSet {
+            dataset: did("survey"),
+            domestic_hmac: "11".repeat(32),
+            export_hmac: "22".repeat(32),
+        });
+        assert_eq!(
+            leaf("tj-stats", body),
+            r#"{"actor":"tj-stats","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","dataset":"survey","domestic_hmac":"1111111111111111111111111111111111111111111111111111111111111111","export_hmac":"2222222222222222222222222222222222222222222222222222222222222222","schema":1,"type":"table_rules.set"}"#
         );
     }
 

@@ -63,6 +63,8 @@ named_enum! {
         TableCompleted = "table.completed",
         /// An officer widened (or reset) a recipient's release-ledger scope.
         LedgerScopeSet = "ledger.scope_set",
+        /// A dataset's owner set stricter table parameters (recorded as their HMAC).
+        TableRulesSet = "table_rules.set",
     }
 }
 
