@@ -117,6 +117,7 @@ async fn one_million_persons(persons: u32) {
         fields: vec![field("person_id", Level::G3, Pi::Pi), field("district", Level::G1, Pi::None)],
         person_key_field: Some(FieldName::parse("person_id").unwrap()),
         contributor_key_field: None,
+        holding_key_field: None,
         registered_at: chrono::Utc::now(),
     };
     catalog::register(&gw, &caller(&owner), dataset.clone()).await.unwrap();

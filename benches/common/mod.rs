@@ -69,6 +69,7 @@ pub fn dataset() -> bth_gateway::domain::dataset::Dataset {
         ],
         person_key_field: None,
         contributor_key_field: None,
+        holding_key_field: None,
         registered_at: chrono::Utc::now(),
     }
 }

@@ -37,3 +37,6 @@ CREATE TABLE dataset_table_rules (
     domestic TEXT NOT NULL,
     export TEXT NOT NULL
 );
+
+-- A dataset's holding key (docs/tables.md): contributions of one holding are added together.
+ALTER TABLE datasets ADD COLUMN holding_key_field TEXT;

@@ -155,6 +155,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
             ],
             person_key_field: "contact_id".into(),
             contributor_key_field: "enterprise".into(),
+            holding_key_field: String::new(),
         })
         .await?;
     let n = 1500u32;

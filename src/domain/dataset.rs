@@ -139,6 +139,10 @@ pub struct Dataset {
     pub person_key_field: Option<FieldName>,
     /// Identifies a respondent (statistical disclosure control).
     pub contributor_key_field: Option<FieldName>,
+    /// Names a respondent's holding: contributions of one holding are added together before any
+    /// disclosure rule. Needs a contributor key.
+    #[serde(default)]
+    pub holding_key_field: Option<FieldName>,
     /// When it was registered.
     pub registered_at: DateTime<Utc>,
 }
@@ -175,11 +179,14 @@ pub enum DatasetError {
     /// A key field names no field of the schema.
     #[error("{role} `{name}` is not a field of the dataset")]
     UnknownKeyField {
-        /// `person_key_field` or `contributor_key_field`.
+        /// `person_key_field`, `contributor_key_field` or `holding_key_field`.
         role: &'static str,
         /// The name given.
         name: FieldName,
     },
+    /// A holding key without a contributor key: holdings group contributors.
+    #[error("holding_key_field needs a contributor_key_field: a holding groups contributors")]
+    HoldingWithoutContributor,
     /// Free text too long or with a control character.
     #[error("{0}: {1}")]
     Text(&'static str, super::TextError),
@@ -206,14 +213,19 @@ impl Dataset {
             f.default_mask.check_fits(f.ty).map_err(|source| DatasetError::Mask { field: f.name.clone(), source })?;
             check_text("field description", &f.description)?;
         }
-        for (role, key) in
-            [("person_key_field", &self.person_key_field), ("contributor_key_field", &self.contributor_key_field)]
-        {
+        for (role, key) in [
+            ("person_key_field", &self.person_key_field),
+            ("contributor_key_field", &self.contributor_key_field),
+            ("holding_key_field", &self.holding_key_field),
+        ] {
             if let Some(name) = key {
                 if self.field(name).is_none() {
                     return Err(DatasetError::UnknownKeyField { role, name: name.clone() });
                 }
             }
+        }
+        if self.holding_key_field.is_some() && self.contributor_key_field.is_none() {
+            return Err(DatasetError::HoldingWithoutContributor);
         }
         Ok(())
     }

@@ -210,6 +210,7 @@ pub fn dataset_in(owner: &ParticipantId, r: &pb::RegisterDatasetRequest) -> Resu
             .collect::<Result<_, _>>()?,
         person_key_field: key("person_key_field", &r.person_key_field)?,
         contributor_key_field: key("contributor_key_field", &r.contributor_key_field)?,
+        holding_key_field: key("holding_key_field", &r.holding_key_field)?,
         registered_at: Utc::now(),
     })
 }
@@ -242,6 +243,11 @@ pub fn dataset_out(v: &DatasetView) -> pb::Dataset {
         },
         contributor_key_field: if v.is_owner {
             d.contributor_key_field.as_ref().map(|f| f.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        },
+        holding_key_field: if v.is_owner {
+            d.holding_key_field.as_ref().map(|f| f.to_string()).unwrap_or_default()
         } else {
             String::new()
         },

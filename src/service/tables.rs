@@ -314,6 +314,9 @@ struct Rows {
     dictionary: Vec<Vec<String>>,
     /// Per row: the contributor's dense id.
     contributors: Vec<u32>,
+    /// Per row: the contributor's holding's dense id, if the dataset names holdings and the row
+    /// one.
+    holdings: Vec<Option<u32>>,
     /// Per row: the measure (None: null, the row is not in a SUM or MEAN table).
     values: Vec<Option<f64>>,
 }
@@ -336,8 +339,12 @@ async fn read_rows(
         categories: vec![Vec::new(); fields.len()],
         dictionary: vec![Vec::new(); fields.len()],
         contributors: Vec::new(),
+        holdings: Vec::new(),
         values: Vec::new(),
     };
+    let holding_idx = dataset.holding_key_field.as_ref().and_then(|f| dataset.field_index(f));
+    let mut holding_ids: HashMap<String, u32> = HashMap::new();
+    let mut holding_of: HashMap<u32, Option<u32>> = HashMap::new();
     let mut codes: Vec<HashMap<String, u32>> = vec![HashMap::new(); fields.len()];
     let mut ids: HashMap<String, u32> = HashMap::new();
     let mut next_id: u32 = 0;
@@ -364,6 +371,7 @@ async fn read_rows(
             }
         }
         let keys = key_idx.map(text).transpose()?;
+        let holdings = holding_idx.map(text).transpose()?;
         for row in 0..n as usize {
             // Without a contributor key (or with a null one) a row is its own contributor.
             let id = match keys.as_ref().and_then(|k| k[row].as_ref()) {
@@ -377,6 +385,18 @@ async fn read_rows(
                 }
             };
             rows.contributors.push(id);
+            let holding = holdings.as_ref().and_then(|h| h[row].as_ref()).map(|h| {
+                let next = holding_ids.len() as u32;
+                *holding_ids.entry(h.clone()).or_insert(next)
+            });
+            // The engine's precondition: a contributor belongs to one holding at most.
+            if *holding_of.entry(id).or_insert(holding) != holding {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "dataset {} version {} gives a contributor two holdings: no table of it can be protected",
+                    dataset.id, version.version
+                )));
+            }
+            rows.holdings.push(holding);
         }
         match measure_idx {
             Some(i) => {
@@ -816,7 +836,7 @@ fn protect_request(
         contributions.push(Contribution {
             inner: probe.inner_of_leaves(&leaves_of_row),
             contributor: rows.contributors[row],
-            holding: None,
+            holding: rows.holdings[row],
             value,
         });
     }

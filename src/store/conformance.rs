@@ -221,6 +221,7 @@ fn dataset(id: &str, owner: &str) -> Dataset {
         fields: Vec::new(),
         person_key_field: Some(FieldName::parse("person_id").unwrap()),
         contributor_key_field: None,
+        holding_key_field: None,
         registered_at: t(1),
     }
 }

@@ -78,6 +78,7 @@ pub struct DatasetRow {
     fields: String,
     person_key_field: Option<String>,
     contributor_key_field: Option<String>,
+    holding_key_field: Option<String>,
     registered_at: i64,
 }
 
@@ -96,6 +97,7 @@ impl TryFrom<DatasetRow> for Dataset {
             fields: serde_json::from_str(&r.fields).map_err(|e| bad(e.to_string()))?,
             person_key_field: key(r.person_key_field)?,
             contributor_key_field: key(r.contributor_key_field)?,
+            holding_key_field: key(r.holding_key_field)?,
             registered_at: from_micros(r.registered_at),
         })
     }

@@ -163,8 +163,8 @@ pub(super) mod text {
     pub const SET_PARTICIPANT_STATUS: &str = "UPDATE participants SET status = $1 WHERE id = $2 RETURNING *";
 
     pub const INSERT_DATASET: &str =
-        "INSERT INTO datasets (id, owner, title, description, government_data, fields, person_key_field, contributor_key_field, registered_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        "INSERT INTO datasets (id, owner, title, description, government_data, fields, person_key_field, contributor_key_field, registered_at, holding_key_field)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
     pub const DATASET: &str = "SELECT * FROM datasets WHERE id = $1";
     pub const DATASETS: &str = "SELECT * FROM datasets WHERE id > $1 ORDER BY id LIMIT $2";
 
@@ -487,6 +487,7 @@ helpers {
             .bind(d.person_key_field.as_ref().map(|f| f.as_str()))
             .bind(d.contributor_key_field.as_ref().map(|f| f.as_str()))
             .bind(micros(d.registered_at))
+            .bind(d.holding_key_field.as_ref().map(|f| f.as_str()))
             .execute(&mut *tx)
             .await
             .map_err(exists_as::<DB>(format!("dataset {}", d.id)))?;

@@ -411,6 +411,7 @@ pub fn survey(id: &str) -> pb::RegisterDatasetRequest {
         ],
         person_key_field: "contact".into(),
         contributor_key_field: "enterprise".into(),
+        holding_key_field: String::new(),
     }
 }
 

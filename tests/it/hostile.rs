@@ -122,6 +122,7 @@ fn bulk_dataset(id: &str) -> pb::RegisterDatasetRequest {
         ],
         person_key_field: String::new(),
         contributor_key_field: String::new(),
+        holding_key_field: String::new(),
     }
 }
 

@@ -615,3 +615,64 @@ async fn a_dataset_owner_may_only_make_the_parameters_stricter() {
     assert_eq!(table.cell(&["A"]).status, pb::CellStatus::Primary as i32);
     assert_eq!(table.cell(&["Total"]).value, Some(10.0));
 }
+
+#[tokio::test]
+async fn a_holding_is_one_respondent() {
+    use pb::{FieldType as T, Level as L, Pi};
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    let dataset = pb::RegisterDatasetRequest {
+        id: "groups".into(),
+        title: "Enterprises and their groups".into(),
+        fields: vec![
+            field("enterprise", T::String, L::G2, Pi::None, None),
+            field("district", T::String, L::G2, Pi::None, None),
+            field("grp", T::String, L::G2, Pi::None, None),
+        ],
+        contributor_key_field: "enterprise".into(),
+        holding_key_field: "grp".into(),
+        ..Default::default()
+    };
+    // A holding groups contributors: without a contributor key it is refused.
+    let err = owner
+        .catalog
+        .register_dataset(pb::RegisterDatasetRequest { contributor_key_field: String::new(), ..dataset.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("holding_key_field"), "{}", err.message());
+    owner.catalog.register_dataset(dataset).await.unwrap();
+    // A: three firms of one group; B: five independent firms; C: four, two of them in group h2.
+    let r: Vec<(String, &str, Option<&str>)> = (0..12)
+        .map(|i| {
+            let (district, grp) = match i {
+                0..=2 => ("A", Some("h1")),
+                3..=7 => ("B", None),
+                8 | 9 => ("C", Some("h2")),
+                _ => ("C", None),
+            };
+            (format!("g{i}"), district, grp)
+        })
+        .collect();
+    let batch = RowBatch::from_columns(
+        12,
+        vec![
+            pb::Column { strings: r.iter().map(|x| x.0.clone()).collect(), ..Default::default() },
+            pb::Column { strings: r.iter().map(|x| x.1.to_owned()).collect(), ..Default::default() },
+            pb::Column {
+                strings: r.iter().filter_map(|x| x.2.map(str::to_owned)).collect(),
+                nulls: (0..12u32).filter(|&i| r[i as usize].2.is_none()).collect(),
+                ..Default::default()
+            },
+        ],
+    );
+    publish(&mut owner, "groups", "v1", vec![batch]).await.unwrap();
+    let mut consumer = t.consumer("tj-commerce", Level::G2).await;
+    tables_grant(&mut owner, &mut consumer, "groups", &["district"], &[]).await;
+    let table = tabulate(&mut consumer, count_of("groups", vec![dim("district")])).await.unwrap();
+    // A has three contributors (n = 3 passes) but one respondent: primary.
+    assert_eq!(table.cell(&["A"]).status, pb::CellStatus::Primary as i32);
+    assert_eq!((table.cell(&["B"]).value, table.cell(&["B"]).contributors), (Some(5.0), Some(5)));
+    // Counts stay per contributor.
+    assert_eq!(table.cell(&["Total"]).value, Some(12.0));
+}

@@ -231,6 +231,10 @@ pub struct DatasetRegistered {
     pub person_key_field: Option<FieldName>,
     /// The field identifying a respondent (statistical disclosure control); `null` when none.
     pub contributor_key_field: Option<FieldName>,
+    /// The field naming a respondent's holding; no member at all when none (datasets registered
+    /// before holdings existed kept their format).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holding_key_field: Option<FieldName>,
     /// The schema, in column order.
     pub fields: Vec<SchemaField>,
 }
@@ -281,6 +285,7 @@ impl From<&Dataset> for DatasetRegistered {
             government_data: d.government_data,
             person_key_field: d.person_key_field.clone(),
             contributor_key_field: d.contributor_key_field.clone(),
+            holding_key_field: d.holding_key_field.clone(),
             fields: d.fields.iter().map(SchemaField::from).collect(),
         }
     }
@@ -1134,6 +1139,7 @@ mod tests {
             ],
             person_key_field: Some(field("person_id")),
             contributor_key_field: None,
+            holding_key_field: None,
             registered_at: at(),
         }
     }
