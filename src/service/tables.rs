@@ -879,7 +879,19 @@ fn protect_request(
     let protection = match sdc::protect(&table, rules, &forced) {
         Ok(p) => p,
         Err(refusal) => {
-            let detail = refusal.describe(&table, |i| forced_labels.get(i).cloned().unwrap_or_default());
+            // The recipient learns which of the cells it received conflicts, not which cell of
+            // the table would be revealed: that cell may lie outside what it asked for, and
+            // naming it would say that it fails a rule.
+            let detail = match &refusal {
+                sdc::Refusal::ForcedReveals { forced, .. } => format!(
+                    "the cells released to you before, with {}, would reveal a protected cell",
+                    forced_labels.get(*forced).map_or("them".to_owned(), |l| format!("the cell {l}"))
+                ),
+                sdc::Refusal::Unprotectable { .. } => {
+                    "a protected cell cannot be protected by further suppression".to_owned()
+                }
+                other => other.to_string(),
+            };
             let cells = request_cells(req.dimensions.len(), &resolved, &engine_codes, &table, None);
             return Ok(Computed {
                 cells,

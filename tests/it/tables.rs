@@ -605,15 +605,33 @@ async fn a_dataset_owner_may_only_make_the_parameters_stricter() {
     let err = consumer.catalog.set_table_rules(set(table_rules(6, false, Some(10), None), export)).await;
     assert_eq!(err.unwrap_err().code(), Code::PermissionDenied);
 
+    // Released before the owner tightens the rules: A (5 firms).
+    let before = tabulate(&mut consumer, count_of("firms", vec![dim("district")])).await.unwrap();
+    assert_eq!(before.cell(&["A"]).value, Some(5.0));
+    let ledger = t.count("SELECT COUNT(*) FROM release_ledger").await;
+
     // At least 6 firms a cell: A (5) is now primary as well.
     let r =
         owner.catalog.set_table_rules(set(table_rules(6, false, Some(10), None), export)).await.unwrap().into_inner();
     if !r.receipt.is_empty() {
         t.verify_receipt(&r.receipt, &["table_rules.set", "domestic_hmac"]).await;
     }
-    let table = tabulate(&mut consumer, count_of("firms", vec![dim("district")])).await.unwrap();
+    let mut fresh = t.consumer("tj-tax", Level::G2).await;
+    tables_grant(&mut owner, &mut fresh, "firms", &["district"], &[]).await;
+    let table = tabulate(&mut fresh, count_of("firms", vec![dim("district")])).await.unwrap();
     assert_eq!(table.cell(&["A"]).status, pb::CellStatus::Primary as i32);
     assert_eq!(table.cell(&["Total"]).value, Some(10.0));
+
+    // The first consumer has A already: no pattern can protect it now. Refused, naming the
+    // released cell, recorded, nothing added to the ledger.
+    let err = tabulate(&mut consumer, count_of("firms", vec![dim("district")])).await.err().unwrap();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains(r#"{"district":["A"]}"#), "{}", err.message());
+    assert_eq!(t.count("SELECT COUNT(*) FROM release_ledger WHERE scope = 'tj-commerce'").await, ledger);
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM records WHERE kind = 'table.decision' AND json LIKE '%REFUSED%'").await,
+        1
+    );
 }
 
 #[tokio::test]
