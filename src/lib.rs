@@ -10,7 +10,7 @@
 //! | [`server`] | assembly: TLS, services, health, reflection, graceful shutdown |
 //! | [`config`] | configuration: file, then `BTH_*` environment, then flags |
 //! | [`grpc`] | adapters: identity from the client certificate, proto ↔ domain, the one `Status` mapping |
-//! | [`service`] | use cases: catalog, publishing, sharing, exchange, assessment, oversight, audit, participants |
+//! | [`service`] | use cases: catalog, publishing, sharing, exchange, tables, assessment, oversight, audit, participants |
 //! | [`policy`] | classification, domestic and export tables, approvals, counting (pure) |
 //! | [`masking`] | masks (pure) |
 //! | [`sdc`] | statistical disclosure control: tables, primary rules, secondary suppression, the interval audit (pure) |

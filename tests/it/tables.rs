@@ -694,3 +694,28 @@ async fn a_holding_is_one_respondent() {
     // Counts stay per contributor.
     assert_eq!(table.cell(&["Total"]).value, Some(12.0));
 }
+
+#[tokio::test]
+async fn a_table_of_government_data_abroad_is_held_by_x6_and_its_preview_queues_nothing() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(firms("gov", true)).await.unwrap();
+    publish(&mut owner, "gov", "v1", vec![small_rows()]).await.unwrap();
+    let mut hk = t
+        .register("hk-univ", ParticipantKind::Other, RecipientType::Research, "HK", &[Role::Consumer], Level::G4)
+        .await;
+    tables_grant(&mut owner, &mut hk, "gov", &["district"], &[]).await;
+
+    let preview = hk.exchange.preview_tabulate(count_of("gov", vec![dim("district")])).await.unwrap().into_inner();
+    let d = preview.decision.unwrap();
+    assert_eq!((d.action.as_str(), d.export), ("HOLD", true));
+    assert!(d.rules.contains(&"X6".to_string()) && !d.rules.contains(&"X3".to_string()), "{:?}", d.rules);
+    assert!(!preview.refused.is_empty());
+    assert_eq!((preview.published, preview.primary, preview.secondary), (0, 0, 0));
+    assert_eq!(t.count("SELECT COUNT(*) FROM holds").await, 0, "a preview queues nothing");
+
+    let err = tabulate(&mut hk, count_of("gov", vec![dim("district")])).await.err().unwrap();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(t.count("SELECT COUNT(*) FROM holds").await, 1);
+    assert_eq!(t.count("SELECT COUNT(*) FROM release_ledger").await, 0);
+}
