@@ -116,6 +116,27 @@ async fn persons(
     Ok(out)
 }
 
+/// The approvals the rules may use for `transfer`: separation of duties — an approval recorded by
+/// the transfer's exporter or recipient never applies, whatever its scope says (an officer who
+/// is also a party could otherwise approve its own transfer with an "any recipient" scope).
+fn usable_approvals(stored: Vec<crate::store::StoredApproval>, transfer: &Transfer) -> Vec<policy::Approval> {
+    stored
+        .into_iter()
+        .filter(|a| {
+            let party = a.recorded_by == transfer.exporter.id || a.recorded_by == transfer.recipient.id;
+            if party {
+                tracing::warn!(
+                    approval = %a.approval.id,
+                    recorded_by = %a.recorded_by,
+                    "approval not used: recorded by a party to the transfer (separation of duties)"
+                );
+            }
+            !party
+        })
+        .map(|a| a.approval)
+        .collect()
+}
+
 /// Assesses `transfer`: exports carrying personal information count their persons against the
 /// exporter's ledger (committed only for a passed pull); every transfer reads the exporter's
 /// approvals. Returns the decision and the transfer's persons per bucket.
@@ -127,8 +148,7 @@ pub async fn assess(
     rows: &RowSelection<'_>,
     counting: Counting,
 ) -> Result<(Decision, Persons), ServiceError> {
-    let approvals: Vec<policy::Approval> =
-        gw.store.approvals(Some(&transfer.exporter.id)).await?.into_iter().map(|a| a.approval).collect();
+    let approvals = usable_approvals(gw.store.approvals(Some(&transfer.exporter.id)).await?, transfer);
     let set = SetSummary::of(transfer.fields.iter().map(|f| &f.classification));
     let counted = transfer.direction() == Direction::Export && (set.has_pi || set.has_spi);
     if !counted {

@@ -1,6 +1,8 @@
 //! Oversight: officers record and revoke approvals, attest exemption claims and resolve the
 //! held transfers in the review queue. Separation of duties: an officer never decides on a
-//! transfer where it is the consumer or the dataset's owner.
+//! transfer where its organisation is the exporter (the dataset's owner) or the recipient —
+//! checked here when it records, revokes, resolves or attests, and again when an approval is
+//! used (`assessment::usable_approvals`: one recorded by a party to the transfer never applies).
 
 use chrono::NaiveDate;
 
@@ -68,7 +70,7 @@ fn require_reader(caller: &Caller) -> Result<(), ServiceError> {
 ///
 /// # Errors
 /// `PermissionDenied` without the officer role, or for an approval of the officer's own
-/// organisation; `InvalidArgument` for a bad id, an unknown exporter or scope recipient, a blank
+/// organisation (as exporter or named as a recipient in the scope); `InvalidArgument` for a bad id, an unknown exporter or scope recipient, a blank
 /// reference or an expiry before the issue date; `AlreadyExists` for a taken id.
 pub async fn record_approval(
     gw: &Gateway,
@@ -105,6 +107,11 @@ pub async fn record_approval(
     for (i, recipient) in new.scope.recipients.iter().enumerate() {
         let field = format!("scope.recipients[{i}]");
         let id = ParticipantId::parse(recipient).map_err(|e| ServiceError::invalid(&field, e))?;
+        if id == caller.participant.id {
+            return Err(ServiceError::PermissionDenied(format!(
+                "separation of duties: {field} names the officer's own organisation; an officer cannot approve transfers it receives"
+            )));
+        }
         if gw.store.participant(&id).await?.is_none() {
             return Err(ServiceError::invalid(field, format!("no participant {id}")));
         }
@@ -140,7 +147,8 @@ pub async fn record_approval(
 /// Revokes an approval: transfers it covered are held again from their next pull.
 ///
 /// # Errors
-/// `PermissionDenied` without the officer role; `NotFound`; `FailedPrecondition` when already
+/// `PermissionDenied` without the officer role, or for an approval whose exporter or a scope
+/// recipient is the officer's organisation; `NotFound`; `FailedPrecondition` when already
 /// revoked; `InvalidArgument` for a blank reason.
 pub async fn revoke_approval(
     gw: &Gateway,
@@ -150,7 +158,16 @@ pub async fn revoke_approval(
 ) -> Result<(StoredApproval, Option<Receipt>), ServiceError> {
     caller.require(Role::Officer)?;
     super::check_text("reason", reason, true, REASON_MAX)?;
-    let exporter = gw.store.approval(id).await?.map(|a| a.approval.exporter);
+    let existing = gw.store.approval(id).await?;
+    if let Some(a) = &existing {
+        let me = caller.participant.id.as_str();
+        if a.approval.exporter == me || a.approval.scope.recipients.iter().any(|r| r == me) {
+            return Err(ServiceError::PermissionDenied(
+                "separation of duties: an officer cannot revoke an approval of its own organisation's transfers".into(),
+            ));
+        }
+    }
+    let exporter = existing.map(|a| a.approval.exporter);
     let body = ApprovalRevoked { approval: id.to_owned(), reason: reason.to_owned(), exporter };
     let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::ApprovalRevoked(body));
     let (a, seq) = gw

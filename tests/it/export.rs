@@ -359,3 +359,65 @@ async fn an_attested_exemption_switches_off_the_volume_rules() {
     let p = pull(&mut hk, pull_req("big")).await.unwrap();
     assert_eq!(p.header.decision.unwrap().rules, vec!["E3"]);
 }
+
+/// Issue 12's first finding: a Hong Kong participant holding both the consumer and the officer
+/// roles approved its own export.
+#[tokio::test]
+async fn an_officer_who_receives_the_transfer_can_neither_approve_nor_revoke_for_it() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(4, 0)]).await.unwrap();
+    let mut hk = t
+        .register(
+            "hk-univ",
+            ParticipantKind::Other,
+            RecipientType::Research,
+            "HK",
+            &[Role::Consumer, Role::Officer],
+            Level::G3,
+        )
+        .await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    let hold = hold_id(&pull(&mut hk, pull_req("survey")).await.unwrap_err());
+
+    // Naming itself as the scope's recipient is refused when recorded ...
+    let mut own = approval("CAC_SA", "tj-stats", "2029-01-09");
+    own.scope.as_mut().unwrap().recipients = vec!["hk-univ".into()];
+    let err = hk.oversight.record_approval(own).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message().contains("scope.recipients[0]") && err.message().contains("separation of duties"),
+        "{}",
+        err.message()
+    );
+
+    // ... and an approval it records with an "any recipient" scope never applies to its pulls.
+    let any = hk.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "still held: {err:?}");
+    assert_eq!(hold_id(&err), hold);
+    let err = hk
+        .oversight
+        .resolve_hold(pb::ResolveHoldRequest {
+            hold_id: hold.clone(),
+            resolution: Some(Resolution::ReleaseWithApproval(any.id.clone())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // An independent officer's approval naming it does apply; the recipient cannot revoke it.
+    let mut off = officer(&t).await;
+    let mut named = approval("CAC_SA", "tj-stats", "2029-01-09");
+    named.scope.as_mut().unwrap().recipients = vec!["hk-univ".into()];
+    let sa = off.oversight.record_approval(named).await.unwrap().into_inner();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 4);
+    let err = hk
+        .oversight
+        .revoke_approval(pb::RevokeApprovalRequest { id: sa.id.clone(), reason: "mine to drop".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("separation of duties"), "{}", err.message());
+}
