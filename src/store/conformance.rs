@@ -733,8 +733,8 @@ async fn holds_are_resolved_once(store: Arc<dyn Store>) {
     assert!(matches!(dup, Err(StoreError::AlreadyExists(_))), "{dup:?}");
     assert_eq!(store.hold("h1").await.unwrap(), Some(hold("h1", 1)));
     assert_eq!(store.hold("h9").await.unwrap(), None);
-    assert_eq!(store.open_hold("g1", "CAC_SA").await.unwrap(), Some(hold("h1", 1)));
-    assert_eq!(store.open_hold("g1", "SCC_FILING").await.unwrap(), None);
+    assert_eq!(store.holds_for("g1", "CAC_SA").await.unwrap(), vec![hold("h1", 1)]);
+    assert_eq!(store.holds_for("g1", "SCC_FILING").await.unwrap(), vec![]);
     assert_eq!(store.holds(Some(HoldStatus::Open)).await.unwrap().len(), 1);
 
     let mut tasks = Vec::new();
@@ -763,7 +763,7 @@ async fn holds_are_resolved_once(store: Arc<dyn Store>) {
     assert_eq!(last, Some((resolved[0].1, RecordKind::HoldResolved)), "its record's seq");
     let resolved: Vec<Hold> = resolved.into_iter().map(|(h, _)| h).collect();
     assert_eq!(store.hold("h1").await.unwrap().as_ref(), Some(&resolved[0]));
-    assert_eq!(store.open_hold("g1", "CAC_SA").await.unwrap(), None);
+    assert_eq!(store.holds_for("g1", "CAC_SA").await.unwrap(), resolved);
     assert!(store.holds(Some(HoldStatus::Open)).await.unwrap().is_empty());
     assert_eq!(store.holds(Some(resolved[0].status)).await.unwrap().len(), 1);
     store.insert_hold(&hold("h0", 0), &rec(RecordKind::HoldQueued, 30)).await.unwrap();

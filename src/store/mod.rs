@@ -356,9 +356,9 @@ pub trait OversightStore: Send + Sync {
     /// Stores a new hold. `AlreadyExists` when the id is taken.
     async fn insert_hold(&self, h: &Hold, rec: &NewRecord) -> Result<(), StoreError>;
 
-    /// The open hold of `grant` for `mechanism`, if any (a retry joins it instead of queueing a
-    /// second item).
-    async fn open_hold(&self, grant: &str, mechanism: &str) -> Result<Option<Hold>, StoreError>;
+    /// Every hold of `grant` for `mechanism`, whatever its status, oldest first (a retry joins
+    /// the open one of its shape; a refused one keeps refusing it).
+    async fn holds_for(&self, grant: &str, mechanism: &str) -> Result<Vec<Hold>, StoreError>;
 
     /// The hold with this id.
     async fn hold(&self, id: &str) -> Result<Option<Hold>, StoreError>;

@@ -239,8 +239,7 @@ pub(super) mod text {
     pub const INSERT_HOLD: &str =
         "INSERT INTO holds (id, status, grant_id, dataset, consumer, exporter, mechanism, body, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-    pub const OPEN_HOLD: &str =
-        "SELECT * FROM holds WHERE grant_id = $1 AND mechanism = $2 AND status = 'OPEN' LIMIT 1";
+    pub const HOLDS_FOR: &str = "SELECT * FROM holds WHERE grant_id = $1 AND mechanism = $2 ORDER BY created_at, id";
     pub const HOLD: &str = "SELECT * FROM holds WHERE id = $1";
     pub const HOLDS: &str =
         "SELECT * FROM holds WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) ORDER BY created_at, id";
@@ -763,11 +762,11 @@ helpers {
         tx.commit().await.map_err(classify::<DB>)
     }
 
-    async fn open_hold(&self, grant: &str, mechanism: &str) -> Result<Option<Hold>, StoreError> {
-        one(sqlx::query_as::<_, HoldRow>(text::OPEN_HOLD)
+    async fn holds_for(&self, grant: &str, mechanism: &str) -> Result<Vec<Hold>, StoreError> {
+        all(sqlx::query_as::<_, HoldRow>(text::HOLDS_FOR)
             .bind(grant)
             .bind(mechanism)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await
             .map_err(classify::<DB>)?)
     }

@@ -421,3 +421,60 @@ async fn an_officer_who_receives_the_transfer_can_neither_approve_nor_revoke_for
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     assert!(err.message().contains("separation of duties"), "{}", err.message());
 }
+
+/// Issue 12: an approval alone left the hold `OPEN` for ever, and a refused hold came back as a
+/// fresh `OPEN` one on the next retry.
+#[tokio::test]
+async fn a_hold_is_released_by_the_pull_that_passes_and_a_refusal_keeps_refusing() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(3, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    let mut off = officer(&t).await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    let holds = |status: &str| pb::ListHoldsRequest { status: status.into() };
+
+    // Held; an approval recorded without resolving the hold: the next pull passes and closes it.
+    let first = hold_id(&pull(&mut hk, pull_req("survey")).await.unwrap_err());
+    let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 3);
+    let released = off.oversight.list_holds(holds("RELEASED")).await.unwrap().into_inner().holds;
+    assert_eq!(
+        released.iter().map(|h| (&h.id[..], &h.approval_id[..])).collect::<Vec<_>>(),
+        [(&first[..], &sa.id[..])]
+    );
+    assert!(off.oversight.list_holds(holds("OPEN")).await.unwrap().into_inner().holds.is_empty());
+    let logged = format!(
+        "SELECT COUNT(*) FROM records WHERE kind = 'hold.resolved' AND json LIKE '%{first}%' AND json LIKE '%RELEASED%' AND json LIKE '%{}%'",
+        sa.id
+    );
+    assert_eq!(t.count(&logged).await, 1, "the release is logged");
+
+    // Revoked: held again, as a new review item; an officer refuses it.
+    off.oversight
+        .revoke_approval(pb::RevokeApprovalRequest { id: sa.id.clone(), reason: "withdrawn".into() })
+        .await
+        .unwrap();
+    let second = hold_id(&pull(&mut hk, pull_req("survey")).await.unwrap_err());
+    assert_ne!(second, first);
+    off.oversight
+        .resolve_hold(pb::ResolveHoldRequest {
+            hold_id: second.clone(),
+            resolution: Some(Resolution::RefuseReason("no legal basis for this partner".into())),
+        })
+        .await
+        .unwrap();
+    // The refusal keeps refusing the same transfer instead of queueing it again.
+    for _ in 0..2 {
+        let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+        assert!(err.message().contains(&second) && err.message().contains("no legal basis"), "{}", err.message());
+    }
+    assert!(off.oversight.list_holds(holds("OPEN")).await.unwrap().into_inner().holds.is_empty(), "no new item");
+
+    // An approval recorded after the refusal covers it: the transfer passes again.
+    t.clock.advance(chrono::Duration::seconds(1));
+    off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 3);
+}
