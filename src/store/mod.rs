@@ -435,6 +435,11 @@ pub trait Store: CatalogStore + GrantStore + OversightStore + LogStore + LedgerS
     /// full disk or a read-only database.
     async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError>;
 
+    /// Leaves the database whole on disk; called once on a clean stop, after the last write
+    /// (SQLite: the write-ahead log checkpointed into the database file and truncated, so that
+    /// copying the file alone copies the database).
+    async fn settle(&self) -> Result<(), StoreError>;
+
     /// Whether other gateway processes may share this store (then a transfer without completion
     /// may still be streaming from one of them).
     fn shared(&self) -> bool {

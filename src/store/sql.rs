@@ -39,6 +39,15 @@ pub struct SqlStore<DB: Database> {
     pub(super) log: Pool<DB>,
 }
 
+impl<DB: Database> SqlStore<DB> {
+    /// Closes every pool (connections in use close when given back).
+    pub async fn close(&self) {
+        for pool in [&self.pool, &self.bulk, &self.log] {
+            pool.close().await;
+        }
+    }
+}
+
 impl<DB: Database> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
         SqlStore { pool: self.pool.clone(), bulk: self.bulk.clone(), log: self.log.clone() }
@@ -110,6 +119,10 @@ pub trait Dialect: Database {
 
     /// Starts a transaction that will write.
     async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error>;
+
+    /// Leaves the database whole on disk after a clean stop (SQLite: the WAL checkpointed into
+    /// the main file and truncated, so that the file alone is the database).
+    async fn settle(pool: &Pool<Self>) -> Result<(), sqlx::Error>;
 
     /// Takes `lock` for the rest of the transaction on `conn`.
     async fn lock(conn: &mut Self::Connection, lock: Lock<'_>) -> Result<(), sqlx::Error>;
@@ -993,6 +1006,10 @@ helpers {
     }
 }
 [#[async_trait] impl<DB> Store for SqlStore<DB>] {
+    async fn settle(&self) -> Result<(), StoreError> {
+        DB::settle(&self.pool).await.map_err(classify::<DB>)
+    }
+
     async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query(text::PROBE_WRITE).bind(micros(at)).execute(&self.pool).await.map_err(unavailable::<DB>)?;
         Ok(())
