@@ -3,7 +3,7 @@
 use chrono::NaiveDate;
 use tonic::{Request, Response, Status};
 
-use super::convert::{grant_out, participant_id_in, receipt_text, record_id_in, time_out};
+use super::convert::{dataset_id_in, grant_out, participant_id_in, receipt_text, record_id_in, time_out};
 use super::identity::caller;
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::participant::Region;
@@ -11,7 +11,7 @@ use crate::pb::{self, resolve_hold_request::Resolution as PbResolution};
 use crate::policy::Scope;
 use crate::service::oversight::{self, NewApproval, Resolution};
 use crate::service::{Gateway, ServiceError};
-use crate::store::StoredApproval;
+use crate::store::{HoldFilter, StoredApproval};
 
 /// The `bth.gateway.v1.Oversight` service.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ fn approval_out(s: &StoredApproval) -> pb::Approval {
     }
 }
 
-fn hold_out(h: &Hold) -> pb::Hold {
+fn hold_out(h: &Hold, now: chrono::DateTime<chrono::Utc>) -> pb::Hold {
     pb::Hold {
         id: h.id.clone(),
         status: h.status.to_string(),
@@ -83,6 +83,7 @@ fn hold_out(h: &Hold) -> pb::Hold {
         reason: h.reason.clone(),
         approval_id: h.approval_id.clone().unwrap_or_default(),
         receipt: String::new(),
+        waited_seconds: oversight::waited(h, now).as_secs(),
     }
 }
 
@@ -93,14 +94,29 @@ impl pb::oversight_server::Oversight for OversightService {
         request: Request<pb::ListHoldsRequest>,
     ) -> Result<Response<pb::ListHoldsResponse>, Status> {
         let caller = caller(&request)?;
-        let status = &request.get_ref().status;
-        let status = if status.is_empty() {
+        let r = request.get_ref();
+        let status = if r.status.is_empty() {
             None
         } else {
-            Some(status.parse::<HoldStatus>().map_err(|e| ServiceError::invalid("status", e))?)
+            Some(r.status.parse::<HoldStatus>().map_err(|e| ServiceError::invalid("status", e))?)
         };
-        let holds = oversight::list_holds(&self.0, &caller, status).await?;
-        Ok(Response::new(pb::ListHoldsResponse { holds: holds.iter().map(hold_out).collect() }))
+        let now = self.0.clock.now();
+        let min_age = i64::try_from(r.min_age_seconds)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .ok_or_else(|| ServiceError::invalid("min_age_seconds", "too large"))?;
+        let filter = HoldFilter {
+            status,
+            dataset: (!r.dataset_id.is_empty()).then(|| dataset_id_in("dataset_id", &r.dataset_id)).transpose()?,
+            consumer: (!r.consumer.is_empty()).then(|| participant_id_in("consumer", &r.consumer)).transpose()?,
+            exporter: (!r.exporter.is_empty()).then(|| participant_id_in("exporter", &r.exporter)).transpose()?,
+            created_before: (r.min_age_seconds > 0).then(|| now - min_age),
+        };
+        let region = (!r.region.is_empty())
+            .then(|| Region::parse(&r.region).map_err(|e| ServiceError::invalid("region", e)))
+            .transpose()?;
+        let holds = oversight::list_holds(&self.0, &caller, &filter, region.as_ref()).await?;
+        Ok(Response::new(pb::ListHoldsResponse { holds: holds.iter().map(|h| hold_out(h, now)).collect() }))
     }
 
     async fn record_approval(
@@ -160,7 +176,7 @@ impl pb::oversight_server::Oversight for OversightService {
             }
         };
         let (h, receipt) = oversight::resolve_hold(&self.0, &caller, hold_id, resolution).await?;
-        Ok(Response::new(pb::Hold { receipt: receipt_text(receipt.as_ref()), ..hold_out(&h) }))
+        Ok(Response::new(pb::Hold { receipt: receipt_text(receipt.as_ref()), ..hold_out(&h, self.0.clock.now()) }))
     }
 
     async fn attest_exemption(

@@ -10,12 +10,13 @@ use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::grant::Grant;
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::ParticipantId;
+use crate::domain::participant::Region;
 use crate::domain::participant::Role;
 use crate::domain::record::bodies::{ApprovalRecorded, ApprovalRevoked, GrantRecord, HoldResolved};
 use crate::domain::record::{NewRecord, RecordBody};
 use crate::log::sequencer::Receipt;
 use crate::policy::{Approval, ApprovalType, Exemption, Scope};
-use crate::store::StoredApproval;
+use crate::store::{HoldFilter, StoredApproval};
 
 /// Longest reason an officer gives, in bytes.
 const REASON_MAX: usize = 1024;
@@ -189,10 +190,30 @@ pub async fn list_approvals(
     Ok(gw.store.approvals(exporter).await?)
 }
 
-/// Holds, optionally of one status.
-pub async fn list_holds(gw: &Gateway, caller: &Caller, status: Option<HoldStatus>) -> Result<Vec<Hold>, ServiceError> {
+/// Holds matching `filter` whose consumer is in `region` (any region when `None`), oldest
+/// first; officers and auditors only.
+pub async fn list_holds(
+    gw: &Gateway,
+    caller: &Caller,
+    filter: &HoldFilter,
+    region: Option<&Region>,
+) -> Result<Vec<Hold>, ServiceError> {
     require_reader(caller)?;
-    Ok(gw.store.holds(status).await?)
+    let holds = gw.store.holds(filter).await?;
+    let Some(region) = region else { return Ok(holds) };
+    let in_region: std::collections::HashSet<ParticipantId> =
+        gw.store.participants().await?.into_iter().filter(|p| &p.region == region).map(|p| p.id).collect();
+    Ok(holds.into_iter().filter(|h| in_region.contains(&h.consumer)).collect())
+}
+
+/// How long `hold` has waited for an officer at `now`: until `now` while open, until its
+/// resolution otherwise.
+pub fn waited(hold: &Hold, now: chrono::DateTime<chrono::Utc>) -> std::time::Duration {
+    let until = match hold.status {
+        HoldStatus::Open => now,
+        _ => hold.resolved_at.unwrap_or(now),
+    };
+    (until - hold.created_at).to_std().unwrap_or_default()
 }
 
 /// Resolves an open hold.

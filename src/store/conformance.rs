@@ -20,8 +20,8 @@ use sqlx::{Connection, Executor, PgConnection};
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
-    Committed, Integration, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError, StoredApproval,
-    StoredCheckpoint, StoredChunk, TransferFilter, TreeHead,
+    Committed, HoldFilter, Integration, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError,
+    StoredApproval, StoredCheckpoint, StoredChunk, TransferFilter, TreeHead,
 };
 use crate::domain::classification::Level;
 use crate::domain::dataset::{Dataset, FieldName};
@@ -735,7 +735,10 @@ async fn holds_are_resolved_once(store: Arc<dyn Store>) {
     assert_eq!(store.hold("h9").await.unwrap(), None);
     assert_eq!(store.holds_for("g1", "CAC_SA").await.unwrap(), vec![hold("h1", 1)]);
     assert_eq!(store.holds_for("g1", "SCC_FILING").await.unwrap(), vec![]);
-    assert_eq!(store.holds(Some(HoldStatus::Open)).await.unwrap().len(), 1);
+    assert_eq!(
+        store.holds(&HoldFilter { status: Some(HoldStatus::Open), ..Default::default() }).await.unwrap().len(),
+        1
+    );
 
     let mut tasks = Vec::new();
     for i in 0..6 {
@@ -764,10 +767,17 @@ async fn holds_are_resolved_once(store: Arc<dyn Store>) {
     let resolved: Vec<Hold> = resolved.into_iter().map(|(h, _)| h).collect();
     assert_eq!(store.hold("h1").await.unwrap().as_ref(), Some(&resolved[0]));
     assert_eq!(store.holds_for("g1", "CAC_SA").await.unwrap(), resolved);
-    assert!(store.holds(Some(HoldStatus::Open)).await.unwrap().is_empty());
-    assert_eq!(store.holds(Some(resolved[0].status)).await.unwrap().len(), 1);
+    assert!(store
+        .holds(&HoldFilter { status: Some(HoldStatus::Open), ..Default::default() })
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.holds(&HoldFilter { status: Some(resolved[0].status), ..Default::default() }).await.unwrap().len(),
+        1
+    );
     store.insert_hold(&hold("h0", 0), &rec(RecordKind::HoldQueued, 30)).await.unwrap();
-    let all: Vec<String> = store.holds(None).await.unwrap().into_iter().map(|h| h.id).collect();
+    let all: Vec<String> = store.holds(&HoldFilter::default()).await.unwrap().into_iter().map(|h| h.id).collect();
     assert_eq!(all, ["h0", "h1"], "oldest first");
 }
 

@@ -221,6 +221,21 @@ pub struct TransferFilter {
     pub unfinished: bool,
 }
 
+/// Which holds [`OversightStore::holds`] returns: every `Some` narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HoldFilter {
+    /// Holds in this state.
+    pub status: Option<HoldStatus>,
+    /// Holds of this dataset.
+    pub dataset: Option<DatasetId>,
+    /// Holds of this consumer.
+    pub consumer: Option<ParticipantId>,
+    /// Holds of this exporter.
+    pub exporter: Option<ParticipantId>,
+    /// Holds created before this time.
+    pub created_before: Option<DateTime<Utc>>,
+}
+
 /// An integrated transfer record and the facets it was filed under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredTransfer {
@@ -363,8 +378,8 @@ pub trait OversightStore: Send + Sync {
     /// The hold with this id.
     async fn hold(&self, id: &str) -> Result<Option<Hold>, StoreError>;
 
-    /// Holds, optionally of one status, oldest first.
-    async fn holds(&self, status: Option<HoldStatus>) -> Result<Vec<Hold>, StoreError>;
+    /// Holds matching `filter`, oldest first.
+    async fn holds(&self, filter: &HoldFilter) -> Result<Vec<Hold>, StoreError>;
 
     /// Stores a hold's resolution if it is still open; `Conflict` otherwise. Returns the
     /// record's sequence number.

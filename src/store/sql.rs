@@ -17,13 +17,13 @@ use super::rows::{
     QueuedRow, RecordRow, TransferRow, VersionRow,
 };
 use super::{
-    CatalogStore, Committed, GrantStore, Integrator, Keep, LedgerCounts, LedgerStore, LogStore, NewVersion,
+    CatalogStore, Committed, GrantStore, HoldFilter, Integrator, Keep, LedgerCounts, LedgerStore, LogStore, NewVersion,
     OversightStore, PersonCount, QueuedRecord, Store, StoreError, StoredApproval, StoredCheckpoint, StoredChunk,
     StoredTransfer, TransferFilter, TreeHead, INTEGRATION_BATCH,
 };
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
-use crate::domain::hold::{Hold, HoldStatus};
+use crate::domain::hold::Hold;
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, PreparedRecord, RecordKind, StoredRecord, TransferFacets};
@@ -254,8 +254,8 @@ pub(super) mod text {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     pub const HOLDS_FOR: &str = "SELECT * FROM holds WHERE grant_id = $1 AND mechanism = $2 ORDER BY created_at, id";
     pub const HOLD: &str = "SELECT * FROM holds WHERE id = $1";
-    pub const HOLDS: &str =
-        "SELECT * FROM holds WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) ORDER BY created_at, id";
+    /// Every hold; conditions are appended.
+    pub const HOLDS: &str = "SELECT * FROM holds WHERE TRUE";
     /// Compare-and-set on `status = 'OPEN'`.
     pub const RESOLVE_HOLD: &str =
         "UPDATE holds SET status = $1, resolved_by = $2, resolved_at = $3, reason = $4, approval_id = $5
@@ -280,6 +280,27 @@ enum Bind {
     Int(i64),
     Text(String),
     Bool(bool),
+}
+
+/// `query` with `binds` bound in order.
+fn bound<'q, DB, O>(
+    mut query: sqlx::query::QueryAs<'q, DB, O, DB::Arguments<'q>>,
+    binds: Vec<Bind>,
+) -> sqlx::query::QueryAs<'q, DB, O, DB::Arguments<'q>>
+where
+    DB: Database,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+{
+    for value in binds {
+        query = match value {
+            Bind::Int(v) => query.bind(v),
+            Bind::Text(v) => query.bind(v),
+            Bind::Bool(v) => query.bind(v),
+        };
+    }
+    query
 }
 
 /// A failure to store a record: the operation it records cannot proceed (fail closed).
@@ -788,12 +809,28 @@ helpers {
         one(sqlx::query_as::<_, HoldRow>(text::HOLD).bind(id).fetch_optional(&self.pool).await.map_err(classify::<DB>)?)
     }
 
-    async fn holds(&self, status: Option<HoldStatus>) -> Result<Vec<Hold>, StoreError> {
-        all(sqlx::query_as::<_, HoldRow>(text::HOLDS)
-            .bind(status.map(|s| s.as_str()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify::<DB>)?)
+    async fn holds(&self, filter: &HoldFilter) -> Result<Vec<Hold>, StoreError> {
+        let mut sql = String::from(text::HOLDS);
+        let mut binds = Vec::new();
+        let mut arg = |value: Bind| {
+            binds.push(value);
+            format!("${}", binds.len())
+        };
+        for (column, value) in [
+            ("status", filter.status.map(|s| s.as_str().to_owned())),
+            ("dataset", filter.dataset.as_ref().map(|d| d.to_string())),
+            ("consumer", filter.consumer.as_ref().map(|p| p.to_string())),
+            ("exporter", filter.exporter.as_ref().map(|p| p.to_string())),
+        ] {
+            if let Some(v) = value {
+                sql += &format!(" AND {column} = {}", arg(Bind::Text(v)));
+            }
+        }
+        if let Some(t) = filter.created_before {
+            sql += &format!(" AND created_at < {}", arg(Bind::Int(micros(t))));
+        }
+        sql += " ORDER BY created_at, id";
+        all(bound(sqlx::query_as::<_, HoldRow>(&sql), binds).fetch_all(&self.pool).await.map_err(classify::<DB>)?)
     }
 
     async fn resolve_hold(&self, h: &Hold, rec: &NewRecord) -> Result<u64, StoreError> {
@@ -963,15 +1000,7 @@ helpers {
             sql += &format!(" AND (at, seq) < ({at}, {seq})");
         }
         sql += &format!(" ORDER BY at DESC, seq DESC LIMIT {}", arg(Bind::Int(i64::from(limit))));
-        let mut q = sqlx::query_as::<_, TransferRow>(&sql);
-        for value in binds {
-            q = match value {
-                Bind::Int(v) => q.bind(v),
-                Bind::Text(v) => q.bind(v),
-                Bind::Bool(v) => q.bind(v),
-            };
-        }
-        all(q.fetch_all(&self.pool).await.map_err(classify::<DB>)?)
+        all(bound(sqlx::query_as::<_, TransferRow>(&sql), binds).fetch_all(&self.pool).await.map_err(classify::<DB>)?)
     }
 
     async fn leaf_facets(&self, from: u64, to: u64) -> Result<Vec<(u64, Option<TransferFacets>)>, StoreError> {

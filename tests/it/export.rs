@@ -96,8 +96,13 @@ async fn a_state_organs_personal_information_to_hong_kong_is_held_until_a_securi
     // A retry joins the same review item.
     assert_eq!(hold_id(&pull(&mut hk, pull_req("survey")).await.unwrap_err()), hold);
 
-    let holds =
-        off.oversight.list_holds(pb::ListHoldsRequest { status: "OPEN".into() }).await.unwrap().into_inner().holds;
+    let holds = off
+        .oversight
+        .list_holds(pb::ListHoldsRequest { status: "OPEN".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .holds;
     assert_eq!(holds.len(), 1);
     let details: serde_json::Value = serde_json::from_str(&holds[0].details_json).unwrap();
     assert_eq!(details["requirement"]["satisfied_by"], serde_json::json!(["CAC_SA"]));
@@ -433,10 +438,13 @@ async fn a_hold_is_released_by_the_pull_that_passes_and_a_refusal_keeps_refusing
     let mut hk = hk_partner(&t).await;
     let mut off = officer(&t).await;
     granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
-    let holds = |status: &str| pb::ListHoldsRequest { status: status.into() };
+    let holds = |status: &str| pb::ListHoldsRequest { status: status.into(), ..Default::default() };
 
     // Held; an approval recorded without resolving the hold: the next pull passes and closes it.
     let first = hold_id(&pull(&mut hk, pull_req("survey")).await.unwrap_err());
+    t.clock.advance(chrono::Duration::seconds(30));
+    let open = off.oversight.list_holds(holds("OPEN")).await.unwrap().into_inner().holds;
+    assert_eq!(open.iter().map(|h| h.waited_seconds).collect::<Vec<_>>(), [30], "an open hold has waited until now");
     let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
     assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 3);
     let released = off.oversight.list_holds(holds("RELEASED")).await.unwrap().into_inner().holds;
@@ -472,6 +480,30 @@ async fn a_hold_is_released_by_the_pull_that_passes_and_a_refusal_keeps_refusing
         assert!(err.message().contains(&second) && err.message().contains("no legal basis"), "{}", err.message());
     }
     assert!(off.oversight.list_holds(holds("OPEN")).await.unwrap().into_inner().holds.is_empty(), "no new item");
+
+    // The queue filters: by dataset, consumer, exporter, region and age; each hold says how long
+    // it has waited.
+    t.clock.advance(chrono::Duration::seconds(90));
+    let list = |r: pb::ListHoldsRequest| {
+        let mut off = off.clone();
+        async move { off.oversight.list_holds(r).await.unwrap().into_inner().holds }
+    };
+    let all = list(pb::ListHoldsRequest::default()).await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all.iter().map(|h| h.waited_seconds).collect::<Vec<_>>(), [30, 0], "until each was resolved");
+    let r = |f: fn(&mut pb::ListHoldsRequest)| {
+        let mut r = pb::ListHoldsRequest::default();
+        f(&mut r);
+        r
+    };
+    assert_eq!(list(r(|r| r.dataset_id = "survey".into())).await.len(), 2);
+    assert_eq!(list(r(|r| r.dataset_id = "other".into())).await.len(), 0);
+    assert_eq!(list(r(|r| r.consumer = "hk-univ".into())).await.len(), 2);
+    assert_eq!(list(r(|r| r.exporter = "hk-univ".into())).await.len(), 0);
+    assert_eq!(list(r(|r| r.region = "HK".into())).await.len(), 2);
+    assert_eq!(list(r(|r| r.region = "CN-TJ".into())).await.len(), 0);
+    assert_eq!(list(r(|r| r.min_age_seconds = 60)).await.len(), 2);
+    assert_eq!(list(r(|r| r.min_age_seconds = 3600)).await.len(), 0);
 
     // An approval recorded after the refusal covers it: the transfer passes again.
     t.clock.advance(chrono::Duration::seconds(1));
