@@ -320,6 +320,7 @@ pub fn grant_out(g: &Grant) -> pb::Grant {
         exemption: g.exemption.to_string(),
         exemption_attested_by: g.exemption_attested_by.as_ref().map(|p| p.to_string()).unwrap_or_default(),
         receipt: String::new(),
+        record: String::new(),
     }
 }
 
@@ -359,10 +360,16 @@ pub fn pull_header(plan: &PullPlan) -> pb::PullHeader {
         from_batch: plan.from_batch,
         decision_index: plan.receipt.as_ref().map_or(0, |r| r.index),
         decision_receipt: plan.receipt.as_ref().map(|r| r.text()).unwrap_or_default(),
+        decision_record: receipt_record(plan.receipt.as_ref()),
     }
 }
 
 /// A receipt's C2SP tlog-proof text; empty when there is none.
 pub fn receipt_text(receipt: Option<&crate::log::sequencer::Receipt>) -> String {
     receipt.map(|r| r.text()).unwrap_or_default()
+}
+
+/// The record a receipt proves (canonical JSON); empty when there is no receipt.
+pub fn receipt_record(receipt: Option<&crate::log::sequencer::Receipt>) -> String {
+    receipt.map(|r| r.record.clone()).unwrap_or_default()
 }

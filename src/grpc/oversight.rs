@@ -3,7 +3,9 @@
 use chrono::NaiveDate;
 use tonic::{Request, Response, Status};
 
-use super::convert::{dataset_id_in, grant_out, participant_id_in, receipt_text, record_id_in, time_out};
+use super::convert::{
+    dataset_id_in, grant_out, participant_id_in, receipt_record, receipt_text, record_id_in, time_out,
+};
 use super::identity::caller;
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::participant::Region;
@@ -64,6 +66,7 @@ fn approval_out(s: &StoredApproval) -> pb::Approval {
         revoked_by: s.revoked_by.clone().unwrap_or_default(),
         revoke_reason: s.revoke_reason.clone().unwrap_or_default(),
         receipt: String::new(),
+        record: String::new(),
     }
 }
 
@@ -83,6 +86,7 @@ fn hold_out(h: &Hold, now: chrono::DateTime<chrono::Utc>) -> pb::Hold {
         reason: h.reason.clone(),
         approval_id: h.approval_id.clone().unwrap_or_default(),
         receipt: String::new(),
+        record: String::new(),
         waited_seconds: oversight::waited(h, now).as_secs(),
     }
 }
@@ -135,7 +139,11 @@ impl pb::oversight_server::Oversight for OversightService {
             scope: scope_in(r.scope.as_ref())?,
         };
         let (a, receipt) = oversight::record_approval(&self.0, &caller, new).await?;
-        Ok(Response::new(pb::Approval { receipt: receipt_text(receipt.as_ref()), ..approval_out(&a) }))
+        Ok(Response::new(pb::Approval {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+            ..approval_out(&a)
+        }))
     }
 
     async fn revoke_approval(
@@ -146,7 +154,11 @@ impl pb::oversight_server::Oversight for OversightService {
         let r = request.get_ref();
         let id = record_id_in("id", &r.id)?;
         let (a, receipt) = oversight::revoke_approval(&self.0, &caller, id, &r.reason).await?;
-        Ok(Response::new(pb::Approval { receipt: receipt_text(receipt.as_ref()), ..approval_out(&a) }))
+        Ok(Response::new(pb::Approval {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+            ..approval_out(&a)
+        }))
     }
 
     async fn list_approvals(
@@ -176,7 +188,11 @@ impl pb::oversight_server::Oversight for OversightService {
             }
         };
         let (h, receipt) = oversight::resolve_hold(&self.0, &caller, hold_id, resolution).await?;
-        Ok(Response::new(pb::Hold { receipt: receipt_text(receipt.as_ref()), ..hold_out(&h, self.0.clock.now()) }))
+        Ok(Response::new(pb::Hold {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+            ..hold_out(&h, self.0.clock.now())
+        }))
     }
 
     async fn attest_exemption(
@@ -186,6 +202,10 @@ impl pb::oversight_server::Oversight for OversightService {
         let caller = caller(&request)?;
         let grant_id = record_id_in("grant_id", &request.get_ref().grant_id)?;
         let (g, receipt) = oversight::attest_exemption(&self.0, &caller, grant_id).await?;
-        Ok(Response::new(pb::Grant { receipt: receipt_text(receipt.as_ref()), ..grant_out(&g) }))
+        Ok(Response::new(pb::Grant {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+            ..grant_out(&g)
+        }))
     }
 }

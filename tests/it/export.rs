@@ -111,6 +111,8 @@ async fn a_state_organs_personal_information_to_hong_kong_is_held_until_a_securi
     let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
     // The officer gets a receipt of the approval's log record, verifiable offline.
     t.verify_receipt(&sa.receipt, &[&sa.id, "approval.recorded"]).await;
+    // ... and the record beside it: verifiable offline in one step, with the verifier key alone.
+    t.verify_standalone(&sa.record, &sa.receipt, &[&sa.id, "approval.recorded"]);
     let released = off
         .oversight
         .resolve_hold(pb::ResolveHoldRequest {
@@ -122,7 +124,25 @@ async fn a_state_organs_personal_information_to_hong_kong_is_held_until_a_securi
         .into_inner();
     assert_eq!(released.status, "RELEASED");
     t.verify_receipt(&released.receipt, &[&released.id, "hold.resolved", "RELEASED"]).await;
+    t.verify_standalone(&released.record, &released.receipt, &[&released.id, "hold.resolved", "RELEASED"]);
     let p = pull(&mut hk, pull_req("survey")).await.unwrap();
+    let transfer = p.header.transfer_id.clone();
+    t.verify_standalone(
+        &p.header.decision_record,
+        &p.header.decision_receipt,
+        &[&transfer, "transfer.decision", &sa.id],
+    );
+    t.verify_standalone(
+        &p.trailer.completion_record,
+        &p.trailer.completion_receipt,
+        &[&transfer, "transfer.completed"],
+    );
+    // A record that is not the one proved fails.
+    let forged = p.header.decision_record.replace("\"PASS\"", "\"HOLD\"");
+    let proved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        t.verify_standalone(&forged, &p.header.decision_receipt, &[])
+    }));
+    assert!(proved.is_err(), "a forged record does not verify");
     assert_eq!(p.trailer.rows, 6);
     let d = p.header.decision.unwrap();
     assert!(d.export);

@@ -329,6 +329,30 @@ impl TestGateway {
         merkle::verify_inclusion(&hash, index, checkpoint.size, &proof, &checkpoint.root).unwrap();
     }
 
+    /// Checks a receipt and the record sent beside it as a recipient would, offline, with
+    /// nothing but the gateway's verifier key: the record is canonical JSON holding every one
+    /// of `needles`, and the receipt's inclusion proof leads from its leaf hash to the root of a
+    /// checkpoint the gateway signed.
+    pub fn verify_standalone(&self, record: &str, receipt: &str, needles: &[&str]) {
+        use bth_gateway::translog::{canonical, merkle, note};
+        assert!(!record.is_empty() && !receipt.is_empty(), "a record and its receipt");
+        let value: serde_json::Value = serde_json::from_str(record).expect("the record is JSON");
+        assert_eq!(canonical::to_canonical_json(&value).unwrap(), record, "the record is canonical");
+        for needle in needles {
+            assert!(record.contains(needle), "{needle} not in the record: {record}");
+        }
+        let (index, proof, signed) = note::parse_receipt(receipt).expect("a tlog-proof receipt");
+        let checkpoint = note::Verifier::new(self.gw.log.verifier_key()).unwrap().verify_note(&signed).unwrap();
+        merkle::verify_inclusion(
+            &merkle::leaf_hash(record.as_bytes()),
+            index,
+            checkpoint.size,
+            &proof,
+            &checkpoint.root,
+        )
+        .expect("the receipt proves this record");
+    }
+
     /// The gateway's SQLite URL, or `None` (after saying so) on a PostgreSQL run: for tests of
     /// the SQLite file itself (`audit verify --db`).
     pub fn sqlite_url(&self, test: &str) -> Option<&str> {
