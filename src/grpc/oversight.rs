@@ -65,6 +65,8 @@ fn approval_out(s: &StoredApproval) -> pb::Approval {
         recorded_at: Some(time_out(s.recorded_at)),
         revoked_by: s.revoked_by.clone().unwrap_or_default(),
         revoke_reason: s.revoke_reason.clone().unwrap_or_default(),
+        confirmed_by: s.confirmed_by.clone().unwrap_or_default(),
+        confirmed_at: s.confirmed_at.map(time_out),
         receipt: String::new(),
         record: String::new(),
     }
@@ -139,6 +141,20 @@ impl pb::oversight_server::Oversight for OversightService {
             scope: scope_in(r.scope.as_ref())?,
         };
         let (a, receipt) = oversight::record_approval(&self.0, &caller, new).await?;
+        Ok(Response::new(pb::Approval {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+            ..approval_out(&a)
+        }))
+    }
+
+    async fn confirm_approval(
+        &self,
+        request: Request<pb::ConfirmApprovalRequest>,
+    ) -> Result<Response<pb::Approval>, Status> {
+        let caller = caller(&request)?;
+        let id = record_id_in("id", &request.get_ref().id)?;
+        let (a, receipt) = oversight::confirm_approval(&self.0, &caller, id).await?;
         Ok(Response::new(pb::Approval {
             receipt: receipt_text(receipt.as_ref()),
             record: receipt_record(receipt.as_ref()),

@@ -40,6 +40,10 @@ pub struct PolicyConfig {
     /// The day from which `security_assessment_years` applies (CAC Order 16 took effect).
     #[serde(deserialize_with = "deserialize_day")]
     pub security_assessment_cutoff: NaiveDate,
+    /// Maker-checker: approvals of these types apply only once a second officer (not the one
+    /// who recorded them) has confirmed them, each confirmation its own log record. Empty by
+    /// default (one officer records); `["CAC_SA", "COMPETENT_AUTHORITY"]` is the usual choice.
+    pub confirmed_approvals: Vec<super::ApprovalType>,
 }
 
 impl Default for PolicyConfig {
@@ -55,6 +59,7 @@ impl Default for PolicyConfig {
             security_assessment_years: 3,
             security_assessment_years_before_cutoff: 2,
             security_assessment_cutoff: NaiveDate::from_ymd_opt(2024, 3, 22).unwrap_or(NaiveDate::MIN),
+            confirmed_approvals: Vec::new(),
         }
     }
 }

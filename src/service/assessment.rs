@@ -117,22 +117,29 @@ async fn persons(
     Ok(out)
 }
 
-/// The approvals the rules may use for `transfer`: separation of duties — an approval recorded by
-/// the transfer's exporter or recipient never applies, whatever its scope says (an officer who
-/// is also a party could otherwise approve its own transfer with an "any recipient" scope).
-fn usable_approvals(stored: Vec<crate::store::StoredApproval>, transfer: &Transfer) -> Vec<policy::Approval> {
+/// The approvals the rules may use for `transfer`: separation of duties — an approval recorded or
+/// confirmed by the transfer's exporter or recipient never applies, whatever its scope says (an
+/// officer who is also a party could otherwise approve its own transfer with an "any recipient"
+/// scope) — and maker-checker: an approval of a type in `confirmed` applies only once confirmed.
+fn usable_approvals(
+    stored: Vec<crate::store::StoredApproval>,
+    transfer: &Transfer,
+    confirmed: &[policy::ApprovalType],
+) -> Vec<policy::Approval> {
+    let party = |who: &str| who == transfer.exporter.id || who == transfer.recipient.id;
     stored
         .into_iter()
         .filter(|a| {
-            let party = a.recorded_by == transfer.exporter.id || a.recorded_by == transfer.recipient.id;
-            if party {
+            if party(&a.recorded_by) || a.confirmed_by.as_deref().is_some_and(party) {
                 tracing::warn!(
                     approval = %a.approval.id,
                     recorded_by = %a.recorded_by,
-                    "approval not used: recorded by a party to the transfer (separation of duties)"
+                    "approval not used: recorded or confirmed by a party to the transfer (separation of duties)"
                 );
+                return false;
             }
-            !party
+            // Maker-checker: not applicable until a second officer confirmed it.
+            !confirmed.contains(&a.approval.kind) || a.confirmed_by.is_some()
         })
         .map(|a| a.approval)
         .collect()
@@ -149,7 +156,11 @@ pub async fn assess(
     rows: &RowSelection<'_>,
     counting: Counting,
 ) -> Result<(Decision, Persons), ServiceError> {
-    let approvals = usable_approvals(gw.store.approvals(Some(&transfer.exporter.id)).await?, transfer);
+    let approvals = usable_approvals(
+        gw.store.approvals(Some(&transfer.exporter.id)).await?,
+        transfer,
+        &gw.policy.confirmed_approvals,
+    );
     let set = SetSummary::of(transfer.fields.iter().map(|f| &f.classification));
     let counted = transfer.direction() == Direction::Export && (set.has_pi || set.has_spi);
     if !counted {

@@ -12,7 +12,7 @@ use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::ParticipantId;
 use crate::domain::participant::Region;
 use crate::domain::participant::Role;
-use crate::domain::record::bodies::{ApprovalRecorded, ApprovalRevoked, GrantRecord, HoldResolved};
+use crate::domain::record::bodies::{ApprovalConfirmed, ApprovalRecorded, ApprovalRevoked, GrantRecord, HoldResolved};
 use crate::domain::record::{NewRecord, RecordBody};
 use crate::log::sequencer::Receipt;
 use crate::policy::{Approval, ApprovalType, Exemption, Scope};
@@ -133,6 +133,8 @@ pub async fn record_approval(
         recorded_at: gw.clock.now(),
         revoked_by: None,
         revoke_reason: None,
+        confirmed_by: None,
+        confirmed_at: None,
     };
     let rec = NewRecord::new(
         caller.actor(),
@@ -177,6 +179,54 @@ pub async fn revoke_approval(
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("approval {id}")))?;
     tracing::info!(approval = id, "approval revoked");
+    Ok((a, super::audit::receipt_if_integrated(gw, seq).await))
+}
+
+/// Confirms an approval another officer recorded (maker-checker, `[policy]
+/// confirmed_approvals`); returns it with the receipt of the confirmation's log record.
+///
+/// # Errors
+/// `PermissionDenied` without the officer role, for the officer who recorded it, or for an
+/// approval whose exporter or a scope recipient is the officer's organisation; `NotFound`;
+/// `FailedPrecondition` when its type needs no confirmation, or it is already confirmed or
+/// revoked.
+pub async fn confirm_approval(
+    gw: &Gateway,
+    caller: &Caller,
+    id: &str,
+) -> Result<(StoredApproval, Option<Receipt>), ServiceError> {
+    caller.require(Role::Officer)?;
+    let a = gw.store.approval(id).await?.ok_or_else(|| ServiceError::NotFound(format!("approval {id}")))?;
+    let me = caller.participant.id.as_str();
+    if a.recorded_by == me {
+        return Err(ServiceError::PermissionDenied(
+            "maker-checker: the officer who recorded an approval cannot confirm it".into(),
+        ));
+    }
+    if a.approval.exporter == me || a.approval.scope.recipients.iter().any(|r| r == me) {
+        return Err(ServiceError::PermissionDenied(
+            "separation of duties: an officer cannot confirm an approval of its own organisation's transfers".into(),
+        ));
+    }
+    if !gw.policy.confirmed_approvals.contains(&a.approval.kind) {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "a {} approval needs no confirmation ([policy] confirmed_approvals)",
+            a.approval.kind
+        )));
+    }
+    let body = ApprovalConfirmed {
+        approval: id.to_owned(),
+        kind: a.approval.kind,
+        exporter: a.approval.exporter.clone(),
+        recorded_by: a.recorded_by.clone(),
+    };
+    let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::ApprovalConfirmed(body));
+    let (a, seq) = gw
+        .store
+        .confirm_approval(id, &caller.participant.id, gw.clock.now(), &rec)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("approval {id}")))?;
+    tracing::info!(approval = id, "approval confirmed");
     Ok((a, super::audit::receipt_if_integrated(gw, seq).await))
 }
 

@@ -124,6 +124,7 @@ conformance! {
     a_failed_integration_stores_nothing,
     concurrent_integrations_grow_one_tree,
     approvals_are_revoked_once,
+    approvals_are_confirmed_once_and_never_once_revoked,
     holds_are_resolved_once,
     counted_persons_are_kept_or_rolled_back,
     the_ledger_window_counts_distinct_persons_across_years,
@@ -295,6 +296,8 @@ fn approval(id: &str, exporter: &str, at: i64) -> StoredApproval {
         recorded_at: t(at),
         revoked_by: None,
         revoke_reason: None,
+        confirmed_by: None,
+        confirmed_at: None,
     }
 }
 
@@ -725,6 +728,47 @@ async fn approvals_are_revoked_once(store: Arc<dyn Store>) {
     let all = store.records(0, 100).await.unwrap();
     assert_eq!(all.len(), records + 1);
     assert_eq!(all.last().map(|r| (r.seq, r.kind)), Some((*seq, RecordKind::ApprovalRevoked)), "its record's seq");
+}
+
+async fn approvals_are_confirmed_once_and_never_once_revoked(store: Arc<dyn Store>) {
+    store.insert_approval(&approval("a1", "owner", 1), &rec(RecordKind::ApprovalRecorded, 1)).await.unwrap();
+    store.insert_approval(&approval("a2", "owner", 2), &rec(RecordKind::ApprovalRecorded, 2)).await.unwrap();
+    let missing = store.confirm_approval("zz", &pid("checker"), t(5), &rec(RecordKind::ApprovalConfirmed, 3)).await;
+    assert_eq!(missing.unwrap(), None);
+    let records = store.records(0, 100).await.unwrap().len();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let by = pid(&format!("checker-{i}"));
+            store.confirm_approval("a1", &by, t(9), &rec(RecordKind::ApprovalConfirmed, 10 + i)).await
+        }));
+    }
+    let mut confirmed = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(a) => confirmed.push(a.unwrap()),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("a second confirmation is a conflict: {e:?}"),
+        }
+    }
+    assert_eq!(confirmed.len(), 1, "exactly one confirmation");
+    let (a, seq) = &confirmed[0];
+    assert!(a.confirmed_by.as_deref().is_some_and(|c| c.starts_with("checker-")));
+    assert_eq!(a.confirmed_at, Some(t(9)));
+    assert_eq!(store.approval("a1").await.unwrap().as_ref(), Some(a));
+    let all = store.records(0, 100).await.unwrap();
+    assert_eq!(all.len(), records + 1, "one record: the confirmation that won");
+    assert_eq!(all.last().map(|r| (r.seq, r.kind)), Some((*seq, RecordKind::ApprovalConfirmed)));
+
+    // A revoked approval is never confirmed afterwards.
+    store
+        .revoke_approval("a2", &pid("officer"), "withdrawn", t(6), &rec(RecordKind::ApprovalRevoked, 20))
+        .await
+        .unwrap();
+    let late = store.confirm_approval("a2", &pid("checker"), t(7), &rec(RecordKind::ApprovalConfirmed, 21)).await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    assert_eq!(store.approval("a2").await.unwrap().and_then(|a| a.confirmed_by), None);
 }
 
 async fn holds_are_resolved_once(store: Arc<dyn Store>) {

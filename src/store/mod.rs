@@ -144,6 +144,10 @@ pub struct StoredApproval {
     pub revoked_by: Option<String>,
     /// Why it was revoked.
     pub revoke_reason: Option<String>,
+    /// The second officer who confirmed it (maker-checker), when confirmed.
+    pub confirmed_by: Option<String>,
+    /// When it was confirmed.
+    pub confirmed_at: Option<DateTime<Utc>>,
 }
 
 /// The persons of one transfer, for [`Store::count_persons`].
@@ -358,6 +362,17 @@ pub trait OversightStore: Send + Sync {
         id: &str,
         by: &ParticipantId,
         reason: &str,
+        at: DateTime<Utc>,
+        rec: &NewRecord,
+    ) -> Result<Option<(StoredApproval, u64)>, StoreError>;
+
+    /// Records that officer `by` confirmed approval `id` at `at`, if it is neither confirmed nor
+    /// revoked (compare-and-set); returns it and the record's sequence number. `None` when there
+    /// is no such approval; `Conflict` when it is already confirmed or revoked.
+    async fn confirm_approval(
+        &self,
+        id: &str,
+        by: &ParticipantId,
         at: DateTime<Utc>,
         rec: &NewRecord,
     ) -> Result<Option<(StoredApproval, u64)>, StoreError>;

@@ -304,6 +304,8 @@ pub struct ApprovalRow {
     recorded_at: i64,
     revoked_by: Option<String>,
     revoke_reason: Option<String>,
+    confirmed_by: Option<String>,
+    confirmed_at: Option<i64>,
 }
 
 impl TryFrom<ApprovalRow> for StoredApproval {
@@ -328,6 +330,8 @@ impl TryFrom<ApprovalRow> for StoredApproval {
             recorded_at: from_micros(r.recorded_at),
             revoked_by: r.revoked_by,
             revoke_reason: r.revoke_reason,
+            confirmed_by: r.confirmed_by,
+            confirmed_at: r.confirmed_at.map(from_micros),
         })
     }
 }

@@ -242,6 +242,9 @@ pub(super) mod text {
         "INSERT INTO approvals (id, kind, exporter, reference, issued, expires, revoked, scope, recorded_by, recorded_at)
          VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8, $9)";
     pub const APPROVAL: &str = "SELECT * FROM approvals WHERE id = $1";
+    /// Compare-and-set: confirmed once, never once revoked.
+    pub const CONFIRM_APPROVAL: &str = "UPDATE approvals SET confirmed_by = $1, confirmed_at = $2
+         WHERE id = $3 AND confirmed_by IS NULL AND revoked = FALSE RETURNING *";
     /// Compare-and-set: two concurrent revocations never both succeed.
     pub const REVOKE_APPROVAL: &str =
         "UPDATE approvals SET revoked = TRUE, revoked_by = $1, revoked_at = $2, revoke_reason = $3
@@ -758,6 +761,37 @@ helpers {
             return match existing {
                 None => Ok(None),
                 Some(_) => Err(StoreError::Conflict(format!("approval {id} is already revoked"))),
+            };
+        };
+        let seq = Self::insert_record(&mut *tx, rec).await?;
+        tx.commit().await.map_err(classify::<DB>)?;
+        Ok(Some((a, seq)))
+    }
+
+    async fn confirm_approval(
+        &self,
+        id: &str,
+        by: &ParticipantId,
+        at: DateTime<Utc>,
+        rec: &NewRecord,
+    ) -> Result<Option<(StoredApproval, u64)>, StoreError> {
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
+        let confirmed = sqlx::query_as::<_, ApprovalRow>(text::CONFIRM_APPROVAL)
+            .bind(by.as_str())
+            .bind(micros(at))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?;
+        let Some(a) = one::<_, StoredApproval>(confirmed)? else {
+            let existing = sqlx::query_as::<_, ApprovalRow>(text::APPROVAL)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify::<DB>)?;
+            return match existing {
+                None => Ok(None),
+                Some(_) => Err(StoreError::Conflict(format!("approval {id} is already confirmed or revoked"))),
             };
         };
         let seq = Self::insert_record(&mut *tx, rec).await?;

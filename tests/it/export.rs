@@ -530,3 +530,56 @@ async fn a_hold_is_released_by_the_pull_that_passes_and_a_refusal_keeps_refusing
     off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap();
     assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 3);
 }
+
+/// Maker-checker (`[policy] confirmed_approvals`): a security assessment recorded by one officer
+/// applies only once a second officer confirmed it, each step its own log record.
+#[tokio::test]
+async fn with_maker_checker_an_approval_applies_only_once_a_second_officer_confirms_it() {
+    use bth_gateway::policy::{ApprovalType, PolicyConfig};
+    let policy = PolicyConfig { confirmed_approvals: vec![ApprovalType::CacSa], ..PolicyConfig::default() };
+    let t = TestGateway::start_with_policy(policy).await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(2, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    let mut maker = officer(&t).await;
+    let mut checker = t
+        .register(
+            "officer-2",
+            ParticipantKind::StateOrgan,
+            RecipientType::GovDept,
+            "CN-TJ",
+            &[Role::Officer],
+            Level::G1,
+        )
+        .await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+
+    let sa = maker.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
+    assert_eq!(sa.confirmed_by, "");
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "unconfirmed, it does not apply: {err:?}");
+
+    // The maker cannot check its own work; a type the policy does not name needs no check.
+    let err = maker.oversight.confirm_approval(pb::ConfirmApprovalRequest { id: sa.id.clone() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let scc = maker.oversight.record_approval(approval("SCC_FILING", "tj-stats", "")).await.unwrap().into_inner();
+    let err = checker.oversight.confirm_approval(pb::ConfirmApprovalRequest { id: scc.id }).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+
+    let confirmed = checker
+        .oversight
+        .confirm_approval(pb::ConfirmApprovalRequest { id: sa.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(confirmed.confirmed_by, "officer-2");
+    t.verify_standalone(
+        &confirmed.record,
+        &confirmed.receipt,
+        &[&sa.id, "approval.confirmed", "\"recorded_by\":\"officer\""],
+    );
+    let again = checker.oversight.confirm_approval(pb::ConfirmApprovalRequest { id: sa.id.clone() }).await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "confirmed once: {again:?}");
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 2);
+}

@@ -171,6 +171,21 @@ impl TestGateway {
         settings: server::Settings,
         data_dir: Option<&std::path::Path>,
     ) -> TestGateway {
+        Self::launch(limits, settings, data_dir, PolicyConfig::default()).await
+    }
+
+    /// A gateway with the rules' settings `policy` (e.g. maker-checker approvals).
+    pub async fn start_with_policy(policy: PolicyConfig) -> TestGateway {
+        let settings = server::Settings { max_message_bytes: MAX_MESSAGE, ..Default::default() };
+        Self::launch(Limits { chunk_rows: 4, ..Limits::default() }, settings, None, policy).await
+    }
+
+    async fn launch(
+        limits: Limits,
+        settings: server::Settings,
+        data_dir: Option<&std::path::Path>,
+        policy: PolicyConfig,
+    ) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
         let ca = pki::new_ca().unwrap();
         let server_pem = pki::issue(&ca, "bth-gateway server", LeafKind::Server).unwrap();
@@ -188,7 +203,7 @@ impl TestGateway {
         let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
         let signer = Signer::from_seed(LOG_ORIGIN, &[1u8; 32]).unwrap();
         let log = TransferLog::start(store.clone(), signer, LogSettings::new(LOG_ORIGIN)).await.unwrap();
-        let gw = Gateway::new(store, &[7u8; 32], clock.clone(), limits, PolicyConfig::default(), log);
+        let gw = Gateway::new(store, &[7u8; 32], clock.clone(), limits, policy, log);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tls = TlsPem { cert: server_pem.cert, key: server_pem.key, client_ca: ca.cert.clone() };
