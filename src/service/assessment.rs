@@ -117,6 +117,24 @@ async fn persons(
     Ok(out)
 }
 
+/// Whether approval `a`'s row is what the log recorded: its `approval.recorded` record (stored
+/// with the row, in the same transaction) exists, was made by the officer the row names, and
+/// says what the row says. A row inserted or altered behind the gateway's back fails.
+async fn approval_is_logged(gw: &Gateway, a: &crate::store::StoredApproval) -> Result<bool, ServiceError> {
+    let Some(seq) = a.record_seq else { return Ok(false) };
+    let Some(record) = gw.store.records(seq.saturating_sub(1), 1).await?.into_iter().find(|r| r.seq == seq) else {
+        return Ok(false);
+    };
+    if record.kind != crate::domain::record::RecordKind::ApprovalRecorded {
+        return Ok(false);
+    }
+    let logged: serde_json::Value = serde_json::from_str(&record.json).map_err(|e| ServiceError::Internal(e.into()))?;
+    let row = serde_json::to_value(crate::domain::record::bodies::ApprovalRecorded::from(&a.approval))
+        .map_err(|e| ServiceError::Internal(e.into()))?;
+    let same = row.as_object().is_some_and(|fields| fields.iter().all(|(k, v)| logged.get(k) == Some(v)));
+    Ok(same && logged["actor"].as_str() == Some(a.recorded_by.as_str()))
+}
+
 /// The approvals the rules may use for `transfer`: separation of duties — an approval recorded or
 /// confirmed by the transfer's exporter or recipient never applies, whatever its scope says (an
 /// officer who is also a party could otherwise approve its own transfer with an "any recipient"
@@ -156,11 +174,18 @@ pub async fn assess(
     rows: &RowSelection<'_>,
     counting: Counting,
 ) -> Result<(Decision, Persons), ServiceError> {
-    let approvals = usable_approvals(
-        gw.store.approvals(Some(&transfer.exporter.id)).await?,
-        transfer,
-        &gw.policy.confirmed_approvals,
-    );
+    let mut logged = Vec::new();
+    for a in gw.store.approvals(Some(&transfer.exporter.id)).await? {
+        if approval_is_logged(gw, &a).await? {
+            logged.push(a);
+        } else {
+            tracing::error!(
+                approval = %a.approval.id,
+                "approval not used: its row is not what its approval.recorded log record says (inserted or altered outside the gateway)"
+            );
+        }
+    }
+    let approvals = usable_approvals(logged, transfer, &gw.policy.confirmed_approvals);
     let set = SetSummary::of(transfer.fields.iter().map(|f| &f.classification));
     let counted = transfer.direction() == Direction::Export && (set.has_pi || set.has_spi);
     if !counted {

@@ -135,6 +135,7 @@ pub async fn record_approval(
         revoke_reason: None,
         confirmed_by: None,
         confirmed_at: None,
+        record_seq: None,
     };
     let rec = NewRecord::new(
         caller.actor(),

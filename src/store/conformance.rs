@@ -298,6 +298,7 @@ fn approval(id: &str, exporter: &str, at: i64) -> StoredApproval {
         revoke_reason: None,
         confirmed_by: None,
         confirmed_at: None,
+        record_seq: None,
     }
 }
 
@@ -689,12 +690,15 @@ async fn concurrent_integrations_grow_one_tree(store: Arc<dyn Store>) {
 
 async fn approvals_are_revoked_once(store: Arc<dyn Store>) {
     store.insert_approval(&approval("a2", "owner", 2), &rec(RecordKind::ApprovalRecorded, 1)).await.unwrap();
-    store.insert_approval(&approval("a1", "owner", 3), &rec(RecordKind::ApprovalRecorded, 2)).await.unwrap();
+    let a1_seq =
+        store.insert_approval(&approval("a1", "owner", 3), &rec(RecordKind::ApprovalRecorded, 2)).await.unwrap();
     store.insert_approval(&approval("b1", "other", 1), &rec(RecordKind::ApprovalRecorded, 3)).await.unwrap();
     let dup = store.insert_approval(&approval("a1", "owner", 4), &rec(RecordKind::ApprovalRecorded, 4)).await;
     assert!(matches!(dup, Err(StoreError::AlreadyExists(_))), "{dup:?}");
 
-    assert_eq!(store.approval("a1").await.unwrap(), Some(approval("a1", "owner", 3)));
+    // The row names the record stored with it.
+    let a1 = StoredApproval { record_seq: Some(a1_seq), ..approval("a1", "owner", 3) };
+    assert_eq!(store.approval("a1").await.unwrap(), Some(a1));
     assert_eq!(store.approval("zz").await.unwrap(), None);
     let ids = |v: Vec<StoredApproval>| v.into_iter().map(|a| a.approval.id).collect::<Vec<_>>();
     assert_eq!(ids(store.approvals(Some("owner")).await.unwrap()), ["a2", "a1"]);

@@ -148,6 +148,9 @@ pub struct StoredApproval {
     pub confirmed_by: Option<String>,
     /// When it was confirmed.
     pub confirmed_at: Option<DateTime<Utc>>,
+    /// The sequence number of its `approval.recorded` record (set by the store when it is
+    /// inserted; ignored on insert). `None` for a row nobody recorded.
+    pub record_seq: Option<u64>,
 }
 
 /// The persons of one transfer, for [`Store::count_persons`].

@@ -306,6 +306,7 @@ pub struct ApprovalRow {
     revoke_reason: Option<String>,
     confirmed_by: Option<String>,
     confirmed_at: Option<i64>,
+    record_seq: Option<i64>,
 }
 
 impl TryFrom<ApprovalRow> for StoredApproval {
@@ -332,6 +333,7 @@ impl TryFrom<ApprovalRow> for StoredApproval {
             revoke_reason: r.revoke_reason,
             confirmed_by: r.confirmed_by,
             confirmed_at: r.confirmed_at.map(from_micros),
+            record_seq: r.record_seq.map(|s| s as u64),
         })
     }
 }

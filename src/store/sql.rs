@@ -242,6 +242,8 @@ pub(super) mod text {
         "INSERT INTO approvals (id, kind, exporter, reference, issued, expires, revoked, scope, recorded_by, recorded_at)
          VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8, $9)";
     pub const APPROVAL: &str = "SELECT * FROM approvals WHERE id = $1";
+    /// The approval.recorded record stored with the row.
+    pub const APPROVAL_RECORD_SEQ: &str = "UPDATE approvals SET record_seq = $1 WHERE id = $2";
     /// Compare-and-set: confirmed once, never once revoked.
     pub const CONFIRM_APPROVAL: &str = "UPDATE approvals SET confirmed_by = $1, confirmed_at = $2
          WHERE id = $3 AND confirmed_by IS NULL AND revoked = FALSE RETURNING *";
@@ -730,6 +732,12 @@ helpers {
             .await
             .map_err(exists_as::<DB>(format!("approval {}", ap.id)))?;
         let seq = Self::insert_record(&mut *tx, rec).await?;
+        sqlx::query(text::APPROVAL_RECORD_SEQ)
+            .bind(seq as i64)
+            .bind(ap.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?;
         tx.commit().await.map_err(classify::<DB>)?;
         Ok(seq)
     }

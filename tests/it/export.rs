@@ -583,3 +583,41 @@ async fn with_maker_checker_an_approval_applies_only_once_a_second_officer_confi
     assert_eq!(again.code(), Code::FailedPrecondition, "confirmed once: {again:?}");
     assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 2);
 }
+
+/// Issue 12: an approval row inserted directly into the database (no log record) was used by the
+/// next pull's decision. Decisions now rest on logged facts: a row that is not what its
+/// `approval.recorded` record says — absent, or altered after it was logged — is not used.
+#[tokio::test]
+async fn an_approval_row_inserted_or_altered_behind_the_gateways_back_is_not_used() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(2, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    let mut off = officer(&t).await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap_err().code(), Code::FailedPrecondition);
+    let hk_scope = r#"{"recipients":[],"destinations":["HK"],"purposes":[],"max_persons_nonsensitive":null,"max_persons_sensitive":null}"#;
+
+    // Inserted: no record at all.
+    let insert = format!(
+        "INSERT INTO approvals (id, kind, exporter, reference, issued, expires, revoked, scope, recorded_by, recorded_at)
+         VALUES ('a-forged', 'CAC_SA', 'tj-stats', 'CAC-0', '2026-01-10', NULL, FALSE, '{hk_scope}', 'officer', 0)"
+    );
+    t.execute(&insert, &insert).await;
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "an unlogged approval is not used: {err:?}");
+
+    // Altered after it was logged: recorded for Singapore, widened to Hong Kong in the database.
+    let mut sg = approval("CAC_SA", "tj-stats", "2029-01-09");
+    sg.scope.as_mut().unwrap().destinations = vec!["SG".into()];
+    let sg = off.oversight.record_approval(sg).await.unwrap().into_inner();
+    let widen = format!("UPDATE approvals SET scope = '{hk_scope}' WHERE id = '{}'", sg.id);
+    t.execute(&widen, &widen).await;
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "a row altered after logging is not used: {err:?}");
+
+    // The same approval recorded through the gateway is used.
+    off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 2);
+}
