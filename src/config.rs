@@ -388,6 +388,9 @@ cn2022_window_years_back = 1                    # ... of the previous year
 security_assessment_years = 3                   # CAC_SA without expiry, issued on/after the cutoff
 security_assessment_years_before_cutoff = 2
 security_assessment_cutoff = "2024-03-22"
+# Maker-checker: approvals of these types apply only once a second officer has confirmed them
+# (Oversight.ConfirmApproval), e.g. ["CAC_SA", "COMPETENT_AUTHORITY"]. Default: none.
+confirmed_approvals = []
 "#;
 
 #[cfg(test)]

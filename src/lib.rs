@@ -6,7 +6,7 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | [`cli`] | one function per subcommand (`init`, `serve`, `certs`, `participants`, `assess`, `sdc`, `audit`, `demo`) |
+//! | [`cli`] | one function per subcommand (`init`, `serve`, `certs`, `participants`, `assess`, `sdc`, `audit`, `backup`, `demo`) |
 //! | [`server`] | assembly: TLS, services, health, reflection, graceful shutdown |
 //! | [`config`] | configuration: file, then `BTH_*` environment, then flags |
 //! | [`grpc`] | adapters: identity from the client certificate, proto ↔ domain, the one `Status` mapping |

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-/// Prints the decision JSON and returns 0, or prints a one-line error naming the key and
-/// returns 2.
+/// Prints the decision JSON and returns 0; for a case file (`{name, input, expect}`) whose
+/// decision differs from `expect`, also prints one line per differing key on stderr and returns
+/// 1; on malformed input prints a one-line error naming the key and returns 2.
 pub fn run(file: &Path) -> i32 {
     let input = match std::fs::read_to_string(file) {
         Ok(text) => text,
@@ -12,10 +13,17 @@ pub fn run(file: &Path) -> i32 {
             return 2;
         }
     };
-    match crate::policy::assess_json(&input) {
-        Ok(decision) => {
-            println!("{}", serde_json::to_string_pretty(&decision).unwrap_or_default());
-            0
+    match crate::policy::assess_input::assess_document(&input, &crate::policy::PolicyConfig::default()) {
+        Ok(assessed) => {
+            println!("{}", serde_json::to_string_pretty(&assessed.decision).unwrap_or_default());
+            for mismatch in &assessed.mismatches {
+                eprintln!("differs from expect: {mismatch}");
+            }
+            if assessed.mismatches.is_empty() {
+                0
+            } else {
+                1
+            }
         }
         Err(e) => {
             eprintln!("error: {}", e.to_string().replace('\n', " "));

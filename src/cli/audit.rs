@@ -216,6 +216,21 @@ fn hash(bytes: &[u8], what: &str) -> anyhow::Result<Hash> {
     bytes.try_into().map_err(|_| anyhow::anyhow!("the gateway sent a {what} that is not 32 bytes"))
 }
 
+/// Verifies the log stored in `store` (every leaf, node and checkpoint) against `verifier`: the
+/// report, or the first failure.
+///
+/// # Errors
+/// The store cannot be read.
+pub async fn verify_store(
+    store: Arc<dyn Store>,
+    verifier: Verifier,
+) -> anyhow::Result<Result<Report, crate::translog::verify::VerifyError>> {
+    Ok(match check(&mut Source::Store(store), verifier, None).await? {
+        Outcome::Verified(report) => Ok(report),
+        Outcome::Failed(e) => Err(e),
+    })
+}
+
 /// The outcome of reading and checking the log.
 enum Outcome {
     Verified(Report),

@@ -8,6 +8,7 @@ use crate::config::{Config, Overrides, CONFIG_FILE};
 
 pub mod assess;
 pub mod audit;
+pub mod backup;
 pub mod certs;
 pub mod demo;
 pub mod init;
@@ -59,6 +60,15 @@ pub enum Command {
         /// The table description: dimensions, records, rules, released cells.
         file: PathBuf,
     },
+    /// Copy the embedded database to DEST while the gateway runs or not, and verify the
+    /// transfer log in the copy before reporting success (PostgreSQL: use pg_dump).
+    Backup {
+        /// Where the copy goes; must not exist.
+        dest: PathBuf,
+        /// Working directory written by `init`.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// The verifiable transfer log: print its verifier key, verify it offline.
     Audit {
         /// What to do.
@@ -84,6 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Assess { file } => Ok(assess::run(&file)),
         Command::Sdc { file } => Ok(sdc::run(&file)),
         Command::Audit { command } => audit::run(command).await,
+        Command::Backup { dest, dir } => backup::run(&dir, &dest).await,
         Command::Demo { dir } => {
             let dir = match dir {
                 Some(d) => d,

@@ -335,6 +335,7 @@ pub fn grant_out(g: &Grant) -> pb::Grant {
         r#use: grant_use_out(g.usage),
         dimensions: g.dimensions.iter().map(|f| f.to_string()).collect(),
         measures: g.measures.iter().map(|f| f.to_string()).collect(),
+        record: String::new(),
     }
 }
 
@@ -374,10 +375,16 @@ pub fn pull_header(plan: &PullPlan) -> pb::PullHeader {
         from_batch: plan.from_batch,
         decision_index: plan.receipt.as_ref().map_or(0, |r| r.index),
         decision_receipt: plan.receipt.as_ref().map(|r| r.text()).unwrap_or_default(),
+        decision_record: receipt_record(plan.receipt.as_ref()),
     }
 }
 
 /// A receipt's C2SP tlog-proof text; empty when there is none.
 pub fn receipt_text(receipt: Option<&crate::log::sequencer::Receipt>) -> String {
     receipt.map(|r| r.text()).unwrap_or_default()
+}
+
+/// The record a receipt proves (canonical JSON); empty when there is no receipt.
+pub fn receipt_record(receipt: Option<&crate::log::sequencer::Receipt>) -> String {
+    receipt.map(|r| r.record.clone()).unwrap_or_default()
 }

@@ -196,6 +196,7 @@ impl pb::exchange_server::Exchange for ExchangeService {
                     sha256: hex::encode(c.sha256),
                     completion_index: c.receipt.index,
                     completion_receipt: c.receipt.text(),
+                    completion_record: c.receipt.record.clone(),
                 }),
             };
             Ok(pb::PullResponse { msg: Some(msg) })

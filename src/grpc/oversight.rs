@@ -3,7 +3,9 @@
 use chrono::NaiveDate;
 use tonic::{Request, Response, Status};
 
-use super::convert::{grant_out, participant_id_in, receipt_text, record_id_in, time_out};
+use super::convert::{
+    dataset_id_in, grant_out, participant_id_in, receipt_record, receipt_text, record_id_in, time_out,
+};
 use super::identity::caller;
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::participant::Region;
@@ -11,7 +13,7 @@ use crate::pb::{self, resolve_hold_request::Resolution as PbResolution};
 use crate::policy::Scope;
 use crate::service::oversight::{self, NewApproval, Resolution};
 use crate::service::{Gateway, ServiceError};
-use crate::store::StoredApproval;
+use crate::store::{HoldFilter, StoredApproval};
 
 /// The `bth.gateway.v1.Oversight` service.
 #[derive(Debug, Clone)]
@@ -63,11 +65,14 @@ fn approval_out(s: &StoredApproval) -> pb::Approval {
         recorded_at: Some(time_out(s.recorded_at)),
         revoked_by: s.revoked_by.clone().unwrap_or_default(),
         revoke_reason: s.revoke_reason.clone().unwrap_or_default(),
+        confirmed_by: s.confirmed_by.clone().unwrap_or_default(),
+        confirmed_at: s.confirmed_at.map(time_out),
         receipt: String::new(),
+        record: String::new(),
     }
 }
 
-fn hold_out(h: &Hold) -> pb::Hold {
+fn hold_out(h: &Hold, now: chrono::DateTime<chrono::Utc>) -> pb::Hold {
     pb::Hold {
         id: h.id.clone(),
         status: h.status.to_string(),
@@ -83,6 +88,8 @@ fn hold_out(h: &Hold) -> pb::Hold {
         reason: h.reason.clone(),
         approval_id: h.approval_id.clone().unwrap_or_default(),
         receipt: String::new(),
+        record: String::new(),
+        waited_seconds: oversight::waited(h, now).as_secs(),
     }
 }
 
@@ -93,14 +100,29 @@ impl pb::oversight_server::Oversight for OversightService {
         request: Request<pb::ListHoldsRequest>,
     ) -> Result<Response<pb::ListHoldsResponse>, Status> {
         let caller = caller(&request)?;
-        let status = &request.get_ref().status;
-        let status = if status.is_empty() {
+        let r = request.get_ref();
+        let status = if r.status.is_empty() {
             None
         } else {
-            Some(status.parse::<HoldStatus>().map_err(|e| ServiceError::invalid("status", e))?)
+            Some(r.status.parse::<HoldStatus>().map_err(|e| ServiceError::invalid("status", e))?)
         };
-        let holds = oversight::list_holds(&self.0, &caller, status).await?;
-        Ok(Response::new(pb::ListHoldsResponse { holds: holds.iter().map(hold_out).collect() }))
+        let now = self.0.clock.now();
+        let min_age = i64::try_from(r.min_age_seconds)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .ok_or_else(|| ServiceError::invalid("min_age_seconds", "too large"))?;
+        let filter = HoldFilter {
+            status,
+            dataset: (!r.dataset_id.is_empty()).then(|| dataset_id_in("dataset_id", &r.dataset_id)).transpose()?,
+            consumer: (!r.consumer.is_empty()).then(|| participant_id_in("consumer", &r.consumer)).transpose()?,
+            exporter: (!r.exporter.is_empty()).then(|| participant_id_in("exporter", &r.exporter)).transpose()?,
+            created_before: (r.min_age_seconds > 0).then(|| now - min_age),
+        };
+        let region = (!r.region.is_empty())
+            .then(|| Region::parse(&r.region).map_err(|e| ServiceError::invalid("region", e)))
+            .transpose()?;
+        let holds = oversight::list_holds(&self.0, &caller, &filter, region.as_ref()).await?;
+        Ok(Response::new(pb::ListHoldsResponse { holds: holds.iter().map(|h| hold_out(h, now)).collect() }))
     }
 
     async fn record_approval(
@@ -119,7 +141,25 @@ impl pb::oversight_server::Oversight for OversightService {
             scope: scope_in(r.scope.as_ref())?,
         };
         let (a, receipt) = oversight::record_approval(&self.0, &caller, new).await?;
-        Ok(Response::new(pb::Approval { receipt: receipt_text(receipt.as_ref()), ..approval_out(&a) }))
+        Ok(Response::new(pb::Approval {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+            ..approval_out(&a)
+        }))
+    }
+
+    async fn confirm_approval(
+        &self,
+        request: Request<pb::ConfirmApprovalRequest>,
+    ) -> Result<Response<pb::Approval>, Status> {
+        let caller = caller(&request)?;
+        let id = record_id_in("id", &request.get_ref().id)?;
+        let (a, receipt) = oversight::confirm_approval(&self.0, &caller, id).await?;
+        Ok(Response::new(pb::Approval {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+            ..approval_out(&a)
+        }))
     }
 
     async fn revoke_approval(
@@ -130,7 +170,11 @@ impl pb::oversight_server::Oversight for OversightService {
         let r = request.get_ref();
         let id = record_id_in("id", &r.id)?;
         let (a, receipt) = oversight::revoke_approval(&self.0, &caller, id, &r.reason).await?;
-        Ok(Response::new(pb::Approval { receipt: receipt_text(receipt.as_ref()), ..approval_out(&a) }))
+        Ok(Response::new(pb::Approval {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+            ..approval_out(&a)
+        }))
     }
 
     async fn list_approvals(
@@ -160,7 +204,11 @@ impl pb::oversight_server::Oversight for OversightService {
             }
         };
         let (h, receipt) = oversight::resolve_hold(&self.0, &caller, hold_id, resolution).await?;
-        Ok(Response::new(pb::Hold { receipt: receipt_text(receipt.as_ref()), ..hold_out(&h) }))
+        Ok(Response::new(pb::Hold {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+            ..hold_out(&h, self.0.clock.now())
+        }))
     }
 
     async fn attest_exemption(
@@ -170,7 +218,11 @@ impl pb::oversight_server::Oversight for OversightService {
         let caller = caller(&request)?;
         let grant_id = record_id_in("grant_id", &request.get_ref().grant_id)?;
         let (g, receipt) = oversight::attest_exemption(&self.0, &caller, grant_id).await?;
-        Ok(Response::new(pb::Grant { receipt: receipt_text(receipt.as_ref()), ..grant_out(&g) }))
+        Ok(Response::new(pb::Grant {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+            ..grant_out(&g)
+        }))
     }
 
     async fn get_suppression_report(

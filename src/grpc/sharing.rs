@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    dataset_id_in, field_name_in, grant_out, grant_use_in, mask_in, names_in, receipt_text, record_id_in,
-    row_filter_in, time_in,
+    dataset_id_in, field_name_in, grant_out, grant_use_in, mask_in, names_in, receipt_record, receipt_text,
+    record_id_in, row_filter_in, time_in,
 };
 use super::identity::caller;
 use crate::pb::{self, decide_grant_request::Decision};
@@ -77,7 +77,11 @@ impl pb::sharing_server::Sharing for SharingService {
             }
         };
         let (g, receipt) = sharing::decide(&self.0, &caller, grant_id, decision).await?;
-        Ok(Response::new(pb::Grant { receipt: receipt_text(receipt.as_ref()), ..grant_out(&g) }))
+        Ok(Response::new(pb::Grant {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+            ..grant_out(&g)
+        }))
     }
 
     async fn revoke_grant(&self, request: Request<pb::RevokeGrantRequest>) -> Result<Response<pb::Grant>, Status> {
@@ -85,7 +89,11 @@ impl pb::sharing_server::Sharing for SharingService {
         let r = request.get_ref();
         let grant_id = record_id_in("grant_id", &r.grant_id)?;
         let (g, receipt) = sharing::revoke(&self.0, &caller, grant_id, &r.reason).await?;
-        Ok(Response::new(pb::Grant { receipt: receipt_text(receipt.as_ref()), ..grant_out(&g) }))
+        Ok(Response::new(pb::Grant {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+            ..grant_out(&g)
+        }))
     }
 
     async fn list_grants(

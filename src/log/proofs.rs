@@ -139,11 +139,11 @@ pub async fn receipt(log: &TransferLog, store: &dyn Store, seq: u64) -> Result<R
     integrated.borrow_and_update();
     log.kick();
     let deadline = tokio::time::Instant::now() + RECEIPT_WAIT;
-    let index = loop {
+    let (index, json) = loop {
         let record = store.records(seq.saturating_sub(1), 1).await?.into_iter().find(|r| r.seq == seq);
         let Some(record) = record else { return Err(ProofError::NotStored { seq }) };
         match record.leaf_index {
-            Some(index) => break index,
+            Some(index) => break (index, record.json),
             None if tokio::time::Instant::now() < deadline => {
                 // Woken by this process's next integration; looked at again after a while
                 // anyway, as another replica sharing the store may integrate it.
@@ -158,7 +158,13 @@ pub async fn receipt(log: &TransferLog, store: &dyn Store, seq: u64) -> Result<R
     };
     let checkpoint = store.checkpoint(None).await?.ok_or(ProofError::NotStored { seq })?;
     let inclusion = inclusion(store, index, checkpoint.size).await?;
-    Ok(Receipt { index, leaf_hash: inclusion.leaf_hash, proof: inclusion.proof, checkpoint: checkpoint.note })
+    Ok(Receipt {
+        index,
+        leaf_hash: inclusion.leaf_hash,
+        proof: inclusion.proof,
+        checkpoint: checkpoint.note,
+        record: json,
+    })
 }
 
 /// The inclusion proof of leaf `index` in the stored tree of `size` leaves, its leaf hash and

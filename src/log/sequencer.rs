@@ -78,6 +78,9 @@ pub struct Receipt {
     pub proof: Vec<Hash>,
     /// The signed checkpoint (C2SP tlog-checkpoint note).
     pub checkpoint: String,
+    /// The record itself: its canonical JSON, the leaf the proof is about. Sent beside the
+    /// receipt so that a recipient verifies what it received offline, in one step.
+    pub record: String,
 }
 
 impl Receipt {
@@ -322,11 +325,17 @@ async fn run(
                     integrated_size.send_replace(edge.end());
                     tracing::debug!(size = edge.end(), entries = i.index_of.len(), "log checkpoint signed");
                 }
-                for (seq, reply) in seqs.into_iter().zip(replies) {
+                for ((seq, reply), record) in seqs.into_iter().zip(replies).zip(&records) {
                     let receipt = integrated.as_ref().and_then(|i| {
                         let index = *i.index_of.get(&seq)?;
                         let proof = merkle::inclusion_proof(index, i.appended.edge.end(), &i.appended.held).ok()?;
-                        Some(Receipt { index, leaf_hash: i.hash_of[&seq], proof, checkpoint: i.note.clone() })
+                        Some(Receipt {
+                            index,
+                            leaf_hash: i.hash_of[&seq],
+                            proof,
+                            checkpoint: i.note.clone(),
+                            record: record.leaf().to_owned(),
+                        })
                     });
                     let _ = reply.send(receipt.ok_or_else(|| {
                         LogError::Unavailable(StoreError::Corrupt("record stored but not integrated".into()))

@@ -436,10 +436,74 @@ pub fn assess_json_with(input: &str, config: &PolicyConfig) -> Result<serde_json
         .map_err(|e| AssessError::Malformed(format!("rendering the decision: {e}")))
 }
 
+/// What `assess` made of a document: the decision and, for a case file, the expected keys it
+/// does not match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessed {
+    /// The decision, as [`assess_json`] renders it.
+    pub decision: serde_json::Value,
+    /// For a case file, one line per key of `expect` the decision does not match
+    /// (`mechanism: expected "ALLOW", got "DENY"`), in `expect`'s order; empty for a bare input.
+    pub mismatches: Vec<String>,
+}
+
+/// Assesses a document that is either a bare input (docs/assess.md) or a case file
+/// `{"name": …, "input": {…}, "expect": {…}}` (`name` and `expect` optional), whose `input` is
+/// assessed and whose `expect` is compared key by key with the decision.
+///
+/// # Errors
+/// As [`assess_json`], naming `input.` keys for a case file; an unknown key of a case file, or an
+/// `expect` that is not an object.
+pub fn assess_document(text: &str, config: &PolicyConfig) -> Result<Assessed, AssessError> {
+    let doc: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| AssessError::Malformed(format!("not JSON: {e}")))?;
+    let Some(case) = doc.as_object().filter(|o| o.contains_key("input")) else {
+        return Ok(Assessed { decision: assess_json_with(text, config)?, mismatches: Vec::new() });
+    };
+    if let Some(key) = case.keys().find(|k| !matches!(k.as_str(), "name" | "input" | "expect")) {
+        return Err(AssessError::Malformed(format!(
+            "{key}: unknown key of a case file (expected name, input, expect; or give the input alone)"
+        )));
+    }
+    let decision = assess_json_with(&case["input"].to_string(), config).map_err(|e| match e {
+        AssessError::Malformed(m) => AssessError::Malformed(format!("input.{m}")),
+        other => other,
+    })?;
+    let expect = match case.get("expect") {
+        None => serde_json::Map::new(),
+        Some(serde_json::Value::Object(m)) => m.clone(),
+        Some(_) => return Err(AssessError::Malformed("expect: must be an object of decision keys".into())),
+    };
+    let mismatches = expect
+        .iter()
+        .filter(|(key, want)| decision.get(key.as_str()) != Some(want))
+        .map(|(key, want)| {
+            let got = decision.get(key.as_str()).map_or_else(|| "nothing".to_owned(), |v| v.to_string());
+            format!("{key}: expected {want}, got {got}")
+        })
+        .collect();
+    Ok(Assessed { decision, mismatches })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn a_case_file_is_assessed_and_compared_with_its_expectation() {
+        let case =
+            format!(r#"{{"name": "sg", "input": {MINIMAL}, "expect": {{"mechanism": "ALLOW", "action": "HOLD"}}}}"#);
+        let out = assess_document(&case, &PolicyConfig::default()).unwrap();
+        assert_eq!(out.decision, assess_json(MINIMAL).unwrap());
+        assert_eq!(out.mismatches, vec![r#"action: expected "HOLD", got "PASS""#.to_owned()]);
+        let bare = assess_document(MINIMAL, &PolicyConfig::default()).unwrap();
+        assert!(bare.mismatches.is_empty());
+        let unknown = assess_document(r#"{"input": {}, "expct": {}}"#, &PolicyConfig::default()).unwrap_err();
+        assert!(unknown.to_string().contains("expct"), "{unknown}");
+        let inner = assess_document(r#"{"input": {"colour": 1}}"#, &PolicyConfig::default()).unwrap_err();
+        assert!(inner.to_string().contains("input."), "{inner}");
+    }
 
     const MINIMAL: &str = r#"{"at": "2025-06-01T10:00:00+08:00",
         "exporter": {"id": "e", "kind": "OTHER"},

@@ -43,6 +43,10 @@ pub struct PolicyConfig {
     /// Statistical tables (`[policy.tables]`): primary-rule parameters per direction and the
     /// largest table a request may ask for.
     pub tables: TablePolicy,
+    /// Maker-checker: approvals of these types apply only once a second officer (not the one
+    /// who recorded them) has confirmed them, each confirmation its own log record. Empty by
+    /// default (one officer records); `["CAC_SA", "COMPETENT_AUTHORITY"]` is the usual choice.
+    pub confirmed_approvals: Vec<super::ApprovalType>,
 }
 
 /// The primary-rule parameters of one direction (docs/tables.md §3), percentages as integers.
@@ -113,6 +117,7 @@ impl Default for PolicyConfig {
             security_assessment_years_before_cutoff: 2,
             security_assessment_cutoff: NaiveDate::from_ymd_opt(2024, 3, 22).unwrap_or(NaiveDate::MIN),
             tables: TablePolicy::default(),
+            confirmed_approvals: Vec::new(),
         }
     }
 }

@@ -104,6 +104,7 @@ pub async fn run(
     let local = listener.local_addr()?;
     tracing::info!(%local, "serving (mutual TLS required)");
     let stop = CancellationToken::new();
+    let store = gw.store.clone();
     let (conns, incoming) = tokio::sync::mpsc::channel(64);
     let stats = Arc::new(connections::ListenerStats::default());
     let accepting = tokio::spawn(connections::accept(
@@ -153,6 +154,9 @@ pub async fn run(
     }
     let _ = monitor.await;
     let _ = maintaining.await;
+    if let Err(e) = store.settle().await {
+        tracing::warn!(error = %e, "the database could not be settled on disk (its write-ahead log stays beside it)");
+    }
     served?;
     tracing::info!("drained; stopped");
     Ok(())

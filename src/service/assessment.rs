@@ -11,8 +11,9 @@ use super::extract::{masked_chunks, ChunkPlan, Pace, Reader};
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::classification::SetSummary;
 use crate::domain::dataset::{Dataset, VersionInfo};
+use crate::domain::grant::Grant;
 use crate::domain::hold::{Hold, HoldStatus};
-use crate::domain::record::bodies::{HoldQueued, HoldReview};
+use crate::domain::record::bodies::{HoldQueued, HoldResolved, HoldReview};
 use crate::domain::record::{shanghai, NewRecord, RecordBody};
 use crate::domain::values::text_values;
 use crate::pb::Column;
@@ -116,6 +117,52 @@ async fn persons(
     Ok(out)
 }
 
+/// Whether approval `a`'s row is what the log recorded: its `approval.recorded` record (stored
+/// with the row, in the same transaction) exists, was made by the officer the row names, and
+/// says what the row says. A row inserted or altered behind the gateway's back fails.
+async fn approval_is_logged(gw: &Gateway, a: &crate::store::StoredApproval) -> Result<bool, ServiceError> {
+    let Some(seq) = a.record_seq else { return Ok(false) };
+    let Some(record) = gw.store.records(seq.saturating_sub(1), 1).await?.into_iter().find(|r| r.seq == seq) else {
+        return Ok(false);
+    };
+    if record.kind != crate::domain::record::RecordKind::ApprovalRecorded {
+        return Ok(false);
+    }
+    let logged: serde_json::Value = serde_json::from_str(&record.json).map_err(|e| ServiceError::Internal(e.into()))?;
+    let row = serde_json::to_value(crate::domain::record::bodies::ApprovalRecorded::from(&a.approval))
+        .map_err(|e| ServiceError::Internal(e.into()))?;
+    let same = row.as_object().is_some_and(|fields| fields.iter().all(|(k, v)| logged.get(k) == Some(v)));
+    Ok(same && logged["actor"].as_str() == Some(a.recorded_by.as_str()))
+}
+
+/// The approvals the rules may use for `transfer`: separation of duties — an approval recorded or
+/// confirmed by the transfer's exporter or recipient never applies, whatever its scope says (an
+/// officer who is also a party could otherwise approve its own transfer with an "any recipient"
+/// scope) — and maker-checker: an approval of a type in `confirmed` applies only once confirmed.
+fn usable_approvals(
+    stored: Vec<crate::store::StoredApproval>,
+    transfer: &Transfer,
+    confirmed: &[policy::ApprovalType],
+) -> Vec<policy::Approval> {
+    let party = |who: &str| who == transfer.exporter.id || who == transfer.recipient.id;
+    stored
+        .into_iter()
+        .filter(|a| {
+            if party(&a.recorded_by) || a.confirmed_by.as_deref().is_some_and(party) {
+                tracing::warn!(
+                    approval = %a.approval.id,
+                    recorded_by = %a.recorded_by,
+                    "approval not used: recorded or confirmed by a party to the transfer (separation of duties)"
+                );
+                return false;
+            }
+            // Maker-checker: not applicable until a second officer confirmed it.
+            !confirmed.contains(&a.approval.kind) || a.confirmed_by.is_some()
+        })
+        .map(|a| a.approval)
+        .collect()
+}
+
 /// Assesses `transfer`: exports carrying personal information count their persons against the
 /// exporter's ledger (committed only for a passed pull); every transfer reads the exporter's
 /// approvals. Returns the decision and the transfer's persons per bucket.
@@ -127,8 +174,18 @@ pub async fn assess(
     rows: &RowSelection<'_>,
     counting: Counting,
 ) -> Result<(Decision, Persons), ServiceError> {
-    let approvals: Vec<policy::Approval> =
-        gw.store.approvals(Some(&transfer.exporter.id)).await?.into_iter().map(|a| a.approval).collect();
+    let mut logged = Vec::new();
+    for a in gw.store.approvals(Some(&transfer.exporter.id)).await? {
+        if approval_is_logged(gw, &a).await? {
+            logged.push(a);
+        } else {
+            tracing::error!(
+                approval = %a.approval.id,
+                "approval not used: its row is not what its approval.recorded log record says (inserted or altered outside the gateway)"
+            );
+        }
+    }
+    let approvals = usable_approvals(logged, transfer, &gw.policy.confirmed_approvals);
     let set = SetSummary::of(transfer.fields.iter().map(|f| &f.classification));
     let counted = transfer.direction() == Direction::Export && (set.has_pi || set.has_spi);
     if !counted {
@@ -167,27 +224,112 @@ pub async fn assess(
     decision.ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("the ledger did not consult the rules")))
 }
 
-/// Queues a held transfer for the officers, or returns the open hold its grant already has for
-/// the same mechanism (a retry does not queue twice). Returns the hold's id.
+/// The holds of `grant` for `mechanism` that are about the same shape as `review` — the same
+/// fields read by the rules — oldest first: one review item per (grant, shape, mechanism).
+async fn holds_of_shape(
+    gw: &Gateway,
+    grant: &str,
+    mechanism: &str,
+    review: &HoldReview,
+) -> Result<Vec<Hold>, ServiceError> {
+    let fields = serde_json::to_value(&review.fields).map_err(|e| ServiceError::Internal(e.into()))?;
+    Ok(gw.store.holds_for(grant, mechanism).await?.into_iter().filter(|h| h.body["fields"] == fields).collect())
+}
+
+/// The refusal that still stands among `holds`: the latest refused one, resolved since the grant
+/// was last decided (deciding the grant again starts over; at the same instant, it stands).
+fn standing_refusal<'a>(holds: &'a [Hold], grant: &Grant) -> Option<&'a Hold> {
+    holds
+        .iter()
+        .filter(|h| h.status == HoldStatus::Refused)
+        .filter(|h| match (h.resolved_at, grant.decided_at) {
+            // Stored times keep microseconds; a grant's body may carry nanoseconds.
+            (Some(refused), Some(decided)) => refused.timestamp_micros() >= decided.timestamp_micros(),
+            _ => true,
+        })
+        .max_by_key(|h| h.resolved_at)
+}
+
+/// The error of a pull an officer's refusal still refuses.
+fn refused_by(hold: &Hold) -> ServiceError {
+    ServiceError::PermissionDenied(format!(
+        "hold {} was refused by {}: {}; the same transfer stays refused until the grant is decided again or an approval recorded after the refusal covers it",
+        hold.id,
+        hold.resolved_by.as_ref().map_or("an officer", |p| p.as_str()),
+        hold.reason
+    ))
+}
+
+/// A pull the rules pass on an approval: refused when an officer refused the same (grant,
+/// shape, mechanism) after that approval was recorded; otherwise every open hold of it is closed
+/// as `RELEASED` with the approval's id (each its own log record).
+///
+/// # Errors
+/// `PermissionDenied` naming the standing refusal.
+pub async fn release_holds(
+    gw: &Gateway,
+    caller: &Caller,
+    grant: &Grant,
+    transfer_id: &str,
+    transfer: &Transfer,
+    decision: &Decision,
+) -> Result<(), ServiceError> {
+    let Some(used) = decision.approval.as_ref().filter(|a| a.check == policy::ApprovalCheck::Valid) else {
+        return Ok(());
+    };
+    let review = HoldReview::new(transfer_id, &transfer.fields, decision);
+    let holds = holds_of_shape(gw, &grant.id, decision.mechanism.as_str(), &review).await?;
+    if let Some(refused) = standing_refusal(&holds, grant) {
+        let recorded = gw.store.approval(&used.id).await?.map(|a| a.recorded_at);
+        if recorded.is_none_or(|at| refused.resolved_at.is_some_and(|r| at <= r)) {
+            return Err(refused_by(refused));
+        }
+    }
+    for mut hold in holds.into_iter().filter(|h| h.status == HoldStatus::Open) {
+        hold.status = HoldStatus::Released;
+        hold.approval_id = Some(used.id.clone());
+        hold.resolved_at = Some(gw.clock.now());
+        hold.reason = format!("released by transfer {transfer_id}, which passed on approval {}", used.id);
+        let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::HoldResolved(HoldResolved::from(&hold)));
+        match gw.store.resolve_hold(&hold, &rec).await {
+            // An officer (or another pull) resolved it meanwhile.
+            Ok(_) | Err(crate::store::StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(hold = %hold.id, approval = %used.id, transfer = transfer_id, "hold released by a passing pull");
+    }
+    Ok(())
+}
+
+/// Queues a held transfer for the officers, or returns the open hold of the same (grant, shape,
+/// mechanism) (a retry does not queue twice). Returns the hold's id.
+///
+/// # Errors
+/// `PermissionDenied` when an officer refused the same (grant, shape, mechanism) since the
+/// grant was last decided.
 pub async fn queue_hold(
     gw: &Gateway,
     caller: &Caller,
-    grant: &str,
+    grant: &Grant,
     dataset: &Dataset,
     transfer_id: &str,
     transfer: &Transfer,
     decision: &Decision,
 ) -> Result<String, ServiceError> {
     let mechanism = decision.mechanism.as_str();
-    if let Some(h) = gw.store.open_hold(grant, mechanism).await? {
-        return Ok(h.id);
-    }
     // What the review queue shows of it: the hold's body, and members of its record.
     let review = HoldReview::new(transfer_id, &transfer.fields, decision);
+    let holds = holds_of_shape(gw, &grant.id, mechanism, &review).await?;
+    if let Some(refused) = standing_refusal(&holds, grant) {
+        return Err(refused_by(refused));
+    }
+    if let Some(open) = holds.iter().find(|h| h.status == HoldStatus::Open) {
+        return Ok(open.id.clone());
+    }
     let hold = Hold {
         id: new_id("h-"),
         status: HoldStatus::Open,
-        grant_id: grant.to_owned(),
+        grant_id: grant.id.clone(),
         dataset: dataset.id.clone(),
         consumer: caller.participant.id.clone(),
         exporter: dataset.owner.clone(),
@@ -201,7 +343,7 @@ pub async fn queue_hold(
     };
     let body = HoldQueued {
         hold: hold.id.clone(),
-        grant: grant.to_owned(),
+        grant: grant.id.clone(),
         dataset: dataset.id.clone(),
         consumer: caller.participant.id.clone(),
         review,

@@ -309,12 +309,30 @@ async fn refusal(gw: &Gateway, caller: &Caller, plan: &PullPlan) -> Result<Optio
     let d = &plan.decision;
     let rules: Vec<String> = d.rules.iter().map(|r| r.to_string()).collect();
     Ok(match d.action {
-        Action::Pass => None,
+        Action::Pass => {
+            match assessment::release_holds(gw, caller, &plan.grant, &plan.transfer_id, &plan.transfer, d).await {
+                Ok(()) => None,
+                Err(e @ ServiceError::PermissionDenied(_)) => Some(e),
+                Err(e) => return Err(e),
+            }
+        }
         Action::Block => Some(ServiceError::Blocked { message: format!("{} for this transfer", d.mechanism), rules }),
         Action::Hold => {
-            let hold =
-                assessment::queue_hold(gw, caller, &plan.grant.id, &plan.dataset, &plan.transfer_id, &plan.transfer, d)
-                    .await?;
+            let hold = match assessment::queue_hold(
+                gw,
+                caller,
+                &plan.grant,
+                &plan.dataset,
+                &plan.transfer_id,
+                &plan.transfer,
+                d,
+            )
+            .await
+            {
+                Ok(hold) => hold,
+                Err(e @ ServiceError::PermissionDenied(_)) => return Ok(Some(e)),
+                Err(e) => return Err(e),
+            };
             let needed: Vec<&str> =
                 d.hold.as_ref().map_or(Vec::new(), |h| h.satisfied_by.iter().map(|t| t.as_str()).collect());
             Some(ServiceError::Held {

@@ -1,6 +1,8 @@
 //! Oversight: officers record and revoke approvals, attest exemption claims and resolve the
 //! held transfers in the review queue. Separation of duties: an officer never decides on a
-//! transfer where it is the consumer or the dataset's owner.
+//! transfer where its organisation is the exporter (the dataset's owner) or the recipient —
+//! checked here when it records, revokes, resolves or attests, and again when an approval is
+//! used (`assessment::usable_approvals`: one recorded by a party to the transfer never applies).
 
 use chrono::NaiveDate;
 
@@ -8,12 +10,13 @@ use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::grant::Grant;
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::ParticipantId;
+use crate::domain::participant::Region;
 use crate::domain::participant::Role;
-use crate::domain::record::bodies::{ApprovalRecorded, ApprovalRevoked, GrantRecord, HoldResolved};
+use crate::domain::record::bodies::{ApprovalConfirmed, ApprovalRecorded, ApprovalRevoked, GrantRecord, HoldResolved};
 use crate::domain::record::{NewRecord, RecordBody};
 use crate::log::sequencer::Receipt;
 use crate::policy::{Approval, ApprovalType, Exemption, Scope};
-use crate::store::StoredApproval;
+use crate::store::{HoldFilter, StoredApproval};
 
 /// Longest reason an officer gives, in bytes.
 const REASON_MAX: usize = 1024;
@@ -68,7 +71,7 @@ fn require_reader(caller: &Caller) -> Result<(), ServiceError> {
 ///
 /// # Errors
 /// `PermissionDenied` without the officer role, or for an approval of the officer's own
-/// organisation; `InvalidArgument` for a bad id, an unknown exporter or scope recipient, a blank
+/// organisation (as exporter or named as a recipient in the scope); `InvalidArgument` for a bad id, an unknown exporter or scope recipient, a blank
 /// reference or an expiry before the issue date; `AlreadyExists` for a taken id.
 pub async fn record_approval(
     gw: &Gateway,
@@ -105,6 +108,11 @@ pub async fn record_approval(
     for (i, recipient) in new.scope.recipients.iter().enumerate() {
         let field = format!("scope.recipients[{i}]");
         let id = ParticipantId::parse(recipient).map_err(|e| ServiceError::invalid(&field, e))?;
+        if id == caller.participant.id {
+            return Err(ServiceError::PermissionDenied(format!(
+                "separation of duties: {field} names the officer's own organisation; an officer cannot approve transfers it receives"
+            )));
+        }
         if gw.store.participant(&id).await?.is_none() {
             return Err(ServiceError::invalid(field, format!("no participant {id}")));
         }
@@ -125,6 +133,9 @@ pub async fn record_approval(
         recorded_at: gw.clock.now(),
         revoked_by: None,
         revoke_reason: None,
+        confirmed_by: None,
+        confirmed_at: None,
+        record_seq: None,
     };
     let rec = NewRecord::new(
         caller.actor(),
@@ -140,7 +151,8 @@ pub async fn record_approval(
 /// Revokes an approval: transfers it covered are held again from their next pull.
 ///
 /// # Errors
-/// `PermissionDenied` without the officer role; `NotFound`; `FailedPrecondition` when already
+/// `PermissionDenied` without the officer role, or for an approval whose exporter or a scope
+/// recipient is the officer's organisation; `NotFound`; `FailedPrecondition` when already
 /// revoked; `InvalidArgument` for a blank reason.
 pub async fn revoke_approval(
     gw: &Gateway,
@@ -150,7 +162,16 @@ pub async fn revoke_approval(
 ) -> Result<(StoredApproval, Option<Receipt>), ServiceError> {
     caller.require(Role::Officer)?;
     super::check_text("reason", reason, true, REASON_MAX)?;
-    let exporter = gw.store.approval(id).await?.map(|a| a.approval.exporter);
+    let existing = gw.store.approval(id).await?;
+    if let Some(a) = &existing {
+        let me = caller.participant.id.as_str();
+        if a.approval.exporter == me || a.approval.scope.recipients.iter().any(|r| r == me) {
+            return Err(ServiceError::PermissionDenied(
+                "separation of duties: an officer cannot revoke an approval of its own organisation's transfers".into(),
+            ));
+        }
+    }
+    let exporter = existing.map(|a| a.approval.exporter);
     let body = ApprovalRevoked { approval: id.to_owned(), reason: reason.to_owned(), exporter };
     let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::ApprovalRevoked(body));
     let (a, seq) = gw
@@ -159,6 +180,54 @@ pub async fn revoke_approval(
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("approval {id}")))?;
     tracing::info!(approval = id, "approval revoked");
+    Ok((a, super::audit::receipt_if_integrated(gw, seq).await))
+}
+
+/// Confirms an approval another officer recorded (maker-checker, `[policy]
+/// confirmed_approvals`); returns it with the receipt of the confirmation's log record.
+///
+/// # Errors
+/// `PermissionDenied` without the officer role, for the officer who recorded it, or for an
+/// approval whose exporter or a scope recipient is the officer's organisation; `NotFound`;
+/// `FailedPrecondition` when its type needs no confirmation, or it is already confirmed or
+/// revoked.
+pub async fn confirm_approval(
+    gw: &Gateway,
+    caller: &Caller,
+    id: &str,
+) -> Result<(StoredApproval, Option<Receipt>), ServiceError> {
+    caller.require(Role::Officer)?;
+    let a = gw.store.approval(id).await?.ok_or_else(|| ServiceError::NotFound(format!("approval {id}")))?;
+    let me = caller.participant.id.as_str();
+    if a.recorded_by == me {
+        return Err(ServiceError::PermissionDenied(
+            "maker-checker: the officer who recorded an approval cannot confirm it".into(),
+        ));
+    }
+    if a.approval.exporter == me || a.approval.scope.recipients.iter().any(|r| r == me) {
+        return Err(ServiceError::PermissionDenied(
+            "separation of duties: an officer cannot confirm an approval of its own organisation's transfers".into(),
+        ));
+    }
+    if !gw.policy.confirmed_approvals.contains(&a.approval.kind) {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "a {} approval needs no confirmation ([policy] confirmed_approvals)",
+            a.approval.kind
+        )));
+    }
+    let body = ApprovalConfirmed {
+        approval: id.to_owned(),
+        kind: a.approval.kind,
+        exporter: a.approval.exporter.clone(),
+        recorded_by: a.recorded_by.clone(),
+    };
+    let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::ApprovalConfirmed(body));
+    let (a, seq) = gw
+        .store
+        .confirm_approval(id, &caller.participant.id, gw.clock.now(), &rec)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("approval {id}")))?;
+    tracing::info!(approval = id, "approval confirmed");
     Ok((a, super::audit::receipt_if_integrated(gw, seq).await))
 }
 
@@ -172,10 +241,30 @@ pub async fn list_approvals(
     Ok(gw.store.approvals(exporter).await?)
 }
 
-/// Holds, optionally of one status.
-pub async fn list_holds(gw: &Gateway, caller: &Caller, status: Option<HoldStatus>) -> Result<Vec<Hold>, ServiceError> {
+/// Holds matching `filter` whose consumer is in `region` (any region when `None`), oldest
+/// first; officers and auditors only.
+pub async fn list_holds(
+    gw: &Gateway,
+    caller: &Caller,
+    filter: &HoldFilter,
+    region: Option<&Region>,
+) -> Result<Vec<Hold>, ServiceError> {
     require_reader(caller)?;
-    Ok(gw.store.holds(status).await?)
+    let holds = gw.store.holds(filter).await?;
+    let Some(region) = region else { return Ok(holds) };
+    let in_region: std::collections::HashSet<ParticipantId> =
+        gw.store.participants().await?.into_iter().filter(|p| &p.region == region).map(|p| p.id).collect();
+    Ok(holds.into_iter().filter(|h| in_region.contains(&h.consumer)).collect())
+}
+
+/// How long `hold` has waited for an officer at `now`: until `now` while open, until its
+/// resolution otherwise.
+pub fn waited(hold: &Hold, now: chrono::DateTime<chrono::Utc>) -> std::time::Duration {
+    let until = match hold.status {
+        HoldStatus::Open => now,
+        _ => hold.resolved_at.unwrap_or(now),
+    };
+    (until - hold.created_at).to_std().unwrap_or_default()
 }
 
 /// Resolves an open hold.

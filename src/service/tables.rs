@@ -1310,15 +1310,28 @@ async fn rules_refusal(
     let d = &ctx.decision;
     let rules: Vec<String> = d.rules.iter().map(|r| r.to_string()).collect();
     Ok(match d.action {
-        Action::Pass => None,
+        // A preview changes nothing: it neither closes nor consults the review queue.
+        Action::Pass if mode == Mode::Preview => None,
+        Action::Pass => {
+            match assessment::release_holds(gw, caller, &ctx.grant, &ctx.table_id, &ctx.transfer, d).await {
+                Ok(()) => None,
+                Err(e @ ServiceError::PermissionDenied(_)) => Some(e),
+                Err(e) => return Err(e),
+            }
+        }
         Action::Block => Some(ServiceError::Blocked { message: format!("{} for this table", d.mechanism), rules }),
         Action::Hold => {
             let needed: Vec<&str> =
                 d.hold.as_ref().map_or(Vec::new(), |h| h.satisfied_by.iter().map(|t| t.as_str()).collect());
             let hold = match mode {
                 Mode::Release => {
-                    assessment::queue_hold(gw, caller, &ctx.grant.id, &ctx.dataset, &ctx.table_id, &ctx.transfer, d)
-                        .await?
+                    match assessment::queue_hold(gw, caller, &ctx.grant, &ctx.dataset, &ctx.table_id, &ctx.transfer, d)
+                        .await
+                    {
+                        Ok(hold) => hold,
+                        Err(e @ ServiceError::PermissionDenied(_)) => return Ok(Some(e)),
+                        Err(e) => return Err(e),
+                    }
                 }
                 Mode::Preview => "none (a preview queues nothing)".to_owned(),
             };

@@ -20,8 +20,8 @@ use sqlx::{Connection, Executor, PgConnection};
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
-    Committed, Integration, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError, StoredApproval,
-    StoredCheckpoint, StoredChunk, TransferFilter, TreeHead,
+    Committed, HoldFilter, Integration, LedgerCounts, NewVersion, PersonCount, QueuedRecord, Store, StoreError,
+    StoredApproval, StoredCheckpoint, StoredChunk, TransferFilter, TreeHead,
 };
 use crate::domain::classification::Level;
 use crate::domain::dataset::{Dataset, FieldName};
@@ -124,6 +124,7 @@ conformance! {
     a_failed_integration_stores_nothing,
     concurrent_integrations_grow_one_tree,
     approvals_are_revoked_once,
+    approvals_are_confirmed_once_and_never_once_revoked,
     holds_are_resolved_once,
     counted_persons_are_kept_or_rolled_back,
     the_ledger_window_counts_distinct_persons_across_years,
@@ -302,6 +303,9 @@ fn approval(id: &str, exporter: &str, at: i64) -> StoredApproval {
         recorded_at: t(at),
         revoked_by: None,
         revoke_reason: None,
+        confirmed_by: None,
+        confirmed_at: None,
+        record_seq: None,
     }
 }
 
@@ -693,12 +697,15 @@ async fn concurrent_integrations_grow_one_tree(store: Arc<dyn Store>) {
 
 async fn approvals_are_revoked_once(store: Arc<dyn Store>) {
     store.insert_approval(&approval("a2", "owner", 2), &rec(RecordKind::ApprovalRecorded, 1)).await.unwrap();
-    store.insert_approval(&approval("a1", "owner", 3), &rec(RecordKind::ApprovalRecorded, 2)).await.unwrap();
+    let a1_seq =
+        store.insert_approval(&approval("a1", "owner", 3), &rec(RecordKind::ApprovalRecorded, 2)).await.unwrap();
     store.insert_approval(&approval("b1", "other", 1), &rec(RecordKind::ApprovalRecorded, 3)).await.unwrap();
     let dup = store.insert_approval(&approval("a1", "owner", 4), &rec(RecordKind::ApprovalRecorded, 4)).await;
     assert!(matches!(dup, Err(StoreError::AlreadyExists(_))), "{dup:?}");
 
-    assert_eq!(store.approval("a1").await.unwrap(), Some(approval("a1", "owner", 3)));
+    // The row names the record stored with it.
+    let a1 = StoredApproval { record_seq: Some(a1_seq), ..approval("a1", "owner", 3) };
+    assert_eq!(store.approval("a1").await.unwrap(), Some(a1));
     assert_eq!(store.approval("zz").await.unwrap(), None);
     let ids = |v: Vec<StoredApproval>| v.into_iter().map(|a| a.approval.id).collect::<Vec<_>>();
     assert_eq!(ids(store.approvals(Some("owner")).await.unwrap()), ["a2", "a1"]);
@@ -734,15 +741,59 @@ async fn approvals_are_revoked_once(store: Arc<dyn Store>) {
     assert_eq!(all.last().map(|r| (r.seq, r.kind)), Some((*seq, RecordKind::ApprovalRevoked)), "its record's seq");
 }
 
+async fn approvals_are_confirmed_once_and_never_once_revoked(store: Arc<dyn Store>) {
+    store.insert_approval(&approval("a1", "owner", 1), &rec(RecordKind::ApprovalRecorded, 1)).await.unwrap();
+    store.insert_approval(&approval("a2", "owner", 2), &rec(RecordKind::ApprovalRecorded, 2)).await.unwrap();
+    let missing = store.confirm_approval("zz", &pid("checker"), t(5), &rec(RecordKind::ApprovalConfirmed, 3)).await;
+    assert_eq!(missing.unwrap(), None);
+    let records = store.records(0, 100).await.unwrap().len();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let by = pid(&format!("checker-{i}"));
+            store.confirm_approval("a1", &by, t(9), &rec(RecordKind::ApprovalConfirmed, 10 + i)).await
+        }));
+    }
+    let mut confirmed = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(a) => confirmed.push(a.unwrap()),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("a second confirmation is a conflict: {e:?}"),
+        }
+    }
+    assert_eq!(confirmed.len(), 1, "exactly one confirmation");
+    let (a, seq) = &confirmed[0];
+    assert!(a.confirmed_by.as_deref().is_some_and(|c| c.starts_with("checker-")));
+    assert_eq!(a.confirmed_at, Some(t(9)));
+    assert_eq!(store.approval("a1").await.unwrap().as_ref(), Some(a));
+    let all = store.records(0, 100).await.unwrap();
+    assert_eq!(all.len(), records + 1, "one record: the confirmation that won");
+    assert_eq!(all.last().map(|r| (r.seq, r.kind)), Some((*seq, RecordKind::ApprovalConfirmed)));
+
+    // A revoked approval is never confirmed afterwards.
+    store
+        .revoke_approval("a2", &pid("officer"), "withdrawn", t(6), &rec(RecordKind::ApprovalRevoked, 20))
+        .await
+        .unwrap();
+    let late = store.confirm_approval("a2", &pid("checker"), t(7), &rec(RecordKind::ApprovalConfirmed, 21)).await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    assert_eq!(store.approval("a2").await.unwrap().and_then(|a| a.confirmed_by), None);
+}
+
 async fn holds_are_resolved_once(store: Arc<dyn Store>) {
     store.insert_hold(&hold("h1", 1), &rec(RecordKind::HoldQueued, 1)).await.unwrap();
     let dup = store.insert_hold(&hold("h1", 2), &rec(RecordKind::HoldQueued, 2)).await;
     assert!(matches!(dup, Err(StoreError::AlreadyExists(_))), "{dup:?}");
     assert_eq!(store.hold("h1").await.unwrap(), Some(hold("h1", 1)));
     assert_eq!(store.hold("h9").await.unwrap(), None);
-    assert_eq!(store.open_hold("g1", "CAC_SA").await.unwrap(), Some(hold("h1", 1)));
-    assert_eq!(store.open_hold("g1", "SCC_FILING").await.unwrap(), None);
-    assert_eq!(store.holds(Some(HoldStatus::Open)).await.unwrap().len(), 1);
+    assert_eq!(store.holds_for("g1", "CAC_SA").await.unwrap(), vec![hold("h1", 1)]);
+    assert_eq!(store.holds_for("g1", "SCC_FILING").await.unwrap(), vec![]);
+    assert_eq!(
+        store.holds(&HoldFilter { status: Some(HoldStatus::Open), ..Default::default() }).await.unwrap().len(),
+        1
+    );
 
     let mut tasks = Vec::new();
     for i in 0..6 {
@@ -770,11 +821,18 @@ async fn holds_are_resolved_once(store: Arc<dyn Store>) {
     assert_eq!(last, Some((resolved[0].1, RecordKind::HoldResolved)), "its record's seq");
     let resolved: Vec<Hold> = resolved.into_iter().map(|(h, _)| h).collect();
     assert_eq!(store.hold("h1").await.unwrap().as_ref(), Some(&resolved[0]));
-    assert_eq!(store.open_hold("g1", "CAC_SA").await.unwrap(), None);
-    assert!(store.holds(Some(HoldStatus::Open)).await.unwrap().is_empty());
-    assert_eq!(store.holds(Some(resolved[0].status)).await.unwrap().len(), 1);
+    assert_eq!(store.holds_for("g1", "CAC_SA").await.unwrap(), resolved);
+    assert!(store
+        .holds(&HoldFilter { status: Some(HoldStatus::Open), ..Default::default() })
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.holds(&HoldFilter { status: Some(resolved[0].status), ..Default::default() }).await.unwrap().len(),
+        1
+    );
     store.insert_hold(&hold("h0", 0), &rec(RecordKind::HoldQueued, 30)).await.unwrap();
-    let all: Vec<String> = store.holds(None).await.unwrap().into_iter().map(|h| h.id).collect();
+    let all: Vec<String> = store.holds(&HoldFilter::default()).await.unwrap().into_iter().map(|h| h.id).collect();
     assert_eq!(all, ["h0", "h1"], "oldest first");
 }
 

@@ -145,6 +145,13 @@ pub struct StoredApproval {
     pub revoked_by: Option<String>,
     /// Why it was revoked.
     pub revoke_reason: Option<String>,
+    /// The second officer who confirmed it (maker-checker), when confirmed.
+    pub confirmed_by: Option<String>,
+    /// When it was confirmed.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// The sequence number of its `approval.recorded` record (set by the store when it is
+    /// inserted; ignored on insert). `None` for a row nobody recorded.
+    pub record_seq: Option<u64>,
 }
 
 /// The persons of one transfer, for [`Store::count_persons`].
@@ -220,6 +227,21 @@ pub struct TransferFilter {
     /// Only records of transfers that have no completion record (a decision whose pull never
     /// ended: the gateway stopped while it streamed).
     pub unfinished: bool,
+}
+
+/// Which holds [`OversightStore::holds`] returns: every `Some` narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HoldFilter {
+    /// Holds in this state.
+    pub status: Option<HoldStatus>,
+    /// Holds of this dataset.
+    pub dataset: Option<DatasetId>,
+    /// Holds of this consumer.
+    pub consumer: Option<ParticipantId>,
+    /// Holds of this exporter.
+    pub exporter: Option<ParticipantId>,
+    /// Holds created before this time.
+    pub created_before: Option<DateTime<Utc>>,
 }
 
 /// An integrated transfer record and the facets it was filed under.
@@ -348,6 +370,17 @@ pub trait OversightStore: Send + Sync {
         rec: &NewRecord,
     ) -> Result<Option<(StoredApproval, u64)>, StoreError>;
 
+    /// Records that officer `by` confirmed approval `id` at `at`, if it is neither confirmed nor
+    /// revoked (compare-and-set); returns it and the record's sequence number. `None` when there
+    /// is no such approval; `Conflict` when it is already confirmed or revoked.
+    async fn confirm_approval(
+        &self,
+        id: &str,
+        by: &ParticipantId,
+        at: DateTime<Utc>,
+        rec: &NewRecord,
+    ) -> Result<Option<(StoredApproval, u64)>, StoreError>;
+
     /// The approval with this id.
     async fn approval(&self, id: &str) -> Result<Option<StoredApproval>, StoreError>;
 
@@ -357,15 +390,15 @@ pub trait OversightStore: Send + Sync {
     /// Stores a new hold. `AlreadyExists` when the id is taken.
     async fn insert_hold(&self, h: &Hold, rec: &NewRecord) -> Result<(), StoreError>;
 
-    /// The open hold of `grant` for `mechanism`, if any (a retry joins it instead of queueing a
-    /// second item).
-    async fn open_hold(&self, grant: &str, mechanism: &str) -> Result<Option<Hold>, StoreError>;
+    /// Every hold of `grant` for `mechanism`, whatever its status, oldest first (a retry joins
+    /// the open one of its shape; a refused one keeps refusing it).
+    async fn holds_for(&self, grant: &str, mechanism: &str) -> Result<Vec<Hold>, StoreError>;
 
     /// The hold with this id.
     async fn hold(&self, id: &str) -> Result<Option<Hold>, StoreError>;
 
-    /// Holds, optionally of one status, oldest first.
-    async fn holds(&self, status: Option<HoldStatus>) -> Result<Vec<Hold>, StoreError>;
+    /// Holds matching `filter`, oldest first.
+    async fn holds(&self, filter: &HoldFilter) -> Result<Vec<Hold>, StoreError>;
 
     /// Stores a hold's resolution if it is still open; `Conflict` otherwise. Returns the
     /// record's sequence number.
@@ -524,6 +557,11 @@ pub trait Store:
     /// Proves the store can write now: rewrites one row (the health probe). `Unavailable` on a
     /// full disk or a read-only database.
     async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Leaves the database whole on disk; called once on a clean stop, after the last write
+    /// (SQLite: the write-ahead log checkpointed into the database file and truncated, so that
+    /// copying the file alone copies the database).
+    async fn settle(&self) -> Result<(), StoreError>;
 
     /// Whether other gateway processes may share this store (then a transfer without completion
     /// may still be streaming from one of them).

@@ -108,13 +108,6 @@ impl SqlStore<Postgres> {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-
-    /// Closes every pool.
-    pub async fn close(&self) {
-        for pool in [&self.pool, &self.bulk, &self.log] {
-            pool.close().await;
-        }
-    }
 }
 
 #[async_trait]
@@ -136,6 +129,11 @@ impl Dialect for Postgres {
 
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()
+    }
+
+    /// Nothing to do: the server keeps its own files whole.
+    async fn settle(_: &Pool<Postgres>) -> Result<(), sqlx::Error> {
+        Ok(())
     }
 
     async fn begin_write(pool: &Pool<Postgres>) -> Result<Transaction<'static, Postgres>, sqlx::Error> {

@@ -306,6 +306,9 @@ pub struct ApprovalRow {
     recorded_at: i64,
     revoked_by: Option<String>,
     revoke_reason: Option<String>,
+    confirmed_by: Option<String>,
+    confirmed_at: Option<i64>,
+    record_seq: Option<i64>,
 }
 
 impl TryFrom<ApprovalRow> for StoredApproval {
@@ -330,6 +333,9 @@ impl TryFrom<ApprovalRow> for StoredApproval {
             recorded_at: from_micros(r.recorded_at),
             revoked_by: r.revoked_by,
             revoke_reason: r.revoke_reason,
+            confirmed_by: r.confirmed_by,
+            confirmed_at: r.confirmed_at.map(from_micros),
+            record_seq: r.record_seq.map(|s| s as u64),
         })
     }
 }

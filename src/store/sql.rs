@@ -17,13 +17,13 @@ use super::rows::{
     QueuedRow, RecordRow, TransferRow, VersionRow,
 };
 use super::{
-    CatalogStore, Committed, GrantStore, Integrator, Keep, LedgerCounts, LedgerStore, LogStore, NewVersion,
+    CatalogStore, Committed, GrantStore, HoldFilter, Integrator, Keep, LedgerCounts, LedgerStore, LogStore, NewVersion,
     OversightStore, PersonCount, QueuedRecord, ReleasedCell, Store, StoreError, StoredApproval, StoredCheckpoint,
     StoredChunk, StoredTransfer, TableRelease, TableReport, TableStore, TransferFilter, TreeHead, INTEGRATION_BATCH,
 };
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
-use crate::domain::hold::{Hold, HoldStatus};
+use crate::domain::hold::Hold;
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, PreparedRecord, RecordKind, StoredRecord, TransferFacets};
@@ -37,6 +37,15 @@ pub struct SqlStore<DB: Database> {
     pub(super) pool: Pool<DB>,
     pub(super) bulk: Pool<DB>,
     pub(super) log: Pool<DB>,
+}
+
+impl<DB: Database> SqlStore<DB> {
+    /// Closes every pool (connections in use close when given back).
+    pub async fn close(&self) {
+        for pool in [&self.pool, &self.bulk, &self.log] {
+            pool.close().await;
+        }
+    }
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -113,6 +122,10 @@ pub trait Dialect: Database {
 
     /// Starts a transaction that will write.
     async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error>;
+
+    /// Leaves the database whole on disk after a clean stop (SQLite: the WAL checkpointed into
+    /// the main file and truncated, so that the file alone is the database).
+    async fn settle(pool: &Pool<Self>) -> Result<(), sqlx::Error>;
 
     /// Takes `lock` for the rest of the transaction on `conn`.
     async fn lock(conn: &mut Self::Connection, lock: Lock<'_>) -> Result<(), sqlx::Error>;
@@ -232,6 +245,11 @@ pub(super) mod text {
         "INSERT INTO approvals (id, kind, exporter, reference, issued, expires, revoked, scope, recorded_by, recorded_at)
          VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8, $9)";
     pub const APPROVAL: &str = "SELECT * FROM approvals WHERE id = $1";
+    /// The approval.recorded record stored with the row.
+    pub const APPROVAL_RECORD_SEQ: &str = "UPDATE approvals SET record_seq = $1 WHERE id = $2";
+    /// Compare-and-set: confirmed once, never once revoked.
+    pub const CONFIRM_APPROVAL: &str = "UPDATE approvals SET confirmed_by = $1, confirmed_at = $2
+         WHERE id = $3 AND confirmed_by IS NULL AND revoked = FALSE RETURNING *";
     /// Compare-and-set: two concurrent revocations never both succeed.
     pub const REVOKE_APPROVAL: &str =
         "UPDATE approvals SET revoked = TRUE, revoked_by = $1, revoked_at = $2, revoke_reason = $3
@@ -242,11 +260,10 @@ pub(super) mod text {
     pub const INSERT_HOLD: &str =
         "INSERT INTO holds (id, status, grant_id, dataset, consumer, exporter, mechanism, body, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-    pub const OPEN_HOLD: &str =
-        "SELECT * FROM holds WHERE grant_id = $1 AND mechanism = $2 AND status = 'OPEN' LIMIT 1";
+    pub const HOLDS_FOR: &str = "SELECT * FROM holds WHERE grant_id = $1 AND mechanism = $2 ORDER BY created_at, id";
     pub const HOLD: &str = "SELECT * FROM holds WHERE id = $1";
-    pub const HOLDS: &str =
-        "SELECT * FROM holds WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) ORDER BY created_at, id";
+    /// Every hold; conditions are appended.
+    pub const HOLDS: &str = "SELECT * FROM holds WHERE TRUE";
     /// Compare-and-set on `status = 'OPEN'`.
     pub const RESOLVE_HOLD: &str =
         "UPDATE holds SET status = $1, resolved_by = $2, resolved_at = $3, reason = $4, approval_id = $5
@@ -289,6 +306,27 @@ enum Bind {
     Int(i64),
     Text(String),
     Bool(bool),
+}
+
+/// `query` with `binds` bound in order.
+fn bound<'q, DB, O>(
+    mut query: sqlx::query::QueryAs<'q, DB, O, DB::Arguments<'q>>,
+    binds: Vec<Bind>,
+) -> sqlx::query::QueryAs<'q, DB, O, DB::Arguments<'q>>
+where
+    DB: Database,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+{
+    for value in binds {
+        query = match value {
+            Bind::Int(v) => query.bind(v),
+            Bind::Text(v) => query.bind(v),
+            Bind::Bool(v) => query.bind(v),
+        };
+    }
+    query
 }
 
 /// A failure to store a record: the operation it records cannot proceed (fail closed).
@@ -721,6 +759,12 @@ helpers {
             .await
             .map_err(exists_as::<DB>(format!("approval {}", ap.id)))?;
         let seq = Self::insert_record(&mut *tx, rec).await?;
+        sqlx::query(text::APPROVAL_RECORD_SEQ)
+            .bind(seq as i64)
+            .bind(ap.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?;
         tx.commit().await.map_err(classify::<DB>)?;
         Ok(seq)
     }
@@ -759,6 +803,37 @@ helpers {
         Ok(Some((a, seq)))
     }
 
+    async fn confirm_approval(
+        &self,
+        id: &str,
+        by: &ParticipantId,
+        at: DateTime<Utc>,
+        rec: &NewRecord,
+    ) -> Result<Option<(StoredApproval, u64)>, StoreError> {
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
+        let confirmed = sqlx::query_as::<_, ApprovalRow>(text::CONFIRM_APPROVAL)
+            .bind(by.as_str())
+            .bind(micros(at))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?;
+        let Some(a) = one::<_, StoredApproval>(confirmed)? else {
+            let existing = sqlx::query_as::<_, ApprovalRow>(text::APPROVAL)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify::<DB>)?;
+            return match existing {
+                None => Ok(None),
+                Some(_) => Err(StoreError::Conflict(format!("approval {id} is already confirmed or revoked"))),
+            };
+        };
+        let seq = Self::insert_record(&mut *tx, rec).await?;
+        tx.commit().await.map_err(classify::<DB>)?;
+        Ok(Some((a, seq)))
+    }
+
     async fn approval(&self, id: &str) -> Result<Option<StoredApproval>, StoreError> {
         one(sqlx::query_as::<_, ApprovalRow>(text::APPROVAL).bind(id).fetch_optional(&self.pool).await.map_err(classify::<DB>)?)
     }
@@ -790,11 +865,11 @@ helpers {
         tx.commit().await.map_err(classify::<DB>)
     }
 
-    async fn open_hold(&self, grant: &str, mechanism: &str) -> Result<Option<Hold>, StoreError> {
-        one(sqlx::query_as::<_, HoldRow>(text::OPEN_HOLD)
+    async fn holds_for(&self, grant: &str, mechanism: &str) -> Result<Vec<Hold>, StoreError> {
+        all(sqlx::query_as::<_, HoldRow>(text::HOLDS_FOR)
             .bind(grant)
             .bind(mechanism)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await
             .map_err(classify::<DB>)?)
     }
@@ -803,12 +878,28 @@ helpers {
         one(sqlx::query_as::<_, HoldRow>(text::HOLD).bind(id).fetch_optional(&self.pool).await.map_err(classify::<DB>)?)
     }
 
-    async fn holds(&self, status: Option<HoldStatus>) -> Result<Vec<Hold>, StoreError> {
-        all(sqlx::query_as::<_, HoldRow>(text::HOLDS)
-            .bind(status.map(|s| s.as_str()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify::<DB>)?)
+    async fn holds(&self, filter: &HoldFilter) -> Result<Vec<Hold>, StoreError> {
+        let mut sql = String::from(text::HOLDS);
+        let mut binds = Vec::new();
+        let mut arg = |value: Bind| {
+            binds.push(value);
+            format!("${}", binds.len())
+        };
+        for (column, value) in [
+            ("status", filter.status.map(|s| s.as_str().to_owned())),
+            ("dataset", filter.dataset.as_ref().map(|d| d.to_string())),
+            ("consumer", filter.consumer.as_ref().map(|p| p.to_string())),
+            ("exporter", filter.exporter.as_ref().map(|p| p.to_string())),
+        ] {
+            if let Some(v) = value {
+                sql += &format!(" AND {column} = {}", arg(Bind::Text(v)));
+            }
+        }
+        if let Some(t) = filter.created_before {
+            sql += &format!(" AND created_at < {}", arg(Bind::Int(micros(t))));
+        }
+        sql += " ORDER BY created_at, id";
+        all(bound(sqlx::query_as::<_, HoldRow>(&sql), binds).fetch_all(&self.pool).await.map_err(classify::<DB>)?)
     }
 
     async fn resolve_hold(&self, h: &Hold, rec: &NewRecord) -> Result<u64, StoreError> {
@@ -978,15 +1069,7 @@ helpers {
             sql += &format!(" AND (at, seq) < ({at}, {seq})");
         }
         sql += &format!(" ORDER BY at DESC, seq DESC LIMIT {}", arg(Bind::Int(i64::from(limit))));
-        let mut q = sqlx::query_as::<_, TransferRow>(&sql);
-        for value in binds {
-            q = match value {
-                Bind::Int(v) => q.bind(v),
-                Bind::Text(v) => q.bind(v),
-                Bind::Bool(v) => q.bind(v),
-            };
-        }
-        all(q.fetch_all(&self.pool).await.map_err(classify::<DB>)?)
+        all(bound(sqlx::query_as::<_, TransferRow>(&sql), binds).fetch_all(&self.pool).await.map_err(classify::<DB>)?)
     }
 
     async fn leaf_facets(&self, from: u64, to: u64) -> Result<Vec<(u64, Option<TransferFacets>)>, StoreError> {
@@ -1144,6 +1227,10 @@ helpers {
     }
 }
 [#[async_trait] impl<DB> Store for SqlStore<DB>] {
+    async fn settle(&self) -> Result<(), StoreError> {
+        DB::settle(&self.pool).await.map_err(classify::<DB>)
+    }
+
     async fn probe_write(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query(text::PROBE_WRITE).bind(micros(at)).execute(&self.pool).await.map_err(unavailable::<DB>)?;
         Ok(())

@@ -11,7 +11,7 @@ use sqlx::{Pool, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use super::codec::micros;
 use super::rows::NodeRow;
 use super::sql::{Dialect, Failure, Lock, SqlStore};
-use super::PersonCount;
+use super::{PersonCount, StoreError};
 use crate::domain::record::NewRecord;
 
 /// Embedded migrations for this dialect.
@@ -72,6 +72,19 @@ impl SqlStore<Sqlite> {
         Ok(SqlStore { pool, bulk, log })
     }
 
+    /// Writes a consistent copy of the whole database (write-ahead log included) to the new
+    /// file `dest` with `VACUUM INTO`, while writers go on.
+    ///
+    /// # Errors
+    /// `dest` exists or cannot be written; the database cannot be read.
+    pub async fn backup_into(&self, dest: &std::path::Path) -> Result<(), StoreError> {
+        let dest = dest.to_str().ok_or_else(|| StoreError::Corrupt("the backup path is not UTF-8".into()))?;
+        sqlx::query("VACUUM INTO $1").bind(dest).execute(&self.pool).await.map(drop).map_err(|e| {
+            tracing::warn!(error = %e, "backup failed");
+            StoreError::Unavailable(e)
+        })
+    }
+
     /// Opens an existing database a `sqlite:` URL names for reading only: nothing is created,
     /// migrated or written (an auditor's copy stays as it was handed over).
     ///
@@ -111,6 +124,11 @@ impl Dialect for Sqlite {
     /// Takes the write lock at once, so that two writers never deadlock upgrading read locks.
     async fn begin_write(pool: &Pool<Sqlite>) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    async fn settle(pool: &Pool<Sqlite>) -> Result<(), sqlx::Error> {
+        // TRUNCATE waits for readers (busy_timeout) and leaves a zero-length WAL.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.map(drop)
     }
 
     /// Nothing to take: the transaction holds the database's one write lock already.

@@ -800,8 +800,25 @@ fn oversight_cases() -> Vec<Case> {
         cases.push(bad(
             format!("ListHolds: status {status}"),
             "status",
-            Call::ListHolds(pb::ListHoldsRequest { status: status.into() }),
+            Call::ListHolds(pb::ListHoldsRequest { status: status.into(), ..Default::default() }),
         ));
+    }
+    for (what, field, r) in [
+        (
+            "a malformed dataset",
+            "dataset_id",
+            pb::ListHoldsRequest { dataset_id: "Survey 1".into(), ..Default::default() },
+        ),
+        ("a malformed consumer", "consumer", pb::ListHoldsRequest { consumer: "HK Univ".into(), ..Default::default() }),
+        ("a malformed exporter", "exporter", pb::ListHoldsRequest { exporter: "a/b".into(), ..Default::default() }),
+        ("an unknown region", "region", pb::ListHoldsRequest { region: "Atlantis".into(), ..Default::default() }),
+        (
+            "an age past any time",
+            "min_age_seconds",
+            pb::ListHoldsRequest { min_age_seconds: u64::MAX, ..Default::default() },
+        ),
+    ] {
+        cases.push(bad(format!("ListHolds: {what}"), field, Call::ListHolds(r)));
     }
     use pb::resolve_hold_request::Resolution;
     let resolve = |hold_id: &str, resolution| pb::ResolveHoldRequest { hold_id: hold_id.into(), resolution };

@@ -112,3 +112,24 @@ fn demo_runs_the_whole_story_against_a_real_gateway() {
     assert!(stdout.contains("FailedPrecondition X5"), "{stdout}");
     assert!(stdout.contains("9. hk-univ retries: 1500 rows delivered"), "{stdout}");
 }
+
+#[test]
+fn assess_takes_a_case_file_as_it_is_and_exits_1_naming_each_key_that_differs_from_expect() {
+    let cases = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cases/spec");
+    for entry in std::fs::read_dir(cases).unwrap() {
+        let path = entry.unwrap().path();
+        let out = bin().arg("assess").arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let first = std::fs::read_dir(cases).unwrap().next().unwrap().unwrap().path();
+    let mut case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(first).unwrap()).unwrap();
+    case["expect"]["mechanism"] = "NOT_A_MECHANISM".into();
+    let wrong = dir.path().join("wrong.json");
+    std::fs::write(&wrong, case.to_string()).unwrap();
+    let out = bin().arg("assess").arg(&wrong).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mechanism: expected \"NOT_A_MECHANISM\""), "{err}");
+    assert!(!out.stdout.is_empty(), "the decision is printed all the same");
+}

@@ -96,8 +96,13 @@ async fn a_state_organs_personal_information_to_hong_kong_is_held_until_a_securi
     // A retry joins the same review item.
     assert_eq!(hold_id(&pull(&mut hk, pull_req("survey")).await.unwrap_err()), hold);
 
-    let holds =
-        off.oversight.list_holds(pb::ListHoldsRequest { status: "OPEN".into() }).await.unwrap().into_inner().holds;
+    let holds = off
+        .oversight
+        .list_holds(pb::ListHoldsRequest { status: "OPEN".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .holds;
     assert_eq!(holds.len(), 1);
     let details: serde_json::Value = serde_json::from_str(&holds[0].details_json).unwrap();
     assert_eq!(details["requirement"]["satisfied_by"], serde_json::json!(["CAC_SA"]));
@@ -106,6 +111,8 @@ async fn a_state_organs_personal_information_to_hong_kong_is_held_until_a_securi
     let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
     // The officer gets a receipt of the approval's log record, verifiable offline.
     t.verify_receipt(&sa.receipt, &[&sa.id, "approval.recorded"]).await;
+    // ... and the record beside it: verifiable offline in one step, with the verifier key alone.
+    t.verify_standalone(&sa.record, &sa.receipt, &[&sa.id, "approval.recorded"]);
     let released = off
         .oversight
         .resolve_hold(pb::ResolveHoldRequest {
@@ -117,7 +124,25 @@ async fn a_state_organs_personal_information_to_hong_kong_is_held_until_a_securi
         .into_inner();
     assert_eq!(released.status, "RELEASED");
     t.verify_receipt(&released.receipt, &[&released.id, "hold.resolved", "RELEASED"]).await;
+    t.verify_standalone(&released.record, &released.receipt, &[&released.id, "hold.resolved", "RELEASED"]);
     let p = pull(&mut hk, pull_req("survey")).await.unwrap();
+    let transfer = p.header.transfer_id.clone();
+    t.verify_standalone(
+        &p.header.decision_record,
+        &p.header.decision_receipt,
+        &[&transfer, "transfer.decision", &sa.id],
+    );
+    t.verify_standalone(
+        &p.trailer.completion_record,
+        &p.trailer.completion_receipt,
+        &[&transfer, "transfer.completed"],
+    );
+    // A record that is not the one proved fails.
+    let forged = p.header.decision_record.replace("\"PASS\"", "\"HOLD\"");
+    let proved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        t.verify_standalone(&forged, &p.header.decision_receipt, &[])
+    }));
+    assert!(proved.is_err(), "a forged record does not verify");
     assert_eq!(p.trailer.rows, 6);
     let d = p.header.decision.unwrap();
     assert!(d.export);
@@ -359,4 +384,241 @@ async fn an_attested_exemption_switches_off_the_volume_rules() {
     t.verify_receipt(&attested.receipt, &[&attested.id, "exemption.attested"]).await;
     let p = pull(&mut hk, pull_req("big")).await.unwrap();
     assert_eq!(p.header.decision.unwrap().rules, vec!["E3"]);
+}
+
+/// Issue 12's first finding: a Hong Kong participant holding both the consumer and the officer
+/// roles approved its own export.
+#[tokio::test]
+async fn an_officer_who_receives_the_transfer_can_neither_approve_nor_revoke_for_it() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(4, 0)]).await.unwrap();
+    let mut hk = t
+        .register(
+            "hk-univ",
+            ParticipantKind::Other,
+            RecipientType::Research,
+            "HK",
+            &[Role::Consumer, Role::Officer],
+            Level::G3,
+        )
+        .await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    let hold = hold_id(&pull(&mut hk, pull_req("survey")).await.unwrap_err());
+
+    // Naming itself as the scope's recipient is refused when recorded ...
+    let mut own = approval("CAC_SA", "tj-stats", "2029-01-09");
+    own.scope.as_mut().unwrap().recipients = vec!["hk-univ".into()];
+    let err = hk.oversight.record_approval(own).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message().contains("scope.recipients[0]") && err.message().contains("separation of duties"),
+        "{}",
+        err.message()
+    );
+
+    // ... and an approval it records with an "any recipient" scope never applies to its pulls.
+    let any = hk.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "still held: {err:?}");
+    assert_eq!(hold_id(&err), hold);
+    let err = hk
+        .oversight
+        .resolve_hold(pb::ResolveHoldRequest {
+            hold_id: hold.clone(),
+            resolution: Some(Resolution::ReleaseWithApproval(any.id.clone())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // An independent officer's approval naming it does apply; the recipient cannot revoke it.
+    let mut off = officer(&t).await;
+    let mut named = approval("CAC_SA", "tj-stats", "2029-01-09");
+    named.scope.as_mut().unwrap().recipients = vec!["hk-univ".into()];
+    let sa = off.oversight.record_approval(named).await.unwrap().into_inner();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 4);
+    let err = hk
+        .oversight
+        .revoke_approval(pb::RevokeApprovalRequest { id: sa.id.clone(), reason: "mine to drop".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("separation of duties"), "{}", err.message());
+}
+
+/// Issue 12: an approval alone left the hold `OPEN` for ever, and a refused hold came back as a
+/// fresh `OPEN` one on the next retry.
+#[tokio::test]
+async fn a_hold_is_released_by_the_pull_that_passes_and_a_refusal_keeps_refusing() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(3, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    let mut off = officer(&t).await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    let holds = |status: &str| pb::ListHoldsRequest { status: status.into(), ..Default::default() };
+
+    // Held; an approval recorded without resolving the hold: the next pull passes and closes it.
+    let first = hold_id(&pull(&mut hk, pull_req("survey")).await.unwrap_err());
+    t.clock.advance(chrono::Duration::seconds(30));
+    let open = off.oversight.list_holds(holds("OPEN")).await.unwrap().into_inner().holds;
+    assert_eq!(open.iter().map(|h| h.waited_seconds).collect::<Vec<_>>(), [30], "an open hold has waited until now");
+    let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 3);
+    let released = off.oversight.list_holds(holds("RELEASED")).await.unwrap().into_inner().holds;
+    assert_eq!(
+        released.iter().map(|h| (&h.id[..], &h.approval_id[..])).collect::<Vec<_>>(),
+        [(&first[..], &sa.id[..])]
+    );
+    assert!(off.oversight.list_holds(holds("OPEN")).await.unwrap().into_inner().holds.is_empty());
+    let logged = format!(
+        "SELECT COUNT(*) FROM records WHERE kind = 'hold.resolved' AND json LIKE '%{first}%' AND json LIKE '%RELEASED%' AND json LIKE '%{}%'",
+        sa.id
+    );
+    assert_eq!(t.count(&logged).await, 1, "the release is logged");
+
+    // Revoked: held again, as a new review item; an officer refuses it.
+    off.oversight
+        .revoke_approval(pb::RevokeApprovalRequest { id: sa.id.clone(), reason: "withdrawn".into() })
+        .await
+        .unwrap();
+    let second = hold_id(&pull(&mut hk, pull_req("survey")).await.unwrap_err());
+    assert_ne!(second, first);
+    off.oversight
+        .resolve_hold(pb::ResolveHoldRequest {
+            hold_id: second.clone(),
+            resolution: Some(Resolution::RefuseReason("no legal basis for this partner".into())),
+        })
+        .await
+        .unwrap();
+    // The refusal keeps refusing the same transfer instead of queueing it again.
+    for _ in 0..2 {
+        let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+        assert!(err.message().contains(&second) && err.message().contains("no legal basis"), "{}", err.message());
+    }
+    assert!(off.oversight.list_holds(holds("OPEN")).await.unwrap().into_inner().holds.is_empty(), "no new item");
+
+    // The queue filters: by dataset, consumer, exporter, region and age; each hold says how long
+    // it has waited.
+    t.clock.advance(chrono::Duration::seconds(90));
+    let list = |r: pb::ListHoldsRequest| {
+        let mut off = off.clone();
+        async move { off.oversight.list_holds(r).await.unwrap().into_inner().holds }
+    };
+    let all = list(pb::ListHoldsRequest::default()).await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all.iter().map(|h| h.waited_seconds).collect::<Vec<_>>(), [30, 0], "until each was resolved");
+    let r = |f: fn(&mut pb::ListHoldsRequest)| {
+        let mut r = pb::ListHoldsRequest::default();
+        f(&mut r);
+        r
+    };
+    assert_eq!(list(r(|r| r.dataset_id = "survey".into())).await.len(), 2);
+    assert_eq!(list(r(|r| r.dataset_id = "other".into())).await.len(), 0);
+    assert_eq!(list(r(|r| r.consumer = "hk-univ".into())).await.len(), 2);
+    assert_eq!(list(r(|r| r.exporter = "hk-univ".into())).await.len(), 0);
+    assert_eq!(list(r(|r| r.region = "HK".into())).await.len(), 2);
+    assert_eq!(list(r(|r| r.region = "CN-TJ".into())).await.len(), 0);
+    assert_eq!(list(r(|r| r.min_age_seconds = 60)).await.len(), 2);
+    assert_eq!(list(r(|r| r.min_age_seconds = 3600)).await.len(), 0);
+
+    // An approval recorded after the refusal covers it: the transfer passes again.
+    t.clock.advance(chrono::Duration::seconds(1));
+    off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 3);
+}
+
+/// Maker-checker (`[policy] confirmed_approvals`): a security assessment recorded by one officer
+/// applies only once a second officer confirmed it, each step its own log record.
+#[tokio::test]
+async fn with_maker_checker_an_approval_applies_only_once_a_second_officer_confirms_it() {
+    use bth_gateway::policy::{ApprovalType, PolicyConfig};
+    let policy = PolicyConfig { confirmed_approvals: vec![ApprovalType::CacSa], ..PolicyConfig::default() };
+    let t = TestGateway::start_with_policy(policy).await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(2, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    let mut maker = officer(&t).await;
+    let mut checker = t
+        .register(
+            "officer-2",
+            ParticipantKind::StateOrgan,
+            RecipientType::GovDept,
+            "CN-TJ",
+            &[Role::Officer],
+            Level::G1,
+        )
+        .await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+
+    let sa = maker.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
+    assert_eq!(sa.confirmed_by, "");
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "unconfirmed, it does not apply: {err:?}");
+
+    // The maker cannot check its own work; a type the policy does not name needs no check.
+    let err = maker.oversight.confirm_approval(pb::ConfirmApprovalRequest { id: sa.id.clone() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let scc = maker.oversight.record_approval(approval("SCC_FILING", "tj-stats", "")).await.unwrap().into_inner();
+    let err = checker.oversight.confirm_approval(pb::ConfirmApprovalRequest { id: scc.id }).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+
+    let confirmed = checker
+        .oversight
+        .confirm_approval(pb::ConfirmApprovalRequest { id: sa.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(confirmed.confirmed_by, "officer-2");
+    t.verify_standalone(
+        &confirmed.record,
+        &confirmed.receipt,
+        &[&sa.id, "approval.confirmed", "\"recorded_by\":\"officer\""],
+    );
+    let again = checker.oversight.confirm_approval(pb::ConfirmApprovalRequest { id: sa.id.clone() }).await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "confirmed once: {again:?}");
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 2);
+}
+
+/// Issue 12: an approval row inserted directly into the database (no log record) was used by the
+/// next pull's decision. Decisions now rest on logged facts: a row that is not what its
+/// `approval.recorded` record says — absent, or altered after it was logged — is not used.
+#[tokio::test]
+async fn an_approval_row_inserted_or_altered_behind_the_gateways_back_is_not_used() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(2, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    let mut off = officer(&t).await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap_err().code(), Code::FailedPrecondition);
+    let hk_scope = r#"{"recipients":[],"destinations":["HK"],"purposes":[],"max_persons_nonsensitive":null,"max_persons_sensitive":null}"#;
+
+    // Inserted: no record at all.
+    let insert = format!(
+        "INSERT INTO approvals (id, kind, exporter, reference, issued, expires, revoked, scope, recorded_by, recorded_at)
+         VALUES ('a-forged', 'CAC_SA', 'tj-stats', 'CAC-0', '2026-01-10', NULL, FALSE, '{hk_scope}', 'officer', 0)"
+    );
+    t.execute(&insert, &insert).await;
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "an unlogged approval is not used: {err:?}");
+
+    // Altered after it was logged: recorded for Singapore, widened to Hong Kong in the database.
+    let mut sg = approval("CAC_SA", "tj-stats", "2029-01-09");
+    sg.scope.as_mut().unwrap().destinations = vec!["SG".into()];
+    let sg = off.oversight.record_approval(sg).await.unwrap().into_inner();
+    let widen = format!("UPDATE approvals SET scope = '{hk_scope}' WHERE id = '{}'", sg.id);
+    t.execute(&widen, &widen).await;
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "a row altered after logging is not used: {err:?}");
+
+    // The same approval recorded through the gateway is used.
+    off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 2);
 }

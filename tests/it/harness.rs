@@ -171,6 +171,21 @@ impl TestGateway {
         settings: server::Settings,
         data_dir: Option<&std::path::Path>,
     ) -> TestGateway {
+        Self::launch(limits, settings, data_dir, PolicyConfig::default()).await
+    }
+
+    /// A gateway with the rules' settings `policy` (e.g. maker-checker approvals).
+    pub async fn start_with_policy(policy: PolicyConfig) -> TestGateway {
+        let settings = server::Settings { max_message_bytes: MAX_MESSAGE, ..Default::default() };
+        Self::launch(Limits { chunk_rows: 4, ..Limits::default() }, settings, None, policy).await
+    }
+
+    async fn launch(
+        limits: Limits,
+        settings: server::Settings,
+        data_dir: Option<&std::path::Path>,
+        policy: PolicyConfig,
+    ) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
         let ca = pki::new_ca().unwrap();
         let server_pem = pki::issue(&ca, "bth-gateway server", LeafKind::Server).unwrap();
@@ -188,7 +203,7 @@ impl TestGateway {
         let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
         let signer = Signer::from_seed(LOG_ORIGIN, &[1u8; 32]).unwrap();
         let log = TransferLog::start(store.clone(), signer, LogSettings::new(LOG_ORIGIN)).await.unwrap();
-        let gw = Gateway::new(store, &[7u8; 32], clock.clone(), limits, PolicyConfig::default(), log);
+        let gw = Gateway::new(store, &[7u8; 32], clock.clone(), limits, policy, log);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tls = TlsPem { cert: server_pem.cert, key: server_pem.key, client_ca: ca.cert.clone() };
@@ -327,6 +342,30 @@ impl TestGateway {
         }
         let hash = merkle::leaf_hash(leaf.json.as_bytes());
         merkle::verify_inclusion(&hash, index, checkpoint.size, &proof, &checkpoint.root).unwrap();
+    }
+
+    /// Checks a receipt and the record sent beside it as a recipient would, offline, with
+    /// nothing but the gateway's verifier key: the record is canonical JSON holding every one
+    /// of `needles`, and the receipt's inclusion proof leads from its leaf hash to the root of a
+    /// checkpoint the gateway signed.
+    pub fn verify_standalone(&self, record: &str, receipt: &str, needles: &[&str]) {
+        use bth_gateway::translog::{canonical, merkle, note};
+        assert!(!record.is_empty() && !receipt.is_empty(), "a record and its receipt");
+        let value: serde_json::Value = serde_json::from_str(record).expect("the record is JSON");
+        assert_eq!(canonical::to_canonical_json(&value).unwrap(), record, "the record is canonical");
+        for needle in needles {
+            assert!(record.contains(needle), "{needle} not in the record: {record}");
+        }
+        let (index, proof, signed) = note::parse_receipt(receipt).expect("a tlog-proof receipt");
+        let checkpoint = note::Verifier::new(self.gw.log.verifier_key()).unwrap().verify_note(&signed).unwrap();
+        merkle::verify_inclusion(
+            &merkle::leaf_hash(record.as_bytes()),
+            index,
+            checkpoint.size,
+            &proof,
+            &checkpoint.root,
+        )
+        .expect("the receipt proves this record");
     }
 
     /// The gateway's SQLite URL, or `None` (after saying so) on a PostgreSQL run: for tests of

@@ -71,6 +71,8 @@ pub enum RecordBody {
     ApprovalRecorded(ApprovalRecorded),
     /// `approval.revoked`.
     ApprovalRevoked(ApprovalRevoked),
+    /// `approval.confirmed`.
+    ApprovalConfirmed(ApprovalConfirmed),
     /// `access.refused`.
     AccessRefused(AccessRefused),
     /// `table.decision`.
@@ -102,6 +104,7 @@ impl RecordBody {
             RecordBody::HoldResolved(_) => RecordKind::HoldResolved,
             RecordBody::ApprovalRecorded(_) => RecordKind::ApprovalRecorded,
             RecordBody::ApprovalRevoked(_) => RecordKind::ApprovalRevoked,
+            RecordBody::ApprovalConfirmed(_) => RecordKind::ApprovalConfirmed,
             RecordBody::AccessRefused(_) => RecordKind::AccessRefused,
             RecordBody::TableDecision(_) => RecordKind::TableDecision,
             RecordBody::TableCompleted(_) => RecordKind::TableCompleted,
@@ -1015,6 +1018,21 @@ pub struct ApprovalRevoked {
     pub exporter: Option<String>,
 }
 
+/// `approval.confirmed`: a second officer confirmed an approval recorded by another (the
+/// maker-checker of `[policy] confirmed_approvals`); the approval applies from then on. The
+/// confirming officer is the record's `actor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalConfirmed {
+    /// The approval's id.
+    pub approval: String,
+    /// Its type.
+    pub kind: crate::policy::ApprovalType,
+    /// The exporter it was granted to.
+    pub exporter: String,
+    /// The officer who recorded it (the maker).
+    pub recorded_by: String,
+}
+
 // --- maintenance ---------------------------------------------------------------------------------
 
 /// `access.refused`: pull attempts refused before any assessment (no grant, a field not granted,
@@ -1795,6 +1813,20 @@ mod tests {
         assert_eq!(
             leaf("officer-1", body),
             r#"{"actor":"officer-1","approval":"a-none","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","reason":"typo","schema":1,"type":"approval.revoked"}"#
+        );
+    }
+
+    #[test]
+    fn approval_confirmed() {
+        let body = RecordBody::ApprovalConfirmed(ApprovalConfirmed {
+            approval: "a-cac-7".into(),
+            kind: crate::policy::ApprovalType::CacSa,
+            exporter: "tj-stats".into(),
+            recorded_by: "officer-1".into(),
+        });
+        assert_eq!(
+            leaf("officer-2", body),
+            r#"{"actor":"officer-2","approval":"a-cac-7","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","exporter":"tj-stats","kind":"CAC_SA","recorded_by":"officer-1","schema":1,"type":"approval.confirmed"}"#
         );
     }
 

@@ -51,6 +51,8 @@ named_enum! {
         ApprovalRecorded = "approval.recorded",
         /// An officer revoked an approval.
         ApprovalRevoked = "approval.revoked",
+        /// A second officer confirmed an approval (maker-checker).
+        ApprovalConfirmed = "approval.confirmed",
         /// An officer attested a grant's exemption claim.
         ExemptionAttested = "exemption.attested",
         /// Pull attempts refused before any assessment (no grant, a field not granted, an
