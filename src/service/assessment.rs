@@ -253,7 +253,7 @@ fn standing_refusal<'a>(holds: &'a [Hold], grant: &Grant) -> Option<&'a Hold> {
 /// The error of a pull an officer's refusal still refuses.
 fn refused_by(hold: &Hold) -> ServiceError {
     ServiceError::PermissionDenied(format!(
-        "hold {} was refused by {}: {}; the same transfer stays refused until the grant is decided again or an approval recorded after the refusal covers it",
+        "hold {} was refused by {}: {}; the same transfer stays refused until a new grant is approved or an approval recorded after the refusal covers it",
         hold.id,
         hold.resolved_by.as_ref().map_or("an officer", |p| p.as_str()),
         hold.reason

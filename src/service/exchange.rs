@@ -424,7 +424,8 @@ pub struct Completion {
     pub batches: u64,
     /// Encoded bytes of the delivered batches.
     pub bytes: u64,
-    /// SHA-256 over the delivered batches' encodings, concatenated.
+    /// SHA-256 over the SHA-256 digests of the delivered batches' encodings, concatenated in
+    /// order.
     pub sha256: [u8; 32],
     /// The completion record's receipt.
     pub receipt: Receipt,

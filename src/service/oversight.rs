@@ -217,7 +217,7 @@ pub async fn confirm_approval(
     }
     let body = ApprovalConfirmed {
         approval: id.to_owned(),
-        kind: a.approval.kind,
+        approval_type: a.approval.kind,
         exporter: a.approval.exporter.clone(),
         recorded_by: a.recorded_by.clone(),
     };

@@ -597,8 +597,8 @@ pub struct TransferCompleted {
     pub batches: u64,
     /// Encoded bytes of the delivered batches.
     pub bytes: u64,
-    /// SHA-256 over the delivered batches' encodings, concatenated (hex): what the recipient
-    /// can recompute from what it received.
+    /// SHA-256 over the SHA-256 digests of the delivered batches' encodings, concatenated in
+    /// order (hex): what the recipient can recompute from what it received.
     #[serde(serialize_with = "text::hex")]
     pub sha256: [u8; 32],
     /// `COMPLETED`, or why it ended early: `REVOKED: …` when a suspension or revocation stopped
@@ -1025,8 +1025,8 @@ pub struct ApprovalRevoked {
 pub struct ApprovalConfirmed {
     /// The approval's id.
     pub approval: String,
-    /// Its type.
-    pub kind: crate::policy::ApprovalType,
+    /// Its type (named as in `approval.recorded`).
+    pub approval_type: crate::policy::ApprovalType,
     /// The exporter it was granted to.
     pub exporter: String,
     /// The officer who recorded it (the maker).
@@ -1820,13 +1820,13 @@ mod tests {
     fn approval_confirmed() {
         let body = RecordBody::ApprovalConfirmed(ApprovalConfirmed {
             approval: "a-cac-7".into(),
-            kind: crate::policy::ApprovalType::CacSa,
+            approval_type: crate::policy::ApprovalType::CacSa,
             exporter: "tj-stats".into(),
             recorded_by: "officer-1".into(),
         });
         assert_eq!(
             leaf("officer-2", body),
-            r#"{"actor":"officer-2","approval":"a-cac-7","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","exporter":"tj-stats","kind":"CAC_SA","recorded_by":"officer-1","schema":1,"type":"approval.confirmed"}"#
+            r#"{"actor":"officer-2","approval":"a-cac-7","approval_type":"CAC_SA","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","exporter":"tj-stats","recorded_by":"officer-1","schema":1,"type":"approval.confirmed"}"#
         );
     }
 
