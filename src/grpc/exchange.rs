@@ -140,6 +140,7 @@ impl pb::exchange_server::Exchange for ExchangeService {
             decision: Some(decision_out(&plan.decision)),
             decision_index: receipt.map_or(0, |r| r.index),
             decision_receipt: receipt.map(|r| r.text()).unwrap_or_default(),
+            decision_record: receipt.map(|r| r.record.clone()).unwrap_or_default(),
         };
         let header = pb::TabulateResponse { msg: Some(T::Header(header)) };
         let rest = ReceiverStream::new(tables::deliver(&self.0, &caller, plan)).map(|d| {
@@ -153,6 +154,7 @@ impl pb::exchange_server::Exchange for ExchangeService {
                     sha256: hex::encode(sha256),
                     completion_index: receipt.index,
                     completion_receipt: receipt.text(),
+                    completion_record: receipt.record.clone(),
                 }),
             };
             Ok(pb::TabulateResponse { msg: Some(msg) })

@@ -206,6 +206,9 @@ async fn a_tables_grant_releases_a_table_whose_values_match_a_hand_computation_a
     .await;
     t.verify_receipt(&count.trailer.completion_receipt, &["table.completed", &count.header.table_id, "COMPLETED"])
         .await;
+    // The records beside the receipts verify offline, with the verifier key alone.
+    t.verify_standalone(&count.header.decision_record, &count.header.decision_receipt, &["table.decision", &sha]);
+    t.verify_standalone(&count.trailer.completion_record, &count.trailer.completion_receipt, &["table.completed"]);
     // The decision record holds no value and no suppressed cell's coordinates.
     let leaf = t.strings("SELECT json FROM records WHERE kind = 'table.decision'").await.pop().unwrap();
     assert!(!leaf.contains("\"C\"") && !leaf.contains("\"B\""), "{leaf}");
