@@ -144,6 +144,17 @@ async fn choose_grant(
     choose_grant_for(gw, caller, dataset, named, now, GrantUse::Rows).await
 }
 
+/// Whether grant `g`'s row is what the log recorded: the record stored with its latest change
+/// exists, is about this grant, and says what the row says (fields, masks, status, expiry, row
+/// filter, use, exemption). A grant inserted or widened behind the gateway's back fails.
+async fn grant_is_logged(gw: &Gateway, g: &Grant) -> Result<bool, ServiceError> {
+    let Some(record) = gw.store.grant_record(&g.id).await? else { return Ok(false) };
+    let logged: serde_json::Value = serde_json::from_str(&record.json).map_err(|e| ServiceError::Internal(e.into()))?;
+    let row = serde_json::to_value(crate::domain::record::bodies::GrantRecord::from(g))
+        .map_err(|e| ServiceError::Internal(e.into()))?;
+    Ok(row.as_object().is_some_and(|fields| fields.iter().all(|(k, v)| logged.get(k) == Some(v))))
+}
+
 /// Picks the grant of `usage` a transfer uses: the named one (refused when it is of the other
 /// use), or the caller's latest usable grant of that use on the dataset.
 pub(crate) async fn choose_grant_for(
@@ -175,6 +186,16 @@ pub(crate) async fn choose_grant_for(
         None => gw.store.grants_of(me, &dataset.id).await?.into_iter().filter(|g| g.usage == usage).collect(),
     };
     if let Some(g) = grants.iter().rev().find(|g| g.is_usable(now)) {
+        if !grant_is_logged(gw, g).await? {
+            tracing::error!(
+                grant = %g.id,
+                "grant not used: its row is not what its latest log record says (inserted or altered outside the gateway)"
+            );
+            return Err(ServiceError::PermissionDenied(format!(
+                "grant {} cannot be used: it differs from its log record; an officer has been alerted in the gateway's log",
+                g.id
+            )));
+        }
         return Ok(g.clone());
     }
     let why = match grants.last() {

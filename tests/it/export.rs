@@ -622,3 +622,30 @@ async fn an_approval_row_inserted_or_altered_behind_the_gateways_back_is_not_use
     off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap();
     assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 2);
 }
+
+/// Issue 12: a grant widened in the database was used. A transfer uses a grant only when the
+/// record of its latest change says what the row says.
+#[tokio::test]
+async fn a_grant_widened_behind_the_gateways_back_is_not_used() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(2, 0)]).await.unwrap();
+    let mut tj = t.consumer("tj-health", Level::G4).await;
+    granted(&mut owner, &mut tj, "survey", &["enterprise"], pb::Approve::default()).await;
+    assert_eq!(pull(&mut tj, pull_req("survey")).await.unwrap().trailer.rows, 2);
+
+    let stored = t.strings("SELECT body FROM grants").await.pop().unwrap();
+    let narrow = r#"[{"name":"enterprise","mask":null}]"#;
+    assert!(stored.contains(narrow), "{stored}");
+    let widened = r#"[{"name":"enterprise","mask":null},{"name":"contact","mask":null}]"#;
+    let widen = format!("UPDATE grants SET body = REPLACE(body, '{narrow}', '{widened}')");
+    t.execute(&widen, &widen).await;
+    let mut wide = pull_req("survey");
+    wide.fields = vec!["enterprise".into(), "contact".into()];
+    let err = pull(&mut tj, wide).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("differs from its log record"), "{}", err.message());
+    // Not even the fields it was granted go out under the altered row.
+    assert_eq!(pull(&mut tj, pull_req("survey")).await.unwrap_err().code(), Code::PermissionDenied);
+}
