@@ -120,7 +120,7 @@ async fn persons(
 /// Whether approval `a`'s row is what the log recorded: its `approval.recorded` record (stored
 /// with the row, in the same transaction) exists, was made by the officer the row names, and
 /// says what the row says. A row inserted or altered behind the gateway's back fails.
-async fn approval_is_logged(gw: &Gateway, a: &crate::store::StoredApproval) -> Result<bool, ServiceError> {
+pub(crate) async fn approval_is_logged(gw: &Gateway, a: &crate::store::StoredApproval) -> Result<bool, ServiceError> {
     let Some(seq) = a.record_seq else { return Ok(false) };
     let Some(record) = gw.store.records(seq.saturating_sub(1), 1).await?.into_iter().find(|r| r.seq == seq) else {
         return Ok(false);

@@ -299,12 +299,39 @@ pub async fn resolve_hold(
             hold.reason = reason;
         }
         Resolution::Release { approval } => {
-            let a = gw
+            let stored = gw
                 .store
                 .approval(&approval)
                 .await?
-                .ok_or_else(|| ServiceError::invalid("release_with_approval", format!("no approval {approval}")))?
-                .approval;
+                .ok_or_else(|| ServiceError::invalid("release_with_approval", format!("no approval {approval}")))?;
+            // The release is only worth something if the next pull can use the approval: the
+            // same conditions as the rules' (logged, not by a party, confirmed when required,
+            // in its validity period), so that a hold is never closed on one that will not apply.
+            if !super::assessment::approval_is_logged(gw, &stored).await? {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "approval {approval} differs from its log record and is not used"
+                )));
+            }
+            let parties = [hold.consumer.as_str(), hold.exporter.as_str()];
+            if parties.contains(&stored.recorded_by.as_str())
+                || stored.confirmed_by.as_deref().is_some_and(|c| parties.contains(&c))
+            {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "approval {approval} was recorded or confirmed by a party to the transfer and is not used"
+                )));
+            }
+            if gw.policy.confirmed_approvals.contains(&stored.approval.kind) && stored.confirmed_by.is_none() {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "approval {approval} awaits a second officer's confirmation (ConfirmApproval)"
+                )));
+            }
+            let today = crate::policy::calendar::shanghai_date(gw.clock.now().fixed_offset());
+            if !stored.approval.issued_by(today)
+                || stored.approval.last_day(&gw.policy).is_some_and(|last| today > last)
+            {
+                return Err(ServiceError::FailedPrecondition(format!("approval {approval} is not valid today")));
+            }
+            let a = stored.approval;
             let satisfies: Vec<String> = hold.body["requirement"]["satisfied_by"]
                 .as_array()
                 .map(|v| v.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())

@@ -560,6 +560,14 @@ async fn with_maker_checker_an_approval_applies_only_once_a_second_officer_confi
     assert_eq!(sa.confirmed_by, "");
     let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "unconfirmed, it does not apply: {err:?}");
+    // Nor does it release the hold by hand.
+    let release = pb::ResolveHoldRequest {
+        hold_id: hold_id(&err),
+        resolution: Some(Resolution::ReleaseWithApproval(sa.id.clone())),
+    };
+    let err = checker.oversight.resolve_hold(release).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("confirmation"), "{}", err.message());
 
     // The maker cannot check its own work; a type the policy does not name needs no check.
     let err = maker.oversight.confirm_approval(pb::ConfirmApprovalRequest { id: sa.id.clone() }).await.unwrap_err();
