@@ -41,7 +41,10 @@ impl pb::catalog_server::Catalog for CatalogService {
         let domestic = table_rules_in("domestic", r.domestic.as_ref())?;
         let export = table_rules_in("export", r.export.as_ref())?;
         let receipt = crate::service::tables::set_table_rules(&self.0, &caller, &dataset, domestic, export).await?;
-        Ok(Response::new(pb::SetTableRulesResponse { receipt: receipt_text(receipt.as_ref()) }))
+        Ok(Response::new(pb::SetTableRulesResponse {
+            receipt: receipt_text(receipt.as_ref()),
+            record: super::convert::receipt_record(receipt.as_ref()),
+        }))
     }
 
     async fn list_datasets(

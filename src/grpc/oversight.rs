@@ -252,6 +252,9 @@ impl pb::oversight_server::Oversight for OversightService {
         let participant = participant_id_in("participant", &r.participant)?;
         let receipt =
             crate::service::tables::set_ledger_scope(&self.0, &caller, &participant, &r.scope, &r.reason).await?;
-        Ok(Response::new(pb::SetLedgerScopeResponse { receipt: receipt_text(receipt.as_ref()) }))
+        Ok(Response::new(pb::SetLedgerScopeResponse {
+            receipt: receipt_text(receipt.as_ref()),
+            record: receipt_record(receipt.as_ref()),
+        }))
     }
 }

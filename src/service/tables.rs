@@ -1373,7 +1373,13 @@ pub async fn tabulate(
         let computed = compute(gw, req, &ctx.dataset, &ctx.version, &ctx.rules, &ledger).await?;
         let refused = rules_refusal(gw, caller, &ctx, mode).await?;
         if let Some(e) = refused {
-            let action = ctx.decision.action.into();
+            // A transfer the rules passed but the gateway refused (an officer's standing refusal)
+            // is filed as REFUSED, as a pull is.
+            let action = if ctx.decision.action == Action::Pass {
+                crate::domain::record::TransferAction::Refused
+            } else {
+                ctx.decision.action.into()
+            };
             let outcome = if mode == Mode::Preview { format!("PREVIEW: {e}") } else { e.to_string() };
             let rec = decision_record(gw, caller, &ctx, req, mode, None, 0, None, outcome, action);
             let receipt = gw.log.append(rec).await?;
