@@ -121,11 +121,55 @@ enum Target {
     Widening(usize),
 }
 
+/// The end of one phase of [`protect_traced`], reported as it happens (the engine reads no
+/// clock: a caller that wants the time of each phase timestamps these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// The primary rules classified every output cell.
+    Classified,
+    /// One elimination walk over the candidates ended.
+    Eliminated,
+    /// The singleton pass ended, adding `fresh` targets.
+    Singletons {
+        /// New targets (0: the audit comes next).
+        fresh: usize,
+    },
+    /// One interval audit ended: `exact` cells settled by the exact certificate, `lps` linear
+    /// programmes solved, `failing` cells short of their protection.
+    Audited {
+        /// Primary cells the exact certificate settled.
+        exact: usize,
+        /// Linear programmes solved.
+        lps: usize,
+        /// Primary cells found short.
+        failing: usize,
+    },
+    /// Further cells were chosen to widen the failing cells' intervals.
+    Widened {
+        /// Cells chosen.
+        cells: usize,
+    },
+}
+
 /// Classifies, suppresses and audits `table` with `forced` cells published first.
 ///
 /// # Errors
 /// [`Refusal`] when no pattern protects every primary cell (given the forced cells).
 pub fn protect(table: &Table, rules: &Rules, forced: &[Forced]) -> Result<Protection, Refusal> {
+    protect_traced(table, rules, forced, &mut |_| {})
+}
+
+/// [`protect`], reporting the end of every phase to `trace` (for profiling).
+///
+/// # Errors
+/// [`Refusal`] when no pattern protects every primary cell (given the forced cells).
+pub fn protect_traced(
+    table: &Table,
+    rules: &Rules,
+    forced: &[Forced],
+    trace: &mut dyn FnMut(Phase),
+) -> Result<Protection, Refusal> {
     let magnitude = table.statistic().is_magnitude();
     let cells = table.output_count();
     let primary: Vec<Option<Primary>> = (0..cells).map(|c| rules.classify(table.stats(c), magnitude)).collect();
@@ -135,6 +179,7 @@ pub fn protect(table: &Table, rules: &Rules, forced: &[Forced]) -> Result<Protec
     let inner_values: Vec<f64> =
         (0..table.inner_count() as u32).map(|i| table.stats(table.output_of_inner(i)).additive).collect();
     let order = priority(table);
+    trace(Phase::Classified);
 
     let mut singletons: Vec<SparseVec> = Vec::new();
     let mut widening: BTreeSet<usize> = BTreeSet::new();
@@ -172,6 +217,7 @@ pub fn protect(table: &Table, rules: &Rules, forced: &[Forced]) -> Result<Protec
                 Target::Singleton => return Err(Refusal::ForcedReveals { forced, cell: None }),
             },
         };
+        trace(Phase::Eliminated);
         let mut status: Vec<Status> =
             primary.iter().map(|p| if p.is_some() { Status::Primary } else { Status::Secondary }).collect();
         for (&c, &published) in candidates.iter().zip(&outcome.published) {
@@ -187,6 +233,7 @@ pub fn protect(table: &Table, rules: &Rules, forced: &[Forced]) -> Result<Protec
         let known: HashSet<&SparseVec> = singletons.iter().collect();
         let fresh = singleton_targets(table, &status, &relations, magnitude);
         let fresh: Vec<SparseVec> = fresh.into_iter().filter(|s| !known.contains(s)).collect();
+        trace(Phase::Singletons { fresh: fresh.len() });
         if !fresh.is_empty() {
             singletons.extend(fresh);
             continue;
@@ -205,10 +252,12 @@ pub fn protect(table: &Table, rules: &Rules, forced: &[Forced]) -> Result<Protec
                 failing.push(c);
             }
         }
+        trace(Phase::Audited { exact: 0, lps: 2 * primaries.len(), failing: failing.len() });
         if failing.is_empty() {
             let intervals = primaries.into_iter().zip(found).collect();
             return Ok(Protection { status, primary, intervals });
         }
+        let chosen = failing.len();
         for p in failing {
             let need = primary[p].as_ref().map_or(0.0, |x| x.protection);
             let skip = |c: usize| {
@@ -221,6 +270,7 @@ pub fn protect(table: &Table, rules: &Rules, forced: &[Forced]) -> Result<Protec
                 None => return Err(Refusal::Unprotectable { cell: p }),
             }
         }
+        trace(Phase::Widened { cells: chosen });
     }
     Err(Refusal::Unprotectable { cell: primary.iter().position(Option::is_some).unwrap_or(0) })
 }
