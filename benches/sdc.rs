@@ -114,7 +114,7 @@ fn main() {
         (
             "interval audit",
             split.audit,
-            format!("{} audits, {} cells certified exactly, {} LPs", split.audits, split.exact, split.lps),
+            format!("{} audits, {} cells certified exactly, {} cells by LP", split.audits, split.exact, split.by_lp),
         ),
         ("widening", split.widen, format!("{} cells", split.widened)),
     ] {
@@ -134,7 +134,7 @@ struct Split {
     fresh: usize,
     audits: usize,
     exact: usize,
-    lps: usize,
+    by_lp: usize,
     widened: usize,
 }
 
@@ -150,11 +150,11 @@ impl Split {
                 self.singletons += d;
                 self.fresh += fresh;
             }
-            Phase::Audited { exact, lps, .. } => {
+            Phase::Audited { exact, by_lp, .. } => {
                 self.audit += d;
                 self.audits += 1;
                 self.exact += exact;
-                self.lps += lps;
+                self.by_lp += by_lp;
             }
             Phase::Widened { cells } => {
                 self.widen += d;
