@@ -1,8 +1,9 @@
 //! Secondary suppression of a 5 000-inner-cell table (10 × 20 × 25, every margin: 6 006 output
 //! cells) with about 5 % primary cells, on one core. Prints the time to build the table (the
-//! baseline, measured in the same run), the exact Gaussian elimination alone, and the whole
-//! engine (primary rules, elimination, singletons, interval audit), each with its ratio to the
-//! baseline. The bar: secondary suppression ≤ 1 s. Run: `cargo bench --bench sdc`.
+//! baseline, measured in the same run), the exact Gaussian elimination alone (secondary
+//! suppression), and the whole `protect` call (primary rules, elimination walks, singleton
+//! passes, interval audit, widening), each with its ratio to the baseline, and the protect
+//! call's phase split (from `protect_traced`). The bar: secondary suppression ≤ 1 s. Run: `cargo bench --bench sdc`.
 
 use std::time::{Duration, Instant};
 
