@@ -1,13 +1,14 @@
 //! Secondary suppression of a 5 000-inner-cell table (10 × 20 × 25, every margin: 6 006 output
 //! cells) with about 5 % primary cells, on one core. Prints the time to build the table (the
-//! baseline, measured in the same run), the exact Gaussian elimination alone, and the whole
-//! engine (primary rules, elimination, singletons, interval audit), each with its ratio to the
-//! baseline. The bar: secondary suppression ≤ 1 s. Run: `cargo bench --bench sdc`.
+//! baseline, measured in the same run), the exact Gaussian elimination alone (secondary
+//! suppression), and the whole `protect` call (primary rules, elimination walks, singleton
+//! passes, interval audit, widening), each with its ratio to the baseline, and the protect
+//! call's phase split (from `protect_traced`). The bar: secondary suppression ≤ 1 s. Run: `cargo bench --bench sdc`.
 
 use std::time::{Duration, Instant};
 
 use bth_gateway::sdc::gauss::{self, indicator};
-use bth_gateway::sdc::{protect, Contribution, Dimension, Rules, Statistic, Status, Table};
+use bth_gateway::sdc::{protect_traced, Contribution, Dimension, Phase, Rules, Statistic, Status, Table};
 
 const SHAPE: [usize; 3] = [10, 20, 25];
 
@@ -71,7 +72,17 @@ fn main() {
         best_of(3, || gauss::eliminate(table.inner_count(), &[], &targets, &candidates).unwrap());
     let secondary = outcome.published.iter().filter(|&&p| !p).count();
 
-    let (engine, protection) = best_of(1, || protect(&table, &rules, &[]).unwrap());
+    let mut split = Split::default();
+    let (engine, protection) = best_of(1, || {
+        split = Split::default();
+        let mut last = Instant::now();
+        protect_traced(&table, &rules, &[], &mut |phase| {
+            let now = Instant::now();
+            split.add(phase, now - last);
+            last = now;
+        })
+        .unwrap()
+    });
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let ratio = |d: Duration| d.as_secs_f64() / build.as_secs_f64();
@@ -84,16 +95,73 @@ fn main() {
     );
     println!("  build the table (baseline)      {:>9.1} ms", ms(build));
     println!(
-        "  Gaussian elimination            {:>9.1} ms  ×{:.1} baseline  ({secondary} secondary)  {}",
+        "  secondary suppression (one elimination walk) {:>9.1} ms  ×{:.1} baseline  ({secondary} secondary)  {}",
         ms(elimination),
         ratio(elimination),
         if elimination <= Duration::from_secs(1) { "≤ 1 s: ok" } else { "> 1 s: TOO SLOW" }
     );
     println!(
-        "  whole engine (rules, elimination, singletons, audit) {:>9.1} ms  ×{:.1} baseline  ({} primary, {} secondary)",
+        "  whole protect call             {:>9.1} ms  ×{:.1} baseline  ({} primary, {} secondary)",
         ms(engine),
         ratio(engine),
         protection.count(Status::Primary),
         protection.count(Status::Secondary)
     );
+    println!("  phase split of the protect call:");
+    for (name, d, note) in [
+        ("classify", split.classify, String::new()),
+        ("elimination walks", split.eliminate, format!("{} walks", split.walks)),
+        ("singleton passes", split.singletons, format!("{} fresh targets", split.fresh)),
+        (
+            "interval audit",
+            split.audit,
+            format!("{} audits, {} cells certified exactly, {} cells by LP", split.audits, split.exact, split.by_lp),
+        ),
+        ("widening", split.widen, format!("{} cells", split.widened)),
+    ] {
+        println!("    {name:<18} {:>9.1} ms  {:>5.1} %  {note}", ms(d), 100.0 * d.as_secs_f64() / engine.as_secs_f64());
+    }
+}
+
+/// Where the protect call's time went, from its phase reports.
+#[derive(Default)]
+struct Split {
+    classify: Duration,
+    eliminate: Duration,
+    singletons: Duration,
+    audit: Duration,
+    widen: Duration,
+    walks: usize,
+    fresh: usize,
+    audits: usize,
+    exact: usize,
+    by_lp: usize,
+    widened: usize,
+}
+
+impl Split {
+    fn add(&mut self, phase: Phase, d: Duration) {
+        match phase {
+            Phase::Classified => self.classify += d,
+            Phase::Eliminated => {
+                self.eliminate += d;
+                self.walks += 1;
+            }
+            Phase::Singletons { fresh } => {
+                self.singletons += d;
+                self.fresh += fresh;
+            }
+            Phase::Audited { exact, by_lp, .. } => {
+                self.audit += d;
+                self.audits += 1;
+                self.exact += exact;
+                self.by_lp += by_lp;
+            }
+            Phase::Widened { cells } => {
+                self.widen += d;
+                self.widened += cells;
+            }
+            _ => {}
+        }
+    }
 }

@@ -5,9 +5,18 @@
 //! unknowns); every other inner cell is known. Each published relation restricted to the
 //! unknowns is one equality. The constraint graph splits into independent components, and each
 //! target's interval is solved only over the components it touches.
+//!
+//! Before any linear programme, [`certify`] tries an exact certificate from the elimination's
+//! kernel basis (integer vectors `y` orthogonal to every published cell): moving the true inner
+//! values `x*` to `x* + t·y` keeps every published value, and keeps `x ≥ 0` while
+//! `|t| ≤ min(x*_i over y's support) / max|y_i|`. So a target `p` with `p·y ≠ 0` can take every
+//! value within `|p·y| · min x*_i / max|y_i|` of its own — an interval the true one contains.
+//! When that already protects the cell, the programmes would only confirm it; when it does not,
+//! they decide.
 
 use std::collections::HashMap;
 
+use super::gauss::SparseVec;
 use good_lp::{microlp, variable, Expression, ProblemVariables, ResolutionError, Solution, SolverModel, Variable};
 
 /// What an attacker can know of a cell: `lower ≤ value ≤ upper` (`upper` `None`: unbounded).
@@ -86,6 +95,74 @@ pub fn intervals(
             let lower = solve(&vars, &constraints, &mine, nonnegative, Direction::Min)?;
             let upper = solve(&vars, &constraints, &mine, nonnegative, Direction::Max)?;
             Ok(Interval { lower: known + lower.unwrap_or(f64::NEG_INFINITY), upper: upper.map(|u| known + u) })
+        })
+        .collect()
+}
+
+/// Per target (inner-cell sets), an interval the true interval contains, certified exactly from
+/// `kernel` (a basis of the vectors orthogonal to every published cell, over the inner cells;
+/// see the module documentation), or `None` when no kernel vector certifies one.
+///
+/// Without `nonnegative`, a target with `p·y ≠ 0` for some kernel vector is unbounded both ways
+/// (the exact interval, as a programme would find it). With it, kernel vectors that touch an
+/// inner cell of value 0 certify nothing: pass a kernel pinned at those cells
+/// ([`crate::sdc::gauss::pin`]) to get certificates from the rest, and say so with `pinned`:
+/// unpinned, a target orthogonal to every kernel vector lies in the span of the published cells
+/// and its interval is exactly its value (a point); pinned, that proves nothing (`None`).
+pub fn certify(
+    kernel: &[SparseVec],
+    values: &[f64],
+    nonnegative: bool,
+    pinned: bool,
+    targets: &[Vec<u32>],
+) -> Vec<Option<Interval>> {
+    // How far the values can move along each kernel vector (per unit of p·y).
+    let reach: Vec<f64> = kernel
+        .iter()
+        .map(|y| {
+            if !nonnegative {
+                return f64::INFINITY;
+            }
+            let least = y.iter().map(|&(i, _)| values[i as usize]).fold(f64::INFINITY, f64::min);
+            let largest = y.iter().map(|&(_, a)| a.unsigned_abs()).max().unwrap_or(0);
+            if least > 0.0 && largest > 0 {
+                least / largest as f64
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut by_row: HashMap<u32, Vec<(usize, i64)>> = HashMap::new();
+    for (k, y) in kernel.iter().enumerate() {
+        for &(i, a) in y {
+            by_row.entry(i).or_default().push((k, a));
+        }
+    }
+    let mut dots: HashMap<usize, i128> = HashMap::new();
+    targets
+        .iter()
+        .map(|target| {
+            dots.clear();
+            for i in target {
+                for &(k, a) in by_row.get(i).into_iter().flatten() {
+                    *dots.entry(k).or_default() += i128::from(a);
+                }
+            }
+            let value: f64 = target.iter().map(|&i| values[i as usize]).sum();
+            if !pinned && dots.values().all(|&d| d == 0) {
+                return Some(Interval { lower: value, upper: Some(value) });
+            }
+            let half = dots
+                .iter()
+                .filter(|&(_, &d)| d != 0)
+                .map(|(&k, &d)| d.unsigned_abs() as f64 * reach[k])
+                .fold(0.0, f64::max);
+            if half == f64::INFINITY {
+                return Some(Interval { lower: f64::NEG_INFINITY, upper: None });
+            }
+            // A hair less than the certified reach absorbs the rounding of the division.
+            let half = half * (1.0 - 1e-12);
+            (half > 0.0).then_some(Interval { lower: value - half, upper: Some(value + half) })
         })
         .collect()
 }
@@ -187,6 +264,24 @@ mod tests {
         let free = intervals(&VALUES, false, &[0, 1], &[vec![0, 1]], &[vec![0]]).unwrap();
         assert_eq!(free[0].upper, None);
         assert_eq!(free[0].lower, f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn a_kernel_vector_certifies_an_interval_inside_the_programmes_one() {
+        // The fully suppressed 2×2 interior: kernel (1, −1, −1, 1); a = 1 can move by
+        // min(1, 5, 4, 8) / 1 = 1 each way: [0, 2] inside the exact [0, 5].
+        let kernel = vec![vec![(0, 1), (1, -1), (2, -1), (3, 1)]];
+        let got = certify(&kernel, &VALUES, true, false, &[vec![0], vec![0, 1]]);
+        assert_eq!(got[0], Some(Interval { lower: 1.0 - (1.0 - 1e-12), upper: Some(1.0 + (1.0 - 1e-12)) }));
+        assert_eq!(got[1], Some(Interval { lower: 6.0, upper: Some(6.0) }), "a + b is published: a point");
+        assert_eq!(certify(&kernel, &VALUES, true, true, &[vec![0, 1]])[0], None, "pinned: no proof either way");
+        // Without x ≥ 0: unbounded both ways.
+        assert_eq!(
+            certify(&kernel, &VALUES, false, false, &[vec![0]])[0],
+            Some(Interval { lower: f64::NEG_INFINITY, upper: None })
+        );
+        // A zero in the support certifies nothing.
+        assert_eq!(certify(&kernel, &[0.0, 5.0, 4.0, 8.0], true, false, &[vec![0]])[0], None);
     }
 
     #[test]

@@ -46,63 +46,93 @@ pub struct Outcome {
     /// Inner cells not determined by the published and forced cells (sorted): the unknowns of
     /// the interval audit.
     pub unknown: Vec<u32>,
+    /// A basis of the kernel: integer vectors orthogonal to every published and forced vector,
+    /// each normalised (gcd 1). Their supports cover exactly `unknown`. Moving the inner values
+    /// along any of them keeps every published value: the exact audit's certificates
+    /// ([`crate::sdc::audit::certify`]).
+    pub kernel: Vec<SparseVec>,
 }
 
 /// The kernel basis and an index of which kernel vectors touch each row.
 struct Kernel {
     vectors: Vec<Option<SparseVec>>,
-    /// `by_row[i]`: kernel ids whose vector had row `i` at some point (may be stale).
+    /// `by_row[i]`: kernel ids whose vector has had row `i` (may be stale or repeated: a
+    /// syndrome drops the ids that no longer touch the row as it meets them).
     by_row: Vec<Vec<u32>>,
-    /// Scratch: coefficient of each row in the vector being dotted, valid where `row_stamp`
-    /// equals `stamp`.
-    row_coef: Vec<i64>,
-    row_stamp: Vec<u32>,
-    kernel_stamp: Vec<u32>,
-    stamp: u32,
+    /// Scratch per kernel vector: the dot product being accumulated, valid where `seen` equals
+    /// `stamp`; `visit` marks the row being read (to skip a repeated id).
+    acc: Vec<i128>,
+    seen: Vec<u64>,
+    visit: Vec<u64>,
+    stamp: u64,
 }
 
 impl Kernel {
     fn new(rows: usize) -> Kernel {
+        Kernel::from_vectors(rows, (0..rows as u32).map(|i| vec![(i, 1)]).collect())
+    }
+
+    /// A kernel spanned by the given vectors (over `rows` inner cells).
+    fn from_vectors(rows: usize, vectors: Vec<SparseVec>) -> Kernel {
+        let mut by_row: Vec<Vec<u32>> = vec![Vec::new(); rows];
+        for (k, y) in vectors.iter().enumerate() {
+            for &(row, _) in y {
+                by_row[row as usize].push(k as u32);
+            }
+        }
         Kernel {
-            vectors: (0..rows as u32).map(|i| Some(vec![(i, 1)])).collect(),
-            by_row: (0..rows as u32).map(|i| vec![i]).collect(),
-            row_coef: vec![0; rows],
-            row_stamp: vec![0; rows],
-            kernel_stamp: vec![0; rows],
+            acc: vec![0; vectors.len()],
+            seen: vec![0; vectors.len()],
+            visit: vec![0; vectors.len()],
+            vectors: vectors.into_iter().map(Some).collect(),
+            by_row,
             stamp: 0,
         }
     }
 
+    fn into_basis(self) -> Vec<SparseVec> {
+        self.vectors.into_iter().flatten().collect()
+    }
+
     /// The dot products of `v` with every kernel vector, nonzero ones only, sorted by kernel id.
+    ///
+    /// Column-wise: for each row of `v`, the kernel vectors through that row (each looked up by
+    /// binary search), so the cost follows `v`'s rows, not the kernel vectors' lengths.
     fn syndrome(&mut self, v: &[(u32, i64)]) -> Result<Vec<(u32, i64)>, Overflow> {
-        self.stamp = self.stamp.wrapping_add(1);
-        if self.stamp == 0 {
-            self.row_stamp.fill(0);
-            self.kernel_stamp.fill(0);
-            self.stamp = 1;
-        }
-        let stamp = self.stamp;
+        let Kernel { vectors, by_row, acc, seen, visit, stamp } = self;
+        *stamp += 1;
+        let call = *stamp;
         let mut touched = Vec::new();
         for &(row, coef) in v {
-            self.row_coef[row as usize] = coef;
-            self.row_stamp[row as usize] = stamp;
-            for &k in &self.by_row[row as usize] {
-                if self.kernel_stamp[k as usize] != stamp {
-                    self.kernel_stamp[k as usize] = stamp;
-                    touched.push(k);
+            *stamp += 1;
+            let here = *stamp;
+            let list = &mut by_row[row as usize];
+            let mut kept = 0;
+            for r in 0..list.len() {
+                let k = list[r] as usize;
+                let Some(y) = &vectors[k] else { continue };
+                let Ok(at) = y.binary_search_by_key(&row, |&(r, _)| r) else { continue };
+                if visit[k] == here {
+                    continue;
+                }
+                visit[k] = here;
+                list[kept] = k as u32;
+                kept += 1;
+                let product = i128::from(y[at].1) * i128::from(coef);
+                if seen[k] != call {
+                    seen[k] = call;
+                    acc[k] = product;
+                    touched.push(k as u32);
+                } else {
+                    acc[k] = acc[k].checked_add(product).ok_or(Overflow)?;
                 }
             }
+            list.truncate(kept);
         }
         touched.sort_unstable();
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(touched.len());
         for k in touched {
-            let Some(y) = &self.vectors[k as usize] else { continue };
-            let mut dot: i128 = 0;
-            for &(row, a) in y {
-                if self.row_stamp[row as usize] == stamp {
-                    dot = dot.checked_add(i128::from(a) * i128::from(self.row_coef[row as usize])).ok_or(Overflow)?;
-                }
-            }
+            let dot = acc[k as usize];
             if dot != 0 {
                 out.push((k, i64::try_from(dot).map_err(|_| Overflow)?));
             }
@@ -217,12 +247,13 @@ pub fn eliminate(
     candidates: &[SparseVec],
 ) -> Result<Outcome, GaussError> {
     let mut kernel = Kernel::new(inner);
+    let mut targets = Targets::new(inner, targets);
     for (f, v) in forced.iter().enumerate() {
         let t = kernel.syndrome(v)?;
         if t.is_empty() {
             continue;
         }
-        if let Some(target) = revealed_by(&mut kernel, targets, &t)? {
+        if let Some(target) = revealed_by(&mut kernel, &mut targets, &t)? {
             return Err(GaussError::ForcedReveals { forced: f, target });
         }
         kernel.publish(&t)?;
@@ -235,32 +266,97 @@ pub fn eliminate(
             published.push(true);
             continue;
         }
-        if revealed_by(&mut kernel, targets, &t)?.is_some() {
+        if revealed_by(&mut kernel, &mut targets, &t)?.is_some() {
             published.push(false);
             continue;
         }
         kernel.publish(&t)?;
         published.push(true);
     }
-    Ok(Outcome { published, unknown: kernel.unknown_rows() })
+    Ok(Outcome { published, unknown: kernel.unknown_rows(), kernel: kernel.into_basis() })
+}
+
+/// The part of a kernel basis (over `inner` inner cells) that vanishes on `rows`: a basis of
+/// `{y ∈ span(kernel) : y_r = 0 for every r in rows}`, as if each of those inner cells were
+/// published too.
+///
+/// # Errors
+/// [`Overflow`].
+pub fn pin(inner: usize, kernel: &[SparseVec], rows: &[u32]) -> Result<Vec<SparseVec>, Overflow> {
+    let mut kernel = Kernel::from_vectors(inner, kernel.to_vec());
+    for &row in rows {
+        let t = kernel.syndrome(&[(row, 1)])?;
+        if !t.is_empty() {
+            kernel.publish(&t)?;
+        }
+    }
+    Ok(kernel.into_basis())
+}
+
+/// The targets, indexed by row so that the few a kernel vector touches are found directly.
+struct Targets<'a> {
+    vectors: &'a [SparseVec],
+    /// `by_row[i]`: `(target, coefficient)` of every target with row `i`.
+    by_row: Vec<Vec<(u32, i64)>>,
+    /// Scratch per target: the dot product being accumulated, valid where `seen` equals `stamp`.
+    acc: Vec<i128>,
+    wide: Vec<bool>,
+    seen: Vec<u64>,
+    stamp: u64,
+}
+
+impl<'a> Targets<'a> {
+    fn new(rows: usize, vectors: &'a [SparseVec]) -> Targets<'a> {
+        let mut by_row: Vec<Vec<(u32, i64)>> = vec![Vec::new(); rows];
+        for (t, p) in vectors.iter().enumerate() {
+            for &(row, a) in p {
+                by_row[row as usize].push((t as u32, a));
+            }
+        }
+        Targets {
+            vectors,
+            by_row,
+            acc: vec![0; vectors.len()],
+            wide: vec![false; vectors.len()],
+            seen: vec![0; vectors.len()],
+            stamp: 0,
+        }
+    }
+
+    /// The targets `p` with `p·y ≠ 0`, in index order.
+    fn touching(&mut self, y: &[(u32, i64)]) -> Vec<usize> {
+        self.stamp += 1;
+        let mut touched = Vec::new();
+        for &(row, a) in y {
+            for &(t, b) in &self.by_row[row as usize] {
+                let t = t as usize;
+                let product = i128::from(a) * i128::from(b);
+                if self.seen[t] != self.stamp {
+                    self.seen[t] = self.stamp;
+                    self.acc[t] = product;
+                    self.wide[t] = false;
+                    touched.push(t);
+                } else if let Some(sum) = self.acc[t].checked_add(product) {
+                    self.acc[t] = sum;
+                } else {
+                    // Too wide to tell here: the exact test decides.
+                    self.wide[t] = true;
+                }
+            }
+        }
+        touched.retain(|&t| self.acc[t] != 0 || self.wide[t]);
+        touched.sort_unstable();
+        touched
+    }
 }
 
 /// The first target that publishing a vector with syndrome `t` would reveal.
-fn revealed_by(kernel: &mut Kernel, targets: &[SparseVec], t: &[(u32, i64)]) -> Result<Option<usize>, Overflow> {
+fn revealed_by(kernel: &mut Kernel, targets: &mut Targets, t: &[(u32, i64)]) -> Result<Option<usize>, Overflow> {
     let (j, _) = t[0];
-    let Some(yj) = kernel.vectors[j as usize].clone() else { return Ok(None) };
-    for (index, p) in targets.iter().enumerate() {
-        // Necessary: p·y_j ≠ 0 (a parallel syndrome has the same support as t).
-        let mut dot: i128 = 0;
-        for &(row, a) in &yj {
-            if let Ok(at) = p.binary_search_by_key(&row, |&(r, _)| r) {
-                dot += i128::from(a) * i128::from(p[at].1);
-            }
-        }
-        if dot == 0 {
-            continue;
-        }
-        let s = kernel.syndrome(p)?;
+    // Necessary: p·y_j ≠ 0 (a parallel syndrome has the same support as t).
+    let Some(yj) = &kernel.vectors[j as usize] else { return Ok(None) };
+    for index in targets.touching(yj) {
+        let s = kernel.syndrome(&targets.vectors[index])?;
         if parallel(&s, t) {
             return Ok(Some(index));
         }

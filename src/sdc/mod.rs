@@ -99,7 +99,10 @@ pub struct Protection {
     pub status: Vec<Status>,
     /// Per output cell, the primary rules it fails (`None`: safe).
     pub primary: Vec<Option<Primary>>,
-    /// The audited interval of every primary cell `(cell, interval)`.
+    /// The audited interval of every primary cell `(cell, interval)`: what an attacker cannot
+    /// narrow it below. For a cell the linear programmes audited, the exact interval; for a cell
+    /// the exact certificate settled (docs/tables.md, "Secondary suppression" step 4), an
+    /// interval around its value that the exact one contains, already wide enough.
     pub intervals: Vec<(usize, Interval)>,
 }
 
@@ -121,11 +124,56 @@ enum Target {
     Widening(usize),
 }
 
+/// The end of one phase of [`protect_traced`], reported as it happens (the engine reads no
+/// clock: a caller that wants the time of each phase timestamps these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// The primary rules classified every output cell.
+    Classified,
+    /// One elimination walk over the candidates ended.
+    Eliminated,
+    /// The singleton pass ended, adding `fresh` targets.
+    Singletons {
+        /// New targets (0: the audit comes next).
+        fresh: usize,
+    },
+    /// One interval audit ended: `exact` cells settled by the exact certificate, `by_lp` cells
+    /// audited by linear programming (two programmes each), `failing` cells short of their
+    /// protection.
+    Audited {
+        /// Primary cells the exact certificate settled.
+        exact: usize,
+        /// Primary cells audited by linear programming.
+        by_lp: usize,
+        /// Primary cells found short.
+        failing: usize,
+    },
+    /// Further cells were chosen to widen the failing cells' intervals.
+    Widened {
+        /// Cells chosen.
+        cells: usize,
+    },
+}
+
 /// Classifies, suppresses and audits `table` with `forced` cells published first.
 ///
 /// # Errors
 /// [`Refusal`] when no pattern protects every primary cell (given the forced cells).
 pub fn protect(table: &Table, rules: &Rules, forced: &[Forced]) -> Result<Protection, Refusal> {
+    protect_traced(table, rules, forced, &mut |_| {})
+}
+
+/// [`protect`], reporting the end of every phase to `trace` (for profiling).
+///
+/// # Errors
+/// [`Refusal`] when no pattern protects every primary cell (given the forced cells).
+pub fn protect_traced(
+    table: &Table,
+    rules: &Rules,
+    forced: &[Forced],
+    trace: &mut dyn FnMut(Phase),
+) -> Result<Protection, Refusal> {
     let magnitude = table.statistic().is_magnitude();
     let cells = table.output_count();
     let primary: Vec<Option<Primary>> = (0..cells).map(|c| rules.classify(table.stats(c), magnitude)).collect();
@@ -135,6 +183,7 @@ pub fn protect(table: &Table, rules: &Rules, forced: &[Forced]) -> Result<Protec
     let inner_values: Vec<f64> =
         (0..table.inner_count() as u32).map(|i| table.stats(table.output_of_inner(i)).additive).collect();
     let order = priority(table);
+    trace(Phase::Classified);
 
     let mut singletons: Vec<SparseVec> = Vec::new();
     let mut widening: BTreeSet<usize> = BTreeSet::new();
@@ -172,6 +221,7 @@ pub fn protect(table: &Table, rules: &Rules, forced: &[Forced]) -> Result<Protec
                 Target::Singleton => return Err(Refusal::ForcedReveals { forced, cell: None }),
             },
         };
+        trace(Phase::Eliminated);
         let mut status: Vec<Status> =
             primary.iter().map(|p| if p.is_some() { Status::Primary } else { Status::Secondary }).collect();
         for (&c, &published) in candidates.iter().zip(&outcome.published) {
@@ -187,28 +237,26 @@ pub fn protect(table: &Table, rules: &Rules, forced: &[Forced]) -> Result<Protec
         let known: HashSet<&SparseVec> = singletons.iter().collect();
         let fresh = singleton_targets(table, &status, &relations, magnitude);
         let fresh: Vec<SparseVec> = fresh.into_iter().filter(|s| !known.contains(s)).collect();
+        trace(Phase::Singletons { fresh: fresh.len() });
         if !fresh.is_empty() {
             singletons.extend(fresh);
             continue;
         }
 
-        // The interval audit of every primary cell.
+        // The interval audit of every primary cell: the exact certificate first, linear
+        // programmes for the cells it leaves open.
         let primaries: Vec<usize> = (0..cells).filter(|&c| primary[c].is_some()).collect();
-        let relation_sets: Vec<Vec<u32>> = relations.iter().map(|r| r.to_vec()).collect();
-        let targets: Vec<Vec<u32>> = primaries.iter().map(|&c| inner_of[c].clone()).collect();
-        let found = audit::intervals(&inner_values, table.is_nonnegative(), &outcome.unknown, &relation_sets, &targets)
-            .map_err(|e| Refusal::Audit(e.to_string()))?;
-        let mut failing = Vec::new();
-        for (&c, interval) in primaries.iter().zip(&found) {
-            let need = primary[c].as_ref().map_or(0.0, |p| p.protection);
-            if !audit::protects(interval, table.stats(c).additive, need) {
-                failing.push(c);
-            }
-        }
+        let audited =
+            audit_cells(table, &primary, &primaries, &inner_of, &inner_values, &relations, &outcome, Method::Fast)?;
+        let exact = audited.iter().filter(|a| a.certified).count();
+        let failing: Vec<usize> = audited.iter().filter(|a| !a.protected).map(|a| a.cell).collect();
+        let found: Vec<Interval> = audited.iter().map(|a| a.interval).collect();
+        trace(Phase::Audited { exact, by_lp: audited.len() - exact, failing: failing.len() });
         if failing.is_empty() {
             let intervals = primaries.into_iter().zip(found).collect();
             return Ok(Protection { status, primary, intervals });
         }
+        let chosen = failing.len();
         for p in failing {
             let need = primary[p].as_ref().map_or(0.0, |x| x.protection);
             let skip = |c: usize| {
@@ -221,8 +269,140 @@ pub fn protect(table: &Table, rules: &Rules, forced: &[Forced]) -> Result<Protec
                 None => return Err(Refusal::Unprotectable { cell: p }),
             }
         }
+        trace(Phase::Widened { cells: chosen });
     }
     Err(Refusal::Unprotectable { cell: primary.iter().position(Option::is_some).unwrap_or(0) })
+}
+
+/// How [`audit_pattern`] settles each primary cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// The exact certificate first, linear programmes for the cells it leaves open (what
+    /// [`protect`] does).
+    Fast,
+    /// Two linear programmes for every primary cell (the plain audit, for comparison).
+    LinearProgramming,
+}
+
+/// The audit of one primary cell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellAudit {
+    /// The output cell.
+    pub cell: usize,
+    /// Its interval (see [`Protection::intervals`]).
+    pub interval: Interval,
+    /// Whether the interval gives the cell the protection its rules demand.
+    pub protected: bool,
+    /// Whether the exact certificate settled it (no linear programme).
+    pub certified: bool,
+}
+
+/// Audits a given pattern (`status` per output cell, `forced` cells published too): every
+/// primary cell's interval and whether it is protected, by `method`. [`protect`] audits its own
+/// patterns this way; this entry point lets a caller (or a test) audit any pattern.
+///
+/// # Errors
+/// [`Refusal::Overflow`], [`Refusal::Audit`].
+pub fn audit_pattern(
+    table: &Table,
+    rules: &Rules,
+    status: &[Status],
+    forced: &[Forced],
+    method: Method,
+) -> Result<Vec<CellAudit>, Refusal> {
+    let magnitude = table.statistic().is_magnitude();
+    let cells = table.output_count();
+    let primary: Vec<Option<Primary>> = (0..cells).map(|c| rules.classify(table.stats(c), magnitude)).collect();
+    let inner_of: Vec<Vec<u32>> = (0..cells).map(|c| table.inner_of(c)).collect();
+    let inner_values: Vec<f64> =
+        (0..table.inner_count() as u32).map(|i| table.stats(table.output_of_inner(i)).additive).collect();
+    let mut relations: Vec<&[u32]> =
+        (0..cells).filter(|&c| status[c] == Status::Published).map(|c| inner_of[c].as_slice()).collect();
+    relations.extend(forced.iter().map(|f| f.inner.as_slice()));
+    let published: Vec<SparseVec> = relations.iter().map(|r| indicator(r)).collect();
+    let outcome = gauss::eliminate(table.inner_count(), &published, &[], &[]).map_err(|_| Refusal::Overflow)?;
+    let primaries: Vec<usize> = (0..cells).filter(|&c| primary[c].is_some()).collect();
+    audit_cells(table, &primary, &primaries, &inner_of, &inner_values, &relations, &outcome, method)
+}
+
+/// The audit of `primaries` given the published `relations` and the elimination's `outcome`
+/// over them.
+#[allow(clippy::too_many_arguments)]
+fn audit_cells(
+    table: &Table,
+    primary: &[Option<Primary>],
+    primaries: &[usize],
+    inner_of: &[Vec<u32>],
+    inner_values: &[f64],
+    relations: &[&[u32]],
+    outcome: &gauss::Outcome,
+    method: Method,
+) -> Result<Vec<CellAudit>, Refusal> {
+    let targets: Vec<Vec<u32>> = primaries.iter().map(|&c| inner_of[c].clone()).collect();
+    let need = |c: usize| primary[c].as_ref().map_or(0.0, |p| p.protection);
+    let mut found: Vec<Option<Interval>> = vec![None; primaries.len()];
+    if method == Method::Fast {
+        if let Some(basis) = certificate_basis(table, inner_values, outcome) {
+            let pinned = matches!(basis, std::borrow::Cow::Owned(_));
+            let certified = audit::certify(&basis, inner_values, table.is_nonnegative(), pinned, &targets);
+            for (slot, interval) in found.iter_mut().zip(certified) {
+                // A certified point is exact (the cell is determined): it fails without a programme.
+                *slot = interval;
+            }
+        }
+    }
+    // A certified interval that falls short proves nothing (the exact one may be wider), unless
+    // it is exact: unbounded both ways, or a point from an unpinned kernel.
+    for (slot, &c) in found.iter_mut().zip(primaries) {
+        let exact = |i: &Interval| i.upper.is_none_or(|u| u == i.lower);
+        if slot.is_some_and(|i| !exact(&i) && !audit::protects(&i, table.stats(c).additive, need(c))) {
+            *slot = None;
+        }
+    }
+    let certified: Vec<bool> = found.iter().map(Option::is_some).collect();
+    let open: Vec<usize> = (0..primaries.len()).filter(|&j| found[j].is_none()).collect();
+    if !open.is_empty() {
+        let relation_sets: Vec<Vec<u32>> = relations.iter().map(|r| r.to_vec()).collect();
+        let open_targets: Vec<Vec<u32>> = open.iter().map(|&j| targets[j].clone()).collect();
+        let solved =
+            audit::intervals(inner_values, table.is_nonnegative(), &outcome.unknown, &relation_sets, &open_targets)
+                .map_err(|e| Refusal::Audit(e.to_string()))?;
+        for (&j, interval) in open.iter().zip(solved) {
+            found[j] = Some(interval);
+        }
+    }
+    Ok(primaries
+        .iter()
+        .zip(found)
+        .zip(certified)
+        .map(|((&cell, interval), certified)| {
+            // Every cell has an interval by now; were one missing, a point fails closed.
+            let value = table.stats(cell).additive;
+            let interval = interval.unwrap_or(Interval { lower: value, upper: Some(value) });
+            let protected = audit::protects(&interval, table.stats(cell).additive, need(cell));
+            CellAudit { cell, interval, protected, certified }
+        })
+        .collect())
+}
+
+/// The kernel basis the exact certificates come from: the elimination's, pinned at the
+/// undetermined inner cells of value 0 when the attacker may assume `x ≥ 0` (the true values
+/// cannot move off 0 downwards, so only directions that leave them alone certify). `None` when
+/// pinning overflows: then every cell goes to the linear programmes.
+fn certificate_basis<'a>(
+    table: &Table,
+    inner_values: &[f64],
+    outcome: &'a gauss::Outcome,
+) -> Option<std::borrow::Cow<'a, [SparseVec]>> {
+    let zeros: Vec<u32> = if table.is_nonnegative() {
+        outcome.unknown.iter().copied().filter(|&i| inner_values[i as usize] <= 0.0).collect()
+    } else {
+        Vec::new()
+    };
+    if zeros.is_empty() {
+        return Some(std::borrow::Cow::Borrowed(&outcome.kernel));
+    }
+    gauss::pin(table.inner_count(), &outcome.kernel, &zeros).ok().map(std::borrow::Cow::Owned)
 }
 
 /// The candidates' priority order (docs/tables.md §4): cells with contributors before zero
