@@ -192,13 +192,19 @@ fn solve(
         Direction::Min => problem.minimise(goal.clone()),
         Direction::Max => problem.maximise(goal.clone()),
     };
+    // The solver's tolerances are absolute: with magnitudes of 10^8 (a turnover total) its
+    // rounding exceeds them and it calls a system the true values satisfy infeasible. Solved in
+    // units of a power of two near the largest right-hand side (dividing by it is exact in
+    // floating point), the system is of order 1; the optimum is scaled back.
+    let largest = constraints.iter().map(|(_, rhs)| rhs.abs()).fold(1.0_f64, f64::max);
+    let scale = 2f64.powi(largest.log2().ceil() as i32);
     let mut model = unsolved.using(microlp);
     for (row, rhs) in constraints {
         let lhs: Expression = row.iter().map(|v| x[v]).sum();
-        model.add_constraint(lhs.eq(*rhs));
+        model.add_constraint(lhs.eq(*rhs / scale));
     }
     match model.solve() {
-        Ok(solution) => Ok(Some(solution.eval(&goal))),
+        Ok(solution) => Ok(Some(solution.eval(&goal) * scale)),
         Err(ResolutionError::Unbounded) => Ok(None),
         Err(e) => Err(AuditError(e.to_string())),
     }
@@ -251,6 +257,17 @@ mod tests {
         assert!(protects(&got[0], 1.0, 0.0));
         assert!(protects(&got[0], 1.0, 1.0));
         assert!(!protects(&got[0], 1.0, 1.5), "the lower bound 0 is not 1.5 below 1");
+    }
+
+    #[test]
+    fn magnitudes_of_a_turnover_total_give_the_same_interval_scaled() {
+        // The 2×2 cycle with values of order 10^8 and odd units: a ∈ [0, 5u], d ∈ [7u, 12u].
+        let unit = 123_456_789.0;
+        let values: Vec<f64> = VALUES.iter().map(|v| v * unit).collect();
+        let got = intervals(&values, true, &[0, 1, 2, 3], &margins(), &[vec![0], vec![3]]).unwrap();
+        let close = |x: f64, want: f64| (x - want).abs() <= 1e-6 * want.abs().max(1.0);
+        assert!(close(got[0].lower, 0.0) && close(got[0].upper.unwrap(), 5.0 * unit), "{got:?}");
+        assert!(close(got[1].lower, 7.0 * unit) && close(got[1].upper.unwrap(), 12.0 * unit), "{got:?}");
     }
 
     #[test]
