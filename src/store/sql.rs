@@ -413,6 +413,32 @@ macro_rules! sql_impl {
 
 sql_impl! {
 helpers {
+    /// Ends a compare-and-set change of approval `id` in `tx`: the changed row stores `rec` with
+    /// it and commits; no changed row is `None` when the approval does not exist, otherwise
+    /// `Conflict` (it `conflict`: changed already, by this one's competitor).
+    async fn approval_changed(
+        mut tx: Transaction<'static, DB>,
+        id: &str,
+        changed: Option<ApprovalRow>,
+        conflict: &str,
+        rec: &NewRecord,
+    ) -> Result<Option<(StoredApproval, u64)>, StoreError> {
+        let Some(a) = one::<_, StoredApproval>(changed)? else {
+            let existing = sqlx::query_as::<_, ApprovalRow>(text::APPROVAL)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify::<DB>)?;
+            return match existing {
+                None => Ok(None),
+                Some(_) => Err(StoreError::Conflict(format!("approval {id} {conflict}"))),
+            };
+        };
+        let seq = Self::insert_record(&mut *tx, rec).await?;
+        tx.commit().await.map_err(classify::<DB>)?;
+        Ok(Some((a, seq)))
+    }
+
     /// Names `seq` as the record of grant `id`'s latest change, in the transaction on `conn`.
     async fn set_grant_record(conn: &mut DB::Connection, id: &str, seq: u64) -> Result<(), StoreError> {
         sqlx::query(text::SET_GRANT_RECORD).bind(seq as i64).bind(id).execute(conn).await.map_err(classify::<DB>)?;
@@ -806,21 +832,7 @@ helpers {
             .fetch_optional(&mut *tx)
             .await
             .map_err(classify::<DB>)?;
-        let Some(a) = one::<_, StoredApproval>(revoked)? else {
-            // Not revoked now: absent, or revoked already (by this one's competitor).
-            let existing = sqlx::query_as::<_, ApprovalRow>(text::APPROVAL)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify::<DB>)?;
-            return match existing {
-                None => Ok(None),
-                Some(_) => Err(StoreError::Conflict(format!("approval {id} is already revoked"))),
-            };
-        };
-        let seq = Self::insert_record(&mut *tx, rec).await?;
-        tx.commit().await.map_err(classify::<DB>)?;
-        Ok(Some((a, seq)))
+        Self::approval_changed(tx, id, revoked, "is already revoked", rec).await
     }
 
     async fn confirm_approval(
@@ -838,20 +850,7 @@ helpers {
             .fetch_optional(&mut *tx)
             .await
             .map_err(classify::<DB>)?;
-        let Some(a) = one::<_, StoredApproval>(confirmed)? else {
-            let existing = sqlx::query_as::<_, ApprovalRow>(text::APPROVAL)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify::<DB>)?;
-            return match existing {
-                None => Ok(None),
-                Some(_) => Err(StoreError::Conflict(format!("approval {id} is already confirmed or revoked"))),
-            };
-        };
-        let seq = Self::insert_record(&mut *tx, rec).await?;
-        tx.commit().await.map_err(classify::<DB>)?;
-        Ok(Some((a, seq)))
+        Self::approval_changed(tx, id, confirmed, "is already confirmed or revoked", rec).await
     }
 
     async fn approval(&self, id: &str) -> Result<Option<StoredApproval>, StoreError> {
