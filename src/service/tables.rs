@@ -1306,12 +1306,14 @@ async fn rules_refusal(
     caller: &Caller,
     ctx: &Context,
     mode: Mode,
+    protectable: bool,
 ) -> Result<Option<ServiceError>, ServiceError> {
     let d = &ctx.decision;
     let rules: Vec<String> = d.rules.iter().map(|r| r.to_string()).collect();
     Ok(match d.action {
-        // A preview changes nothing: it neither closes nor consults the review queue.
-        Action::Pass if mode == Mode::Preview => None,
+        // A preview changes nothing: it neither closes nor consults the review queue. A table
+        // that cannot be protected is refused next, and releases no hold either.
+        Action::Pass if mode == Mode::Preview || !protectable => None,
         Action::Pass => {
             match assessment::release_holds(gw, caller, &ctx.grant, &ctx.table_id, &ctx.transfer, d).await {
                 Ok(()) => None,
@@ -1371,7 +1373,7 @@ pub async fn tabulate(
         let ledger = gw.store.released(&ctx.scope, &ctx.dataset.id, ctx.version.version).await?;
         // Bad input shows while the table is built: before anything is recorded.
         let computed = compute(gw, req, &ctx.dataset, &ctx.version, &ctx.rules, &ledger).await?;
-        let refused = rules_refusal(gw, caller, &ctx, mode).await?;
+        let refused = rules_refusal(gw, caller, &ctx, mode, computed.refused.is_none()).await?;
         if let Some(e) = refused {
             // A transfer the rules passed but the gateway refused (an officer's standing refusal)
             // is filed as REFUSED, as a pull is.
