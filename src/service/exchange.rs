@@ -155,6 +155,52 @@ async fn grant_is_logged(gw: &Gateway, g: &Grant) -> Result<bool, ServiceError> 
     Ok(row.as_object().is_some_and(|fields| fields.iter().all(|(k, v)| logged.get(k) == Some(v))))
 }
 
+/// The transfer the rules assess when `recipient` receives `fields` of `dataset` under `grant`
+/// at `now` (no persons counted yet), with the dataset's owner: one description for pulls and
+/// tables alike.
+///
+/// # Errors
+/// `Internal` when the dataset's owner is not registered.
+pub(crate) async fn transfer_of(
+    gw: &Gateway,
+    dataset: &Dataset,
+    grant: &Grant,
+    recipient: &crate::domain::participant::Participant,
+    now: DateTime<Utc>,
+    access_from_outside_mainland: bool,
+    fields: Vec<policy::Field>,
+) -> Result<(crate::domain::participant::Participant, policy::Transfer), ServiceError> {
+    let exporter = gw.store.participant(&dataset.owner).await?.ok_or_else(|| {
+        ServiceError::Internal(anyhow::anyhow!("owner {} of dataset {} is not registered", dataset.owner, dataset.id))
+    })?;
+    let transfer = policy::Transfer {
+        ruleset: policy::Ruleset::default(),
+        at: now.with_timezone(&shanghai()),
+        exporter: policy::Exporter {
+            id: exporter.id.to_string(),
+            kind: exporter.kind,
+            in_tianjin_ftz: exporter.in_tianjin_ftz,
+        },
+        recipient: policy::Recipient {
+            id: recipient.id.to_string(),
+            kind: recipient.recipient_type,
+            region: recipient.region.clone(),
+        },
+        access_from_outside_mainland,
+        government_data: dataset.government_data,
+        purpose: grant.purpose.clone(),
+        legal_basis: Some(grant.legal_basis.clone()).filter(|l| !l.trim().is_empty()),
+        statistical_purpose: grant.statistical_purpose,
+        exemption: policy::ExemptionClaim {
+            exemption: grant.exemption,
+            attested_by: grant.exemption_attested_by.as_ref().map(|p| p.to_string()),
+        },
+        fields,
+        persons: policy::Persons::default(),
+    };
+    Ok((exporter, transfer))
+}
+
 /// Picks the grant of `usage` a transfer uses: the named one (refused when it is of the other
 /// use), or the caller's latest usable grant of that use on the dataset.
 pub(crate) async fn choose_grant_for(
@@ -247,42 +293,17 @@ pub async fn plan(
             return Err(ServiceError::invalid(format!("fields[{i}]"), format!("`{f}` is listed twice")));
         }
     }
-    let exporter = gw.store.participant(&dataset.owner).await?.ok_or_else(|| {
-        ServiceError::Internal(anyhow::anyhow!("owner {} of dataset {} is not registered", dataset.owner, dataset.id))
-    })?;
     let recipient = caller.participant.clone();
     let shape = Shape::of(&dataset, &grant, &recipient, &wanted);
-    let transfer = policy::Transfer {
-        ruleset: policy::Ruleset::default(),
-        at: now.with_timezone(&shanghai()),
-        exporter: policy::Exporter {
-            id: exporter.id.to_string(),
-            kind: exporter.kind,
-            in_tianjin_ftz: exporter.in_tianjin_ftz,
-        },
-        recipient: policy::Recipient {
-            id: recipient.id.to_string(),
-            kind: recipient.recipient_type,
-            region: recipient.region.clone(),
-        },
-        access_from_outside_mainland: req.access_from_outside_mainland,
-        government_data: dataset.government_data,
-        purpose: grant.purpose.clone(),
-        legal_basis: Some(grant.legal_basis.clone()).filter(|l| !l.trim().is_empty()),
-        statistical_purpose: grant.statistical_purpose,
-        exemption: policy::ExemptionClaim {
-            exemption: grant.exemption,
-            attested_by: grant.exemption_attested_by.as_ref().map(|p| p.to_string()),
-        },
-        // REDACT fields are not part of the transfer (docs/rules.md §1); DROP ones are gone already.
-        fields: shape
-            .fields
-            .iter()
-            .filter(|f| !f.mask.removes_field())
-            .map(|f| policy::Field { name: f.name.to_string(), classification: f.class })
-            .collect(),
-        persons: policy::Persons::default(),
-    };
+    // REDACT fields are not part of the transfer (docs/rules.md §1); DROP ones are gone already.
+    let fields = shape
+        .fields
+        .iter()
+        .filter(|f| !f.mask.removes_field())
+        .map(|f| policy::Field { name: f.name.to_string(), classification: f.class })
+        .collect();
+    let (exporter, transfer) =
+        transfer_of(gw, &dataset, &grant, &recipient, now, req.access_from_outside_mainland, fields).await?;
     let (decision, persons) = assessment::assess(
         gw,
         &transfer,

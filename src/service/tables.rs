@@ -35,7 +35,7 @@ use crate::domain::grant::{Grant, GrantUse};
 use crate::domain::ids::DatasetId;
 use crate::domain::participant::{Participant, Role};
 use crate::domain::record::bodies::{self, TableDecision, TableDefinition, TableDimensionRecord};
-use crate::domain::record::{shanghai, NewRecord, RecordBody, TransferAction, TransferFacets};
+use crate::domain::record::{NewRecord, RecordBody, TransferAction, TransferFacets};
 use crate::domain::values::text_values;
 use crate::log::sequencer::Receipt;
 use crate::pb;
@@ -1089,41 +1089,18 @@ async fn prepare(gw: &Gateway, caller: &Caller, req: &TableRequest) -> Result<Co
         Some(v) => ServiceError::NotFound(format!("version {v} of dataset {}", dataset.id)),
         None => ServiceError::NotFound(format!("a published version of dataset {}", dataset.id)),
     })?;
-    let exporter = gw.store.participant(&dataset.owner).await?.ok_or_else(|| {
-        ServiceError::Internal(anyhow::anyhow!("owner {} of dataset {} is not registered", dataset.owner, dataset.id))
-    })?;
     let recipient = caller.participant.clone();
-    let transfer = policy::Transfer {
-        ruleset: policy::Ruleset::default(),
-        at: now.with_timezone(&shanghai()),
-        exporter: policy::Exporter {
-            id: exporter.id.to_string(),
-            kind: exporter.kind,
-            in_tianjin_ftz: exporter.in_tianjin_ftz,
-        },
-        recipient: policy::Recipient {
-            id: recipient.id.to_string(),
-            kind: recipient.recipient_type,
-            region: recipient.region.clone(),
-        },
-        access_from_outside_mainland: req.access_from_outside_mainland,
-        government_data: dataset.government_data,
-        purpose: grant.purpose.clone(),
-        legal_basis: Some(grant.legal_basis.clone()).filter(|l| !l.trim().is_empty()),
-        statistical_purpose: grant.statistical_purpose,
-        exemption: policy::ExemptionClaim {
-            exemption: grant.exemption,
-            attested_by: grant.exemption_attested_by.as_ref().map(|p| p.to_string()),
-        },
-        fields: aggregate_fields(req, &dataset)
-            .into_iter()
-            .map(|(f, _, class)| policy::Field {
-                name: f.to_string(),
-                classification: Classification { pi: Pi::None, stat_micro: false, ..class },
-            })
-            .collect(),
-        persons: policy::Persons::default(),
-    };
+    // Assessed as aggregate data (docs/tables.md §6): no personal information, no microdata.
+    let fields = aggregate_fields(req, &dataset)
+        .into_iter()
+        .map(|(f, _, class)| policy::Field {
+            name: f.to_string(),
+            classification: Classification { pi: Pi::None, stat_micro: false, ..class },
+        })
+        .collect();
+    let (exporter, transfer) =
+        super::exchange::transfer_of(gw, &dataset, &grant, &recipient, now, req.access_from_outside_mainland, fields)
+            .await?;
     // No personal information: nothing is counted, whatever the mode.
     let (decision, _) =
         assessment::assess(gw, &transfer, &dataset, &version, &RowSelection { filter: None }, Counting::DryRun).await?;
