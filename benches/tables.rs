@@ -217,6 +217,9 @@ print(time.perf_counter() - t0, len(n))
 
 fn main() {
     let rows: u32 = std::env::var("ROWS").ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(10_000_000);
+    if std::env::var_os("RUST_LOG").is_some() {
+        bth_gateway::telemetry::init("warn");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let gateway = rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();

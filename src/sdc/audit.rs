@@ -210,6 +210,75 @@ fn solve(
     }
 }
 
+/// A published relation the widening programme may break: its inner cells and what breaking it
+/// costs (suppressing a published cell costs more than keeping one suppressed).
+pub struct Relaxable<'a> {
+    /// Its inner cells.
+    pub inner: &'a [u32],
+    /// The cost per unit of its change.
+    pub weight: f64,
+}
+
+/// The relations a direction breaks: for a primary cell `target` (inner cells) short of its
+/// protection, the cheapest attacker's move `y` of the inner values (`x* + y ≥ 0` when
+/// `nonnegative`) that changes the target by exactly `amount` while keeping every `fixed`
+/// relation (cells that must stay published) and changing the `relaxable` ones as little as
+/// their weights allow (an L1 programme: few relations, small changes). Suppressing every
+/// relaxable relation the move changes makes the move consistent with everything still
+/// published, so the target's interval then reaches `amount` in that direction — suppression
+/// only removes constraints, so nothing suppressed later takes it back.
+///
+/// Returns the indices into `relaxable` the move changes; `None` when no move exists (the fixed
+/// relations, or `x ≥ 0`, pin the target on that side).
+///
+/// # Errors
+/// [`AuditError`] when the solver fails.
+pub fn widening(
+    values: &[f64],
+    nonnegative: bool,
+    relaxable: &[Relaxable<'_>],
+    fixed: &[&[u32]],
+    target: &[u32],
+    amount: f64,
+) -> Result<Option<Vec<usize>>, AuditError> {
+    // Solved in units of a power of two near the amount (see `solve`).
+    let scale = 2f64.powi(amount.abs().max(f64::MIN_POSITIVE).log2().ceil() as i32);
+    let mut problem = ProblemVariables::new();
+    let y: Vec<Variable> = values
+        .iter()
+        .map(|&v| problem.add(if nonnegative { variable().min(-v.max(0.0) / scale) } else { variable() }))
+        .collect();
+    // The change of relation r is split as up_r − down_r, both ≥ 0: one equality per relation.
+    let up: Vec<Variable> = relaxable.iter().map(|_| problem.add(variable().min(0.0))).collect();
+    let down: Vec<Variable> = relaxable.iter().map(|_| problem.add(variable().min(0.0))).collect();
+    let cost: Expression = relaxable.iter().zip(up.iter().zip(&down)).map(|(r, (&u, &d))| r.weight * (u + d)).sum();
+    let mut model = problem.minimise(cost).using(microlp);
+    let change = |inner: &[u32]| -> Expression { inner.iter().map(|&i| y[i as usize]).sum() };
+    for (r, (&u, &d)) in relaxable.iter().zip(up.iter().zip(&down)) {
+        model.add_constraint((change(r.inner) - u + d).eq(0.0));
+    }
+    for f in fixed {
+        model.add_constraint(change(f).eq(0.0));
+    }
+    model.add_constraint(change(target).eq(amount / scale));
+    let solution = match model.solve() {
+        Ok(solution) => solution,
+        Err(ResolutionError::Infeasible) => return Ok(None),
+        Err(e) => return Err(AuditError(e.to_string())),
+    };
+    let moved: Vec<f64> = y.iter().map(|&v| solution.value(v)).collect();
+    // A relation counts as changed beyond the solver's rounding: 1e-9 of the amount.
+    let tolerance = 1e-9;
+    Ok(Some(
+        relaxable
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.inner.iter().map(|&i| moved[i as usize]).sum::<f64>().abs() > tolerance)
+            .map(|(k, _)| k)
+            .collect(),
+    ))
+}
+
 fn find(parent: &mut [usize], mut v: usize) -> usize {
     while parent[v] != v {
         parent[v] = parent[parent[v]];
@@ -306,5 +375,28 @@ mod tests {
         // a = 0 and b = 0 suppressed in a row published as 0: both pinned at 0.
         let got = intervals(&[0.0, 0.0], true, &[0, 1], &[vec![0, 1]], &[vec![0]]).unwrap();
         assert!(!protects(&got[0], 0.0, 0.0), "{got:?}");
+    }
+
+    #[test]
+    fn the_widening_programme_breaks_the_relations_a_move_needs() {
+        // The 2×2 interior with every margin published: a rectangle moves a and keeps every
+        // margin, so nothing needs breaking.
+        let m = margins();
+        let relaxable: Vec<Relaxable<'_>> = m.iter().map(|r| Relaxable { inner: r, weight: 1.0 }).collect();
+        assert_eq!(widening(&VALUES, true, &relaxable, &[], &[0], 1.0).unwrap(), Some(vec![]));
+        // With b, c and d published as well, some of them or of the margins must go; with the
+        // row a + b and the column a + c fixed, b and c must.
+        let mut published = m.clone();
+        published.extend([vec![1], vec![2], vec![3]]);
+        let relaxable: Vec<Relaxable<'_>> = published.iter().map(|r| Relaxable { inner: r, weight: 1.0 }).collect();
+        assert!(!widening(&VALUES, true, &relaxable, &[], &[0], 1.0).unwrap().unwrap().is_empty());
+        let (row, col) = ([0u32, 1], [0u32, 2]);
+        let fixed: Vec<&[u32]> = vec![&row, &col];
+        let broken = widening(&VALUES, true, &relaxable, &fixed, &[0], 1.0).unwrap().unwrap();
+        let named: Vec<&[u32]> = broken.iter().map(|&k| relaxable[k].inner).collect();
+        assert!(named.contains(&&[1u32][..]) && named.contains(&&[2u32][..]), "{named:?}");
+        // Down by more than a holds: impossible with x ≥ 0, possible without.
+        assert_eq!(widening(&VALUES, true, &relaxable, &[], &[0], -2.0).unwrap(), None);
+        assert!(widening(&VALUES, false, &relaxable, &[], &[0], -2.0).unwrap().is_some());
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod gauss;
+pub mod hypercube;
 pub mod input;
 pub mod rules;
 pub mod table;
@@ -256,18 +257,90 @@ pub fn protect_traced(
             let intervals = primaries.into_iter().zip(found).collect();
             return Ok(Protection { status, primary, intervals });
         }
-        let chosen = failing.len();
-        for p in failing {
-            let need = primary[p].as_ref().map_or(0.0, |x| x.protection);
-            let skip = |c: usize| {
-                widening.contains(&c) || exhausted.contains(&c) || forced_sets.contains(inner_of[c].as_slice())
-            };
-            match widen(table, p, need, &status, &inner_of, &inner_values, skip) {
-                Some(c) => {
-                    widening.insert(c);
+        // Widen each failing cell along the cheapest attacker's move that reaches its
+        // protection: suppress every cell the move changes (audit::widening).
+        let values_of = |c: usize| table.stats(c).additive;
+        let relaxable_cells: Vec<usize> = (0..cells)
+            .filter(|&c| {
+                primary[c].is_none() && !exhausted.contains(&c) && !forced_sets.contains(inner_of[c].as_slice())
+            })
+            .collect();
+        let fixed: Vec<&[u32]> = forced
+            .iter()
+            .map(|f| f.inner.as_slice())
+            .chain(exhausted.iter().map(|&c| inner_of[c].as_slice()))
+            .collect();
+        let is_fixed = |c: usize| exhausted.contains(&c) || forced_sets.contains(inner_of[c].as_slice());
+        // The cells a move of `p` by `amount` changes: a chain of hypercubes, or else the
+        // linear programme's cheapest move; `None` when `p` cannot move that way.
+        let move_cells = |widening: &BTreeSet<usize>,
+                          p: usize,
+                          amount: f64,
+                          frequency: bool|
+         -> Result<Option<Vec<usize>>, Refusal> {
+            let cost = |c: usize| -> Option<u32> {
+                if is_fixed(c) {
+                    None
+                } else {
+                    Some(u32::from(primary[c].is_none() && status[c] == Status::Published && !widening.contains(&c)))
                 }
-                None => return Err(Refusal::Unprotectable { cell: p }),
+            };
+            let nonnegative = table.is_nonnegative();
+            if let Some(cells) = hypercube::widen(table, p, amount, frequency, &inner_values, nonnegative, &cost) {
+                return Ok(Some(cells.into_iter().collect()));
             }
+            let relaxable: Vec<audit::Relaxable<'_>> = relaxable_cells
+                .iter()
+                .map(|&c| audit::Relaxable {
+                    inner: &inner_of[c],
+                    // Keeping a suppressed cell suppressed costs little; suppressing a
+                    // published one costs a cell.
+                    weight: if status[c] == Status::Published && !widening.contains(&c) { 1.0 } else { 0.01 },
+                })
+                .collect();
+            let broken = audit::widening(&inner_values, nonnegative, &relaxable, &fixed, &inner_of[p], amount)
+                .map_err(|e| Refusal::Audit(e.to_string()))?;
+            Ok(broken.map(|b| b.into_iter().map(|r| relaxable_cells[r]).collect()))
+        };
+        let mut chosen = 0;
+        for a in audited.iter().filter(|a| !a.protected) {
+            let p = a.cell;
+            let (value, need) = (values_of(p), primary[p].as_ref().map_or(0.0, |x| x.protection));
+            // The moves to find: up and down by the protection (magnitude rules), or any move
+            // at all for a frequency rule (up first: it is never pinned by x ≥ 0).
+            let amounts: Vec<f64> = if need > 0.0 {
+                let reach = need * (1.0 + 1e-6);
+                let mut wanted = Vec::new();
+                if a.interval.upper.is_some_and(|u| u < value + need) {
+                    wanted.push(reach);
+                }
+                if a.interval.lower > value - need {
+                    wanted.push(-reach);
+                }
+                wanted
+            } else {
+                vec![value.abs().max(1.0)]
+            };
+            for (k, &amount) in amounts.iter().enumerate() {
+                let mut broken = move_cells(&widening, p, amount, need == 0.0)?;
+                if broken.is_none() && need == 0.0 && value > 0.0 && k == 0 {
+                    // No upward move: any downward one will do.
+                    broken = move_cells(&widening, p, -value / 2.0, true)?;
+                }
+                let Some(broken) = broken else {
+                    return Err(Refusal::Unprotectable { cell: p });
+                };
+                for c in broken {
+                    if primary[c].is_none() && widening.insert(c) {
+                        chosen += 1;
+                    }
+                }
+            }
+        }
+        if chosen == 0 {
+            // The moves need no further suppression, yet the audit finds cells short: the
+            // solver's rounding disagrees with itself. Fail closed.
+            return Err(Refusal::Unprotectable { cell: failing[0] });
         }
         trace(Phase::Widened { cells: chosen });
     }
@@ -457,44 +530,6 @@ fn singleton_targets(table: &Table, status: &[Status], relations: &[&[u32]], mag
     out
 }
 
-/// A published cell to suppress so that primary cell `p`'s interval widens: an inner cell
-/// sharing the smallest published relation with `p`, preferring one whose value covers the
-/// protection needed, then the smaller value, then the index. `None` when there is none.
-fn widen(
-    table: &Table,
-    p: usize,
-    need: f64,
-    status: &[Status],
-    inner_of: &[Vec<u32>],
-    inner_values: &[f64],
-    skip: impl Fn(usize) -> bool,
-) -> Option<usize> {
-    let mine = &inner_of[p];
-    let mut best_relation: Vec<usize> = vec![usize::MAX; table.inner_count()];
-    for (r, set) in inner_of.iter().enumerate() {
-        if status[r] != Status::Published || set.len() <= mine.len() || !mine.iter().all(|&i| table.covers(r, i)) {
-            continue;
-        }
-        for &i in set {
-            best_relation[i as usize] = best_relation[i as usize].min(set.len());
-        }
-    }
-    let needed = need.max(f64::MIN_POSITIVE);
-    (0..table.inner_count() as u32)
-        .filter(|&i| best_relation[i as usize] != usize::MAX && mine.binary_search(&i).is_err())
-        .map(|i| (i, table.output_of_inner(i)))
-        .filter(|&(_, c)| status[c] == Status::Published && !skip(c))
-        .min_by(|&(i, a), &(j, b)| {
-            let (vi, vj) = (inner_values[i as usize], inner_values[j as usize]);
-            best_relation[i as usize]
-                .cmp(&best_relation[j as usize])
-                .then((vi < needed).cmp(&(vj < needed)))
-                .then(vi.total_cmp(&vj))
-                .then(a.cmp(&b))
-        })
-        .map(|(_, c)| c)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,5 +598,37 @@ mod tests {
         let p = protect(&t, &Rules::domestic(), &forced).unwrap();
         assert_eq!(p.status[t.output_of_inner(secondary_inner)], Status::Published);
         assert_eq!(p.count(Status::Primary), 1);
+    }
+
+    #[test]
+    fn a_magnitude_cell_alone_in_its_row_is_protected_by_a_mirror_row() {
+        // Row r0 has one non-zero cell, of two contributors (p % primary, and so are its row
+        // total and column... margins holding nothing else). Its upward move needs another row
+        // to give way: the engine must find it (it once widened one cell per round for ever).
+        let rows = ["r0", "r1", "r2", "r3"];
+        let cols = ["c0", "c1", "c2"];
+        let dims = vec![dim("row", &rows), dim("col", &cols)];
+        let probe = Table::build(dims.clone(), Statistic::Sum, &[], 2).unwrap();
+        let mut contributions = Vec::new();
+        let mut next = 0;
+        let mut add = |r: u32, c: u32, value: f64| {
+            let inner = probe.inner_of_leaves(&[r, c]);
+            contributions.push(Contribution { inner, contributor: next, holding: None, value });
+            next += 1;
+        };
+        add(0, 0, 300.0);
+        add(0, 0, 200.0);
+        for r in 1..4 {
+            for c in 0..3 {
+                for k in 0..5 {
+                    add(r, c, 40.0 + f64::from(r * 7 + c * 3 + k));
+                }
+            }
+        }
+        let t = Table::build(dims, Statistic::Sum, &contributions, 2).unwrap();
+        let p = protect(&t, &Rules::domestic(), &[]).unwrap();
+        assert!(p.count(Status::Primary) >= 2, "{:?}", p.status);
+        let audit = audit_pattern(&t, &Rules::domestic(), &p.status, &[], Method::LinearProgramming).unwrap();
+        assert!(audit.iter().all(|a| a.protected), "{audit:?}");
     }
 }

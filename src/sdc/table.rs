@@ -412,6 +412,11 @@ impl Table {
         rank(&leaves, &self.leaf_radix) as u32
     }
 
+    /// The leaf per dimension of inner cell `inner`.
+    pub fn leaves_of_inner(&self, inner: u32) -> Vec<u32> {
+        unrank(inner as usize, &self.leaf_radix).into_iter().map(|l| l as u32).collect()
+    }
+
     /// The output cell that is inner cell `inner` (leaf codes in every dimension).
     pub fn output_of_inner(&self, inner: u32) -> usize {
         let leaves = unrank(inner as usize, &self.leaf_radix);

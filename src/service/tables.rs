@@ -876,7 +876,13 @@ fn protect_request(
         .map(|(r, d)| r.codes.iter().map(|c| d.code(if exact { &c.exact } else { &c.engine }).unwrap_or(0)).collect())
         .collect();
     let checked = ledger_rows.len() as u64;
-    let protection = match sdc::protect(&table, rules, &forced) {
+    // How long each phase took (no value, no cell): what an operator needs to see why a table
+    // is slow.
+    let started = std::time::Instant::now();
+    let mut trace = |phase: sdc::Phase| {
+        tracing::debug!(?phase, elapsed_ms = started.elapsed().as_millis() as u64, "table protection")
+    };
+    let protection = match sdc::protect_traced(&table, rules, &forced, &mut trace) {
         Ok(p) => p,
         Err(refusal) => {
             // The recipient learns which of the cells it received conflicts, not which cell of
