@@ -331,6 +331,11 @@ impl Table {
             nonnegative &= c.value >= 0.0;
             slot.push(*c);
         }
+        // Within an inner cell, a fixed order (by contributor, then value), so that sums do not
+        // depend on the order rows arrived in; a margin sums its inner cells in index order.
+        for cs in &mut per_inner {
+            cs.sort_unstable_by(|a, b| a.contributor.cmp(&b.contributor).then(a.value.total_cmp(&b.value)));
+        }
         let mut table = Table {
             dimensions,
             statistic,
@@ -341,10 +346,11 @@ impl Table {
             inner_respondents: Vec::new(),
             nonnegative,
         };
+        let mut aggregator = Aggregator::new(contributions);
         let inner_values: Vec<(u32, f64)> = per_inner
             .iter()
             .map(|cs| {
-                let stats = aggregate(cs.iter(), 0);
+                let stats = aggregator.cell(cs.iter(), 0);
                 let value = if statistic.is_magnitude() { stats.sum } else { f64::from(stats.contributors) };
                 (stats.respondents, value)
             })
@@ -353,7 +359,7 @@ impl Table {
         let mut cells = Vec::with_capacity(output as usize);
         for cell in 0..output as usize {
             let inner = table.inner_of(cell);
-            let mut stats = aggregate(inner.iter().flat_map(|&i| per_inner[i as usize].iter()), keep_top);
+            let mut stats = aggregator.cell(inner.iter().flat_map(|&i| per_inner[i as usize].iter()), keep_top);
             stats.additive = inner.iter().map(|&i| inner_values[i as usize].1).sum();
             cells.push(stats);
         }
@@ -491,48 +497,81 @@ fn unrank(mut n: usize, radix: &[usize]) -> Vec<usize> {
     out
 }
 
-/// Aggregates contributions per contributor and per respondent.
-fn aggregate<'a>(contributions: impl Iterator<Item = &'a Contribution>, keep_top: usize) -> CellStats {
-    let mut all: Vec<&Contribution> = contributions.collect();
-    let mut sum = 0.0;
-    let mut abs_total = 0.0;
-    // Sum in a fixed order (by contributor, then value) so the result does not depend on the
-    // order records arrived in.
-    all.sort_by(|a, b| a.contributor.cmp(&b.contributor).then(a.value.total_cmp(&b.value)));
-    let mut contributors = 0u32;
-    let mut last = None;
-    for c in &all {
-        sum += c.value;
-        abs_total += c.value.abs();
-        if last != Some(c.contributor) {
-            contributors += 1;
-            last = Some(c.contributor);
+/// Aggregates contributions into [`CellStats`] in time linear in their number: a stamp per
+/// contributor and per respondent marks the ones a cell has seen, instead of sorting every
+/// cell's contributions.
+struct Aggregator {
+    /// The cell being aggregated (stamps start at 1; 0 is "never seen").
+    stamp: u32,
+    /// Per contributor, the last cell that counted it.
+    contributor_seen: Vec<u32>,
+    /// Per contributor without a holding and per holding: (stamp, index into `totals`).
+    contributor_slot: Vec<(u32, u32)>,
+    holding_slot: Vec<(u32, u32)>,
+    /// The cell's respondent totals of absolute values.
+    totals: Vec<f64>,
+}
+
+impl Aggregator {
+    fn new(contributions: &[Contribution]) -> Aggregator {
+        let contributors = contributions.iter().map(|c| c.contributor as usize + 1).max().unwrap_or(0);
+        let holdings = contributions.iter().filter_map(|c| c.holding).map(|h| h as usize + 1).max().unwrap_or(0);
+        Aggregator {
+            stamp: 0,
+            contributor_seen: vec![0; contributors],
+            contributor_slot: vec![(0, 0); contributors],
+            holding_slot: vec![(0, 0); holdings],
+            totals: Vec::new(),
         }
     }
-    // Respondent key: a holding, or a contributor on its own.
-    let key = |c: &Contribution| match c.holding {
-        Some(h) => (0u8, h),
-        None => (1u8, c.contributor),
-    };
-    all.sort_by(|a, b| key(a).cmp(&key(b)).then(a.value.total_cmp(&b.value)));
-    let mut totals: Vec<f64> = Vec::new();
-    let mut last_key = None;
-    for c in &all {
-        if last_key == Some(key(c)) {
-            if let Some(t) = totals.last_mut() {
-                *t += c.value.abs();
+
+    /// The statistics of the contributions of one cell (summed in the order given), keeping
+    /// the `keep_top` largest respondent totals.
+    fn cell<'a>(&mut self, contributions: impl Iterator<Item = &'a Contribution>, keep_top: usize) -> CellStats {
+        self.stamp += 1;
+        let stamp = self.stamp;
+        self.totals.clear();
+        let (mut sum, mut abs_total, mut contributors) = (0.0, 0.0, 0u32);
+        // None: no contribution yet; Some(None): contributions of different (or no) holdings.
+        let mut holding: Option<Option<u32>> = None;
+        for c in contributions {
+            sum += c.value;
+            abs_total += c.value.abs();
+            let seen = &mut self.contributor_seen[c.contributor as usize];
+            if *seen != stamp {
+                *seen = stamp;
+                contributors += 1;
             }
-        } else {
-            totals.push(c.value.abs());
-            last_key = Some(key(c));
+            let slot = match c.holding {
+                Some(h) => &mut self.holding_slot[h as usize],
+                None => &mut self.contributor_slot[c.contributor as usize],
+            };
+            if slot.0 == stamp {
+                self.totals[slot.1 as usize] += c.value.abs();
+            } else {
+                *slot = (stamp, self.totals.len() as u32);
+                self.totals.push(c.value.abs());
+            }
+            holding = match holding {
+                None => Some(c.holding),
+                Some(h) if h == c.holding => Some(h),
+                Some(_) => Some(None),
+            };
         }
+        let respondents = self.totals.len() as u32;
+        let descending = |a: &f64, b: &f64| b.total_cmp(a);
+        let mut top: Vec<f64> = if keep_top == 0 {
+            Vec::new()
+        } else if self.totals.len() > keep_top {
+            self.totals.select_nth_unstable_by(keep_top - 1, descending);
+            self.totals[..keep_top].to_vec()
+        } else {
+            self.totals.clone()
+        };
+        top.sort_by(descending);
+        let one_holding = matches!(holding, Some(Some(_)));
+        CellStats { contributors, respondents, sum, abs_total, top, one_holding, additive: 0.0 }
     }
-    let respondents = totals.len() as u32;
-    totals.sort_by(|a, b| b.total_cmp(a));
-    totals.truncate(keep_top);
-    let first_holding = all.first().and_then(|c| c.holding);
-    let one_holding = first_holding.is_some() && all.iter().all(|c| c.holding == first_holding);
-    CellStats { contributors, respondents, sum, abs_total, top: totals, one_holding, additive: 0.0 }
 }
 
 #[cfg(test)]
@@ -649,5 +688,43 @@ mod tests {
         assert!(t.stats(1).one_holding, "inner a: one contributor of holding 0");
         assert_eq!(total.additive, 3.0, "COUNT's additive value sums inner distinct contributors");
         assert_eq!(t.value(0), Some(3.0));
+    }
+
+    #[test]
+    fn the_aggregator_agrees_with_sorting_every_cell() {
+        // Pseudo-random contributions: 40 contributors, some in holdings, repeated values.
+        let mut x = 7u64;
+        let mut next = || {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 33) as u32
+        };
+        let contributions: Vec<Contribution> = (0..400)
+            .map(|_| {
+                let contributor = next() % 40;
+                let holding = (contributor % 3 == 0).then_some(contributor % 4);
+                Contribution { inner: 0, contributor, holding, value: f64::from(next() % 50) - 10.0 }
+            })
+            .collect();
+        let mut aggregator = Aggregator::new(&contributions);
+        for (from, to) in [(0, 400), (0, 1), (10, 20), (100, 400), (5, 5)] {
+            let cell = &contributions[from..to];
+            let got = aggregator.cell(cell.iter(), 3);
+            let contributors: HashSet<u32> = cell.iter().map(|c| c.contributor).collect();
+            let mut totals: HashMap<(bool, u32), f64> = HashMap::new();
+            for c in cell {
+                let key = c.holding.map_or((false, c.contributor), |h| (true, h));
+                *totals.entry(key).or_default() += c.value.abs();
+            }
+            let mut top: Vec<f64> = totals.values().copied().collect();
+            top.sort_by(|a, b| b.total_cmp(a));
+            top.truncate(3);
+            let holdings: HashSet<Option<u32>> = cell.iter().map(|c| c.holding).collect();
+            assert_eq!(got.contributors as usize, contributors.len());
+            assert_eq!(got.respondents as usize, totals.len());
+            assert_eq!(got.top, top);
+            assert_eq!(got.sum, cell.iter().map(|c| c.value).sum::<f64>());
+            assert_eq!(got.abs_total, cell.iter().map(|c| c.value.abs()).sum::<f64>());
+            assert_eq!(got.one_holding, holdings.len() == 1 && !holdings.contains(&None));
+        }
     }
 }

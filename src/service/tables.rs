@@ -36,7 +36,6 @@ use crate::domain::ids::DatasetId;
 use crate::domain::participant::{Participant, Role};
 use crate::domain::record::bodies::{self, TableDecision, TableDefinition, TableDimensionRecord};
 use crate::domain::record::{NewRecord, RecordBody, TransferAction, TransferFacets};
-use crate::domain::values::text_values;
 use crate::log::sequencer::Receipt;
 use crate::pb;
 use crate::policy::{self, Action, Decision, DecisionJson, TableRules};
@@ -321,6 +320,109 @@ struct Rows {
     values: Vec<Option<f64>>,
 }
 
+/// A map keyed by values read from rows: a fast hasher, randomly seeded per map.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// One value of a column, borrowed from it.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Text(&'a str),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+}
+
+/// Calls `f` with every row's value of column `c` (carrying `ty`), `None` for null.
+fn each_value<'a>(c: &'a pb::Column, ty: FieldType, n: u32, mut f: impl FnMut(Option<Value<'a>>)) {
+    let mut nulls = c.nulls.iter().peekable();
+    let mut k = 0usize;
+    for row in 0..n {
+        if nulls.peek() == Some(&&row) {
+            nulls.next();
+            f(None);
+            continue;
+        }
+        let v = match crate::domain::values::carrier(ty) {
+            "strings" => c.strings.get(k).map(|s| Value::Text(s)),
+            "ints" => c.ints.get(k).map(|&i| Value::Int(i)),
+            "doubles" => c.doubles.get(k).map(|&d| Value::Double(d)),
+            _ => c.bools.get(k).map(|&b| Value::Bool(b)),
+        };
+        k += 1;
+        f(v);
+    }
+}
+
+/// Dense codes for one column's values, allocating only for a value seen the first time.
+/// With `canonical`, values are coded by their canonical category (dates by month, null as
+/// [`MISSING`]); without, by their exact text, and a null has no code.
+struct Coder {
+    ty: FieldType,
+    canonical: bool,
+    texts: FastMap<String, u32>,
+    ints: FastMap<i64, u32>,
+    doubles: FastMap<u64, u32>,
+    /// Canonical text → code (two raw values may share a category: dates of one month).
+    categories: FastMap<String, u32>,
+    dictionary: Vec<String>,
+}
+
+impl Coder {
+    fn new(ty: FieldType, canonical: bool) -> Coder {
+        Coder {
+            ty,
+            canonical,
+            texts: FastMap::default(),
+            ints: FastMap::default(),
+            doubles: FastMap::default(),
+            categories: FastMap::default(),
+            dictionary: Vec::new(),
+        }
+    }
+
+    fn category(&mut self, text: String) -> u32 {
+        let next = self.dictionary.len() as u32;
+        *self.categories.entry(text).or_insert_with_key(|t| {
+            self.dictionary.push(t.clone());
+            next
+        })
+    }
+
+    /// The code of a value (`None` for null when not canonical).
+    fn code(&mut self, v: Option<Value<'_>>) -> Option<u32> {
+        Some(match v {
+            None if self.canonical => self.category(MISSING.to_owned()),
+            None => return None,
+            Some(Value::Text(t)) => match self.texts.get(t) {
+                Some(&c) => c,
+                None => {
+                    let text = if self.canonical { canonical(self.ty, Some(t)) } else { t.to_owned() };
+                    let c = self.category(text);
+                    self.texts.insert(t.to_owned(), c);
+                    c
+                }
+            },
+            Some(Value::Int(i)) => match self.ints.get(&i) {
+                Some(&c) => c,
+                None => {
+                    let c = self.category(i.to_string());
+                    self.ints.insert(i, c);
+                    c
+                }
+            },
+            Some(Value::Double(d)) => match self.doubles.get(&d.to_bits()) {
+                Some(&c) => c,
+                None => {
+                    let c = self.category(d.to_string());
+                    self.doubles.insert(d.to_bits(), c);
+                    c
+                }
+            },
+            Some(Value::Bool(b)) => self.category(b.to_string()),
+        })
+    }
+}
+
 async fn read_rows(
     gw: &Gateway,
     dataset: &Dataset,
@@ -334,80 +436,107 @@ async fn read_rows(
     let field_idx: Vec<usize> = fields.iter().map(index).collect::<Result<_, _>>()?;
     let measure_idx = measure.map(index).transpose()?;
     let key_idx = dataset.contributor_key_field.as_ref().and_then(|f| dataset.field_index(f));
+    let holding_idx = dataset.holding_key_field.as_ref().and_then(|f| dataset.field_index(f));
     let corrupt = || ServiceError::DataLoss(format!("dataset {} version {}", dataset.id, version.version));
     let mut rows = Rows {
         categories: vec![Vec::new(); fields.len()],
-        dictionary: vec![Vec::new(); fields.len()],
+        dictionary: Vec::new(),
         contributors: Vec::new(),
         holdings: Vec::new(),
         values: Vec::new(),
     };
-    let holding_idx = dataset.holding_key_field.as_ref().and_then(|f| dataset.field_index(f));
-    let mut holding_ids: HashMap<String, u32> = HashMap::new();
-    let mut holding_of: HashMap<u32, Option<u32>> = HashMap::new();
-    let mut codes: Vec<HashMap<String, u32>> = vec![HashMap::new(); fields.len()];
-    let mut ids: HashMap<String, u32> = HashMap::new();
-    let mut next_id: u32 = 0;
+    let mut coders: Vec<Coder> = field_idx.iter().map(|&i| Coder::new(dataset.fields[i].ty, true)).collect();
+    let mut keys = key_idx.map(|i| Coder::new(dataset.fields[i].ty, false));
+    let mut holding_codes = holding_idx.map(|i| Coder::new(dataset.fields[i].ty, false));
+    // Per contributor, its holding (the engine's precondition: one at most).
+    let mut holding_of: Vec<Option<u32>> = Vec::new();
+    // Rows without a contributor key (or with a null one) are their own contributors, numbered
+    // after the keyed ones once every row is read.
+    let mut keyless: Vec<usize> = Vec::new();
     let plan = ChunkPlan { dataset: dataset.clone(), version: version.clone(), from: 0, reader: Reader::Gateway };
     let mut chunks = masked_chunks(gw, plan, Pace::Pull);
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;
         let (n, columns) = RowBatch::from_encoded(chunk.data).split().map_err(|_| corrupt())?;
-        let text = |i: usize| -> Result<Vec<Option<String>>, ServiceError> {
-            let c: pb::Column =
-                prost::Message::decode(columns.get(i).cloned().ok_or_else(corrupt)?).map_err(|_| corrupt())?;
-            Ok(text_values(&c, dataset.fields[i].ty, n))
+        let column = |i: usize| -> Result<pb::Column, ServiceError> {
+            prost::Message::decode(columns.get(i).cloned().ok_or_else(corrupt)?).map_err(|_| corrupt())
         };
         for (k, &i) in field_idx.iter().enumerate() {
-            let ty = dataset.fields[i].ty;
-            for v in text(i)? {
-                let c = canonical(ty, v.as_deref());
-                let next = codes[k].len() as u32;
-                let code = *codes[k].entry(c).or_insert_with_key(|c| {
-                    rows.dictionary[k].push(c.clone());
-                    next
+            let c = column(i)?;
+            let (coder, out) = (&mut coders[k], &mut rows.categories[k]);
+            out.reserve(n as usize);
+            each_value(&c, dataset.fields[i].ty, n, |v| out.push(coder.code(v).unwrap_or(0)));
+        }
+        let first = rows.contributors.len();
+        match (key_idx, keys.as_mut()) {
+            (Some(i), Some(coder)) => {
+                let c = column(i)?;
+                each_value(&c, dataset.fields[i].ty, n, |v| {
+                    let id = coder.code(v);
+                    if id.is_none() {
+                        keyless.push(rows.contributors.len());
+                    }
+                    rows.contributors.push(id.unwrap_or(u32::MAX));
                 });
-                rows.categories[k].push(code);
+            }
+            _ => {
+                keyless.extend(first..first + n as usize);
+                rows.contributors.extend(std::iter::repeat_n(u32::MAX, n as usize));
             }
         }
-        let keys = key_idx.map(text).transpose()?;
-        let holdings = holding_idx.map(text).transpose()?;
-        for row in 0..n as usize {
-            // Without a contributor key (or with a null one) a row is its own contributor.
-            let id = match keys.as_ref().and_then(|k| k[row].as_ref()) {
-                Some(k) => *ids.entry(k.clone()).or_insert_with(|| {
-                    next_id += 1;
-                    next_id - 1
-                }),
-                None => {
-                    next_id += 1;
-                    next_id - 1
-                }
-            };
-            rows.contributors.push(id);
-            let holding = holdings.as_ref().and_then(|h| h[row].as_ref()).map(|h| {
-                let next = holding_ids.len() as u32;
-                *holding_ids.entry(h.clone()).or_insert(next)
-            });
-            // The engine's precondition: a contributor belongs to one holding at most.
-            if *holding_of.entry(id).or_insert(holding) != holding {
+        match (holding_idx, holding_codes.as_mut()) {
+            (Some(i), Some(coder)) => {
+                let c = column(i)?;
+                each_value(&c, dataset.fields[i].ty, n, |v| rows.holdings.push(coder.code(v)));
+            }
+            _ => rows.holdings.extend(std::iter::repeat_n(None, n as usize)),
+        }
+        for row in first..rows.contributors.len() {
+            let (id, holding) = (rows.contributors[row], rows.holdings[row]);
+            if id == u32::MAX {
+                continue;
+            }
+            let id = id as usize;
+            if id >= holding_of.len() {
+                holding_of.resize(id + 1, None);
+                holding_of[id] = holding;
+            } else if holding_of[id] != holding {
                 return Err(ServiceError::FailedPrecondition(format!(
                     "dataset {} version {} gives a contributor two holdings: no table of it can be protected",
                     dataset.id, version.version
                 )));
             }
-            rows.holdings.push(holding);
         }
         match measure_idx {
             Some(i) => {
-                for v in text(i)? {
-                    let parsed = v.map(|v| v.parse::<f64>().map_err(|_| corrupt())).transpose()?;
-                    rows.values.push(parsed.filter(|x| x.is_finite()));
+                let c = column(i)?;
+                let mut bad = false;
+                each_value(&c, dataset.fields[i].ty, n, |v| {
+                    let x = match v {
+                        None => None,
+                        Some(Value::Int(i)) => Some(i as f64),
+                        Some(Value::Double(d)) => Some(d),
+                        Some(Value::Text(t)) => t.parse::<f64>().map_err(|_| bad = true).ok(),
+                        Some(Value::Bool(_)) => {
+                            bad = true;
+                            None
+                        }
+                    };
+                    rows.values.push(x.filter(|x| x.is_finite()));
+                });
+                if bad {
+                    return Err(corrupt());
                 }
             }
             None => rows.values.extend(std::iter::repeat_n(Some(1.0), n as usize)),
         }
     }
+    // Keyless rows: one contributor each, after the keyed ones.
+    let keyed = keys.as_ref().map_or(0, |k| k.dictionary.len() as u32);
+    for (id, row) in (keyed..).zip(keyless) {
+        rows.contributors[row] = id;
+    }
+    rows.dictionary = coders.into_iter().map(|c| c.dictionary).collect();
     Ok(rows)
 }
 
@@ -691,7 +820,13 @@ async fn compute(
     ledger_rows: &[ReleasedCell],
 ) -> Result<Computed, ServiceError> {
     let (fields, _) = engine_fields(req, dataset, ledger_rows)?;
+    let started = std::time::Instant::now();
     let rows = read_rows(gw, dataset, version, &fields, req.statistic.measure()).await?;
+    tracing::debug!(
+        rows = rows.contributors.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "table rows read"
+    );
     // Building and protecting a table is CPU work of up to seconds: off the async workers.
     let (req, dataset, rules, ledger_rows) = (req.clone(), dataset.clone(), *rules, ledger_rows.to_vec());
     let max_cells = gw.policy.tables.max_cells;
@@ -840,8 +975,10 @@ fn protect_request(
             value,
         });
     }
+    let started = std::time::Instant::now();
     let table =
         Table::build(dims, statistic, &contributions, keep_top).map_err(|e| ServiceError::invalid("dimensions", e))?;
+    tracing::debug!(cells = table.output_count(), elapsed_ms = started.elapsed().as_millis() as u64, "table built");
     // The ledger's cells over this table's inner cells.
     let mut forced: Vec<sdc::Forced> = Vec::new();
     let mut forced_labels: Vec<String> = Vec::new();

@@ -696,6 +696,20 @@ async fn a_holding_is_one_respondent() {
     assert_eq!((table.cell(&["B"]).value, table.cell(&["B"]).contributors), (Some(5.0), Some(5)));
     // Counts stay per contributor.
     assert_eq!(table.cell(&["Total"]).value, Some(12.0));
+
+    // A contributor in two holdings breaks the engine's precondition: refused, not guessed.
+    let strings =
+        |v: &[&str]| pb::Column { strings: v.iter().map(|s| (*s).to_owned()).collect(), ..Default::default() };
+    let batch = RowBatch::from_columns(
+        3,
+        vec![strings(&["g0", "g1", "g0"]), strings(&["A", "A", "C"]), strings(&["h1", "h1", "h2"])],
+    );
+    publish(&mut owner, "groups", "v2", vec![batch]).await.unwrap();
+    let Err(err) = tabulate(&mut consumer, count_of("groups", vec![dim("district")])).await else {
+        panic!("a contributor in two holdings was tabulated");
+    };
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("two holdings"), "{}", err.message());
 }
 
 #[tokio::test]
