@@ -188,6 +188,7 @@ fn duckdb(rows: u32) -> Option<Duration> {
         r#"
 import duckdb, time
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 con.execute("""CREATE TABLE t AS SELECT
   '1201' || lpad(CAST(i % 16 + 1 AS VARCHAR), 2, '0') AS district,
   CASE WHEN i % 16 < 8 THEN 'Tianjin' WHEN i % 16 < 12 THEN 'Beijing' ELSE 'Hebei' END AS region,
@@ -208,9 +209,14 @@ print(time.perf_counter() - t0, len(n))
         return None;
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut parts = text.split_whitespace();
-    let secs: f64 = parts.next()?.parse().ok()?;
-    let groups: usize = parts.next()?.parse().ok()?;
+    let parsed = text.lines().last().and_then(|line| {
+        let mut parts = line.split_whitespace();
+        Some((parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<usize>().ok()?))
+    });
+    let Some((secs, groups)) = parsed else {
+        println!("DuckDB's answer did not parse: {text:?}");
+        return None;
+    };
     println!("DuckDB GROUP BY CUBE (region, district, industry, month), COUNT DISTINCT and SUM: {secs:.2} s, {groups} groups");
     Some(Duration::from_secs_f64(secs))
 }
