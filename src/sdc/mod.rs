@@ -178,13 +178,19 @@ pub fn protect_traced(
     let magnitude = table.statistic().is_magnitude();
     let cells = table.output_count();
     let primary: Vec<Option<Primary>> = (0..cells).map(|c| rules.classify(table.stats(c), magnitude)).collect();
+    // Nothing to protect: every cell is published (no elimination: large safe tables are the
+    // common case, and no singleton relation exists without a suppressed cell).
+    if primary.iter().all(Option::is_none) {
+        trace(Phase::Classified);
+        return Ok(Protection { status: vec![Status::Published; cells], primary, intervals: Vec::new() });
+    }
     let inner_of: Vec<Vec<u32>> = (0..cells).map(|c| table.inner_of(c)).collect();
     let forced_sets: HashSet<&[u32]> = forced.iter().map(|f| f.inner.as_slice()).collect();
     let forced_vectors: Vec<SparseVec> = forced.iter().map(|f| indicator(&f.inner)).collect();
     let inner_values: Vec<f64> =
         (0..table.inner_count() as u32).map(|i| table.stats(table.output_of_inner(i)).additive).collect();
-    let order = priority(table);
     trace(Phase::Classified);
+    let order = priority(table);
 
     let mut singletons: Vec<SparseVec> = Vec::new();
     let mut widening: BTreeSet<usize> = BTreeSet::new();

@@ -82,7 +82,7 @@ pub struct PullSlots {
 
 /// One streaming pull of a participant; its place is given back when dropped.
 #[derive(Debug)]
-struct PullSlot {
+pub(super) struct PullSlot {
     slots: Arc<PullSlots>,
     participant: ParticipantId,
     transfer: Mutex<Option<String>>,
@@ -90,7 +90,7 @@ struct PullSlot {
 
 impl PullSlots {
     /// Takes one of `participant`'s `max` places.
-    fn take(self: &Arc<Self>, participant: &ParticipantId, max: usize) -> Result<PullSlot, ServiceError> {
+    pub(super) fn take(self: &Arc<Self>, participant: &ParticipantId, max: usize) -> Result<PullSlot, ServiceError> {
         let mut counts = self.per_participant.lock().unwrap_or_else(|p| p.into_inner());
         let n = counts.entry(participant.clone()).or_insert(0);
         if *n >= max {
@@ -111,9 +111,15 @@ impl PullSlots {
 
 impl PullSlot {
     /// Marks `transfer` as streaming until this slot is dropped.
-    fn streams(&self, transfer: &str) {
-        self.slots.transfers.lock().unwrap_or_else(|p| p.into_inner()).insert(transfer.to_owned());
-        *self.transfer.lock().unwrap_or_else(|p| p.into_inner()) = Some(transfer.to_owned());
+    /// A slot streams one transfer: marking another (a table retried under a new id) unmarks
+    /// the first.
+    pub(super) fn streams(&self, transfer: &str) {
+        let mut mine = self.transfer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut transfers = self.slots.transfers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(before) = mine.replace(transfer.to_owned()) {
+            transfers.remove(&before);
+        }
+        transfers.insert(transfer.to_owned());
     }
 }
 
@@ -520,7 +526,7 @@ pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Resu
 
 /// `work`, unless `watcher` says first that the pull was withdrawn (then why). `watcher` must not
 /// be polled again once it has answered.
-async fn unless_withdrawn<T>(
+pub(super) async fn unless_withdrawn<T>(
     watcher: std::pin::Pin<&mut impl std::future::Future<Output = String>>,
     work: impl std::future::Future<Output = T>,
 ) -> Result<T, String> {
@@ -538,39 +544,70 @@ pub const RECHECK: Duration = Duration::from_secs(1);
 /// cannot show it is still allowed.
 const RECHECK_FAILURES: u32 = 5;
 
-/// Why a running pull may no longer proceed, if it may not: its recipient suspended, its grant
-/// revoked or expired, or an approval its decision used revoked.
-async fn withdrawn(gw: &Gateway, plan: &PullPlan) -> Result<Option<String>, ServiceError> {
-    let recipient = gw.store.participant(&plan.recipient.id).await?;
-    if recipient.is_none_or(|p| p.status != ParticipantStatus::Active) {
-        return Ok(Some(format!("participant {} was suspended", plan.recipient.id)));
+/// What a streaming transfer's authorisation rests on, re-checked while it streams (a pull's
+/// or a table's).
+#[derive(Debug, Clone)]
+pub(super) struct Standing {
+    /// The transfer (a pull's `t-…`, a table's `tb-…`).
+    pub transfer: String,
+    /// Its recipient, who must stay active.
+    pub recipient: ParticipantId,
+    /// Its grant, which must stay usable.
+    pub grant: String,
+    /// The approvals its decision used, which must not be revoked.
+    pub approvals: Vec<String>,
+}
+
+impl Standing {
+    /// The standing of a transfer decided by `decision`.
+    pub(super) fn of(transfer: &str, recipient: &ParticipantId, grant: &str, decision: &Decision) -> Standing {
+        let used = [&decision.approval, &decision.authority];
+        Standing {
+            transfer: transfer.to_owned(),
+            recipient: recipient.clone(),
+            grant: grant.to_owned(),
+            approvals: used
+                .into_iter()
+                .flatten()
+                .filter(|a| a.check == policy::ApprovalCheck::Valid)
+                .map(|a| a.id.to_string())
+                .collect(),
+        }
     }
-    let grant = gw.store.grant(&plan.grant.id).await?;
+}
+
+/// Why a running transfer may no longer proceed, if it may not: its recipient suspended, its
+/// grant revoked or expired, or an approval its decision used revoked.
+async fn withdrawn(gw: &Gateway, standing: &Standing) -> Result<Option<String>, ServiceError> {
+    let recipient = gw.store.participant(&standing.recipient).await?;
+    if recipient.is_none_or(|p| p.status != ParticipantStatus::Active) {
+        return Ok(Some(format!("participant {} was suspended", standing.recipient)));
+    }
+    let grant = gw.store.grant(&standing.grant).await?;
     match grant {
         Some(g) if g.is_usable(gw.clock.now()) => {}
         Some(g) if g.status == GrantStatus::Approved => return Ok(Some(format!("grant {} expired", g.id))),
         Some(g) => return Ok(Some(format!("grant {} is {}", g.id, g.status))),
-        None => return Ok(Some(format!("grant {} is gone", plan.grant.id))),
+        None => return Ok(Some(format!("grant {} is gone", standing.grant))),
     }
-    let used = [&plan.decision.approval, &plan.decision.authority];
-    for a in used.into_iter().flatten().filter(|a| a.check == policy::ApprovalCheck::Valid) {
-        if gw.store.approval(&a.id).await?.is_none_or(|s| s.approval.revoked) {
-            return Ok(Some(format!("approval {} was revoked", a.id)));
+    for a in &standing.approvals {
+        if gw.store.approval(a).await?.is_none_or(|s| s.approval.revoked) {
+            return Ok(Some(format!("approval {a} was revoked")));
         }
     }
     Ok(None)
 }
 
-/// Re-checks a running pull every [`RECHECK`] until `done`; when it is withdrawn (or cannot be
-/// re-checked [`RECHECK_FAILURES`] times in a row: fail closed) returns why.
-async fn watch_authorisation(gw: Gateway, plan: PullPlan, done: CancellationToken) -> Option<String> {
+/// Re-checks a running transfer every [`RECHECK`] until `done`; when it is withdrawn (or cannot
+/// be re-checked [`RECHECK_FAILURES`] times in a row: fail closed) returns why.
+pub(super) async fn watch_authorisation(gw: Gateway, standing: Standing, done: CancellationToken) -> Option<String> {
     let mut failures = 0;
     loop {
         tokio::select! {
             _ = done.cancelled() => return None,
             _ = tokio::time::sleep(RECHECK) => {}
         }
-        let checked = tokio::time::timeout(RECHECK, withdrawn(&gw, &plan)).await.unwrap_or_else(|_| {
+        let checked = tokio::time::timeout(RECHECK, withdrawn(&gw, &standing)).await.unwrap_or_else(|_| {
             Err(ServiceError::Unavailable(anyhow::anyhow!("the re-check took over a second").into()))
         });
         match checked {
@@ -578,7 +615,7 @@ async fn watch_authorisation(gw: Gateway, plan: PullPlan, done: CancellationToke
             Ok(Some(why)) => return Some(why),
             Err(e) => {
                 failures += 1;
-                tracing::warn!(transfer = %plan.transfer_id, error = %e, failures, "cannot re-check a running pull");
+                tracing::warn!(transfer = %standing.transfer, error = %e, failures, "cannot re-check a running transfer");
                 if failures >= RECHECK_FAILURES {
                     return Some("its authorisation cannot be re-checked".into());
                 }
@@ -609,7 +646,8 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: PullPlan) -> mpsc::Receiver<
         let done = CancellationToken::new();
         // Also when this task ends abnormally: the watcher (and the pull's slot it holds) ends.
         let _stop_watching = done.clone().drop_guard();
-        let watcher = tokio::spawn(watch_authorisation(gw.clone(), plan.clone(), done.clone()));
+        let standing = Standing::of(&plan.transfer_id, &plan.recipient.id, plan.grant.id.as_str(), &plan.decision);
+        let watcher = tokio::spawn(watch_authorisation(gw.clone(), standing, done.clone()));
         // Ends once: with why the pull was withdrawn (then the loop below stops at once).
         let mut watcher = std::pin::pin!(async move {
             watcher.await.ok().flatten().unwrap_or_else(|| "its authorisation cannot be re-checked".into())

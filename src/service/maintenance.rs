@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::ids::DatasetId;
-use crate::domain::record::bodies::{AccessRefused, TransferInterrupted};
+use crate::domain::record::bodies::{AccessRefused, TableInterrupted, TransferInterrupted};
 use crate::domain::record::{NewRecord, RecordBody, RecordKind, TransferAction, TransferFacets};
 use crate::store::TransferFilter;
 
@@ -219,12 +219,21 @@ pub async fn flush_refusals(gw: &Gateway) -> Result<usize, ServiceError> {
 /// # Errors
 /// `Unavailable` when the store cannot be read or the log written.
 pub async fn reconcile_interrupted(gw: &Gateway, since: Option<DateTime<Utc>>) -> Result<u64, ServiceError> {
+    let mut done = 0;
+    for kind in [RecordKind::TransferDecision, RecordKind::TableDecision] {
+        done += reconcile_kind(gw, since, kind).await?;
+    }
+    Ok(done)
+}
+
+/// [`reconcile_interrupted`] for the decisions of one kind (pulls, tables).
+async fn reconcile_kind(gw: &Gateway, since: Option<DateTime<Utc>>, kind: RecordKind) -> Result<u64, ServiceError> {
     let now = gw.clock.now();
     let to = if gw.store.shared() { now - SHARED_STREAM_GRACE } else { now + chrono::TimeDelta::seconds(1) };
     let mut filter = TransferFilter {
         from: since,
         to: Some(to),
-        kind: Some(RecordKind::TransferDecision),
+        kind: Some(kind),
         action: Some(TransferAction::Pass),
         unfinished: true,
         ..TransferFilter::default()
@@ -235,34 +244,49 @@ pub async fn reconcile_interrupted(gw: &Gateway, since: Option<DateTime<Utc>>) -
         let Some(last) = page.last() else { return Ok(done) };
         filter.before = Some((last.at, last.seq));
         for decision in page.iter().filter(|d| !gw.pulls.is_streaming(&d.facets.transfer)) {
+            let body = match serde_json::from_str::<serde_json::Value>(&decision.json) {
+                Ok(body) => Some(body),
+                Err(e) => {
+                    tracing::error!(seq = decision.seq, error = %e, "a decision record does not parse");
+                    None
+                }
+            };
+            // A table's preview passes and sends nothing: it has no completion to wait for.
+            if body.as_ref().is_some_and(|b| b["preview"] == serde_json::Value::Bool(true)) {
+                continue;
+            }
             let still = TransferFilter {
                 transfer: Some(decision.facets.transfer.clone()),
-                kind: Some(RecordKind::TransferDecision),
+                kind: Some(kind),
                 unfinished: true,
                 ..TransferFilter::default()
             };
             if gw.store.transfers(&still, 1).await?.is_empty() {
                 continue;
             }
-            let version = match serde_json::from_str::<serde_json::Value>(&decision.json) {
-                Ok(body) => body["version"].as_u64(),
-                Err(e) => {
-                    tracing::error!(seq = decision.seq, error = %e, "a decision record does not parse");
-                    None
-                }
-            };
-            let mut rec = NewRecord::new(
-                "local:maintenance",
-                now,
-                RecordBody::TransferInterrupted(TransferInterrupted {
-                    transfer: decision.facets.transfer.clone(),
-                    dataset: decision.facets.dataset.clone(),
+            let version = body.as_ref().and_then(|b| b["version"].as_u64());
+            let (transfer, dataset, recipient) =
+                (decision.facets.transfer.clone(), decision.facets.dataset.clone(), decision.facets.recipient.clone());
+            let body = if kind == RecordKind::TableDecision {
+                RecordBody::TableInterrupted(TableInterrupted {
+                    table: transfer,
+                    dataset,
                     version,
-                    recipient: decision.facets.recipient.clone(),
+                    recipient,
+                    decision_index: decision.leaf_index,
+                    outcome: TableInterrupted::OUTCOME.into(),
+                })
+            } else {
+                RecordBody::TransferInterrupted(TransferInterrupted {
+                    transfer,
+                    dataset,
+                    version,
+                    recipient,
                     decision_index: decision.leaf_index,
                     outcome: TransferInterrupted::OUTCOME.into(),
-                }),
-            );
+                })
+            };
+            let mut rec = NewRecord::new("local:maintenance", now, body);
             rec.facets = Some(TransferFacets { action: TransferAction::Interrupted, ..decision.facets.clone() });
             gw.log.append(rec).await?;
             tracing::warn!(transfer = %decision.facets.transfer, "transfer cut by a stop: recorded INTERRUPTED");

@@ -20,13 +20,16 @@
 //! minus zone B" and "all ages minus the young" are all sums of the same inner cells.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use ring::{digest, hmac};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::assessment::{self, Counting, RowSelection};
+use super::exchange::{unless_withdrawn, watch_authorisation, PullSlot, Standing};
 use super::extract::{masked_chunks, ChunkPlan, Pace, Reader};
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::classification::{Classification, Pi};
@@ -234,6 +237,10 @@ pub struct TablePlan {
     pub refused: Option<String>,
     recipient: Participant,
     exporter: Participant,
+    /// The TABLES grant used (re-checked while the cells stream).
+    grant: String,
+    /// The caller's place among its streaming transfers, given back when the plan is dropped.
+    slot: Option<Arc<PullSlot>>,
 }
 
 impl TablePlan {
@@ -1488,6 +1495,34 @@ pub async fn tabulate(
     req: &TableRequest,
     mode: Mode,
 ) -> Result<TablePlan, ServiceError> {
+    // A table costs seconds of CPU: it takes one of the caller's places among its streaming
+    // transfers, like a pull, while it is computed and (released) streamed.
+    let slot = gw
+        .pulls
+        .take(&caller.participant.id, gw.limits.max_pulls_per_participant)
+        .inspect_err(|e| gw.refusals.note(caller, Some(&req.dataset), e, gw.clock.now()))?;
+    match decide(gw, caller, req, mode, &slot).await {
+        Ok(mut plan) => {
+            plan.slot = Some(Arc::new(slot));
+            Ok(plan)
+        }
+        Err(e) => {
+            // Probing (no grant, an unknown dataset, a field not granted) is counted for the
+            // officers, as refused pulls are.
+            gw.refusals.note(caller, Some(&req.dataset), &e, gw.clock.now());
+            Err(e)
+        }
+    }
+}
+
+/// [`tabulate`] once the caller has its place.
+async fn decide(
+    gw: &Gateway,
+    caller: &Caller,
+    req: &TableRequest,
+    mode: Mode,
+    slot: &PullSlot,
+) -> Result<TablePlan, ServiceError> {
     for attempt in 1..=RELEASE_ATTEMPTS {
         let ctx = prepare(gw, caller, req).await?;
         let ledger = gw.store.released(&ctx.scope, &ctx.dataset.id, ctx.version.version).await?;
@@ -1592,6 +1627,9 @@ pub async fn tabulate(
                     report: Some(&computed.report),
                     at: ctx.at,
                 };
+                // Before its decision is stored: maintenance never takes a streaming table for
+                // one cut by a stop.
+                slot.streams(&ctx.table_id);
                 match gw.store.record_table(&release, &rec).await {
                     Ok(seq) => {
                         gw.log.kick();
@@ -1636,6 +1674,8 @@ fn plan(
         refused,
         recipient: ctx.recipient,
         exporter: ctx.exporter,
+        grant: ctx.grant.id.clone(),
+        slot: None,
     }
 }
 
@@ -1660,22 +1700,50 @@ pub enum TableDelivery {
 /// Cells per stream message.
 const CELLS_PER_MESSAGE: usize = 1024;
 
-/// Streams a recorded table's cells, then records its completion and sends the trailer.
+/// Streams a recorded table's cells, then records its completion and sends the trailer. Room for
+/// each message is reserved before it is made; while the cells stream, the table is re-checked
+/// every [`RECHECK`](super::exchange::RECHECK) as a pull is: once its recipient is suspended, its
+/// grant revoked or expired, or an approval its decision used revoked, no further cell is sent,
+/// the receiver gets `PermissionDenied` and the completion says `REVOKED` with what was sent.
 pub fn deliver(gw: &Gateway, caller: &Caller, plan: TablePlan) -> mpsc::Receiver<Result<TableDelivery, ServiceError>> {
     let (tx, rx) = mpsc::channel(1);
     let gw = gw.clone();
     let actor = caller.actor();
     tokio::spawn(async move {
+        let done = CancellationToken::new();
+        // Also when this task ends abnormally: the watcher ends.
+        let _stop_watching = done.clone().drop_guard();
+        let standing = Standing::of(&plan.table_id, &plan.recipient.id, &plan.grant, &plan.decision);
+        let watcher = tokio::spawn(watch_authorisation(gw.clone(), standing, done.clone()));
+        let mut watcher = std::pin::pin!(async move {
+            watcher.await.ok().flatten().unwrap_or_else(|| "its authorisation cannot be re-checked".into())
+        });
         let mut sent = 0u64;
         let mut cut = false;
+        let mut revoked: Option<String> = None;
         for chunk in plan.cells.chunks(CELLS_PER_MESSAGE) {
-            if tx.send(Ok(TableDelivery::Cells(chunk.to_vec()))).await.is_err() {
-                cut = true;
-                break;
+            match unless_withdrawn(watcher.as_mut(), tx.reserve()).await {
+                Err(why) => {
+                    revoked = Some(why);
+                    break;
+                }
+                Ok(Err(_)) => {
+                    cut = true;
+                    break;
+                }
+                Ok(Ok(permit)) => {
+                    permit.send(Ok(TableDelivery::Cells(chunk.to_vec())));
+                    sent += chunk.len() as u64;
+                }
             }
-            sent += chunk.len() as u64;
         }
+        done.cancel();
         let published = plan.cells.iter().filter(|c| c.status == Status::Published).count() as u64;
+        let (outcome, action) = match (&revoked, cut) {
+            (Some(why), _) => (format!("REVOKED: {why}"), TransferAction::Revoked),
+            (None, true) => ("CUT: the recipient went away".to_owned(), TransferAction::Cut),
+            (None, false) => ("COMPLETED".to_owned(), TransferAction::Completed),
+        };
         let mut rec = NewRecord::new(
             actor,
             gw.clock.now(),
@@ -1687,7 +1755,7 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: TablePlan) -> mpsc::Receiver
                 cells: sent,
                 published,
                 sha256: hex::encode(plan.sha256),
-                outcome: if cut { "CUT: the recipient went away".into() } else { "COMPLETED".into() },
+                outcome,
             }),
         );
         rec.facets = Some(TransferFacets {
@@ -1698,9 +1766,19 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: TablePlan) -> mpsc::Receiver
             region: plan.recipient.region.to_string(),
             export: plan.decision.is_export(),
             mechanism: Some(plan.decision.mechanism),
-            action: if cut { TransferAction::Cut } else { TransferAction::Completed },
+            action,
         });
         let stored = gw.log.append(rec).await;
+        tracing::info!(table = %plan.table_id, cells = sent, %action, "table stream ended");
+        if let Some(why) = revoked {
+            let stop = ServiceError::PermissionDenied(format!(
+                "the table was stopped after {sent} of {} cells: {why}",
+                plan.cells.len()
+            ));
+            // A receiver that no longer reads does not keep this task alive.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), tx.send(Err(stop))).await;
+            return;
+        }
         if cut {
             return;
         }

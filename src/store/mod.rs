@@ -224,8 +224,8 @@ pub struct TransferFilter {
     pub before: Option<(DateTime<Utc>, u64)>,
     /// The transfer id.
     pub transfer: Option<String>,
-    /// Only records of transfers that have no completion record (a decision whose pull never
-    /// ended: the gateway stopped while it streamed).
+    /// Only records of transfers that have no completion record (a decision whose pull or
+    /// table never ended: the gateway stopped while it streamed).
     pub unfinished: bool,
 }
 

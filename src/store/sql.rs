@@ -1078,9 +1078,11 @@ helpers {
             sql += &format!(" AND (recipient = {p} OR exporter = {p})");
         }
         if filter.unfinished {
-            let completed = arg(Bind::Text(RecordKind::TransferCompleted.as_str().to_owned()));
+            let pull = arg(Bind::Text(RecordKind::TransferCompleted.as_str().to_owned()));
+            let table = arg(Bind::Text(RecordKind::TableCompleted.as_str().to_owned()));
             sql += &format!(
-                " AND NOT EXISTS (SELECT 1 FROM records c WHERE c.transfer = records.transfer AND c.kind = {completed})"
+                " AND NOT EXISTS (SELECT 1 FROM records c WHERE c.transfer = records.transfer \
+                 AND c.kind IN ({pull}, {table}))"
             );
         }
         if let Some((at, seq)) = filter.before {

@@ -92,6 +92,40 @@ async fn a_pull_cut_by_a_stop_gets_one_interrupted_completion_and_completed_pull
 }
 
 #[tokio::test]
+async fn a_table_cut_by_a_stop_gets_one_interrupted_completion_and_previews_none() {
+    use bth_gateway::service::Clock;
+    let t = TestGateway::start().await;
+    let (_owner, _consumer) = shared(&t, 10).await;
+    for (table, preview) in [("tb-crashed", false), ("tb-preview", true)] {
+        let mut rec = NewRecord::untyped(
+            RecordKind::TableDecision,
+            "tj-commerce",
+            t.clock.now(),
+            serde_json::json!({"table": table, "preview": preview, "dataset": "survey", "version": 1, "outcome": "AUTHORISED"}),
+        );
+        rec.facets = Some(TransferFacets {
+            transfer: table.into(),
+            dataset: "survey".into(),
+            recipient: "tj-commerce".into(),
+            exporter: "tj-stats".into(),
+            region: "CN-TJ".into(),
+            export: false,
+            mechanism: Some(bth_gateway::policy::Mechanism::Allow),
+            action: TransferAction::Pass,
+        });
+        t.gw.log.append(rec).await.unwrap();
+    }
+    t.clock.advance(chrono::Duration::hours(25));
+    assert!(maintenance::reconcile_interrupted(&t.gw, None).await.unwrap() <= 1);
+    assert_eq!(maintenance::reconcile_interrupted(&t.gw, None).await.unwrap(), 0, "reconciled once");
+    let interrupted =
+        t.strings("SELECT json FROM records WHERE kind = 'table.completed' AND action = 'INTERRUPTED'").await;
+    assert_eq!(interrupted.len(), 1, "{interrupted:?}");
+    assert!(interrupted[0].contains("\"table\":\"tb-crashed\""), "{}", interrupted[0]);
+    assert!(interrupted[0].contains("\"version\":1"), "{}", interrupted[0]);
+}
+
+#[tokio::test]
 async fn a_pull_still_streaming_is_not_taken_for_a_cut_one() {
     let t = TestGateway::start().await;
     let (_owner, mut consumer) = shared(&t, 400).await;

@@ -297,6 +297,92 @@ async fn a_table_of_a_dataset_without_a_tables_grant_is_refused() {
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     assert!(err.message().contains("no TABLES grant"), "{}", err.message());
     assert_eq!(t.count("SELECT COUNT(*) FROM release_ledger").await, 0);
+    // Probing for tables is counted for the officers as refused pulls are: one record per
+    // (participant, dataset, reason) and flush.
+    for _ in 0..4 {
+        tabulate(&mut consumer, count_of("firms", vec![dim("district")])).await.err().unwrap();
+    }
+    bth_gateway::service::maintenance::flush_refusals(&t.gw).await.unwrap();
+    let refused =
+        t.strings("SELECT json FROM records WHERE kind = 'access.refused' AND recipient = 'tj-commerce'").await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("\"attempts\":5"), "{}", refused[0]);
+}
+
+/// `wide`: `n` districts × `n` ages, three firms in every inner cell — a table of `(n + 1)²`
+/// cells, every one safe. Returns the owner and the TABLES grant of `tj-commerce`.
+async fn with_wide(t: &TestGateway, n: usize) -> (Client, pb::Grant) {
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(firms("wide", false)).await.unwrap();
+    let names: Vec<(String, String, String)> =
+        (0..n * n * 3).map(|i| (format!("w{i}"), format!("d{:03}", i / 3 % n), format!("a{:03}", i / 3 / n))).collect();
+    let r: Vec<Row<'_>> = names.iter().map(|(e, d, a)| (e.as_str(), d.as_str(), a.as_str(), "2024-01-01", 1)).collect();
+    publish(&mut owner, "wide", "v1", vec![rows(&r)]).await.unwrap();
+    let mut consumer = t.consumer("tj-commerce", Level::G4).await;
+    let grant = tables_grant(&mut owner, &mut consumer, "wide", &["district", "age"], &[]).await;
+    (owner, grant)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_the_grant_stops_a_running_table_with_permission_denied_and_a_revoked_record() {
+    use pb::tabulate_response::Msg;
+    let t = TestGateway::start_with(bth_gateway::service::Limits { chunk_rows: 4096, ..Default::default() }).await;
+    let (mut owner, grant) = with_wide(&t, 80).await;
+    let total = 81 * 81;
+    // A recipient that reads the header and then stops reading: 1 KiB of stream window.
+    let channel = t
+        .endpoint("tj-commerce")
+        .initial_stream_window_size(1024)
+        .initial_connection_window_size(16 << 20)
+        .connect()
+        .await
+        .unwrap();
+    let mut c = pb::exchange_client::ExchangeClient::new(channel).max_decoding_message_size(64 << 20);
+    let mut s = c.tabulate(count_of("wide", vec![dim("district"), dim("age")])).await.unwrap().into_inner();
+    assert!(matches!(s.message().await.unwrap().and_then(|m| m.msg), Some(Msg::Header(_))));
+    owner
+        .sharing
+        .revoke_grant(pb::RevokeGrantRequest { grant_id: grant.id.clone(), reason: "withdrawn".into() })
+        .await
+        .unwrap();
+    // The re-check runs every second; give it three.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let mut received = 0usize;
+    let status = loop {
+        match s.message().await {
+            Ok(Some(m)) => match m.msg {
+                Some(Msg::Cells(cells)) => received += cells.cells.len(),
+                other => panic!("the table went on after its grant was revoked: {other:?}"),
+            },
+            Ok(None) => panic!("the stream ended without a status after {received} cells"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains(&grant.id), "{}", status.message());
+    assert!(received < total, "{received} of {total} cells");
+    // The completion says REVOKED and counts exactly the cells received.
+    let revoked = t.strings("SELECT json FROM records WHERE kind = 'table.completed' AND action = 'REVOKED'").await;
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert!(revoked[0].contains(&format!("\"cells\":{received},")), "{received} cells: {}", revoked[0]);
+}
+
+#[tokio::test]
+async fn a_table_takes_one_of_the_callers_streaming_places() {
+    // No place at all: the table is refused before anything is computed or recorded (a table
+    // costs seconds of CPU, so a flood of them is bounded like a flood of pulls).
+    let t = TestGateway::start_with(bth_gateway::service::Limits {
+        max_pulls_per_participant: 0,
+        ..bth_gateway::service::Limits::default()
+    })
+    .await;
+    let (_owner, mut consumer) = with_small(&t).await;
+    let err = tabulate(&mut consumer, count_of("firms", vec![dim("district")])).await.err().unwrap();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("max_pulls_per_participant"), "{}", err.message());
+    let err = consumer.exchange.preview_tabulate(count_of("firms", vec![dim("district")])).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(t.count("SELECT COUNT(*) FROM records WHERE kind = 'table.decision'").await, 0);
 }
 
 #[tokio::test]

@@ -79,6 +79,8 @@ pub enum RecordBody {
     TableDecision(Box<TableDecision>),
     /// `table.completed`.
     TableCompleted(TableCompleted),
+    /// `table.completed`, written by maintenance for a table a stop cut (`INTERRUPTED`).
+    TableInterrupted(TableInterrupted),
     /// `ledger.scope_set`.
     LedgerScopeSet(LedgerScopeSet),
     /// `table_rules.set`.
@@ -107,7 +109,7 @@ impl RecordBody {
             RecordBody::ApprovalConfirmed(_) => RecordKind::ApprovalConfirmed,
             RecordBody::AccessRefused(_) => RecordKind::AccessRefused,
             RecordBody::TableDecision(_) => RecordKind::TableDecision,
-            RecordBody::TableCompleted(_) => RecordKind::TableCompleted,
+            RecordBody::TableCompleted(_) | RecordBody::TableInterrupted(_) => RecordKind::TableCompleted,
             RecordBody::LedgerScopeSet(_) => RecordKind::LedgerScopeSet,
             RecordBody::TableRulesSet(_) => RecordKind::TableRulesSet,
         }
@@ -794,6 +796,30 @@ pub struct TableCompleted {
     pub sha256: String,
     /// `COMPLETED`, or why the stream ended early.
     pub outcome: String,
+}
+
+/// `table.completed`, written by maintenance for a released table without completion that no
+/// longer streams: the gateway stopped while its cells streamed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableInterrupted {
+    /// The table.
+    pub table: String,
+    /// The dataset, as the decision's facets name it.
+    pub dataset: String,
+    /// The version the decision named; `null` when the decision record could not be read.
+    pub version: Option<u64>,
+    /// The recipient, as the decision's facets name it.
+    pub recipient: String,
+    /// The decision's leaf index.
+    pub decision_index: u64,
+    /// Always [`TableInterrupted::OUTCOME`].
+    pub outcome: String,
+}
+
+impl TableInterrupted {
+    /// The outcome of every interrupted table.
+    pub const OUTCOME: &'static str =
+        "INTERRUPTED: the gateway stopped while the table was streaming; what was sent before is not known";
 }
 
 // --- assessment and oversight --------------------------------------------------------------------
@@ -1534,6 +1560,22 @@ mod tests {
         assert_eq!(
             leaf("local:maintenance", interrupted_body(None)),
             r#"{"actor":"local:maintenance","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","dataset":"survey","decision_index":41,"outcome":"INTERRUPTED: the gateway stopped while the pull was streaming; what was sent before is not known","recipient":"hk-research","schema":1,"transfer":"t-0123456789abcdef","type":"transfer.completed","version":null}"#
+        );
+    }
+
+    #[test]
+    fn table_interrupted() {
+        let body = RecordBody::TableInterrupted(TableInterrupted {
+            table: "tb-0123456789abcdef".into(),
+            dataset: "survey".into(),
+            version: Some(2),
+            recipient: "hk-research".into(),
+            decision_index: 7,
+            outcome: TableInterrupted::OUTCOME.into(),
+        });
+        assert_eq!(
+            leaf("local:maintenance", body),
+            r#"{"actor":"local:maintenance","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","dataset":"survey","decision_index":7,"outcome":"INTERRUPTED: the gateway stopped while the table was streaming; what was sent before is not known","recipient":"hk-research","schema":1,"table":"tb-0123456789abcdef","type":"table.completed","version":2}"#
         );
     }
 
