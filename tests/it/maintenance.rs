@@ -56,7 +56,13 @@ fn decision_of_a_crashed_pull(t: &TestGateway, transfer: &str) -> NewRecord {
         t.clock.now(),
         serde_json::json!({"transfer": transfer, "dataset": "survey", "version": 1, "outcome": "AUTHORISED"}),
     );
-    rec.facets = Some(TransferFacets {
+    rec.facets = Some(passed(transfer));
+    rec
+}
+
+/// The facets of a passed domestic transfer of `survey` to `tj-commerce`.
+fn passed(transfer: &str) -> TransferFacets {
+    TransferFacets {
         transfer: transfer.into(),
         dataset: "survey".into(),
         recipient: "tj-commerce".into(),
@@ -65,8 +71,7 @@ fn decision_of_a_crashed_pull(t: &TestGateway, transfer: &str) -> NewRecord {
         export: false,
         mechanism: Some(bth_gateway::policy::Mechanism::Allow),
         action: TransferAction::Pass,
-    });
-    rec
+    }
 }
 
 #[tokio::test]
@@ -103,16 +108,7 @@ async fn a_table_cut_by_a_stop_gets_one_interrupted_completion_and_previews_none
             t.clock.now(),
             serde_json::json!({"table": table, "preview": preview, "dataset": "survey", "version": 1, "outcome": "AUTHORISED"}),
         );
-        rec.facets = Some(TransferFacets {
-            transfer: table.into(),
-            dataset: "survey".into(),
-            recipient: "tj-commerce".into(),
-            exporter: "tj-stats".into(),
-            region: "CN-TJ".into(),
-            export: false,
-            mechanism: Some(bth_gateway::policy::Mechanism::Allow),
-            action: TransferAction::Pass,
-        });
+        rec.facets = Some(passed(table));
         t.gw.log.append(rec).await.unwrap();
     }
     t.clock.advance(chrono::Duration::hours(25));
