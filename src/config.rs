@@ -293,7 +293,7 @@ fn environment(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Vec<(Stri
 }
 
 /// Reads 32 secret bytes written as 64 hex digits in a file only its owner may read.
-fn read_secret_file(path: &Path) -> anyhow::Result<[u8; 32]> {
+pub(crate) fn read_secret_file(path: &Path) -> anyhow::Result<[u8; 32]> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {

@@ -124,6 +124,12 @@ impl AddCheckpoint {
     pub fn origin(&self) -> String {
         parse_checkpoint_unverified(&self.note).map(|c| c.origin).unwrap_or_default()
     }
+
+    /// The note's body (what a cosignature signs, extension lines included).
+    pub fn body(&self) -> &str {
+        // `parse_add_checkpoint` made sure the note has its empty line.
+        self.note.rfind("\n\n").map_or(&self.note[..], |i| &self.note[..=i])
+    }
 }
 
 /// What the witness recorded of a log: the latest checkpoint it cosigned (size 0 and the empty
