@@ -35,10 +35,15 @@ impl TestWitness {
 
     /// Starts the witness of `dir` (again).
     pub async fn start(dir: &Path, key: CosignatureVerifier) -> TestWitness {
+        TestWitness::start_on(dir, key, 0).await
+    }
+
+    /// Starts the witness of `dir` on `port` (0: any).
+    pub async fn start_on(dir: &Path, key: CosignatureVerifier, port: u16) -> TestWitness {
         let config = WitnessConfig::load(dir).unwrap();
         let (witness, tls) = bth_gateway::cli::witness::open(&config).await.unwrap();
         assert_eq!(witness.verifier_key(), key.verifier_key());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(bth_gateway::witness::serve(listener, Arc::new(witness), tls, async move {
@@ -234,4 +239,159 @@ async fn init_keeps_the_key_private_and_refuses_to_overwrite() {
     std::fs::set_permissions(dir.path().join("secrets/witness.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = WitnessConfig::load(dir.path()).unwrap().cosigner().unwrap_err();
     assert!(err.to_string().contains("chmod 600"), "{err}");
+}
+
+// ---- The gateway's side: the feeder, the policy, `audit verify --witness`.
+
+use crate::harness::{granted, publish, pull, pull_req, survey, survey_rows, Client, TestGateway, LOG_ORIGIN};
+use bth_gateway::cli::audit::{AuditCommand, VerifyArgs};
+use bth_gateway::domain::classification::Level;
+use bth_gateway::log::witnesses::{WitnessEndpoint, WitnessMode, WitnessSettings};
+use bth_gateway::pb;
+
+fn gateway_log_key() -> String {
+    // The harness's log key.
+    Signer::from_seed(LOG_ORIGIN, &[1u8; 32]).unwrap().verifier_key()
+}
+
+fn settings_for(w: &TestWitness, mode: WitnessMode, max_unwitnessed_secs: u64) -> WitnessSettings {
+    WitnessSettings {
+        witnesses: vec![WitnessEndpoint {
+            url: w.url.clone(),
+            key: w.key.verifier_key(),
+            ca: w.dir.join("certs/ca.pem"),
+        }],
+        quorum: 1,
+        max_unwitnessed_secs,
+        mode,
+        retry_secs: 1,
+        timeout_secs: 5,
+    }
+}
+
+/// Waits until the gateway's latest checkpoint carries `key`'s cosignature: its size.
+async fn cosigned_latest(t: &TestGateway, key: &CosignatureVerifier, above: u64) -> u64 {
+    for _ in 0..200 {
+        if let Some(c) = t.gw.store.checkpoint(None).await.unwrap() {
+            if c.size > above {
+                if let Ok((cp, _)) = key.verify(&c.note) {
+                    assert_eq!(cp.size, c.size);
+                    return c.size;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the latest checkpoint above {above} was never cosigned");
+}
+
+async fn audit_verify(db: &str, witnesses: Vec<String>, trusted: Option<PathBuf>) -> i32 {
+    let args = VerifyArgs {
+        db: Some(PathBuf::from(db.strip_prefix("sqlite:").unwrap())),
+        dir: None,
+        server: None,
+        ca: None,
+        cert: None,
+        key: None,
+        verifier_key: Some(gateway_log_key()),
+        trusted,
+        save: None,
+        witnesses,
+        quorum: None,
+    };
+    bth_gateway::cli::audit::run(AuditCommand::Verify(args)).await.unwrap()
+}
+
+async fn published_and_granted(t: &TestGateway) -> Client {
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(10, 0)]).await.unwrap();
+    let mut c = t.consumer("tj-commerce", Level::G2).await;
+    granted(&mut owner, &mut c, "survey", &["enterprise", "district"], pb::Approve::default()).await;
+    c
+}
+
+#[tokio::test]
+async fn the_gateway_feeds_its_witness_across_witness_restarts_and_audit_verify_checks_the_cosignatures() {
+    let wdir = tempfile::tempdir().unwrap();
+    let w = TestWitness::create(wdir.path(), "witness.example/feed", &[gateway_log_key()]).await;
+    let key = w.key.clone();
+    let port: u16 = w.url.rsplit(':').next().unwrap().parse().unwrap();
+    let t = TestGateway::start_witnessed(settings_for(&w, WitnessMode::FailClosed, 3600)).await;
+    let first = cosigned_latest(&t, &key, 0).await;
+
+    // The witness goes away; the log grows meanwhile.
+    w.stop().await;
+    let mut alice = published_and_granted(&t).await;
+    pull(&mut alice, pull_req("survey")).await.unwrap();
+    let grown = t.gw.store.checkpoint(None).await.unwrap().unwrap().size;
+    assert!(grown > first);
+    assert!(key.verify(&t.gw.store.checkpoint(None).await.unwrap().unwrap().note).is_err(), "not yet cosigned");
+
+    // Back on the same port with the same state: the feeder catches up with a consistency proof.
+    let w = TestWitness::start_on(wdir.path(), key.clone(), port).await;
+    let second = cosigned_latest(&t, &key, first).await;
+    assert!(second >= grown);
+    assert_eq!(t.gw.witnesses.as_ref().unwrap().witnessed_size(), second);
+
+    let Some(db) = t.sqlite_url("audit verify --witness").map(str::to_owned) else { return };
+    // The cosignatures verify; another witness's key finds none (fail closed); a forged line fails.
+    assert_eq!(audit_verify(&db, vec![key.verifier_key()], None).await, 0);
+    let stranger = bth_gateway::translog::cosignature::Cosigner::from_seed("witness.example/other", &[9u8; 32])
+        .unwrap()
+        .verifier_key();
+    assert_eq!(audit_verify(&db, vec![stranger], None).await, 1);
+    // A saved cosigned checkpoint catches a truncated log.
+    let saved = wdir.path().join("saved.note");
+    std::fs::write(&saved, t.gw.store.checkpoint(None).await.unwrap().unwrap().note).unwrap();
+    assert_eq!(audit_verify(&db, vec![key.verifier_key()], Some(saved.clone())).await, 0);
+    w.stop().await;
+    t.execute(
+        &format!("DELETE FROM checkpoints WHERE size >= {second}"),
+        &format!("DELETE FROM checkpoints WHERE size >= {second}"),
+    )
+    .await;
+    assert_eq!(audit_verify(&db, vec![key.verifier_key()], Some(saved)).await, 1);
+}
+
+#[tokio::test]
+async fn pulls_stop_when_the_log_goes_unwitnessed_and_only_warn_in_warn_mode() {
+    let wdir = tempfile::tempdir().unwrap();
+    let w = TestWitness::create(wdir.path(), "witness.example/gone", &[gateway_log_key()]).await;
+    let closed = settings_for(&w, WitnessMode::FailClosed, 1);
+    let warn = settings_for(&w, WitnessMode::Warn, 1);
+    w.stop().await; // nobody cosigns
+
+    let t = TestGateway::start_witnessed(closed).await;
+    let mut alice = published_and_granted(&t).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let status = pull(&mut alice, pull_req("survey")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("not witnessed"), "{status:?}");
+
+    let t = TestGateway::start_witnessed(warn).await;
+    let mut alice = published_and_granted(&t).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    pull(&mut alice, pull_req("survey")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_witness_setting_is_named() {
+    let t = TestGateway::start().await;
+    let mut s = WitnessSettings {
+        witnesses: vec![WitnessEndpoint {
+            url: "http://127.0.0.1:1".into(),
+            key: "nope".into(),
+            ca: "/nonexistent".into(),
+        }],
+        ..WitnessSettings::default()
+    };
+    let err = bth_gateway::log::witnesses::Witnesses::start(&s, t.gw.store.clone(), &t.gw.log).await.unwrap_err();
+    assert!(err.to_string().contains("witness.witnesses[0].key"), "{err}");
+    s.witnesses[0].key = bth_gateway::translog::cosignature::Cosigner::from_seed("w", &[1; 32]).unwrap().verifier_key();
+    let err = bth_gateway::log::witnesses::Witnesses::start(&s, t.gw.store.clone(), &t.gw.log).await.unwrap_err();
+    assert!(err.to_string().contains("witness.witnesses[0].ca"), "{err}");
+    s.quorum = 2;
+    let err = bth_gateway::log::witnesses::Witnesses::start(&s, t.gw.store.clone(), &t.gw.log).await.unwrap_err();
+    assert!(err.to_string().contains("witness.quorum"), "{err}");
 }
