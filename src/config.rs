@@ -24,6 +24,7 @@
 //! | `log` | `info` | `BTH_LOG` |
 //! | `[network]` | see [`NetworkConfig`] | — |
 //! | `[policy]` | the values of docs/rules.md (see [`crate::policy::PolicyConfig`]) | — |
+//! | `[witness]` | no witnesses (see [`crate::log::witnesses::WitnessSettings`], docs/witness.md) | — |
 //!
 //! Relative paths (and the path of a relative `sqlite:` URL) are resolved against the working
 //! directory (`--dir`, default `.`).
@@ -82,6 +83,9 @@ pub struct Config {
     /// `[policy]`: thresholds, windows and validity periods of the rules (docs/rules.md), the spec's
     /// values by default.
     pub policy: crate::policy::PolicyConfig,
+    /// `[witness]`: C2SP tlog-witnesses fed with the log's checkpoints and the policy over their
+    /// cosignatures (docs/witness.md). None by default.
+    pub witness: crate::log::witnesses::WitnessSettings,
 }
 
 impl Default for Config {
@@ -106,6 +110,7 @@ impl Default for Config {
             log: "info".into(),
             network: NetworkConfig::default(),
             policy: crate::policy::PolicyConfig::default(),
+            witness: crate::log::witnesses::WitnessSettings::default(),
         }
     }
 }
@@ -215,6 +220,11 @@ impl Config {
     }
 
     fn resolve(&mut self, dir: &Path) {
+        for w in &mut self.witness.witnesses {
+            if w.ca.is_relative() {
+                w.ca = dir.join(&w.ca);
+            }
+        }
         for p in
             [&mut self.tls_cert, &mut self.tls_key, &mut self.client_ca, &mut self.secret_file, &mut self.log_key_file]
         {
@@ -293,7 +303,7 @@ fn environment(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Vec<(Stri
 }
 
 /// Reads 32 secret bytes written as 64 hex digits in a file only its owner may read.
-fn read_secret_file(path: &Path) -> anyhow::Result<[u8; 32]> {
+pub(crate) fn read_secret_file(path: &Path) -> anyhow::Result<[u8; 32]> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
@@ -391,6 +401,21 @@ security_assessment_cutoff = "2024-03-22"
 # Maker-checker: approvals of these types apply only once a second officer has confirmed them
 # (Oversight.ConfirmApproval), e.g. ["CAC_SA", "COMPETENT_AUTHORITY"]. Default: none.
 confirmed_approvals = []
+
+# C2SP tlog-witnesses fed with every checkpoint (docs/witness.md). Without witnesses the gateway
+# behaves as without this section. With them, pulls and tables answer UNAVAILABLE (fail_closed)
+# or only log a warning (warn) once the oldest checkpoint not cosigned by `quorum` witnesses
+# (0: all) has waited more than max_unwitnessed_secs.
+[witness]
+quorum = 0
+max_unwitnessed_secs = 300
+mode = "fail_closed"
+retry_secs = 10
+timeout_secs = 10
+# [[witness.witnesses]]
+# url = "https://witness.example:7480"
+# key = "witness.example/w1+<hex id>+<base64 key>"   # `bth-gateway witness key`
+# ca = "certs/witness-ca.pem"                        # the CA of the witness's HTTPS certificate
 "#;
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ pub mod store;
 pub mod telemetry;
 pub mod translog;
 pub mod wire;
+pub mod witness;
 
 /// Generated protobuf and gRPC code for `bth.gateway.v1`.
 #[allow(clippy::all, missing_docs, reason = "generated code")]

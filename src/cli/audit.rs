@@ -13,8 +13,9 @@ use super::load_config;
 use crate::config::Config;
 use crate::pb::{self, audit_client::AuditClient};
 use crate::store::Store;
+use crate::translog::cosignature::CosignatureVerifier;
 use crate::translog::merkle::Hash;
-use crate::translog::note::Verifier;
+use crate::translog::note::{NoteError, Verifier};
 use crate::translog::verify::{LeafItem, LogVerifier, Report};
 
 /// Leaves and checkpoints read per round trip.
@@ -67,6 +68,58 @@ pub struct VerifyArgs {
     /// Write the latest verified checkpoint (signed note) here, for the next --trusted.
     #[arg(long)]
     pub save: Option<PathBuf>,
+    /// A witness's verifier key (`bth-gateway witness key`, signature type 0x04); repeat for
+    /// several. The log must carry a checkpoint cosigned by --quorum of them, every cosignature
+    /// line under one of these keys must verify, and a --trusted checkpoint must be cosigned too.
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
+    /// How many of the --witness keys must cosign (default: all of them).
+    #[arg(long, requires = "witnesses")]
+    pub quorum: Option<usize>,
+}
+
+/// The witnesses an auditor trusts and what their cosignatures on the log showed.
+struct Witnessing {
+    keys: Vec<CosignatureVerifier>,
+    quorum: usize,
+    /// The largest checkpoint cosigned by a quorum: its size and its cosigners' names.
+    best: Option<(u64, Vec<String>)>,
+}
+
+impl Witnessing {
+    fn new(args: &VerifyArgs) -> anyhow::Result<Option<Witnessing>> {
+        if args.witnesses.is_empty() {
+            return Ok(None);
+        }
+        let keys = args
+            .witnesses
+            .iter()
+            .enumerate()
+            .map(|(i, k)| CosignatureVerifier::new(k.trim()).map_err(|e| anyhow::anyhow!("--witness #{}: {e}", i + 1)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let quorum = args.quorum.unwrap_or(keys.len());
+        if quorum == 0 || quorum > keys.len() {
+            bail!("--quorum must be between 1 and the number of --witness keys ({})", keys.len());
+        }
+        Ok(Some(Witnessing { keys, quorum, best: None }))
+    }
+
+    /// Checks the cosignatures of one verified checkpoint note: every line under a trusted key
+    /// must verify; a quorum makes it the best witnessed checkpoint so far.
+    fn note(&mut self, size: u64, note: &str) -> Result<usize, String> {
+        let mut names = Vec::new();
+        for key in &self.keys {
+            match key.verify(note) {
+                Ok(_) => names.push(key.name().to_owned()),
+                Err(NoteError::NoMatchingSignature) => {}
+                Err(e) => return Err(format!("checkpoint of tree size {size}: cosignature of {}: {e}", key.name())),
+            }
+        }
+        if names.len() >= self.quorum {
+            self.best = Some((size, names.clone()));
+        }
+        Ok(names.len())
+    }
 }
 
 /// Runs an audit subcommand; returns the exit code (1: the log does not verify).
@@ -225,9 +278,10 @@ pub async fn verify_store(
     store: Arc<dyn Store>,
     verifier: Verifier,
 ) -> anyhow::Result<Result<Report, crate::translog::verify::VerifyError>> {
-    Ok(match check(&mut Source::Store(store), verifier, None).await? {
+    Ok(match check(&mut Source::Store(store), verifier, None, None).await? {
         Outcome::Verified(report) => Ok(report),
         Outcome::Failed(e) => Err(e),
+        Outcome::Unwitnessed(_) => unreachable!("no witnesses asked for"),
     })
 }
 
@@ -235,9 +289,16 @@ pub async fn verify_store(
 enum Outcome {
     Verified(Report),
     Failed(crate::translog::verify::VerifyError),
+    /// The log verified, its cosignatures did not.
+    Unwitnessed(String),
 }
 
-async fn check(source: &mut Source, verifier: Verifier, trusted: Option<&str>) -> anyhow::Result<Outcome> {
+async fn check(
+    source: &mut Source,
+    verifier: Verifier,
+    trusted: Option<&str>,
+    mut witnessing: Option<&mut Witnessing>,
+) -> anyhow::Result<Outcome> {
     macro_rules! check {
         ($e:expr) => {
             match $e {
@@ -253,7 +314,20 @@ async fn check(source: &mut Source, verifier: Verifier, trusted: Option<&str>) -
         v.collect_nodes();
     }
     if let Some(note) = trusted {
-        check!(v.trust(note));
+        let c = check!(v.trust(note));
+        if let Some(w) = witnessing.as_deref_mut() {
+            match w.note(c.size, note) {
+                Ok(n) if n >= w.quorum => {}
+                Ok(n) => {
+                    return Ok(Outcome::Unwitnessed(format!(
+                        "the trusted checkpoint (tree size {}) is cosigned by {n} of the witnesses, {} required",
+                        c.size, w.quorum
+                    )))
+                }
+                Err(e) => return Ok(Outcome::Unwitnessed(format!("the trusted {e}"))),
+            }
+            w.best = None;
+        }
     }
     let mut after = 0;
     let mut node_failure = None;
@@ -281,6 +355,11 @@ async fn check(source: &mut Source, verifier: Verifier, trusted: Option<&str>) -
             check!(v.checkpoint(size, &root, &note));
             if let Some(e) = node_failure.take() {
                 return Ok(Outcome::Failed(e));
+            }
+            if let Some(w) = witnessing.as_deref_mut() {
+                if let Err(e) = w.note(size, &note) {
+                    return Ok(Outcome::Unwitnessed(e));
+                }
             }
             after = size;
         }
@@ -320,14 +399,41 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
         .as_ref()
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
+    let mut witnessing = Witnessing::new(&args)?;
     let mut source = Source::open(&args, config.as_ref()).await?;
-    let report = match check(&mut source, verifier, trusted.as_deref()).await? {
+    let report = match check(&mut source, verifier, trusted.as_deref(), witnessing.as_mut()).await? {
         Outcome::Verified(report) => report,
         Outcome::Failed(e) => {
             eprintln!("verification FAILED: {e}");
             return Ok(1);
         }
+        Outcome::Unwitnessed(e) => {
+            eprintln!("witness verification FAILED: {e}");
+            return Ok(1);
+        }
     };
+    if let Some(w) = &witnessing {
+        match &w.best {
+            Some((size, names)) => {
+                let latest = report.latest.as_ref().map_or(0, |(c, _)| c.size);
+                println!(
+                    "ok: checkpoint of tree size {size} cosigned by {} of {} witnesses ({}); {} leaves after it not yet witnessed",
+                    names.len(),
+                    w.keys.len(),
+                    names.join(", "),
+                    latest.saturating_sub(*size)
+                );
+            }
+            None => {
+                eprintln!(
+                    "witness verification FAILED: no checkpoint of the log is cosigned by {} of the {} witnesses",
+                    w.quorum,
+                    w.keys.len()
+                );
+                return Ok(1);
+            }
+        }
+    }
     match &report.latest {
         Some((c, note)) => {
             println!(

@@ -15,6 +15,7 @@ pub mod init;
 pub mod participants;
 pub mod sdc;
 pub mod serve;
+pub mod witness;
 
 /// bth-gateway: the data-sharing gateway for government statistical data.
 #[derive(Debug, Parser)]
@@ -75,6 +76,13 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// An independent C2SP tlog-witness: its own key and state, `POST /add-checkpoint` over
+    /// HTTPS (docs/witness.md).
+    Witness {
+        /// What to do.
+        #[command(subcommand)]
+        command: witness::WitnessCommand,
+    },
     /// Run the whole story against a real gateway on loopback: publish, grant, masked pull, an
     /// export held until an officer records a security assessment, an offline-verified receipt.
     Demo {
@@ -94,6 +102,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Assess { file } => Ok(assess::run(&file)),
         Command::Sdc { file } => Ok(sdc::run(&file)),
         Command::Audit { command } => audit::run(command).await,
+        Command::Witness { command } => witness::run(command).await.map(|()| 0),
         Command::Backup { dest, dir } => backup::run(&dir, &dest).await,
         Command::Demo { dir } => {
             let dir = match dir {

@@ -5,6 +5,7 @@
 
 pub mod proofs;
 pub mod sequencer;
+pub mod witnesses;
 
 pub use proofs::ProofError;
 pub use sequencer::{LogError, LogSettings, Receipt, TransferLog};

@@ -182,7 +182,9 @@ pub async fn gateway(config: &Config) -> anyhow::Result<Gateway> {
     let store = crate::store::open_with(&config.database_url, config.database_pool).await?;
     let secret = config.read_secret()?;
     let log = TransferLog::start(store.clone(), config.log_signer()?, LogSettings::new(&config.log_origin)).await?;
-    Ok(Gateway::new(store, &secret, Arc::new(SystemClock), config.limits(), config.policy.clone(), log))
+    let witnesses = crate::log::witnesses::Witnesses::start(&config.witness, store.clone(), &log).await?;
+    Ok(Gateway::new(store, &secret, Arc::new(SystemClock), config.limits(), config.policy.clone(), log)
+        .with_witnesses(witnesses))
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

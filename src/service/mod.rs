@@ -203,6 +203,9 @@ pub struct Gateway {
     pub policy: PolicyConfig,
     /// The verifiable transfer log.
     pub log: TransferLog,
+    /// The witnesses fed with the log's checkpoints and the policy over them (`None`: none
+    /// configured).
+    pub witnesses: Option<Arc<crate::log::witnesses::Witnesses>>,
     /// Verified chunks of recently pulled versions and prepared extracts.
     pub chunk_cache: Arc<ChunkCache>,
     /// One extract is prepared at a time.
@@ -251,6 +254,24 @@ impl Gateway {
             limits,
             policy,
             log,
+            witnesses: None,
+        }
+    }
+
+    /// This gateway with its witnesses: pulls and tables stop when their policy says so.
+    pub fn with_witnesses(mut self, witnesses: Option<Arc<crate::log::witnesses::Witnesses>>) -> Gateway {
+        self.witnesses = witnesses;
+        self
+    }
+
+    /// Whether data may leave under the witnesses' policy (always, without witnesses).
+    ///
+    /// # Errors
+    /// The policy's reason, for `UNAVAILABLE`.
+    pub async fn witnessed(&self) -> Result<(), String> {
+        match &self.witnesses {
+            Some(w) => w.check().await,
+            None => Ok(()),
         }
     }
 

@@ -557,7 +557,7 @@ pub trait TableStore: Send + Sync {
 /// processes: every multi-row change is one transaction.
 #[async_trait]
 pub trait Store:
-    CatalogStore + GrantStore + OversightStore + LogStore + LedgerStore + TableStore + Send + Sync + 'static
+    CatalogStore + GrantStore + OversightStore + LogStore + LedgerStore + TableStore + WitnessStore + Send + Sync + 'static
 {
     /// Proves the store can write now: rewrites one row (the health probe). `Unavailable` on a
     /// full disk or a read-only database.
@@ -573,6 +573,22 @@ pub trait Store:
     fn shared(&self) -> bool {
         false
     }
+}
+
+/// What the gateway keeps of the witnesses it feeds (`crate::log::witnesses`).
+#[async_trait]
+pub trait WitnessStore: Send + Sync {
+    /// The size `witness` holds of this log and the largest it cosigned for this gateway
+    /// (`None`: never fed).
+    async fn witness_feed(&self, witness: &str) -> Result<Option<(u64, u64)>, StoreError>;
+
+    /// Records what `witness` holds (`size`) and, after a cosignature, the size it cosigned (the
+    /// stored cosigned size never decreases).
+    async fn set_witness_feed(&self, witness: &str, size: u64, cosigned: Option<u64>) -> Result<(), StoreError>;
+
+    /// The note of the checkpoint of `size` with `line` (a cosignature) among its signatures,
+    /// replacing an earlier line of the same key: `false` when there is no such checkpoint.
+    async fn add_cosignature(&self, size: u64, line: &str) -> Result<bool, StoreError>;
 }
 
 /// Most records one integration takes from the queue of records stored and not yet integrated.

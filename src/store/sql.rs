@@ -1247,6 +1247,63 @@ helpers {
         Ok(row.map(|(dataset, recipient, report)| TableReport { dataset, recipient, report }))
     }
 }
+[#[async_trait] impl<DB> super::WitnessStore for SqlStore<DB>] {
+    // The witness feeder's state (migrations/*/0008_witness_feed.sql) and the cosignatures on
+    // the checkpoints' notes: this block only.
+    async fn witness_feed(&self, witness: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let read = |sql: &'static str| sqlx::query_as::<_, (i64,)>(sql).bind(witness).fetch_optional(&self.pool);
+        let size = read("SELECT size FROM witness_feed WHERE witness = $1").await.map_err(classify::<DB>)?;
+        let cosigned = read("SELECT cosigned FROM witness_feed WHERE witness = $1").await.map_err(classify::<DB>)?;
+        Ok(size.zip(cosigned).map(|((s,), (c,))| (s as u64, c as u64)))
+    }
+
+    async fn set_witness_feed(&self, witness: &str, size: u64, cosigned: Option<u64>) -> Result<(), StoreError> {
+        let cosigned = cosigned.map(|c| c as i64);
+        sqlx::query(
+            "INSERT INTO witness_feed (witness, size, cosigned) VALUES ($1, $2, COALESCE($3, 0)) \
+             ON CONFLICT (witness) DO UPDATE SET size = excluded.size, \
+             cosigned = CASE WHEN excluded.cosigned > witness_feed.cosigned AND $3 IS NOT NULL \
+                             THEN excluded.cosigned ELSE witness_feed.cosigned END",
+        )
+        .bind(witness)
+        .bind(size as i64)
+        .bind(cosigned)
+        .execute(&self.pool)
+        .await
+        .map_err(classify::<DB>)?;
+        Ok(())
+    }
+
+    async fn add_cosignature(&self, size: u64, line: &str) -> Result<bool, StoreError> {
+        // Compare-and-set on the note: feeders of several witnesses (and gateway processes) may
+        // add their lines to the same checkpoint at once.
+        loop {
+            let note = sqlx::query_as::<_, (String,)>("SELECT note FROM checkpoints WHERE size = $1")
+                .bind(size as i64)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify::<DB>)?;
+            let Some((note,)) = note else { return Ok(false) };
+            let cosigned = crate::translog::cosignature::with_signature(&note, line)
+                .map_err(|e| StoreError::Corrupt(format!("checkpoint {size}: {e}")))?;
+            if cosigned == note {
+                return Ok(true);
+            }
+            let n = DB::rows_affected(
+                &sqlx::query("UPDATE checkpoints SET note = $1 WHERE size = $2 AND note = $3")
+                    .bind(cosigned.as_str())
+                    .bind(size as i64)
+                    .bind(note.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(classify::<DB>)?,
+            );
+            if n == 1 {
+                return Ok(true);
+            }
+        }
+    }
+}
 [#[async_trait] impl<DB> Store for SqlStore<DB>] {
     async fn settle(&self) -> Result<(), StoreError> {
         DB::settle(&self.pool).await.map_err(classify::<DB>)

@@ -4,6 +4,8 @@
 
 pub mod canonical;
 pub mod compact;
+pub mod cosignature;
 pub mod merkle;
 pub mod note;
 pub mod verify;
+pub mod witness;

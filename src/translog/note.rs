@@ -14,7 +14,7 @@ use crate::translog::merkle::{verify_inclusion, Hash, ProofError};
 /// Algorithm byte for Ed25519 keys in signed-note verifier keys and key IDs.
 const ALG_ED25519: u8 = 0x01;
 /// Prefix of every signature line: U+2014 EM DASH and a space.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 /// First line of a C2SP tlog-proof.
 pub const RECEIPT_HEADER: &str = "c2sp.org/tlog-proof@v1";
 /// Upper bound on signature lines accepted in one note (as in Go's `note.Open`).
@@ -57,15 +57,21 @@ pub enum NoteError {
     InclusionProof(#[from] ProofError),
 }
 
-fn valid_key_name(name: &str) -> bool {
+pub(crate) fn valid_key_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(|c: char| c.is_whitespace() || c == '+')
 }
 
 fn compute_key_id(name: &str, public_key: &[u8]) -> u32 {
+    key_id_with(name, ALG_ED25519, public_key)
+}
+
+/// `SHA-256(name ‖ 0x0A ‖ alg ‖ public key)[:4]`, big-endian: the key ID of a signed-note key of
+/// signature type `alg` (0x01 note signatures, 0x04 tlog-cosignature/v1).
+pub(crate) fn key_id_with(name: &str, alg: u8, public_key: &[u8]) -> u32 {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(name.as_bytes());
     ctx.update(b"\n");
-    ctx.update(&[ALG_ED25519]);
+    ctx.update(&[alg]);
     ctx.update(public_key);
     let d = ctx.finish();
     let b = d.as_ref();
@@ -73,14 +79,14 @@ fn compute_key_id(name: &str, public_key: &[u8]) -> u32 {
 }
 
 /// Parses an ASCII decimal without sign or leading zeros (except `"0"` itself).
-fn parse_decimal(s: &str) -> Option<u64> {
+pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
         return None;
     }
     s.parse().ok()
 }
 
-fn decode_hash(s: &str) -> Option<Hash> {
+pub(crate) fn decode_hash(s: &str) -> Option<Hash> {
     B64.decode(s).ok()?.try_into().ok()
 }
 
@@ -188,7 +194,7 @@ impl Signer {
     }
 }
 
-fn check_body(body: &str) -> Result<(), NoteError> {
+pub(crate) fn check_body(body: &str) -> Result<(), NoteError> {
     if body.is_empty() || !body.ends_with('\n') {
         return Err(NoteError::MalformedNote("body must be non-empty and end with a newline"));
     }
@@ -256,14 +262,14 @@ impl Checkpoint {
 }
 
 /// A parsed signature line: key name, key ID and the signature bytes after the ID.
-struct SigLine<'a> {
-    name: &'a str,
-    key_id: u32,
-    sig: Vec<u8>,
+pub(crate) struct SigLine<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) key_id: u32,
+    pub(crate) sig: Vec<u8>,
 }
 
 /// Splits a signed note into its body (ending in `\n`) and parsed signature lines.
-fn split_note(text: &str) -> Result<(&str, Vec<SigLine<'_>>), NoteError> {
+pub(crate) fn split_note(text: &str) -> Result<(&str, Vec<SigLine<'_>>), NoteError> {
     if text.chars().any(|c| c < ' ' && c != '\n') {
         return Err(NoteError::MalformedNote("control character in note"));
     }

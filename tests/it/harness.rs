@@ -171,13 +171,26 @@ impl TestGateway {
         settings: server::Settings,
         data_dir: Option<&std::path::Path>,
     ) -> TestGateway {
-        Self::launch(limits, settings, data_dir, PolicyConfig::default()).await
+        Self::launch(limits, settings, data_dir, PolicyConfig::default(), None).await
+    }
+
+    /// A gateway feeding the witnesses of `witness` (docs/witness.md).
+    pub async fn start_witnessed(witness: bth_gateway::log::witnesses::WitnessSettings) -> TestGateway {
+        let settings = server::Settings { max_message_bytes: MAX_MESSAGE, ..Default::default() };
+        Self::launch(
+            Limits { chunk_rows: 4, ..Limits::default() },
+            settings,
+            None,
+            PolicyConfig::default(),
+            Some(witness),
+        )
+        .await
     }
 
     /// A gateway with the rules' settings `policy` (e.g. maker-checker approvals).
     pub async fn start_with_policy(policy: PolicyConfig) -> TestGateway {
         let settings = server::Settings { max_message_bytes: MAX_MESSAGE, ..Default::default() };
-        Self::launch(Limits { chunk_rows: 4, ..Limits::default() }, settings, None, policy).await
+        Self::launch(Limits { chunk_rows: 4, ..Limits::default() }, settings, None, policy, None).await
     }
 
     async fn launch(
@@ -185,6 +198,7 @@ impl TestGateway {
         settings: server::Settings,
         data_dir: Option<&std::path::Path>,
         policy: PolicyConfig,
+        witness: Option<bth_gateway::log::witnesses::WitnessSettings>,
     ) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
         let ca = pki::new_ca().unwrap();
@@ -203,7 +217,11 @@ impl TestGateway {
         let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
         let signer = Signer::from_seed(LOG_ORIGIN, &[1u8; 32]).unwrap();
         let log = TransferLog::start(store.clone(), signer, LogSettings::new(LOG_ORIGIN)).await.unwrap();
-        let gw = Gateway::new(store, &[7u8; 32], clock.clone(), limits, policy, log);
+        let witnesses = match &witness {
+            Some(w) => bth_gateway::log::witnesses::Witnesses::start(w, store.clone(), &log).await.unwrap(),
+            None => None,
+        };
+        let gw = Gateway::new(store, &[7u8; 32], clock.clone(), limits, policy, log).with_witnesses(witnesses);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tls = TlsPem { cert: server_pem.cert, key: server_pem.key, client_ca: ca.cert.clone() };

@@ -20,3 +20,4 @@ mod publishing;
 mod replicas;
 mod sharing;
 mod tables;
+mod witness;
