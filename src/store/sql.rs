@@ -1248,7 +1248,7 @@ helpers {
     }
 }
 [#[async_trait] impl<DB> super::WitnessStore for SqlStore<DB>] {
-    // The witness feeder's state (migrations/*/0008_witness_feed.sql) and the cosignatures on
+    // The witness feeder's state (migrations/*/0007_witness_feed.sql) and the cosignatures on
     // the checkpoints' notes: this block only.
     async fn witness_feed(&self, witness: &str) -> Result<Option<(u64, u64)>, StoreError> {
         let read = |sql: &'static str| sqlx::query_as::<_, (i64,)>(sql).bind(witness).fetch_optional(&self.pool);
