@@ -14,7 +14,7 @@ use base64::Engine as _;
 use ring::signature::{self, Ed25519KeyPair, KeyPair};
 
 use crate::translog::note::{
-    check_body, key_id_with, split_note, valid_key_name, Checkpoint, NoteError, SigLine, SIG_PREFIX,
+    check_body, key_id_with, parse_verifier_key, split_note, valid_key_name, Checkpoint, NoteError, SigLine, SIG_PREFIX,
 };
 
 /// Signature type of an Ed25519 tlog-cosignature/v1 key (in its key ID and verifier key).
@@ -126,28 +126,9 @@ impl CosignatureVerifier {
     /// type other than 0x04 — a log's 0x01 key is not a witness key —, length, a key ID that
     /// does not match); [`NoteError::InvalidKeyName`] for a bad name.
     pub fn new(vkey: &str) -> Result<CosignatureVerifier, NoteError> {
-        let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(NoteError::MalformedVerifierKey("expected name+keyid+key"));
-        };
-        if !valid_key_name(name) {
-            return Err(NoteError::InvalidKeyName(name.to_owned()));
-        }
-        if id_hex.len() != 8 || !id_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(NoteError::MalformedVerifierKey("key ID must be 8 hex digits"));
-        }
-        let key_id = u32::from_str_radix(id_hex, 16)
-            .map_err(|_| NoteError::MalformedVerifierKey("key ID must be 8 hex digits"))?;
-        let key = B64.decode(key_b64).map_err(|_| NoteError::MalformedVerifierKey("key is not valid base64"))?;
-        if key.first() != Some(&ALG_COSIGNATURE_V1) {
-            return Err(NoteError::MalformedVerifierKey("not a cosignature/v1 key (signature type must be 0x04)"));
-        }
-        let public_key: [u8; 32] =
-            key[1..].try_into().map_err(|_| NoteError::MalformedVerifierKey("Ed25519 key must be 32 bytes"))?;
-        if key_id_with(name, ALG_COSIGNATURE_V1, &public_key) != key_id {
-            return Err(NoteError::MalformedVerifierKey("key ID does not match key"));
-        }
-        Ok(CosignatureVerifier { name: name.to_owned(), key_id, public_key })
+        let (name, key_id, public_key) =
+            parse_verifier_key(vkey, ALG_COSIGNATURE_V1, "not a cosignature/v1 key (signature type must be 0x04)")?;
+        Ok(CosignatureVerifier { name, key_id, public_key })
     }
 
     /// The cosigner's name.

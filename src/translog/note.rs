@@ -78,6 +78,44 @@ pub(crate) fn key_id_with(name: &str, alg: u8, public_key: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
+/// Parses a signed-note verifier key `<name>+<8 hex key ID>+<base64(alg ‖ 32-byte Ed25519 key)>`
+/// of signature type `alg` into its name, key ID and public key; `wrong_alg` is the message for
+/// a key of another type.
+///
+/// # Errors
+/// [`NoteError::MalformedVerifierKey`] if the shape, hex, base64, signature type or length is
+/// wrong, or the key ID does not match the name and key; [`NoteError::InvalidKeyName`] for a
+/// bad name.
+pub(crate) fn parse_verifier_key(
+    vkey: &str,
+    alg: u8,
+    wrong_alg: &'static str,
+) -> Result<(String, u32, [u8; 32]), NoteError> {
+    // The base64 key may itself contain '+', so split off only name and ID.
+    let mut parts = vkey.splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(NoteError::MalformedVerifierKey("expected name+keyid+key"));
+    };
+    if !valid_key_name(name) {
+        return Err(NoteError::InvalidKeyName(name.to_owned()));
+    }
+    if id_hex.len() != 8 || !id_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(NoteError::MalformedVerifierKey("key ID must be 8 hex digits"));
+    }
+    let key_id =
+        u32::from_str_radix(id_hex, 16).map_err(|_| NoteError::MalformedVerifierKey("key ID must be 8 hex digits"))?;
+    let key = B64.decode(key_b64).map_err(|_| NoteError::MalformedVerifierKey("key is not valid base64"))?;
+    if key.first() != Some(&alg) {
+        return Err(NoteError::MalformedVerifierKey(wrong_alg));
+    }
+    let public_key: [u8; 32] =
+        key[1..].try_into().map_err(|_| NoteError::MalformedVerifierKey("Ed25519 key must be 32 bytes"))?;
+    if key_id_with(name, alg, &public_key) != key_id {
+        return Err(NoteError::MalformedVerifierKey("key ID does not match key"));
+    }
+    Ok((name.to_owned(), key_id, public_key))
+}
+
 /// Parses an ASCII decimal without sign or leading zeros (except `"0"` itself).
 pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
@@ -338,29 +376,8 @@ impl Verifier {
     /// wrong, or the key ID does not match the name and key; [`NoteError::InvalidKeyName`]
     /// for a bad name.
     pub fn new(vkey: &str) -> Result<Verifier, NoteError> {
-        // The base64 key may itself contain '+', so split off only name and ID.
-        let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(NoteError::MalformedVerifierKey("expected name+keyid+key"));
-        };
-        if !valid_key_name(name) {
-            return Err(NoteError::InvalidKeyName(name.to_owned()));
-        }
-        if id_hex.len() != 8 || !id_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(NoteError::MalformedVerifierKey("key ID must be 8 hex digits"));
-        }
-        let key_id = u32::from_str_radix(id_hex, 16)
-            .map_err(|_| NoteError::MalformedVerifierKey("key ID must be 8 hex digits"))?;
-        let key = B64.decode(key_b64).map_err(|_| NoteError::MalformedVerifierKey("key is not valid base64"))?;
-        if key.first() != Some(&ALG_ED25519) {
-            return Err(NoteError::MalformedVerifierKey("unsupported key algorithm"));
-        }
-        let public_key: [u8; 32] =
-            key[1..].try_into().map_err(|_| NoteError::MalformedVerifierKey("Ed25519 key must be 32 bytes"))?;
-        if compute_key_id(name, &public_key) != key_id {
-            return Err(NoteError::MalformedVerifierKey("key ID does not match key"));
-        }
-        Ok(Verifier { name: name.to_owned(), key_id, public_key })
+        let (name, key_id, public_key) = parse_verifier_key(vkey, ALG_ED25519, "unsupported key algorithm")?;
+        Ok(Verifier { name, key_id, public_key })
     }
 
     /// The key name.
