@@ -51,6 +51,7 @@ impl From<ServiceError> for Status {
             ServiceError::AlreadyExists(_) => Status::already_exists(message),
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),
             ServiceError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            ServiceError::Unwitnessed(_) => Status::unavailable(message),
             ServiceError::Unavailable(source) => {
                 tracing::error!(error = %source, cause = ?std::error::Error::source(&*source), "storage unavailable");
                 Status::unavailable(message)

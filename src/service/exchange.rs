@@ -495,6 +495,8 @@ pub async fn authorize(gw: &Gateway, caller: &Caller, req: &PullRequest) -> Resu
         gw.refusals.note(caller, req.dataset.as_ref(), &e, gw.clock.now());
         return Err(e);
     }
+    // No data leaves while the log goes unwitnessed beyond the policy (docs/witness.md).
+    gw.witnessed().await?;
     let slot = gw.pulls.take(&caller.participant.id, gw.limits.max_pulls_per_participant)?;
     let mut plan = match plan(gw, caller, req, Counting::Commit).await {
         Ok(plan) => plan,

@@ -80,6 +80,10 @@ pub enum ServiceError {
     /// Storage (and so the record of the operation) cannot be written: nothing was done.
     #[error("the gateway cannot record this operation now; nothing was done, retry later")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The log's checkpoints are not witnessed as the policy requires: no data leaves
+    /// (docs/witness.md). Says why.
+    #[error("{0}")]
+    Unwitnessed(String),
     /// Stored content fails its digest.
     #[error("stored content of {0} fails its digest")]
     DataLoss(String),
@@ -267,10 +271,10 @@ impl Gateway {
     /// Whether data may leave under the witnesses' policy (always, without witnesses).
     ///
     /// # Errors
-    /// The policy's reason, for `UNAVAILABLE`.
-    pub async fn witnessed(&self) -> Result<(), String> {
+    /// [`ServiceError::Unwitnessed`] with the policy's reason.
+    pub async fn witnessed(&self) -> Result<(), ServiceError> {
         match &self.witnesses {
-            Some(w) => w.check().await,
+            Some(w) => w.check().await.map_err(ServiceError::Unwitnessed),
             None => Ok(()),
         }
     }

@@ -341,6 +341,13 @@ enum Value<'a> {
 
 /// Calls `f` with every row's value of column `c` (carrying `ty`), `None` for null.
 fn each_value<'a>(c: &'a pb::Column, ty: FieldType, n: u32, mut f: impl FnMut(Option<Value<'a>>)) {
+    // The carrying array is chosen once per column, not once per row.
+    let value: fn(&'a pb::Column, usize) -> Option<Value<'a>> = match crate::domain::values::carrier(ty) {
+        "strings" => |c, k| c.strings.get(k).map(|s| Value::Text(s)),
+        "ints" => |c, k| c.ints.get(k).map(|&i| Value::Int(i)),
+        "doubles" => |c, k| c.doubles.get(k).map(|&d| Value::Double(d)),
+        _ => |c, k| c.bools.get(k).map(|&b| Value::Bool(b)),
+    };
     let mut nulls = c.nulls.iter().peekable();
     let mut k = 0usize;
     for row in 0..n {
@@ -349,12 +356,7 @@ fn each_value<'a>(c: &'a pb::Column, ty: FieldType, n: u32, mut f: impl FnMut(Op
             f(None);
             continue;
         }
-        let v = match crate::domain::values::carrier(ty) {
-            "strings" => c.strings.get(k).map(|s| Value::Text(s)),
-            "ints" => c.ints.get(k).map(|&i| Value::Int(i)),
-            "doubles" => c.doubles.get(k).map(|&d| Value::Double(d)),
-            _ => c.bools.get(k).map(|&b| Value::Bool(b)),
-        };
+        let v = value(c, k);
         k += 1;
         f(v);
     }
@@ -1495,6 +1497,10 @@ pub async fn tabulate(
     req: &TableRequest,
     mode: Mode,
 ) -> Result<TablePlan, ServiceError> {
+    // No table leaves while the log goes unwitnessed beyond the policy (docs/witness.md).
+    if mode == Mode::Release {
+        gw.witnessed().await?;
+    }
     // A table costs seconds of CPU: it takes one of the caller's places among its streaming
     // transfers, like a pull, while it is computed and (released) streamed.
     let slot = gw
