@@ -218,6 +218,39 @@ pub fn closest(
         .map(|(a, (check, scope_miss))| ApprovalOutcome { id: a.id.clone(), kind: a.kind, check, scope_miss })
 }
 
+/// Why a recorded approval may not be given to the rules for a transfer at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    /// Recorded or confirmed by the transfer's exporter or recipient (separation of duties: an
+    /// officer who is also a party could otherwise approve its own transfer with an "any
+    /// recipient" scope).
+    ByAParty,
+    /// Of a type `confirmed_approvals` names, and not yet confirmed by a second officer.
+    Unconfirmed,
+}
+
+/// Whether `approval`, recorded by `recorded_by` and confirmed by `confirmed_by`, may be given
+/// to the rules for `transfer` (docs/rules.md §3.2): the same test at use time and on replay.
+///
+/// # Errors
+/// The reason it may not.
+pub fn usable(
+    approval: &Approval,
+    recorded_by: &str,
+    confirmed_by: Option<&str>,
+    transfer: &Transfer,
+    config: &PolicyConfig,
+) -> Result<(), Unusable> {
+    let party = |who: &str| who == transfer.exporter.id || who == transfer.recipient.id;
+    if party(recorded_by) || confirmed_by.is_some_and(party) {
+        return Err(Unusable::ByAParty);
+    }
+    if config.confirmed_approvals.contains(&approval.kind) && confirmed_by.is_none() {
+        return Err(Unusable::Unconfirmed);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,29 +135,28 @@ pub(crate) async fn approval_is_logged(gw: &Gateway, a: &crate::store::StoredApp
     Ok(same && logged["actor"].as_str() == Some(a.recorded_by.as_str()))
 }
 
-/// The approvals the rules may use for `transfer`: separation of duties — an approval recorded or
-/// confirmed by the transfer's exporter or recipient never applies, whatever its scope says (an
-/// officer who is also a party could otherwise approve its own transfer with an "any recipient"
-/// scope) — and maker-checker: an approval of a type in `confirmed` applies only once confirmed.
+/// The approvals the rules may use for `transfer` ([`policy::approvals::usable`]).
 fn usable_approvals(
     stored: Vec<crate::store::StoredApproval>,
     transfer: &Transfer,
-    confirmed: &[policy::ApprovalType],
+    config: &policy::PolicyConfig,
 ) -> Vec<policy::Approval> {
-    let party = |who: &str| who == transfer.exporter.id || who == transfer.recipient.id;
     stored
         .into_iter()
         .filter(|a| {
-            if party(&a.recorded_by) || a.confirmed_by.as_deref().is_some_and(party) {
-                tracing::warn!(
-                    approval = %a.approval.id,
-                    recorded_by = %a.recorded_by,
-                    "approval not used: recorded or confirmed by a party to the transfer (separation of duties)"
-                );
-                return false;
+            match policy::approvals::usable(&a.approval, &a.recorded_by, a.confirmed_by.as_deref(), transfer, config) {
+                Ok(()) => true,
+                Err(policy::approvals::Unusable::ByAParty) => {
+                    tracing::warn!(
+                        approval = %a.approval.id,
+                        recorded_by = %a.recorded_by,
+                        "approval not used: recorded or confirmed by a party to the transfer (separation of duties)"
+                    );
+                    false
+                }
+                // Maker-checker: not applicable until a second officer confirmed it.
+                Err(policy::approvals::Unusable::Unconfirmed) => false,
             }
-            // Maker-checker: not applicable until a second officer confirmed it.
-            !confirmed.contains(&a.approval.kind) || a.confirmed_by.is_some()
         })
         .map(|a| a.approval)
         .collect()
@@ -185,7 +184,7 @@ pub async fn assess(
             );
         }
     }
-    let approvals = usable_approvals(logged, transfer, &gw.policy.confirmed_approvals);
+    let approvals = usable_approvals(logged, transfer, &gw.policy);
     let set = SetSummary::of(transfer.fields.iter().map(|f| &f.classification));
     let counted = transfer.direction() == Direction::Export && (set.has_pi || set.has_spi);
     if !counted {
