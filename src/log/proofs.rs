@@ -128,22 +128,22 @@ async fn fetch(store: &dyn Store, coordinates: &[(u8, u64)]) -> Result<NodeMap, 
 /// How long [`receipt`] waits for the sequencer to integrate a record.
 const RECEIPT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The receipt of a record a state change stored (its sequence number `seq`): waits until the
-/// sequencer has integrated it (asking it to), then proves it in the latest signed checkpoint.
+/// The leaf index and canonical JSON of the record a state change stored (its sequence number
+/// `seq`), once the sequencer has integrated it (asking it to).
 ///
 /// # Errors
-/// `NotIntegrated` when the record is not integrated within ten seconds; `Missing` when a node
-/// the proof needs is not stored; `NotStored` when the record or its checkpoint is absent.
-pub async fn receipt(log: &TransferLog, store: &dyn Store, seq: u64) -> Result<Receipt, ProofError> {
+/// `NotIntegrated` when the record is not integrated within ten seconds; `NotStored` when it is
+/// absent.
+pub async fn integrated(log: &TransferLog, store: &dyn Store, seq: u64) -> Result<(u64, String), ProofError> {
     let mut integrated = log.integrated();
     integrated.borrow_and_update();
     log.kick();
     let deadline = tokio::time::Instant::now() + RECEIPT_WAIT;
-    let (index, json) = loop {
+    loop {
         let record = store.records(seq.saturating_sub(1), 1).await?.into_iter().find(|r| r.seq == seq);
         let Some(record) = record else { return Err(ProofError::NotStored { seq }) };
         match record.leaf_index {
-            Some(index) => break (index, record.json),
+            Some(index) => return Ok((index, record.json)),
             None if tokio::time::Instant::now() < deadline => {
                 // Woken by this process's next integration; looked at again after a while
                 // anyway, as another replica sharing the store may integrate it.
@@ -155,7 +155,17 @@ pub async fn receipt(log: &TransferLog, store: &dyn Store, seq: u64) -> Result<R
             }
             None => return Err(ProofError::NotIntegrated { seq }),
         }
-    };
+    }
+}
+
+/// The receipt of a record a state change stored (its sequence number `seq`): waits until the
+/// sequencer has integrated it (asking it to), then proves it in the latest signed checkpoint.
+///
+/// # Errors
+/// As [`integrated`]; `Missing` when a node the proof needs is not stored; `NotStored` when the
+/// checkpoint is absent.
+pub async fn receipt(log: &TransferLog, store: &dyn Store, seq: u64) -> Result<Receipt, ProofError> {
+    let (index, json) = integrated(log, store, seq).await?;
     let checkpoint = store.checkpoint(None).await?.ok_or(ProofError::NotStored { seq })?;
     let inclusion = inclusion(store, index, checkpoint.size).await?;
     Ok(Receipt {

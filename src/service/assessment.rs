@@ -8,12 +8,13 @@ use futures::StreamExt;
 use ring::hmac;
 
 use super::extract::{masked_chunks, ChunkPlan, Pace, Reader};
-use super::{new_id, Caller, Gateway, ServiceError};
+use super::{facts, new_id, Caller, Gateway, ServiceError};
 use crate::domain::classification::SetSummary;
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::grant::Grant;
 use crate::domain::hold::{Hold, HoldStatus};
-use crate::domain::record::bodies::{HoldQueued, HoldResolved, HoldReview};
+use crate::domain::participant::Participant;
+use crate::domain::record::bodies::{DecisionLedger, FactCited, HoldQueued, HoldResolved, HoldReview};
 use crate::domain::record::{shanghai, NewRecord, RecordBody};
 use crate::domain::values::text_values;
 use crate::pb::Column;
@@ -37,15 +38,21 @@ pub struct RowSelection<'a> {
     pub filter: Option<&'a super::extract::RowFilter>,
 }
 
-/// The keyed hashes of the distinct persons a transfer delivers: HMAC-SHA-256 of the
-/// person-key value's text with the gateway's counting key. A row whose person key is null, or
-/// a dataset without a person-key field, counts each row as a distinct person (conservative).
+/// The rows a transfer delivers and, when `hash`, the keyed hashes of the distinct persons among
+/// them: HMAC-SHA-256 of the person-key value's text with the gateway's counting key. A row whose
+/// person key is null, or a dataset without a person-key field, counts each row as a distinct
+/// person (conservative). Without a row filter and without `hash`, nothing is read.
 async fn persons(
     gw: &Gateway,
     dataset: &Dataset,
     version: &VersionInfo,
     rows: &RowSelection<'_>,
-) -> Result<Vec<[u8; 32]>, ServiceError> {
+    hash: bool,
+) -> Result<(Vec<[u8; 32]>, u64), ServiceError> {
+    if !hash && rows.filter.is_none() {
+        return Ok((Vec::new(), version.rows));
+    }
+    let mut selected = 0u64;
     let key = gw.counting_key();
     let person_index = dataset.person_key_field.as_ref().and_then(|f| dataset.field_index(f));
     let mut out: Vec<[u8; 32]> = Vec::with_capacity(version.rows as usize);
@@ -65,6 +72,10 @@ async fn persons(
             Some(filter) => Some(filter.keeps(&decode(filter.column)?, n)),
         };
         let kept = |row: usize| keep.as_ref().is_none_or(|k| k[row]);
+        selected += keep.as_ref().map_or(u64::from(n), |k| k.iter().filter(|kept| **kept).count() as u64);
+        if !hash {
+            continue;
+        }
         let tag = |parts: &[&[u8]]| -> [u8; 32] {
             let mut ctx = hmac::Context::with_key(&key);
             for p in parts {
@@ -114,25 +125,7 @@ async fn persons(
     // Sorted, the ledger inserts touch its B-tree in order.
     out.sort_unstable();
     out.dedup();
-    Ok(out)
-}
-
-/// Whether approval `a`'s row is what the log recorded: its `approval.recorded` record (stored
-/// with the row, in the same transaction) exists, was made by the officer the row names, and
-/// says what the row says. A row inserted or altered behind the gateway's back fails.
-pub(crate) async fn approval_is_logged(gw: &Gateway, a: &crate::store::StoredApproval) -> Result<bool, ServiceError> {
-    let Some(seq) = a.record_seq else { return Ok(false) };
-    let Some(record) = gw.store.records(seq.saturating_sub(1), 1).await?.into_iter().find(|r| r.seq == seq) else {
-        return Ok(false);
-    };
-    if record.kind != crate::domain::record::RecordKind::ApprovalRecorded {
-        return Ok(false);
-    }
-    let logged: serde_json::Value = serde_json::from_str(&record.json).map_err(|e| ServiceError::Internal(e.into()))?;
-    let row = serde_json::to_value(crate::domain::record::bodies::ApprovalRecorded::from(&a.approval))
-        .map_err(|e| ServiceError::Internal(e.into()))?;
-    let same = row.as_object().is_some_and(|fields| fields.iter().all(|(k, v)| logged.get(k) == Some(v)));
-    Ok(same && logged["actor"].as_str() == Some(a.recorded_by.as_str()))
+    Ok((out, selected))
 }
 
 /// The approvals the rules may use for `transfer` ([`policy::approvals::usable`]).
@@ -140,7 +133,7 @@ fn usable_approvals(
     stored: Vec<crate::store::StoredApproval>,
     transfer: &Transfer,
     config: &policy::PolicyConfig,
-) -> Vec<policy::Approval> {
+) -> Vec<crate::store::StoredApproval> {
     stored
         .into_iter()
         .filter(|a| {
@@ -158,44 +151,98 @@ fn usable_approvals(
                 Err(policy::approvals::Unusable::Unconfirmed) => false,
             }
         })
-        .map(|a| a.approval)
         .collect()
 }
 
-/// Assesses `transfer`: exports carrying personal information count their persons against the
-/// exporter's ledger (committed only for a passed pull); every transfer reads the exporter's
-/// approvals. Returns the decision and the transfer's persons per bucket.
+/// Who and what a transfer involves, each checked against its log records before the rules
+/// read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Parties<'a> {
+    /// The dataset's owner.
+    pub exporter: &'a Participant,
+    /// Who receives.
+    pub recipient: &'a Participant,
+    /// The dataset.
+    pub dataset: &'a Dataset,
+    /// The grant used.
+    pub grant: &'a Grant,
+}
+
+/// What an assessment found: the decision, and what its record needs to be checked on replay.
+#[derive(Debug, Clone)]
+pub struct Assessed {
+    /// The rules' verdict.
+    pub decision: Decision,
+    /// The transfer as the rules read it: its persons, and the instant they used (taken under
+    /// the exporter ledger's lock when persons were counted).
+    pub transfer: Transfer,
+    /// Where the decision stands in the exporter's ledger; `None` when nobody was counted.
+    pub ledger: Option<DecisionLedger>,
+    /// Rows the transfer delivers (the grant's row filter applied).
+    pub rows: u64,
+    /// The facts the rules read, each with the leaf of its latest record.
+    pub facts: Vec<FactCited>,
+}
+
+/// The citation of a fact, or the refusal of a transfer resting on a row its records do not
+/// support (the gateway's log says which and why).
+fn supported(fact: Option<FactCited>, what: &str) -> Result<FactCited, ServiceError> {
+    fact.ok_or_else(|| {
+        ServiceError::PermissionDenied(format!(
+            "{what} differs from its log records and is not used; the transfer is refused and the officers are \
+             alerted in the gateway's log"
+        ))
+    })
+}
+
+/// Assesses `transfer`: checks every fact it rests on against its log records, gives the rules
+/// the exporter's usable approvals, and for exports carrying personal information counts their
+/// persons against the exporter's ledger (committed only for a passed pull).
+///
+/// # Errors
+/// `PermissionDenied` when a participant, the dataset or the grant differs from its records.
 pub async fn assess(
     gw: &Gateway,
     transfer: &Transfer,
-    dataset: &Dataset,
+    parties: Parties<'_>,
     version: &VersionInfo,
     rows: &RowSelection<'_>,
     counting: Counting,
-) -> Result<(Decision, Persons), ServiceError> {
-    let mut logged = Vec::new();
-    for a in gw.store.approvals(Some(&transfer.exporter.id)).await? {
-        if approval_is_logged(gw, &a).await? {
-            logged.push(a);
-        } else {
-            tracing::error!(
-                approval = %a.approval.id,
-                "approval not used: its row is not what its approval.recorded log record says (inserted or altered outside the gateway)"
-            );
+) -> Result<Assessed, ServiceError> {
+    let mut facts = vec![facts::policy(gw).await?];
+    facts.push(supported(facts::participant(gw, parties.exporter).await?, &format!("participant {}", parties.exporter.id))?);
+    if parties.recipient.id != parties.exporter.id {
+        facts.push(supported(
+            facts::participant(gw, parties.recipient).await?,
+            &format!("participant {}", parties.recipient.id),
+        )?);
+    }
+    facts.push(supported(facts::dataset(gw, parties.dataset).await?, &format!("dataset {}", parties.dataset.id))?);
+    facts.push(supported(facts::grant(gw, parties.grant).await?, &format!("grant {}", parties.grant.id))?);
+    let mut stored = gw.store.approvals(Some(&transfer.exporter.id)).await?;
+    stored.sort_by(|a, b| a.approval.id.cmp(&b.approval.id));
+    let mut approvals = Vec::new();
+    for a in usable_approvals(stored, transfer, &gw.policy) {
+        // A row without matching records is not given to the rules (logged by `facts`).
+        if let Some(cited) = facts::approval(gw, &a).await? {
+            facts.push(cited);
+            approvals.push(a.approval);
         }
     }
-    let approvals = usable_approvals(logged, transfer, &gw.policy);
     let set = SetSummary::of(transfer.fields.iter().map(|f| &f.classification));
     let counted = transfer.direction() == Direction::Export && (set.has_pi || set.has_spi);
+    let (persons, selected) = persons(gw, parties.dataset, version, rows, counted).await?;
     if !counted {
-        let d = policy::assess(transfer, WindowTotals::default(), &approvals, &gw.policy);
-        return Ok((d, Persons::default()));
+        let decision = policy::assess(transfer, WindowTotals::default(), &approvals, &gw.policy);
+        return Ok(Assessed { decision, transfer: transfer.clone(), ledger: None, rows: selected, facts });
     }
-    let persons = persons(gw, dataset, version, rows).await?;
     let n = persons.len() as u64;
-    let decision: Mutex<Option<(Decision, Persons)>> = Mutex::new(None);
+    let year = transfer.at.with_timezone(&shanghai()).year();
+    let assessed: Mutex<Option<(Decision, Transfer, DecisionLedger)>> = Mutex::new(None);
+    // Under the exporter ledger's lock: the decision's instant and its place in the ledger.
     let keep = |c: &LedgerCounts| {
         let mut t = transfer.clone();
+        t.at = gw.clock.now().with_timezone(&shanghai());
         t.persons = Persons {
             nonsensitive: if set.has_pi { n } else { 0 },
             sensitive: if set.has_spi { n } else { 0 },
@@ -204,13 +251,14 @@ pub async fn assess(
         };
         let totals = WindowTotals { nonsensitive: c.nonsensitive_before, sensitive: c.sensitive_before };
         let d = policy::assess(&t, totals, &approvals, &gw.policy);
-        let pass = d.action == Action::Pass;
-        *decision.lock().expect("not poisoned") = Some((d, t.persons));
-        counting == Counting::Commit && pass
+        let kept = counting == Counting::Commit && d.action == Action::Pass;
+        let ledger = DecisionLedger { position: c.position, counted: kept, year };
+        *assessed.lock().expect("not poisoned") = Some((d, t, ledger));
+        kept
     };
     let count = PersonCount {
         exporter: &transfer.exporter.id,
-        year: transfer.at.with_timezone(&shanghai()).year(),
+        year,
         years_back: match transfer.ruleset {
             Ruleset::Cn2024 => gw.policy.cn2024_window_years_back,
             Ruleset::Cn2022 => gw.policy.cn2022_window_years_back,
@@ -219,8 +267,11 @@ pub async fn assess(
         sensitive: set.has_spi.then_some(&persons[..]),
     };
     gw.store.count_persons(&count, &keep).await?;
-    let decision = decision.into_inner().expect("not poisoned");
-    decision.ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("the ledger did not consult the rules")))
+    let (decision, transfer, ledger) = assessed
+        .into_inner()
+        .expect("not poisoned")
+        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("the ledger did not consult the rules")))?;
+    Ok(Assessed { decision, transfer, ledger: Some(ledger), rows: selected, facts })
 }
 
 /// The holds of `grant` for `mechanism` that are about the same shape as `review` — the same

@@ -59,8 +59,14 @@ pub struct PullPlan {
     pub decision: Decision,
     /// What the rules read.
     pub transfer: policy::Transfer,
-    /// When it was assessed.
+    /// The instant the rules used (under the exporter ledger's lock when persons were counted).
     pub at: DateTime<Utc>,
+    /// Where the decision stands in the exporter's ledger; `None` when nobody was counted.
+    pub ledger: Option<bodies::DecisionLedger>,
+    /// Rows delivered (the grant's row filter applied), from batch 0.
+    pub rows: u64,
+    /// The facts the rules read, each with the leaf of its latest record.
+    pub facts: Vec<bodies::FactCited>,
     /// First batch to send.
     pub from_batch: u64,
     recipient: Participant,
@@ -150,17 +156,6 @@ async fn choose_grant(
     choose_grant_for(gw, caller, dataset, named, now, GrantUse::Rows).await
 }
 
-/// Whether grant `g`'s row is what the log recorded: the record stored with its latest change
-/// exists, is about this grant, and says what the row says (fields, masks, status, expiry, row
-/// filter, use, exemption). A grant inserted or widened behind the gateway's back fails.
-async fn grant_is_logged(gw: &Gateway, g: &Grant) -> Result<bool, ServiceError> {
-    let Some(record) = gw.store.grant_record(&g.id).await? else { return Ok(false) };
-    let logged: serde_json::Value = serde_json::from_str(&record.json).map_err(|e| ServiceError::Internal(e.into()))?;
-    let row = serde_json::to_value(crate::domain::record::bodies::GrantRecord::from(g))
-        .map_err(|e| ServiceError::Internal(e.into()))?;
-    Ok(row.as_object().is_some_and(|fields| fields.iter().all(|(k, v)| logged.get(k) == Some(v))))
-}
-
 /// The transfer the rules assess when `recipient` receives `fields` of `dataset` under `grant`
 /// at `now` (no persons counted yet), with the dataset's owner: one description for pulls and
 /// tables alike.
@@ -238,11 +233,7 @@ pub(crate) async fn choose_grant_for(
         None => gw.store.grants_of(me, &dataset.id).await?.into_iter().filter(|g| g.usage == usage).collect(),
     };
     if let Some(g) = grants.iter().rev().find(|g| g.is_usable(now)) {
-        if !grant_is_logged(gw, g).await? {
-            tracing::error!(
-                grant = %g.id,
-                "grant not used: its row is not what its latest log record says (inserted or altered outside the gateway)"
-            );
+        if super::facts::grant(gw, g).await?.is_none() {
             return Err(ServiceError::PermissionDenied(format!(
                 "grant {} cannot be used: it differs from its log record; an officer has been alerted in the gateway's log",
                 g.id
@@ -310,25 +301,28 @@ pub async fn plan(
         .collect();
     let (exporter, transfer) =
         transfer_of(gw, &dataset, &grant, &recipient, now, req.access_from_outside_mainland, fields).await?;
-    let (decision, persons) = assessment::assess(
+    let parties = assessment::Parties { exporter: &exporter, recipient: &recipient, dataset: &dataset, grant: &grant };
+    let assessed = assessment::assess(
         gw,
         &transfer,
-        &dataset,
+        parties,
         &version,
         &RowSelection { filter: shape.row_filter.as_ref() },
         counting,
     )
     .await?;
-    let transfer = policy::Transfer { persons, ..transfer };
     Ok(PullPlan {
         transfer_id: new_id("t-"),
         dataset,
         version,
         grant,
         shape,
-        decision,
-        transfer,
-        at: now,
+        decision: assessed.decision,
+        at: assessed.transfer.at.with_timezone(&Utc),
+        transfer: assessed.transfer,
+        ledger: assessed.ledger,
+        rows: assessed.rows,
+        facts: assessed.facts,
         from_batch: req.from_batch,
         recipient,
         exporter,
@@ -408,6 +402,7 @@ fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceErr
         grant: plan.grant.id.clone(),
         purpose: plan.grant.purpose.clone(),
         legal_basis: plan.grant.legal_basis.clone(),
+        statistical_purpose: plan.grant.statistical_purpose,
         exemption: plan.transfer.exemption.exemption,
         exemption_attested_by: plan.transfer.exemption.attested_by.clone(),
         persons: bodies::DecisionPersons::from(&plan.transfer.persons),
@@ -421,12 +416,16 @@ fn decision_record(plan: &PullPlan, caller: &Caller, refused: Option<&ServiceErr
                 level: f.class.level,
                 pi: f.class.pi,
                 stat_micro: f.class.stat_micro,
+                share: f.class.share,
+                ftz_negative_list: f.class.ftz_negative_list,
                 mask: f.mask,
             })
             .chain(plan.shape.dropped.iter().cloned().map(DecisionField::Dropped))
             .collect(),
-        rows: plan.version.rows,
+        rows: plan.rows,
         from_batch: plan.from_batch,
+        ledger: plan.ledger,
+        facts: plan.facts.clone(),
         ruleset: d.ruleset,
         decision: DecisionJson::from(d),
         outcome: match refused {

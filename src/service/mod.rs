@@ -18,6 +18,7 @@ pub mod audit;
 pub mod catalog;
 pub mod exchange;
 pub mod extract;
+pub(crate) mod facts;
 pub mod maintenance;
 pub mod oversight;
 pub mod participants;
@@ -220,6 +221,8 @@ pub struct Gateway {
     pub(crate) refusals: Arc<maintenance::Refusals>,
     /// Uploads in progress here (maintenance never purges them).
     pub(crate) uploads: Arc<publishing::LiveUploads>,
+    /// The logged record of [`Gateway::policy`], once a decision needed it ([`facts::policy`]).
+    pub(crate) policy_fact: Arc<tokio::sync::OnceCell<crate::domain::record::bodies::FactCited>>,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -255,6 +258,7 @@ impl Gateway {
             pulls: Arc::default(),
             refusals: Arc::default(),
             uploads: Arc::default(),
+            policy_fact: Arc::default(),
             limits,
             policy,
             log,

@@ -307,7 +307,7 @@ pub async fn resolve_hold(
             // The release is only worth something if the next pull can use the approval: the
             // same conditions as the rules' (logged, not by a party, confirmed when required,
             // in its validity period), so that a hold is never closed on one that will not apply.
-            if !super::assessment::approval_is_logged(gw, &stored).await? {
+            if super::facts::approval(gw, &stored).await?.is_none() {
                 return Err(ServiceError::FailedPrecondition(format!(
                     "approval {approval} differs from its log record and is not used"
                 )));

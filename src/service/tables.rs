@@ -1254,8 +1254,11 @@ async fn prepare(gw: &Gateway, caller: &Caller, req: &TableRequest) -> Result<Co
         super::exchange::transfer_of(gw, &dataset, &grant, &recipient, now, req.access_from_outside_mainland, fields)
             .await?;
     // No personal information: nothing is counted, whatever the mode.
-    let (decision, _) =
-        assessment::assess(gw, &transfer, &dataset, &version, &RowSelection { filter: None }, Counting::DryRun).await?;
+    let parties = assessment::Parties { exporter: &exporter, recipient: &recipient, dataset: &dataset, grant: &grant };
+    let decision =
+        assessment::assess(gw, &transfer, parties, &version, &RowSelection { filter: None }, Counting::DryRun)
+            .await?
+            .decision;
     let rules = rules_for(gw, &dataset, decision.is_export()).await?;
     let scope = gw.store.ledger_scope(&recipient.id).await?.unwrap_or_else(|| recipient.id.to_string());
     Ok(Context {

@@ -173,6 +173,8 @@ pub struct PersonCount<'a> {
 /// the window did not count yet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LedgerCounts {
+    /// Entries the exporter's ledger had before (a kept transfer's entry is the next one).
+    pub position: u64,
     /// Non-sensitive persons counted before.
     pub nonsensitive_before: u64,
     /// Of this transfer's non-sensitive persons, those new to the window.
@@ -438,6 +440,10 @@ pub trait LogStore: Send + Sync {
 
     /// Up to `limit` records with `seq > after`, in order (integrated or not).
     async fn records(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;
+
+    /// The latest `limit` records about `subject` ([`crate::domain::record::RecordBody::subject`]),
+    /// oldest first (integrated or not).
+    async fn records_about(&self, subject: &str, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;
 
     /// Up to `limit` integrated transfer records (records with facets) matching `filter`, newest
     /// first: `at` descending, then `seq` descending. Records not yet integrated are absent.

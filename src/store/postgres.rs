@@ -169,6 +169,7 @@ impl Dialect for Postgres {
             (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut transfer, mut dataset, mut recipient, mut exporter) = (vec![], vec![], vec![], vec![]);
         let (mut region, mut export, mut mechanism, mut action) = (vec![], vec![], vec![], vec![]);
+        let mut subject = Vec::with_capacity(n);
         for (rec, leaf) in recs {
             json.push(*leaf);
             at.push(micros(rec.at));
@@ -183,17 +184,18 @@ impl Dialect for Postgres {
             export.push(f.map(|f| f.export));
             mechanism.push(f.map(|f| super::codec::mechanism_column(f.mechanism)));
             action.push(f.map(|f| f.action.as_str()));
+            subject.push(rec.subject.as_deref());
         }
         // Rows are inserted in ordinality order, so sequence numbers increase with the input.
         let mut seqs: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO records (at, kind, actor, json, transfer, dataset, recipient, exporter, region, export, mechanism,
-                                  action, leaf_index)
+                                  action, subject, leaf_index)
              SELECT at, kind, actor, json, transfer, dataset, recipient, exporter, region, export, mechanism, action,
-                    $13::bigint + ord - 1
+                    subject, $13::bigint + ord - 1
              FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                         $9::text[], $10::boolean[], $11::text[], $12::text[])
+                         $9::text[], $10::boolean[], $11::text[], $12::text[], $14::text[])
                   WITH ORDINALITY AS r (at, kind, actor, json, transfer, dataset, recipient, exporter, region, export,
-                                        mechanism, action, ord)
+                                        mechanism, action, subject, ord)
              ORDER BY ord
              RETURNING seq",
         )
@@ -210,6 +212,7 @@ impl Dialect for Postgres {
         .bind(mechanism)
         .bind(action)
         .bind(first_index.map(|i| i as i64))
+        .bind(subject)
         .fetch_all(conn)
         .await?;
         seqs.sort_unstable();

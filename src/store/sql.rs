@@ -238,6 +238,9 @@ pub(super) mod text {
     pub const LEAVES: &str =
         "SELECT seq, leaf_index, kind, json FROM records WHERE leaf_index >= $1 ORDER BY leaf_index LIMIT $2";
     pub const RECORDS: &str = "SELECT seq, leaf_index, kind, json FROM records WHERE seq > $1 ORDER BY seq LIMIT $2";
+    pub const RECORDS_ABOUT: &str = "SELECT seq, leaf_index, kind, json FROM
+         (SELECT seq, leaf_index, kind, json FROM records WHERE subject = $1 ORDER BY seq DESC LIMIT $2) latest
+         ORDER BY seq";
     pub const LEAF_FACETS: &str =
         "SELECT leaf_index, transfer, dataset, recipient, exporter, region, export, mechanism, action
          FROM records WHERE leaf_index >= $1 AND leaf_index < $2 ORDER BY leaf_index";
@@ -281,6 +284,10 @@ pub(super) mod text {
          WHERE exporter = $1 AND bucket = $2 AND year BETWEEN $3 AND $4";
     pub const LEDGER_ADD: &str = "INSERT INTO export_counts (exporter, year, bucket, persons) VALUES ($1, $2, $3, $4)
          ON CONFLICT (exporter, year, bucket) DO UPDATE SET persons = export_counts.persons + excluded.persons";
+
+    pub const LEDGER_POSITION: &str = "SELECT entries FROM export_ledger_positions WHERE exporter = $1";
+    pub const LEDGER_TAKE_POSITION: &str = "INSERT INTO export_ledger_positions (exporter, entries) VALUES ($1, $2)
+         ON CONFLICT (exporter) DO UPDATE SET entries = excluded.entries";
 
     pub const LEDGER_SCOPE: &str = "SELECT scope FROM ledger_scopes WHERE participant = $1";
     pub const SET_LEDGER_SCOPE: &str = "INSERT INTO ledger_scopes (participant, scope) VALUES ($1, $2)
@@ -1040,6 +1047,15 @@ helpers {
             .map_err(classify::<DB>)?)
     }
 
+    async fn records_about(&self, subject: &str, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
+        all(sqlx::query_as::<_, RecordRow>(text::RECORDS_ABOUT)
+            .bind(subject)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify::<DB>)?)
+    }
+
     async fn transfers(&self, filter: &TransferFilter, limit: u32) -> Result<Vec<StoredTransfer>, StoreError> {
         let mut sql = String::from(text::TRANSFERS);
         let mut binds = Vec::new();
@@ -1108,7 +1124,13 @@ helpers {
         // One counter per exporter at a time, across processes: the "before" counts read below
         // include every earlier kept transfer.
         DB::lock(&mut *tx, Lock::Ledger(count.exporter)).await.map_err(classify::<DB>)?;
-        let mut counts = LedgerCounts::default();
+        let position = sqlx::query_as::<_, (i64,)>(text::LEDGER_POSITION)
+            .bind(count.exporter)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?
+            .map_or(0, |(n,)| n as u64);
+        let mut counts = LedgerCounts { position, ..LedgerCounts::default() };
         if let Some(persons) = count.nonsensitive {
             (counts.nonsensitive_before, counts.nonsensitive_new) =
                 Self::count_bucket(&mut *tx, count, "N", persons).await?;
@@ -1117,6 +1139,12 @@ helpers {
             (counts.sensitive_before, counts.sensitive_new) = Self::count_bucket(&mut *tx, count, "S", persons).await?;
         }
         if keep(&counts) {
+            sqlx::query(text::LEDGER_TAKE_POSITION)
+                .bind(count.exporter)
+                .bind((position + 1) as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify::<DB>)?;
             tx.commit().await.map_err(classify::<DB>)?;
         } else {
             tx.rollback().await.map_err(classify::<DB>)?;

@@ -141,12 +141,12 @@ impl Dialect for Sqlite {
         recs: &[(&NewRecord, &str)],
         first_index: Option<u64>,
     ) -> Result<Vec<u64>, sqlx::Error> {
-        const COLUMNS: usize = 13;
+        const COLUMNS: usize = 14;
         let mut seqs = Vec::with_capacity(recs.len());
         for (n, chunk) in recs.chunks(MAX_BINDS / COLUMNS).enumerate() {
             let sql = format!(
                 "INSERT INTO records (at, kind, actor, json, leaf_index, transfer, dataset, recipient, exporter, region,
-                                      export, mechanism, action) VALUES {} RETURNING seq",
+                                      export, mechanism, action, subject) VALUES {} RETURNING seq",
                 values(chunk.len(), COLUMNS)
             );
             let mut q = sqlx::query_scalar::<_, i64>(&sql);
@@ -166,7 +166,8 @@ impl Dialect for Sqlite {
                     .bind(f.map(|f| f.region.as_str()))
                     .bind(f.map(|f| f.export))
                     .bind(f.map(|f| super::codec::mechanism_column(f.mechanism)))
-                    .bind(f.map(|f| f.action.as_str()));
+                    .bind(f.map(|f| f.action.as_str()))
+                    .bind(rec.subject.as_deref());
             }
             let mut chunk_seqs = q.fetch_all(&mut *conn).await?;
             // One statement inserts rows in VALUES order with increasing sequence numbers.

@@ -23,7 +23,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::RecordKind;
-use crate::domain::classification::{Classification, Level, Pi, Share};
+use crate::domain::classification::{named_enum, Classification, Level, Pi, Share};
 use crate::domain::dataset::{Dataset, FieldDef, FieldName, FieldType};
 use crate::domain::grant::{Grant, GrantStatus, GrantUse};
 use crate::domain::hold::{Hold, HoldStatus};
@@ -85,6 +85,8 @@ pub enum RecordBody {
     LedgerScopeSet(LedgerScopeSet),
     /// `table_rules.set`.
     TableRulesSet(TableRulesSet),
+    /// `policy.applied`.
+    PolicyApplied(PolicyApplied),
 }
 
 impl RecordBody {
@@ -112,7 +114,29 @@ impl RecordBody {
             RecordBody::TableCompleted(_) | RecordBody::TableInterrupted(_) => RecordKind::TableCompleted,
             RecordBody::LedgerScopeSet(_) => RecordKind::LedgerScopeSet,
             RecordBody::TableRulesSet(_) => RecordKind::TableRulesSet,
+            RecordBody::PolicyApplied(_) => RecordKind::PolicyApplied,
         }
+    }
+
+    /// The fact a state record is about, as the store indexes it: `participant:<id>`,
+    /// `dataset:<id>`, `grant:<id>`, `approval:<id>` or `policy:<sha256>`; `None` for records of
+    /// transfers, holds and tables. The latest record about a fact is what a decision cites.
+    pub fn subject(&self) -> Option<String> {
+        Some(match self {
+            RecordBody::ParticipantRegistered(b) => Fact::Participant.subject(b.participant.as_str()),
+            RecordBody::ParticipantSuspended(b) => Fact::Participant.subject(b.participant.as_str()),
+            RecordBody::DatasetRegistered(b) => Fact::Dataset.subject(b.dataset.as_str()),
+            RecordBody::GrantRequested(g)
+            | RecordBody::GrantApproved(g)
+            | RecordBody::GrantRefused(g)
+            | RecordBody::GrantRevoked(g)
+            | RecordBody::ExemptionAttested(g) => Fact::Grant.subject(&g.grant),
+            RecordBody::ApprovalRecorded(a) => Fact::Approval.subject(&a.approval),
+            RecordBody::ApprovalRevoked(a) => Fact::Approval.subject(&a.approval),
+            RecordBody::ApprovalConfirmed(a) => Fact::Approval.subject(&a.approval),
+            RecordBody::PolicyApplied(p) => Fact::Policy.subject(&p.sha256),
+            _ => return None,
+        })
     }
 
     /// The body's members.
@@ -432,6 +456,8 @@ pub struct TransferDecision {
     pub purpose: String,
     /// The grant's legal basis (rule D6).
     pub legal_basis: String,
+    /// The grant's statistical-purpose flag (rule D4).
+    pub statistical_purpose: bool,
     /// The grant's exemption claim; it counts only when attested.
     pub exemption: Exemption,
     /// The officer who attested it; `null` when not attested.
@@ -442,16 +468,68 @@ pub struct TransferDecision {
     pub approval: Option<DecisionApproval>,
     /// The delivered fields with the masks applied, then the granted fields dropped.
     pub fields: Vec<DecisionField>,
-    /// Rows in the version.
+    /// Rows of the version the grant's row filter selects (all of them without a filter); a
+    /// resumed pull sends those from `from_batch` on.
     pub rows: u64,
     /// The first batch sent (a resumed pull starts after 0).
     pub from_batch: u64,
+    /// Where the decision stands in the exporter's person ledger; `null` when no person was
+    /// counted (domestic sharing, or no personal information in the transfer).
+    pub ledger: Option<DecisionLedger>,
+    /// Every fact the rules read, each with the leaf index of the latest record about it.
+    pub facts: Vec<FactCited>,
     /// The ruleset evaluated.
     pub ruleset: Ruleset,
     /// The rules' verdict, in the format of docs/assess.md.
     pub decision: DecisionJson,
     /// `AUTHORISED`, or the refusal the caller received.
     pub outcome: String,
+}
+
+/// A decision's place in its exporter's person ledger, read and taken under the ledger's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DecisionLedger {
+    /// Entries the exporter's ledger had before this decision: its window totals are theirs.
+    pub position: u64,
+    /// Whether this decision's persons entered the ledger, as entry `position + 1` (a passed
+    /// export of personal information).
+    pub counted: bool,
+    /// The Asia/Shanghai year of the decision's `at`: the ledger's bucket.
+    pub year: i32,
+}
+
+named_enum! {
+    /// What kind of fact a decision cites.
+    Fact, "fact" {
+        /// The export policy in force (`policy.applied`).
+        Policy = "policy",
+        /// A participant (`participant.*`).
+        Participant = "participant",
+        /// A dataset's classification (`dataset.registered`).
+        Dataset = "dataset",
+        /// A grant (`grant.*`, `exemption.attested`).
+        Grant = "grant",
+        /// An approval given to the rules (`approval.*`).
+        Approval = "approval",
+    }
+}
+
+impl Fact {
+    /// The store's subject of the fact `id` of this kind: `<fact>:<id>`.
+    pub fn subject(self, id: &str) -> String {
+        format!("{}:{id}", self.as_str())
+    }
+}
+
+/// A fact a decision rests on: the latest record about it when the decision was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FactCited {
+    /// What kind of fact.
+    pub fact: Fact,
+    /// Its id (a policy's: the SHA-256 of its canonical JSON, hex).
+    pub id: String,
+    /// The leaf index of the latest record about it.
+    pub leaf: u64,
 }
 
 /// Who pulled.
@@ -565,6 +643,10 @@ pub enum DecisionField {
         pi: Pi,
         /// Identifiable statistical survey material.
         stat_micro: bool,
+        /// Its catalogue share attribute (rules D1–D3).
+        share: Share,
+        /// In a category of the Tianjin FTZ negative list (rule E4).
+        ftz_negative_list: bool,
         /// The mask applied.
         mask: Mask,
     },
@@ -775,6 +857,31 @@ pub struct TableRulesSet {
     pub domestic_hmac: String,
     /// HMAC of the export parameters, hex.
     pub export_hmac: String,
+}
+
+/// `policy.applied`: the gateway started with an export policy other than the last one logged.
+/// Only the export rules' values (thresholds, windows, validity, maker-checker); the table
+/// parameters are confidential and logged as HMACs in `table.decision`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyApplied {
+    /// The policy, named as in the `[policy]` section of the configuration.
+    pub policy: Map<String, Value>,
+    /// SHA-256 of the policy's canonical JSON, hex: the id decisions cite it by.
+    pub sha256: String,
+}
+
+impl PolicyApplied {
+    /// The record of `policy`'s export rules.
+    ///
+    /// # Errors
+    /// Only if the policy held a value canonical JSON cannot represent (it holds none).
+    pub fn of(policy: &crate::policy::PolicyConfig) -> Result<PolicyApplied, crate::translog::canonical::CanonicalError> {
+        let mut members = members(policy);
+        members.remove("tables");
+        let canonical = crate::translog::canonical::to_canonical_json(&Value::Object(members.clone()))?;
+        let sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()));
+        Ok(PolicyApplied { policy: members, sha256 })
+    }
 }
 
 /// `table.completed`: a table's cells were sent.

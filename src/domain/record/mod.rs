@@ -67,6 +67,8 @@ named_enum! {
         LedgerScopeSet = "ledger.scope_set",
         /// A dataset's owner set stricter table parameters (recorded as their HMAC).
         TableRulesSet = "table_rules.set",
+        /// The gateway started with an export policy other than the last one logged.
+        PolicyApplied = "policy.applied",
     }
 }
 
@@ -142,13 +144,16 @@ pub struct NewRecord {
     pub body: Map<String, Value>,
     /// Set on transfer records.
     pub facets: Option<TransferFacets>,
+    /// The fact a state record is about ([`RecordBody::subject`]).
+    pub subject: Option<String>,
 }
 
 impl NewRecord {
     /// A record of `body` (which says its kind) by `actor` at `at` (the time of the use case's
     /// clock, so that the record and the state it records agree).
     pub fn new(actor: impl Into<String>, at: DateTime<Utc>, body: RecordBody) -> NewRecord {
-        NewRecord { kind: body.kind(), actor: actor.into(), at, body: body.into_members(), facets: None }
+        let subject = body.subject();
+        NewRecord { kind: body.kind(), actor: actor.into(), at, body: body.into_members(), facets: None, subject }
     }
 
     /// A record of `kind` whose body is any JSON (a non-object is put under `value`): for tests
@@ -163,7 +168,7 @@ impl NewRecord {
                 m
             }
         };
-        NewRecord { kind, actor: actor.into(), at, body, facets: None }
+        NewRecord { kind, actor: actor.into(), at, body, facets: None, subject: None }
     }
 
     /// The leaf: the record's RFC 8785 canonical JSON.
