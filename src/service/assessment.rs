@@ -210,7 +210,10 @@ pub async fn assess(
     counting: Counting,
 ) -> Result<Assessed, ServiceError> {
     let mut facts = vec![facts::policy(gw).await?];
-    facts.push(supported(facts::participant(gw, parties.exporter).await?, &format!("participant {}", parties.exporter.id))?);
+    facts.push(supported(
+        facts::participant(gw, parties.exporter).await?,
+        &format!("participant {}", parties.exporter.id),
+    )?);
     if parties.recipient.id != parties.exporter.id {
         facts.push(supported(
             facts::participant(gw, parties.recipient).await?,

@@ -40,7 +40,11 @@ fn differences(record: &StoredRecord, row: &impl Serialize, ignore: &[&str]) -> 
     let Value::Object(row) = serde_json::to_value(row).map_err(|e| ServiceError::Internal(e.into()))? else {
         return Err(ServiceError::Internal(anyhow::anyhow!("a record body is a JSON object")));
     };
-    Ok(row.iter().filter(|(k, v)| !ignore.contains(&k.as_str()) && logged.get(*k) != Some(v)).map(|(k, _)| k.clone()).collect())
+    Ok(row
+        .iter()
+        .filter(|(k, v)| !ignore.contains(&k.as_str()) && logged.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect())
 }
 
 /// Cites `record` about `fact` `id`: its leaf index, waiting for the sequencer to integrate it

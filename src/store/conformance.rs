@@ -29,7 +29,8 @@ use crate::domain::grant::{Grant, GrantStatus};
 use crate::domain::hold::{Hold, HoldStatus};
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantKind, ParticipantStatus, RecipientType, Region, Role};
-use crate::domain::record::{NewRecord, PreparedRecord, RecordKind, TransferFacets};
+use crate::domain::record::bodies::ParticipantSuspended;
+use crate::domain::record::{NewRecord, PreparedRecord, RecordBody, RecordKind, TransferFacets};
 use crate::policy::{Approval, ApprovalType, Scope};
 
 /// Names the PostgreSQL server (any database on it; tests create their own) for these tests.
@@ -131,6 +132,7 @@ conformance! {
     concurrent_counting_loses_no_updates,
     transfers_list_integrated_transfer_records_newest_first,
     records_page_in_store_order,
+    records_about_a_fact_are_its_latest_in_store_order,
     a_table_release_stores_its_cells_and_record_together_against_the_ledger_it_was_checked_with,
     concurrent_releases_to_one_scope_never_both_pass_the_same_ledger,
     ledger_scopes_widen_and_reset,
@@ -866,21 +868,31 @@ async fn counted_persons_are_kept_or_rolled_back(store: Arc<dyn Store>) {
     let refused = count(s, "owner", 2025, 0, Some(&bc), Some(&bc), false).await;
     assert_eq!(
         refused,
-        LedgerCounts { nonsensitive_before: 2, nonsensitive_new: 1, sensitive_before: 0, sensitive_new: 2 }
+        LedgerCounts {
+            position: 1,
+            nonsensitive_before: 2,
+            nonsensitive_new: 1,
+            sensitive_before: 0,
+            sensitive_new: 2
+        }
     );
     let kept = count(s, "owner", 2025, 0, Some(&bc), None, true).await;
-    assert_eq!(kept, LedgerCounts { nonsensitive_before: 2, nonsensitive_new: 1, ..LedgerCounts::default() });
+    assert_eq!(
+        kept,
+        LedgerCounts { position: 1, nonsensitive_before: 2, nonsensitive_new: 1, ..LedgerCounts::default() },
+        "a rolled-back count takes no position"
+    );
     let after = count(s, "owner", 2025, 0, Some(&[]), Some(&[]), true).await;
     assert_eq!(
         after,
-        LedgerCounts { nonsensitive_before: 3, ..LedgerCounts::default() },
+        LedgerCounts { position: 2, nonsensitive_before: 3, ..LedgerCounts::default() },
         "the refused add was rolled back"
     );
     // Other exporters and years are other ledgers.
     let other = count(s, "other", 2025, 0, Some(&ab), None, true).await;
-    assert_eq!(other.nonsensitive_before, 0);
+    assert_eq!((other.position, other.nonsensitive_before), (0, 0));
     let next_year = count(s, "owner", 2026, 0, Some(&ab), None, true).await;
-    assert_eq!((next_year.nonsensitive_before, next_year.nonsensitive_new), (0, 2));
+    assert_eq!((next_year.position, next_year.nonsensitive_before, next_year.nonsensitive_new), (3, 0, 2));
 }
 
 async fn the_ledger_window_counts_distinct_persons_across_years(store: Arc<dyn Store>) {
@@ -889,7 +901,7 @@ async fn the_ledger_window_counts_distinct_persons_across_years(store: Arc<dyn S
     count(s, "owner", 2025, 0, None, Some(&[person(2), person(3)]), true).await;
     // CN2022-style window: this year and the one before, distinct persons.
     let window = count(s, "owner", 2025, 1, None, Some(&[person(3), person(4), person(1)]), true).await;
-    assert_eq!(window, LedgerCounts { sensitive_before: 3, sensitive_new: 1, ..LedgerCounts::default() });
+    assert_eq!(window, LedgerCounts { position: 2, sensitive_before: 3, sensitive_new: 1, ..LedgerCounts::default() });
     let later = count(s, "owner", 2026, 1, None, Some(&[person(1)]), true).await;
     // 2025's persons are 1, 2, 3, 4: a person counted in an earlier year of the window is still
     // filed under the transfer's year.
@@ -909,12 +921,14 @@ async fn concurrent_counting_loses_no_updates(store: Arc<dyn Store>) {
     for task in tasks {
         let c = task.await.unwrap();
         assert_eq!(c.nonsensitive_new, 10);
+        // The position and the total are read under the same lock: entry k saw k entries.
+        assert_eq!(c.nonsensitive_before, c.position * 10);
         befores.push(c.nonsensitive_before);
     }
     befores.sort_unstable();
     assert_eq!(befores, (0..16).map(|i| i * 10).collect::<Vec<u64>>(), "no two transfers read the same total");
     let total = count(store.as_ref(), "owner", 2025, 0, Some(&[]), None, true).await;
-    assert_eq!(total.nonsensitive_before, 160);
+    assert_eq!((total.position, total.nonsensitive_before), (16, 160));
 }
 
 // --- listing ------------------------------------------------------------------------------------
@@ -1006,6 +1020,33 @@ async fn records_page_in_store_order(store: Arc<dyn Store>) {
     assert_eq!(all[2].kind, RecordKind::DatasetRegistered);
     let page = store.records(all[0].seq, 1).await.unwrap();
     assert_eq!(page, [all[1].clone()]);
+}
+
+async fn records_about_a_fact_are_its_latest_in_store_order(store: Arc<dyn Store>) {
+    let suspended = |id: &str, reason: &str| {
+        NewRecord::new(
+            "admin",
+            t(5),
+            RecordBody::ParticipantSuspended(ParticipantSuspended { participant: pid(id), reason: reason.into() }),
+        )
+    };
+    let batch = [
+        suspended("consumer", "first"),
+        rec(RecordKind::AccessRefused, 6),
+        suspended("owner", "other"),
+        suspended("consumer", "second"),
+        suspended("consumer", "third"),
+    ];
+    let seen = std::sync::Mutex::new(Vec::new());
+    store.integrate(&prepared(&batch), &integrate_all(&seen)).await.unwrap();
+    let about = store.records_about("participant:consumer", 10).await.unwrap();
+    let reasons: Vec<bool> =
+        ["first", "second", "third"].iter().zip(&about).map(|(r, rec)| rec.json.contains(r)).collect();
+    assert_eq!((about.len(), reasons), (3, vec![true; 3]), "oldest first, only this subject's");
+    assert!(about.iter().all(|r| r.kind == RecordKind::ParticipantSuspended && r.leaf_index.is_some()));
+    let latest = store.records_about("participant:consumer", 2).await.unwrap();
+    assert_eq!(latest, about[1..], "the limit keeps the latest records");
+    assert!(store.records_about("dataset:consumer", 10).await.unwrap().is_empty(), "subjects are typed");
 }
 
 fn released(cell: &str, value: f64) -> super::ReleasedCell {

@@ -875,7 +875,9 @@ impl PolicyApplied {
     ///
     /// # Errors
     /// Only if the policy held a value canonical JSON cannot represent (it holds none).
-    pub fn of(policy: &crate::policy::PolicyConfig) -> Result<PolicyApplied, crate::translog::canonical::CanonicalError> {
+    pub fn of(
+        policy: &crate::policy::PolicyConfig,
+    ) -> Result<PolicyApplied, crate::translog::canonical::CanonicalError> {
         let mut members = members(policy);
         members.remove("tables");
         let canonical = crate::translog::canonical::to_canonical_json(&Value::Object(members.clone()))?;
@@ -1566,6 +1568,7 @@ mod tests {
             grant: grant.id.clone(),
             purpose: grant.purpose.clone(),
             legal_basis: grant.legal_basis.clone(),
+            statistical_purpose: grant.statistical_purpose,
             exemption: exemption.exemption,
             exemption_attested_by: exemption.attested_by.clone(),
             persons: DecisionPersons::from(&persons),
@@ -1577,12 +1580,23 @@ mod tests {
                     level: class.level,
                     pi: class.pi,
                     stat_micro: class.stat_micro,
+                    share: class.share,
+                    ftz_negative_list: class.ftz_negative_list,
                     mask: *mask,
                 })
                 .chain(dropped.iter().cloned().map(DecisionField::Dropped))
                 .collect(),
-            rows: version.rows,
+            rows: 60,
             from_batch: 2,
+            ledger: Some(DecisionLedger { position: 41, counted: false, year: 2025 }),
+            facts: vec![
+                FactCited { fact: Fact::Policy, id: "9f".repeat(32), leaf: 0 },
+                FactCited { fact: Fact::Participant, id: "tj-stats".into(), leaf: 2 },
+                FactCited { fact: Fact::Participant, id: "hk-research".into(), leaf: 3 },
+                FactCited { fact: Fact::Dataset, id: "survey".into(), leaf: 5 },
+                FactCited { fact: Fact::Grant, id: grant.id.clone(), leaf: 9 },
+                FactCited { fact: Fact::Approval, id: "a-cac-7".into(), leaf: 12 },
+            ],
             ruleset: d.ruleset,
             decision: DecisionJson::from(&d),
             outcome: outcome.into(),
@@ -1598,7 +1612,7 @@ mod tests {
         );
         assert_eq!(
             leaf("hk-research", body),
-            r#"{"actor":"hk-research","approval":{"check":"out_of_scope","id":"a-cac-7","scope_miss":"destination","type":"CAC_SA"},"at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","caller":{"cert_sha256":"5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e","id":"hk-research"},"dataset":"survey","decision":{"action":"HOLD","approval":{"check":"out_of_scope","id":"a-cac-7"},"counts":{"nonsensitive_after":100200,"nonsensitive_before":90000,"sensitive_after":8200,"sensitive_before":7000,"window_start":"2025-01-01"},"export":true,"mechanism":"REQUIRES_SECURITY_ASSESSMENT","rules":["A2","A3"]},"exemption":"FOREIGN_ORIGIN_TRANSIT","exemption_attested_by":"officer-1","exporter":{"id":"tj-stats","in_tianjin_ftz":true,"kind":"STATE_ORGAN"},"fields":[{"level":"G2","mask":{"kind":"NONE"},"name":"enterprise","pi":"NONE","stat_micro":false},{"level":"G3","mask":{"keep_first":1,"keep_last":2,"kind":"PARTIAL"},"name":"contact","pi":"PI","stat_micro":false},{"level":"G2","mask":{"granularity":"YEAR","kind":"GENERALIZE_DATE"},"name":"founded","pi":"NONE","stat_micro":true},{"level":"G3","mask":{"kind":"BUCKET","width":1000},"name":"revenue","pi":"NONE","stat_micro":false},{"level":"G4","mask":{"kind":"HASH"},"name":"person_id","pi":"SPI","stat_micro":false},{"level":"G4","mask":{"kind":"REDACT"},"name":"phone","pi":"PI","stat_micro":false},{"mask":{"kind":"DROP"},"name":"mobile"}],"from_batch":2,"government_data":true,"grant":"g-0123456789abcdef0123456789abcdef","legal_basis":"统计法 第七条","outcome":"transfer held by rules A2, A3: requires REQUIRES_SECURITY_ASSESSMENT: no applicable approval (CAC_SA) is recorded (hold h-1)","persons":{"already_counted_nonsensitive":1000,"already_counted_sensitive":0,"nonsensitive":1200,"sensitive":1200},"purpose":"统计分析","recipient":{"access_from_outside_mainland":true,"id":"hk-research","region":"HK","type":"RESEARCH"},"rows":1200,"ruleset":"CN2024","schema":1,"transfer":"t-0123456789abcdef","type":"transfer.decision","version":3,"version_sha256":"abababababababababababababababababababababababababababababababab"}"#
+            r#"{"actor":"hk-research","approval":{"check":"out_of_scope","id":"a-cac-7","scope_miss":"destination","type":"CAC_SA"},"at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","caller":{"cert_sha256":"5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e","id":"hk-research"},"dataset":"survey","decision":{"action":"HOLD","approval":{"check":"out_of_scope","id":"a-cac-7"},"counts":{"nonsensitive_after":100200,"nonsensitive_before":90000,"sensitive_after":8200,"sensitive_before":7000,"window_start":"2025-01-01"},"export":true,"mechanism":"REQUIRES_SECURITY_ASSESSMENT","rules":["A2","A3"]},"exemption":"FOREIGN_ORIGIN_TRANSIT","exemption_attested_by":"officer-1","exporter":{"id":"tj-stats","in_tianjin_ftz":true,"kind":"STATE_ORGAN"},"facts":[{"fact":"policy","id":"9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f","leaf":0},{"fact":"participant","id":"tj-stats","leaf":2},{"fact":"participant","id":"hk-research","leaf":3},{"fact":"dataset","id":"survey","leaf":5},{"fact":"grant","id":"g-0123456789abcdef0123456789abcdef","leaf":9},{"fact":"approval","id":"a-cac-7","leaf":12}],"fields":[{"ftz_negative_list":false,"level":"G2","mask":{"kind":"NONE"},"name":"enterprise","pi":"NONE","share":"CONDITIONAL","stat_micro":false},{"ftz_negative_list":false,"level":"G3","mask":{"keep_first":1,"keep_last":2,"kind":"PARTIAL"},"name":"contact","pi":"PI","share":"CONDITIONAL","stat_micro":false},{"ftz_negative_list":false,"level":"G2","mask":{"granularity":"YEAR","kind":"GENERALIZE_DATE"},"name":"founded","pi":"NONE","share":"CONDITIONAL","stat_micro":true},{"ftz_negative_list":false,"level":"G3","mask":{"kind":"BUCKET","width":1000},"name":"revenue","pi":"NONE","share":"CONDITIONAL","stat_micro":false},{"ftz_negative_list":false,"level":"G4","mask":{"kind":"HASH"},"name":"person_id","pi":"SPI","share":"CONDITIONAL","stat_micro":false},{"ftz_negative_list":false,"level":"G4","mask":{"kind":"REDACT"},"name":"phone","pi":"PI","share":"CONDITIONAL","stat_micro":false},{"mask":{"kind":"DROP"},"name":"mobile"}],"from_batch":2,"government_data":true,"grant":"g-0123456789abcdef0123456789abcdef","ledger":{"counted":false,"position":41,"year":2025},"legal_basis":"统计法 第七条","outcome":"transfer held by rules A2, A3: requires REQUIRES_SECURITY_ASSESSMENT: no applicable approval (CAC_SA) is recorded (hold h-1)","persons":{"already_counted_nonsensitive":1000,"already_counted_sensitive":0,"nonsensitive":1200,"sensitive":1200},"purpose":"统计分析","recipient":{"access_from_outside_mainland":true,"id":"hk-research","region":"HK","type":"RESEARCH"},"rows":60,"ruleset":"CN2024","schema":1,"statistical_purpose":true,"transfer":"t-0123456789abcdef","type":"transfer.decision","version":3,"version_sha256":"abababababababababababababababababababababababababababababababab"}"#
         );
     }
 
@@ -1607,7 +1621,7 @@ mod tests {
         let body = decision_body(None, &[], "AUTHORISED");
         assert_eq!(
             leaf("hk-research", body),
-            r#"{"actor":"hk-research","approval":null,"at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","caller":{"cert_sha256":"5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e","id":"hk-research"},"dataset":"survey","decision":{"action":"HOLD","approval":null,"counts":{"nonsensitive_after":100200,"nonsensitive_before":90000,"sensitive_after":8200,"sensitive_before":7000,"window_start":"2025-01-01"},"export":true,"mechanism":"REQUIRES_SECURITY_ASSESSMENT","rules":["A2","A3"]},"exemption":"FOREIGN_ORIGIN_TRANSIT","exemption_attested_by":"officer-1","exporter":{"id":"tj-stats","in_tianjin_ftz":true,"kind":"STATE_ORGAN"},"fields":[{"level":"G2","mask":{"kind":"NONE"},"name":"enterprise","pi":"NONE","stat_micro":false},{"level":"G3","mask":{"keep_first":1,"keep_last":2,"kind":"PARTIAL"},"name":"contact","pi":"PI","stat_micro":false},{"level":"G2","mask":{"granularity":"YEAR","kind":"GENERALIZE_DATE"},"name":"founded","pi":"NONE","stat_micro":true},{"level":"G3","mask":{"kind":"BUCKET","width":1000},"name":"revenue","pi":"NONE","stat_micro":false},{"level":"G4","mask":{"kind":"HASH"},"name":"person_id","pi":"SPI","stat_micro":false},{"level":"G4","mask":{"kind":"REDACT"},"name":"phone","pi":"PI","stat_micro":false}],"from_batch":2,"government_data":true,"grant":"g-0123456789abcdef0123456789abcdef","legal_basis":"统计法 第七条","outcome":"AUTHORISED","persons":{"already_counted_nonsensitive":1000,"already_counted_sensitive":0,"nonsensitive":1200,"sensitive":1200},"purpose":"统计分析","recipient":{"access_from_outside_mainland":true,"id":"hk-research","region":"HK","type":"RESEARCH"},"rows":1200,"ruleset":"CN2024","schema":1,"transfer":"t-0123456789abcdef","type":"transfer.decision","version":3,"version_sha256":"abababababababababababababababababababababababababababababababab"}"#
+            r#"{"actor":"hk-research","approval":null,"at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","caller":{"cert_sha256":"5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e","id":"hk-research"},"dataset":"survey","decision":{"action":"HOLD","approval":null,"counts":{"nonsensitive_after":100200,"nonsensitive_before":90000,"sensitive_after":8200,"sensitive_before":7000,"window_start":"2025-01-01"},"export":true,"mechanism":"REQUIRES_SECURITY_ASSESSMENT","rules":["A2","A3"]},"exemption":"FOREIGN_ORIGIN_TRANSIT","exemption_attested_by":"officer-1","exporter":{"id":"tj-stats","in_tianjin_ftz":true,"kind":"STATE_ORGAN"},"facts":[{"fact":"policy","id":"9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f","leaf":0},{"fact":"participant","id":"tj-stats","leaf":2},{"fact":"participant","id":"hk-research","leaf":3},{"fact":"dataset","id":"survey","leaf":5},{"fact":"grant","id":"g-0123456789abcdef0123456789abcdef","leaf":9},{"fact":"approval","id":"a-cac-7","leaf":12}],"fields":[{"ftz_negative_list":false,"level":"G2","mask":{"kind":"NONE"},"name":"enterprise","pi":"NONE","share":"CONDITIONAL","stat_micro":false},{"ftz_negative_list":false,"level":"G3","mask":{"keep_first":1,"keep_last":2,"kind":"PARTIAL"},"name":"contact","pi":"PI","share":"CONDITIONAL","stat_micro":false},{"ftz_negative_list":false,"level":"G2","mask":{"granularity":"YEAR","kind":"GENERALIZE_DATE"},"name":"founded","pi":"NONE","share":"CONDITIONAL","stat_micro":true},{"ftz_negative_list":false,"level":"G3","mask":{"kind":"BUCKET","width":1000},"name":"revenue","pi":"NONE","share":"CONDITIONAL","stat_micro":false},{"ftz_negative_list":false,"level":"G4","mask":{"kind":"HASH"},"name":"person_id","pi":"SPI","share":"CONDITIONAL","stat_micro":false},{"ftz_negative_list":false,"level":"G4","mask":{"kind":"REDACT"},"name":"phone","pi":"PI","share":"CONDITIONAL","stat_micro":false}],"from_batch":2,"government_data":true,"grant":"g-0123456789abcdef0123456789abcdef","ledger":{"counted":false,"position":41,"year":2025},"legal_basis":"统计法 第七条","outcome":"AUTHORISED","persons":{"already_counted_nonsensitive":1000,"already_counted_sensitive":0,"nonsensitive":1200,"sensitive":1200},"purpose":"统计分析","recipient":{"access_from_outside_mainland":true,"id":"hk-research","region":"HK","type":"RESEARCH"},"rows":60,"ruleset":"CN2024","schema":1,"statistical_purpose":true,"transfer":"t-0123456789abcdef","type":"transfer.decision","version":3,"version_sha256":"abababababababababababababababababababababababababababababababab"}"#
         );
     }
 
@@ -1843,6 +1857,27 @@ mod tests {
             leaf("officer-1", body),
             r#"{"actor":"officer-1","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","participant":"hk-research","reason":"the partners share their tables","schema":1,"scope":"group:hk-partners","type":"ledger.scope_set"}"#
         );
+    }
+
+    #[test]
+    fn policy_applied_names_the_export_rules_and_their_digest() {
+        let body = PolicyApplied::of(&crate::policy::PolicyConfig::default()).unwrap();
+        assert!(!body.policy.contains_key("tables"), "table parameters are confidential");
+        let leaf = leaf("local:gateway", RecordBody::PolicyApplied(body.clone()));
+        assert_eq!(
+            leaf,
+            format!(
+                r#"{{"actor":"local:gateway","at":"2025-03-04T05:06:07.123456Z","at_local":"2025-03-04T13:06:07.123456+08:00","policy":{{"cn2022_security_assessment_nonsensitive":100000,"cn2022_security_assessment_sensitive":10000,"cn2022_window_years_back":1,"cn2024_window_years_back":0,"confirmed_approvals":[],"scc_nonsensitive":100000,"security_assessment_cutoff":"2024-03-22","security_assessment_nonsensitive":1000000,"security_assessment_sensitive":10000,"security_assessment_years":3,"security_assessment_years_before_cutoff":2}},"schema":1,"sha256":"{}","type":"policy.applied"}}"#,
+                body.sha256
+            )
+        );
+        let canonical = crate::translog::canonical::to_canonical_json(&Value::Object(body.policy.clone())).unwrap();
+        assert_eq!(body.sha256, hex::encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes())));
+        // The policy read back is the policy applied (tables aside).
+        let back: crate::policy::PolicyConfig = serde_json::from_value(Value::Object(body.policy)).unwrap();
+        assert_eq!(back, crate::policy::PolicyConfig::default());
+        let other = crate::policy::PolicyConfig { scc_nonsensitive: 99_999, ..Default::default() };
+        assert_ne!(PolicyApplied::of(&other).unwrap().sha256, body.sha256);
     }
 
     #[test]
