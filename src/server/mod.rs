@@ -183,8 +183,13 @@ pub async fn gateway(config: &Config) -> anyhow::Result<Gateway> {
     let secret = config.read_secret()?;
     let log = TransferLog::start(store.clone(), config.log_signer()?, LogSettings::new(&config.log_origin)).await?;
     let witnesses = crate::log::witnesses::Witnesses::start(&config.witness, store.clone(), &log).await?;
-    Ok(Gateway::new(store, &secret, Arc::new(SystemClock), config.limits(), config.policy.clone(), log)
-        .with_witnesses(witnesses))
+    let gw = Gateway::new(store, &secret, Arc::new(SystemClock), config.limits(), config.policy.clone(), log)
+        .with_witnesses(witnesses);
+    if let Err(e) = gw.log_policy().await {
+        // Every decision cites the policy: none is taken until it is logged.
+        tracing::warn!(error = %e, "the export policy could not be logged yet; decisions will retry");
+    }
+    Ok(gw)
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

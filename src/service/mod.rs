@@ -283,6 +283,15 @@ impl Gateway {
         }
     }
 
+    /// Logs the export policy this gateway applies (`policy.applied`) unless the same policy is
+    /// logged already; every decision cites it. Done at start, and by the first decision otherwise.
+    ///
+    /// # Errors
+    /// When the log cannot be written.
+    pub async fn log_policy(&self) -> Result<(), ServiceError> {
+        facts::policy(self).await.map(drop)
+    }
+
     /// The key of the export ledger's person hashes.
     pub fn counting_key(&self) -> hmac::Key {
         self.counting_key.clone()

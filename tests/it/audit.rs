@@ -328,7 +328,9 @@ async fn a_consumer_cannot_read_another_consumers_transfer_records_but_an_audito
     let mut auditor = auditor(&t).await;
     let all = auditor.get_entries(entry_req(0, latest.tree_size)).await.unwrap().into_inner();
     assert_eq!(all.entries.len() as u64, latest.tree_size);
-    assert_eq!(all.entries[0].r#type, "participant.registered");
+    // The gateway logs the export policy it starts with before anything else.
+    assert_eq!(all.entries[0].r#type, "policy.applied");
+    assert_eq!(all.entries[1].r#type, "participant.registered");
 }
 
 #[tokio::test]

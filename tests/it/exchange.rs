@@ -170,6 +170,10 @@ async fn a_row_filter_is_enforced_in_the_gateway() {
     assert_eq!(p.column("employees").strings, vec!["[0,100)", "[100,200)", "[200,300)"]);
     assert_eq!(p.trailer.rows, 3);
     assert_eq!(p.header.total_batches, 3, "one batch per stored chunk, even when filtered");
+    // Issue 12: the decision records the rows the filter selects, not the version's.
+    let decision = t.strings("SELECT json FROM records WHERE kind = 'transfer.decision'").await.pop().unwrap();
+    let decision: serde_json::Value = serde_json::from_str(&decision).unwrap();
+    assert_eq!(decision["rows"], 3, "{decision}");
 }
 
 #[tokio::test]

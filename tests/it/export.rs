@@ -657,3 +657,154 @@ async fn a_grant_widened_behind_the_gateways_back_is_not_used() {
     // Not even the fields it was granted go out under the altered row.
     assert_eq!(pull(&mut tj, pull_req("survey")).await.unwrap_err().code(), Code::PermissionDenied);
 }
+
+/// Issue 12: a participant or a dataset altered in the database was read by the rules as the
+/// database said. Every fact the rules read must be what its log records say: a recipient moved
+/// from Hong Kong to Tianjin in the database (the export would become domestic sharing), or a
+/// dataset's classification changed there, refuses the transfer instead of passing it.
+#[tokio::test]
+async fn a_participant_or_dataset_altered_behind_the_gateways_back_refuses_the_transfer() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(2, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap_err().code(), Code::FailedPrecondition, "held");
+
+    let moved = "UPDATE participants SET region = 'CN-TJ', recipient_type = 'GOV_DEPT' WHERE id = 'hk-univ'";
+    t.execute(moved, moved).await;
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("participant hk-univ differs from its log records"), "{}", err.message());
+    let back = "UPDATE participants SET region = 'HK', recipient_type = 'RESEARCH' WHERE id = 'hk-univ'";
+    t.execute(back, back).await;
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap_err().code(), Code::FailedPrecondition, "held again");
+
+    t.execute(
+        "UPDATE datasets SET government_data = 1 - government_data",
+        "UPDATE datasets SET government_data = NOT government_data",
+    )
+    .await;
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("dataset survey differs from its log records"), "{}", err.message());
+}
+
+/// Issue 12: an approval's revocation or confirmation lives in its row, so a database edit could
+/// un-revoke an approval or confirm it without a second officer. Both are checked against the
+/// `approval.revoked` and `approval.confirmed` records.
+#[tokio::test]
+async fn an_approval_unrevoked_or_confirmed_behind_the_gateways_back_is_not_used() {
+    use bth_gateway::policy::{ApprovalType, PolicyConfig};
+    let policy =
+        PolicyConfig { confirmed_approvals: vec![ApprovalType::CompetentAuthority], ..PolicyConfig::default() };
+    let t = TestGateway::start_with_policy(policy).await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(2, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    let mut off = officer(&t).await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+
+    let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 2);
+    off.oversight
+        .revoke_approval(pb::RevokeApprovalRequest { id: sa.id.clone(), reason: "withdrawn by the CAC".into() })
+        .await
+        .unwrap();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap_err().code(), Code::FailedPrecondition);
+    let unrevoke = format!(
+        "UPDATE approvals SET revoked = 0, revoked_by = NULL, revoked_at = NULL, revoke_reason = NULL WHERE id = '{}'",
+        sa.id
+    );
+    let unrevoke_pg = unrevoke.replace("revoked = 0", "revoked = FALSE");
+    t.execute(&unrevoke, &unrevoke_pg).await;
+    let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "an approval revoked in the log stays revoked: {err:?}");
+
+    // Maker-checker: a confirmation written into the row is not a confirmation.
+    let mut ca = approval("COMPETENT_AUTHORITY", "tj-stats", "2029-01-09");
+    ca.scope = None;
+    let ca = off.oversight.record_approval(ca).await.unwrap().into_inner();
+    let confirm = format!("UPDATE approvals SET confirmed_by = 'officer-2', confirmed_at = 0 WHERE id = '{}'", ca.id);
+    t.execute(&confirm, &confirm).await;
+    let listed = off.oversight.list_approvals(pb::ListApprovalsRequest::default()).await.unwrap().into_inner();
+    assert!(listed.approvals.iter().any(|a| a.id == ca.id && a.confirmed_by == "officer-2"), "the row says confirmed");
+    let decisions = t.strings("SELECT json FROM records WHERE kind = 'transfer.decision' ORDER BY seq").await;
+    let cited = |json: &str, id: &str| json.contains(&format!(r#""fact":"approval","id":"{id}""#));
+    assert!(!decisions.iter().any(|d| cited(d, &ca.id)), "an approval confirmed only in its row is never cited");
+    // A real pull now: the forged confirmation keeps the approval away from the rules.
+    let _ = pull(&mut hk, pull_req("survey")).await;
+    let last = t.strings("SELECT json FROM records WHERE kind = 'transfer.decision' ORDER BY seq DESC").await;
+    assert!(!cited(&last[0], &ca.id), "{}", last[0]);
+    assert!(!cited(&last[0], &sa.id), "nor the one un-revoked in its row: {}", last[0]);
+}
+
+/// Issue 12: a decision must carry what replay needs — each fact it rests on with the leaf index
+/// of the latest record about it, its place in the exporter's person ledger (taken under the
+/// ledger's lock, with the decision's time), and the rows it delivers.
+#[tokio::test]
+async fn decisions_cite_their_facts_by_leaf_and_their_place_in_the_ledger() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(6, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    let mut off = officer(&t).await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 6);
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 6);
+    off.oversight
+        .revoke_approval(pb::RevokeApprovalRequest { id: sa.id.clone(), reason: "withdrawn".into() })
+        .await
+        .unwrap();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap_err().code(), Code::FailedPrecondition);
+
+    let rows = t
+        .strings(
+            "SELECT CAST(leaf_index AS TEXT) || ' ' || json FROM records WHERE kind = 'transfer.decision' ORDER BY seq",
+        )
+        .await;
+    let decisions: Vec<(i64, serde_json::Value)> = rows
+        .iter()
+        .map(|r| {
+            let (leaf, json) = r.split_once(' ').unwrap();
+            (leaf.parse().unwrap(), serde_json::from_str(json).unwrap())
+        })
+        .collect();
+    let ledgers: Vec<String> = decisions.iter().map(|(_, d)| d["ledger"].to_string()).collect();
+    let year = &decisions[0].1["at_local"].as_str().unwrap()[..4];
+    assert_eq!(
+        ledgers,
+        [
+            format!(r#"{{"counted":true,"position":0,"year":{year}}}"#),
+            format!(r#"{{"counted":true,"position":1,"year":{year}}}"#),
+            format!(r#"{{"counted":false,"position":2,"year":{year}}}"#),
+        ]
+    );
+    assert_eq!(decisions[1].1["decision"]["counts"]["nonsensitive_before"], 6, "the first pull's persons");
+    for (leaf, d) in &decisions {
+        assert_eq!(d["rows"], 6);
+        let facts = d["facts"].as_array().unwrap();
+        let kinds: Vec<&str> = facts.iter().map(|f| f["fact"].as_str().unwrap()).collect();
+        let approvals = if kinds.len() == 6 { vec!["approval"] } else { vec![] };
+        assert_eq!(kinds[..5], ["policy", "participant", "participant", "dataset", "grant"], "{d}");
+        assert_eq!(kinds[5..], approvals[..], "{d}");
+        for f in facts {
+            let subject = format!("{}:{}", f["fact"].as_str().unwrap(), f["id"].as_str().unwrap());
+            let latest = t
+                .count(&format!(
+                    "SELECT MAX(leaf_index) FROM records WHERE subject = '{subject}' AND leaf_index < {leaf}"
+                ))
+                .await;
+            assert_eq!(f["leaf"], latest, "{subject} is cited with its latest record before the decision");
+        }
+    }
+    // Revoked, the approval is still given to the rules (as the closest candidate, `revoked`),
+    // and cited with its revocation.
+    let revoked = decisions[2].1["facts"].as_array().unwrap().iter().find(|f| f["fact"] == "approval").unwrap();
+    let kind = t.strings(&format!("SELECT kind FROM records WHERE leaf_index = {}", revoked["leaf"])).await;
+    assert_eq!(kind, ["approval.revoked"]);
+}

@@ -222,6 +222,7 @@ impl TestGateway {
             None => None,
         };
         let gw = Gateway::new(store, &[7u8; 32], clock.clone(), limits, policy, log).with_witnesses(witnesses);
+        gw.log_policy().await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tls = TlsPem { cert: server_pem.cert, key: server_pem.key, client_ca: ca.cert.clone() };
