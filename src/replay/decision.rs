@@ -194,7 +194,10 @@ pub(super) fn check(state: &State, leaf: u64, at: &str, json: &str) -> Checked {
         Some(ds) => {
             expected.insert((FactKind::Dataset, &d.dataset), ds.leaf);
             if ds.record.owner != d.exporter.id {
-                p.push(format!("the exporter {} is not the owner {} of dataset {}", d.exporter.id, ds.record.owner, d.dataset));
+                p.push(format!(
+                    "the exporter {} is not the owner {} of dataset {}",
+                    d.exporter.id, ds.record.owner, d.dataset
+                ));
             }
             if ds.record.government_data != d.government_data {
                 p.push(format!(
@@ -202,7 +205,8 @@ pub(super) fn check(state: &State, leaf: u64, at: &str, json: &str) -> Checked {
                     d.government_data, d.dataset, ds.record.government_data
                 ));
             }
-            let published = usize::try_from(d.version).ok().and_then(|n| n.checked_sub(1)).and_then(|i| ds.versions.get(i));
+            let published =
+                usize::try_from(d.version).ok().and_then(|n| n.checked_sub(1)).and_then(|i| ds.versions.get(i));
             match published {
                 None => p.push(format!("version {} of dataset {} was not published", d.version, d.dataset)),
                 Some(sha) if *sha != d.version_sha256 => p.push(format!(
@@ -232,7 +236,11 @@ pub(super) fn check(state: &State, leaf: u64, at: &str, json: &str) -> Checked {
             differs("legal_basis", format!("{:?}", d.legal_basis), format!("{:?}", r.legal_basis));
             differs("statistical_purpose", statistical_purpose.to_string(), r.statistical_purpose.to_string());
             differs("exemption", d.exemption.to_string(), r.exemption.to_string());
-            differs("exemption_attested_by", format!("{:?}", d.exemption_attested_by), format!("{:?}", r.exemption_attested_by));
+            differs(
+                "exemption_attested_by",
+                format!("{:?}", d.exemption_attested_by),
+                format!("{:?}", r.exemption_attested_by),
+            );
             if r.status != GrantStatus::Approved {
                 p.push(format!("grant {} is {} (leaf {})", d.grant, r.status, g.leaf));
             }
@@ -283,13 +291,20 @@ pub(super) fn check(state: &State, leaf: u64, at: &str, json: &str) -> Checked {
         if let (Some(gf), Some(sf), Some(r)) = (granted, schema, recipient) {
             let applied = crate::masking::mask_for(gf.mask, sf.default_mask, sf.level, r.record.clearance);
             if applied != f.mask {
-                p.push(format!("field {}: mask {}, the grant and clearance give {}", f.name, f.mask.kind_name(), applied.kind_name()));
+                p.push(format!(
+                    "field {}: mask {}, the grant and clearance give {}",
+                    f.name,
+                    f.mask.kind_name(),
+                    applied.kind_name()
+                ));
             }
         }
         match classification {
             None if f.mask != Mask::Drop => p.push(format!("field {} has no classification but is not DROP", f.name)),
             Some(_) if f.mask == Mask::Drop => p.push(format!("field {} is DROP but listed as delivered", f.name)),
-            Some(c) if !f.mask.removes_field() => fields.push(policy::Field { name: f.name.clone(), classification: c }),
+            Some(c) if !f.mask.removes_field() => {
+                fields.push(policy::Field { name: f.name.clone(), classification: c })
+            }
             _ => {}
         }
     }
@@ -297,8 +312,16 @@ pub(super) fn check(state: &State, leaf: u64, at: &str, json: &str) -> Checked {
     let transfer = Transfer {
         ruleset: d.ruleset,
         at,
-        exporter: policy::Exporter { id: d.exporter.id.clone(), kind: d.exporter.kind, in_tianjin_ftz: d.exporter.in_tianjin_ftz },
-        recipient: policy::Recipient { id: d.recipient.id.clone(), kind: d.recipient.kind, region: d.recipient.region.clone() },
+        exporter: policy::Exporter {
+            id: d.exporter.id.clone(),
+            kind: d.exporter.kind,
+            in_tianjin_ftz: d.exporter.in_tianjin_ftz,
+        },
+        recipient: policy::Recipient {
+            id: d.recipient.id.clone(),
+            kind: d.recipient.kind,
+            region: d.recipient.region.clone(),
+        },
         access_from_outside_mainland: d.recipient.access_from_outside_mainland,
         government_data: d.government_data,
         purpose: d.purpose.clone(),
@@ -333,7 +356,10 @@ pub(super) fn check(state: &State, leaf: u64, at: &str, json: &str) -> Checked {
             p.push(format!("ledger.counted is {}, the recorded action is {}", l.counted, verdict.action));
         }
         if l.counted {
-            match (c.nonsensitive_after.checked_sub(c.nonsensitive_before), c.sensitive_after.checked_sub(c.sensitive_before)) {
+            match (
+                c.nonsensitive_after.checked_sub(c.nonsensitive_before),
+                c.sensitive_after.checked_sub(c.sensitive_before),
+            ) {
                 (Some(nonsensitive), Some(sensitive)) => {
                     out.entry = Some(Entry {
                         leaf,
@@ -369,7 +395,10 @@ pub(super) fn check(state: &State, leaf: u64, at: &str, json: &str) -> Checked {
     }
     for (&(kind, id), &latest) in &expected {
         if !cited.contains_key(&(kind, id)) {
-            p.push(format!("does not cite {} {id} (latest record at leaf {latest}), which the rules read", kind.as_str()));
+            p.push(format!(
+                "does not cite {} {id} (latest record at leaf {latest}), which the rules read",
+                kind.as_str()
+            ));
         }
     }
 

@@ -37,6 +37,16 @@ pub struct Divergence {
     pub what: String,
 }
 
+impl std::fmt::Display for Divergence {
+    /// `leaf 17 (transfer.decision t-…): what`, the transfer id moved beside the kind.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.what.split_once(": ").filter(|(id, _)| id.starts_with("t-") && !id.contains(' ')) {
+            Some((id, what)) => write!(f, "leaf {} ({} {id}): {what}", self.leaf, self.kind),
+            None => write!(f, "leaf {} ({}): {}", self.leaf, self.kind, self.what),
+        }
+    }
+}
+
 /// What a replay found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {

@@ -51,7 +51,12 @@ pub async fn compare_store(state: &State, store: &dyn Store) -> anyhow::Result<V
         let suspended = p.status == ParticipantStatus::Suspended;
         if suspended != logged.suspended {
             let logged_status = if logged.suspended { "SUSPENDED" } else { "ACTIVE" };
-            finding("participant", &id, Some(logged.leaf), format!("status {}, the log says {logged_status}", p.status));
+            finding(
+                "participant",
+                &id,
+                Some(logged.leaf),
+                format!("status {}, the log says {logged_status}", p.status),
+            );
         }
     }
     for (id, logged) in &state.participants {
@@ -73,13 +78,28 @@ pub async fn compare_store(state: &State, store: &dyn Store) -> anyhow::Result<V
             finding("approval", id, leaf, diff);
         }
         if a.recorded_by != logged.recorded_by {
-            finding("approval", id, leaf, format!("recorded_by {}, the log says {}", a.recorded_by, logged.recorded_by));
+            finding(
+                "approval",
+                id,
+                leaf,
+                format!("recorded_by {}, the log says {}", a.recorded_by, logged.recorded_by),
+            );
         }
         if a.approval.revoked != logged.approval.revoked {
-            finding("approval", id, leaf, format!("revoked {}, the log says {}", a.approval.revoked, logged.approval.revoked));
+            finding(
+                "approval",
+                id,
+                leaf,
+                format!("revoked {}, the log says {}", a.approval.revoked, logged.approval.revoked),
+            );
         }
         if a.confirmed_by != logged.confirmed_by {
-            finding("approval", id, leaf, format!("confirmed_by {:?}, the log says {:?}", a.confirmed_by, logged.confirmed_by));
+            finding(
+                "approval",
+                id,
+                leaf,
+                format!("confirmed_by {:?}, the log says {:?}", a.confirmed_by, logged.confirmed_by),
+            );
         }
     }
     for (id, logged) in &state.approvals {

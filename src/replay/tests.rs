@@ -51,7 +51,8 @@ impl Log {
     }
 
     fn version(&mut self, dataset: &str, owner: &str) -> u64 {
-        let body = json!({"dataset": dataset, "sha256": SHA, "rows": 10, "chunks": 1, "idempotency_key": "k", "version": 1});
+        let body =
+            json!({"dataset": dataset, "sha256": SHA, "rows": 10, "chunks": 1, "idempotency_key": "k", "version": 1});
         self.push("version.published", owner, AT, body)
     }
 
@@ -262,7 +263,12 @@ fn a_decision_citing_an_approval_never_recorded_diverges() {
 fn a_decision_using_an_approval_revoked_earlier_diverges() {
     let mut w = World::new();
     w.log.approval("a-cac", "exp-a");
-    let revoked = w.log.push("approval.revoked", "officer-1", AT, json!({"approval": "a-cac", "reason": "r", "exporter": "exp-a"}));
+    let revoked = w.log.push(
+        "approval.revoked",
+        "officer-1",
+        AT,
+        json!({"approval": "a-cac", "reason": "r", "exporter": "exp-a"}),
+    );
     let mut facts = w.facts_a();
     facts.push(fact("approval", "a-cac", revoked));
     let leaf = Pull { facts, ..w.pull("t-1") }.push(&mut w.log);
@@ -292,7 +298,11 @@ fn a_gap_in_an_exporters_ledger_positions_diverges() {
     let mut w = World::new();
     Pull { persons: 100, ..w.pull("t-1") }.push(&mut w.log);
     let leaf = Pull { persons: 30, before: 100, position: 2, ..w.pull("t-3") }.push(&mut w.log);
-    assert_diverges(&w.log.replay(), leaf, "ledger has a gap: this decision counts entry 3, but no counted decision in the log is entry 2");
+    assert_diverges(
+        &w.log.replay(),
+        leaf,
+        "ledger has a gap: this decision counts entry 3, but no counted decision in the log is entry 2",
+    );
 }
 
 #[test]
@@ -328,7 +338,11 @@ fn a_decision_citing_an_older_grant_record_diverges() {
     let narrowed = w.log.grant("g-a", "ds-a", "hk-r", "exp-a");
     let leaf = w.pull("t-1").push(&mut w.log);
     let stale = w.g_a;
-    assert_diverges(&w.log.replay(), leaf, &format!("cites grant g-a at leaf {stale}, its latest record before the decision is at leaf {narrowed}"));
+    assert_diverges(
+        &w.log.replay(),
+        leaf,
+        &format!("cites grant g-a at leaf {stale}, its latest record before the decision is at leaf {narrowed}"),
+    );
 }
 
 #[test]
@@ -372,8 +386,10 @@ fn a_hold_resolved_twice_or_never_queued_diverges() {
     let mut log = Log::default();
     log.push("hold.queued", "hk-r", AT, json!({"hold": "h-1"}));
     log.push("hold.resolved", "officer-1", AT, json!({"hold": "h-1", "status": "REFUSED", "approval": null}));
-    let twice = log.push("hold.resolved", "officer-1", AT, json!({"hold": "h-1", "status": "REFUSED", "approval": null}));
-    let never = log.push("hold.resolved", "officer-1", AT, json!({"hold": "h-2", "status": "REFUSED", "approval": null}));
+    let twice =
+        log.push("hold.resolved", "officer-1", AT, json!({"hold": "h-1", "status": "REFUSED", "approval": null}));
+    let never =
+        log.push("hold.resolved", "officer-1", AT, json!({"hold": "h-2", "status": "REFUSED", "approval": null}));
     let report = log.replay();
     assert_diverges(&report, twice, "already REFUSED");
     assert_diverges(&report, never, "no hold.queued before it queued");
