@@ -32,6 +32,8 @@ pub mod log;
 pub mod masking;
 pub mod pki;
 pub mod policy;
+/// Replay of the transfer log: state rebuilt from the records, every decision run again (docs/replay.md).
+pub mod replay;
 pub mod sdc;
 pub mod server;
 pub mod service;

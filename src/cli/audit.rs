@@ -1,7 +1,9 @@
-//! `bth-gateway audit key|verify`: the log's verifier key, and offline verification of the whole
-//! log from a database file or from a running gateway (with an auditor's certificate).
+//! `bth-gateway audit key|verify|replay`: the log's verifier key, offline verification of the
+//! whole log, and its replay (docs/replay.md), from a database file or from a running gateway
+//! (with an auditor's certificate).
 //!
-//! The checks live in [`crate::translog::verify`]; this module only reads and prints.
+//! The checks live in [`crate::translog::verify`] and [`crate::replay`]; this module only reads
+//! and prints.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,9 +36,52 @@ pub enum AuditCommand {
     /// and signature, and consistency with a checkpoint saved earlier. Exits 1 naming the leaf
     /// index or checkpoint at the first mismatch.
     Verify(VerifyArgs),
+    /// Replay the log: rebuild the state from its records alone and run every transfer decision
+    /// through the rules again; with a database, also compare its rows with the rebuilt state.
+    /// Exits 1 naming the leaf of the first divergence.
+    Replay(ReplayArgs),
+}
+
+/// Where to read the log from, and how much to print.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Where the log is.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Divergences printed after the first.
+    #[arg(long, default_value_t = 9)]
+    pub more: usize,
+}
+
+/// Where to read the log from: a database, or a running gateway.
+#[derive(Debug, clap::Args)]
+pub struct SourceArgs {
+    /// A gateway database file, read directly (the gateway may be running or not).
+    #[arg(long, conflicts_with = "server")]
+    pub db: Option<PathBuf>,
+    /// A working directory written by `init`: its config names the database (unless --db or
+    /// --server is given) and the log key (unless --verifier-key is given).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// A running gateway, e.g. `https://gateway.example:8443`, read with an auditor's or officer's
+    /// certificate.
+    #[arg(long, requires_all = ["ca", "cert", "key"])]
+    pub server: Option<String>,
+    /// CA certificate (PEM) the gateway's server certificate chains to.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) of an auditor or officer.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
 }
 
 /// Where to read the log from, and what to trust.
+///
+/// The source's arguments are [`SourceArgs`]' written out (not flattened), so that code building
+/// a `VerifyArgs` keeps its shape; [`VerifyArgs::source`] gives them to the shared reader.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// A gateway database file, read directly (the gateway may be running or not).
@@ -76,6 +121,20 @@ pub struct VerifyArgs {
     /// How many of the --witness keys must cosign (default: all of them).
     #[arg(long, requires = "witnesses")]
     pub quorum: Option<usize>,
+}
+
+impl VerifyArgs {
+    /// Where the log is.
+    fn source(&self) -> SourceArgs {
+        SourceArgs {
+            db: self.db.clone(),
+            dir: self.dir.clone(),
+            server: self.server.clone(),
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 /// The witnesses an auditor trusts and what their cosignatures on the log showed.
@@ -130,6 +189,7 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         AuditCommand::Verify(args) => verify(args).await,
+        AuditCommand::Replay(args) => replay(args).await,
     }
 }
 
@@ -140,7 +200,7 @@ enum Source {
 }
 
 impl Source {
-    async fn open(args: &VerifyArgs, config: Option<&Config>) -> anyhow::Result<Source> {
+    async fn open(args: &SourceArgs, config: Option<&Config>) -> anyhow::Result<Source> {
         if let Some(server) = &args.server {
             let read = |p: &Option<PathBuf>| -> anyhow::Result<String> {
                 let p = p.as_ref().expect("clap requires --ca, --cert and --key with --server");
@@ -242,6 +302,25 @@ impl Source {
             }
         }
         Ok(Ok(()))
+    }
+
+    /// The size of the latest signed tree a gateway serves; `None` for a database, whose leaves
+    /// are read until there are no more.
+    async fn latest_size(&mut self) -> anyhow::Result<Option<u64>> {
+        match self {
+            Source::Store(_) => Ok(None),
+            Source::Remote(client) => Ok(Some(
+                client
+                    .get_checkpoint(pb::GetCheckpointRequest {
+                        tree_size: 0,
+                        r#match: pb::CheckpointMatch::Exact.into(),
+                    })
+                    .await
+                    .context("GetCheckpoint")?
+                    .into_inner()
+                    .tree_size,
+            )),
+        }
     }
 
     async fn consistency(&mut self, old: u64, new: u64) -> anyhow::Result<Vec<Hash>> {
@@ -400,7 +479,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
     let mut witnessing = Witnessing::new(&args)?;
-    let mut source = Source::open(&args, config.as_ref()).await?;
+    let mut source = Source::open(&args.source(), config.as_ref()).await?;
     let report = match check(&mut source, verifier, trusted.as_deref(), witnessing.as_mut()).await? {
         Outcome::Verified(report) => report,
         Outcome::Failed(e) => {
@@ -455,5 +534,66 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    Ok(0)
+}
+
+/// Replays the log from `args`' source (and compares a database's rows); 1 on any divergence.
+async fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
+    let config = args.source.dir.as_deref().map(load_config).transpose()?;
+    let mut source = Source::open(&args.source, config.as_ref()).await?;
+    let end = source.latest_size().await?.unwrap_or(u64::MAX);
+    let mut replay = crate::replay::Replay::new();
+    let mut next = 0;
+    while next < end {
+        let page = source.leaves(next, end).await?;
+        let Some((last, _, _)) = page.last() else { break };
+        let last = *last;
+        for (index, json, _) in &page {
+            replay.feed(*index, json);
+        }
+        next = last + 1;
+    }
+    let report = replay.finish();
+    let findings = match &source {
+        Source::Store(store) => Some(crate::replay::compare_store(replay.state(), store.as_ref()).await?),
+        Source::Remote(_) => None,
+    };
+    let mut lines = report.divergences.iter().map(|d| format!("replay: {d}"));
+    let mut failed = false;
+    if let Some(first) = lines.next() {
+        eprintln!("{first}");
+        for line in lines.by_ref().take(args.more) {
+            eprintln!("{line}");
+        }
+        let rest = lines.count();
+        if rest > 0 {
+            eprintln!("replay: … and {rest} more divergences");
+        }
+        failed = true;
+    }
+    for f in findings.iter().flatten() {
+        let leaf = f.leaf.map_or_else(|| "no record".to_owned(), |l| format!("latest record at leaf {l}"));
+        eprintln!("replay: database {} {} ({leaf}): {}", f.table, f.id, f.what);
+        failed = true;
+    }
+    if failed {
+        eprintln!(
+            "replay FAILED: {} divergences in the log ({} decisions), {} database rows differing from it",
+            report.divergences.len(),
+            report.decisions,
+            findings.as_ref().map_or(0, Vec::len)
+        );
+        return Ok(1);
+    }
+    let state = replay.state();
+    println!(
+        "replay: ok, {} decisions replayed over {next} leaves; {} participants, {} datasets, {} grants, {} approvals{}",
+        report.decisions,
+        state.participants.len(),
+        state.datasets.len(),
+        state.grants.len(),
+        state.approvals.len(),
+        if findings.is_some() { "; the database's rows match the log" } else { "" }
+    );
     Ok(0)
 }
