@@ -374,9 +374,10 @@ pub(super) fn check(state: &State, leaf: u64, at: &str, json: &str) -> Checked {
         }
     }
 
-    // The approvals the engine is given: the exporter's logged, unrevoked, usable ones.
+    // The approvals the engine is given: the exporter's logged, usable ones (a revoked one too:
+    // the rules report it as the closest candidate, `revoked`).
     let mut given = Vec::new();
-    for a in state.approvals.values().filter(|a| a.approval.exporter == d.exporter.id && !a.approval.revoked) {
+    for a in state.approvals.values().filter(|a| a.approval.exporter == d.exporter.id) {
         if approvals::usable(&a.approval, &a.recorded_by, a.confirmed_by.as_deref(), &transfer, &config).is_ok() {
             expected.insert((FactKind::Approval, &a.approval.id), a.leaf);
             given.push(a.approval.clone());
@@ -420,9 +421,6 @@ fn why_not_given(state: &State, id: &str, exporter: &str, transfer: &Transfer, c
     let Some(a) = state.approvals.get(id) else {
         return format!("cites approval {id}, which has no approval.recorded record before the decision");
     };
-    if let Some(revoked) = a.revoked_at {
-        return format!("cites approval {id}, revoked at leaf {revoked}");
-    }
     if a.approval.exporter != exporter {
         return format!("cites approval {id}, which is exporter {}'s, not {exporter}'s", a.approval.exporter);
     }

@@ -262,17 +262,24 @@ fn a_decision_citing_an_approval_never_recorded_diverges() {
 #[test]
 fn a_decision_using_an_approval_revoked_earlier_diverges() {
     let mut w = World::new();
-    w.log.approval("a-cac", "exp-a");
+    w.log.approval("a-scc", "exp-a");
     let revoked = w.log.push(
         "approval.revoked",
         "officer-1",
         AT,
-        json!({"approval": "a-cac", "reason": "r", "exporter": "exp-a"}),
+        json!({"approval": "a-scc", "reason": "r", "exporter": "exp-a"}),
     );
     let mut facts = w.facts_a();
-    facts.push(fact("approval", "a-cac", revoked));
-    let leaf = Pull { facts, ..w.pull("t-1") }.push(&mut w.log);
-    assert_diverges(&w.log.replay(), leaf, &format!("cites approval a-cac, revoked at leaf {revoked}"));
+    facts.push(fact("approval", "a-scc", revoked));
+    // 100 000 persons need a standard contract; the record says the revoked filing was used.
+    let passed = json!({"action": "PASS", "approval": {"check": "valid", "id": "a-scc"}, "export": true,
+                        "mechanism": "ALLOW_WITH_SCC_FILING", "rules": ["C2"],
+                        "counts": {"window_start": "2025-01-01", "nonsensitive_before": 0, "nonsensitive_after": 100000,
+                                   "sensitive_before": 0, "sensitive_after": 0}});
+    let leaf = Pull { facts, persons: 100_000, verdict: Some(passed), ..w.pull("t-1") }.push(&mut w.log);
+    let report = w.log.replay();
+    assert_diverges(&report, leaf, "the rules do not give the recorded decision");
+    assert_diverges(&report, leaf, r#"approval: recorded {"check":"valid","id":"a-scc"}"#);
 }
 
 #[test]

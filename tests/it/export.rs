@@ -808,3 +808,70 @@ async fn decisions_cite_their_facts_by_leaf_and_their_place_in_the_ledger() {
     let kind = t.strings(&format!("SELECT kind FROM records WHERE leaf_index = {}", revoked["leaf"])).await;
     assert_eq!(kind, ["approval.revoked"]);
 }
+
+/// Issue 12 item 4: `audit replay` rebuilds the state from the log alone and re-runs the rules on
+/// every decision. A clean history replays; a decision whose rules do not follow from its inputs
+/// (slipped into the log, which `audit verify` accepts) is named by its leaf; an approval row
+/// inserted into the database is named as a row the log does not support.
+#[tokio::test]
+async fn audit_replay_reproduces_every_decision_and_names_what_was_changed_behind_the_gateway() {
+    let t = TestGateway::start().await;
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(6, 0)]).await.unwrap();
+    let mut hk = hk_partner(&t).await;
+    let mut off = officer(&t).await;
+    let mut tj = t.consumer("tj-health", Level::G4).await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    granted(&mut owner, &mut tj, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap_err().code(), Code::FailedPrecondition);
+    let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 6);
+    assert_eq!(pull(&mut tj, pull_req("survey")).await.unwrap().trailer.rows, 6);
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 6);
+    off.oversight
+        .revoke_approval(pb::RevokeApprovalRequest { id: sa.id.clone(), reason: "withdrawn".into() })
+        .await
+        .unwrap();
+    assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap_err().code(), Code::FailedPrecondition);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bth-gateway.toml"), format!("database_url = \"{}\"\n", t.db_url)).unwrap();
+    let replay = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bth-gateway"))
+            .args(["audit", "replay", "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, out) = replay();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("replay: ok"), "{out}");
+
+    // A held decision copied into the log as passed: the log itself stays consistent.
+    let forge = "INSERT INTO records (at, kind, actor, json)
+         SELECT at, kind, actor, REPLACE(json, '\"action\":\"HOLD\"', '\"action\":\"PASS\"') FROM records
+         WHERE seq = (SELECT MAX(seq) FROM records WHERE kind = 'transfer.decision')";
+    t.execute(forge, forge).await;
+    // The next record integrates the forged one before it.
+    assert_eq!(pull(&mut tj, pull_req("survey")).await.unwrap().trailer.rows, 6);
+    let forged =
+        t.count("SELECT MAX(leaf_index) FROM records WHERE kind = 'transfer.decision' AND transfer IS NULL").await;
+    let (code, out) = replay();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("replay: leaf {forged} (transfer.decision")) && out.contains("the rules do not give"),
+        "{out}"
+    );
+
+    // An approval row no officer recorded.
+    let insert = "INSERT INTO approvals (id, kind, exporter, reference, issued, expires, revoked, scope, recorded_by, recorded_at)
+         VALUES ('a-forged', 'CAC_SA', 'tj-stats', 'CAC-0', '2026-01-10', NULL, FALSE,
+                 '{\"recipients\":[],\"destinations\":[],\"purposes\":[],\"max_persons_nonsensitive\":null,\"max_persons_sensitive\":null}',
+                 'officer', 0)";
+    t.execute(insert, insert).await;
+    let (code, out) = replay();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("a-forged"), "{out}");
+}
