@@ -60,7 +60,7 @@ pub struct SourceArgs {
     #[arg(long, conflicts_with = "server")]
     pub db: Option<PathBuf>,
     /// A working directory written by `init`: its config names the database (unless --db or
-    /// --server is given) and the log key (unless --verifier-key is given).
+    /// --server is given) and, for `verify`, the log key (unless --verifier-key is given).
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// A running gateway, e.g. `https://gateway.example:8443`, read with an auditor's or officer's
@@ -79,31 +79,11 @@ pub struct SourceArgs {
 }
 
 /// Where to read the log from, and what to trust.
-///
-/// The source's arguments are [`SourceArgs`]' written out (not flattened), so that code building
-/// a `VerifyArgs` keeps its shape; [`VerifyArgs::source`] gives them to the shared reader.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// A gateway database file, read directly (the gateway may be running or not).
-    #[arg(long, conflicts_with = "server")]
-    pub db: Option<PathBuf>,
-    /// A working directory written by `init`: its config names the database (unless --db or
-    /// --server is given) and the log key (unless --verifier-key is given).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// A running gateway, e.g. `https://gateway.example:8443`, read with an auditor's or officer's
-    /// certificate.
-    #[arg(long, requires_all = ["ca", "cert", "key"])]
-    pub server: Option<String>,
-    /// CA certificate (PEM) the gateway's server certificate chains to.
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    /// Client certificate (PEM) of an auditor or officer.
-    #[arg(long)]
-    pub cert: Option<PathBuf>,
-    /// Its private key (PEM).
-    #[arg(long)]
-    pub key: Option<PathBuf>,
+    /// Where the log is.
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// The log's verifier key (`bth-gateway audit key`); default: derived from --dir's config.
     #[arg(long)]
     pub verifier_key: Option<String>,
@@ -121,20 +101,6 @@ pub struct VerifyArgs {
     /// How many of the --witness keys must cosign (default: all of them).
     #[arg(long, requires = "witnesses")]
     pub quorum: Option<usize>,
-}
-
-impl VerifyArgs {
-    /// Where the log is.
-    fn source(&self) -> SourceArgs {
-        SourceArgs {
-            db: self.db.clone(),
-            dir: self.dir.clone(),
-            server: self.server.clone(),
-            ca: self.ca.clone(),
-            cert: self.cert.clone(),
-            key: self.key.clone(),
-        }
-    }
 }
 
 /// The witnesses an auditor trusts and what their cosignatures on the log showed.
@@ -466,7 +432,7 @@ async fn check(
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
-    let config = args.dir.as_deref().map(load_config).transpose()?;
+    let config = args.source.dir.as_deref().map(load_config).transpose()?;
     let vkey = match (&args.verifier_key, &config) {
         (Some(k), _) => k.clone(),
         (None, Some(c)) => c.log_signer()?.verifier_key(),
@@ -479,7 +445,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
     let mut witnessing = Witnessing::new(&args)?;
-    let mut source = Source::open(&args.source(), config.as_ref()).await?;
+    let mut source = Source::open(&args.source, config.as_ref()).await?;
     let report = match check(&mut source, verifier, trusted.as_deref(), witnessing.as_mut()).await? {
         Outcome::Verified(report) => report,
         Outcome::Failed(e) => {

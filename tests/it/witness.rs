@@ -244,7 +244,7 @@ async fn init_keeps_the_key_private_and_refuses_to_overwrite() {
 // ---- The gateway's side: the feeder, the policy, `audit verify --witness`.
 
 use crate::harness::{granted, publish, pull, pull_req, survey, survey_rows, Client, TestGateway, LOG_ORIGIN};
-use bth_gateway::cli::audit::{AuditCommand, VerifyArgs};
+use bth_gateway::cli::audit::{AuditCommand, SourceArgs, VerifyArgs};
 use bth_gateway::domain::classification::Level;
 use bth_gateway::log::witnesses::{WitnessEndpoint, WitnessMode, WitnessSettings};
 use bth_gateway::pb;
@@ -287,12 +287,14 @@ async fn cosigned_latest(t: &TestGateway, key: &CosignatureVerifier, above: u64)
 
 async fn audit_verify(db: &str, witnesses: Vec<String>, trusted: Option<PathBuf>) -> i32 {
     let args = VerifyArgs {
-        db: Some(PathBuf::from(db.strip_prefix("sqlite:").unwrap())),
-        dir: None,
-        server: None,
-        ca: None,
-        cert: None,
-        key: None,
+        source: SourceArgs {
+            db: Some(PathBuf::from(db.strip_prefix("sqlite:").unwrap())),
+            dir: None,
+            server: None,
+            ca: None,
+            cert: None,
+            key: None,
+        },
         verifier_key: Some(gateway_log_key()),
         trusted,
         save: None,
