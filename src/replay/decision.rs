@@ -74,6 +74,8 @@ pub(super) struct Entry {
     pub position: u64,
     pub year: i32,
     pub added: WindowTotals,
+    /// Counted with a one-year window: `added` is exactly what the year's bucket gained.
+    pub one_year: bool,
 }
 
 /// What checking one decision found: the problems, the entry it adds to its exporter's ledger,
@@ -367,6 +369,10 @@ pub(super) fn check(state: &State, leaf: u64, at: &str, json: &str) -> Checked {
                         position: l.position,
                         year: l.year,
                         added: WindowTotals { nonsensitive, sensitive },
+                        one_year: match transfer.ruleset {
+                            Ruleset::Cn2024 => config.cn2024_window_years_back == 0,
+                            Ruleset::Cn2022 => config.cn2022_window_years_back == 0,
+                        },
                     })
                 }
                 _ => p.push("counts after are below counts before".to_owned()),

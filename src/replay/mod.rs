@@ -110,6 +110,7 @@ impl Replay {
             let totals = self.state.ledger.entry((e.exporter.clone(), e.year)).or_default();
             totals.nonsensitive = totals.nonsensitive.saturating_add(e.added.nonsensitive);
             totals.sensitive = totals.sensitive.saturating_add(e.added.sensitive);
+            totals.multi_year |= !e.one_year;
             self.entries.push(e);
         }
         self.pending.extend(checked.pending);

@@ -83,6 +83,9 @@ pub struct LedgerTotals {
     pub nonsensitive: u64,
     /// Sensitive persons added.
     pub sensitive: u64,
+    /// Some of them were counted with a window of several years: the bucket holds the year's
+    /// distinct persons, which can exceed the persons new to those windows.
+    pub multi_year: bool,
 }
 
 /// Everything rebuilt from the log, as of the last record fed.

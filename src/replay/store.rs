@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::state::State;
+use super::state::{LedgerTotals, State};
 use crate::domain::participant::ParticipantStatus;
 use crate::domain::record::bodies::{ApprovalRecorded, GrantRecord, ParticipantRegistered};
 use crate::store::Store;
@@ -14,7 +14,7 @@ use crate::store::Store;
 /// A database row that does not match the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// `participant`, `approval` or `grant`.
+    /// `participant`, `approval`, `grant` or `ledger`.
     pub table: &'static str,
     /// The row's id.
     pub id: String,
@@ -27,7 +27,8 @@ pub struct Finding {
 /// Compares the database's participants, approvals and grants with `state`.
 ///
 /// Grants are listed as those visible to some participant (consumer or owner) plus those the
-/// log names. The person ledger's totals are not compared (no store method reads them).
+/// log names. The person ledger's totals per exporter and year must be what the log's counted
+/// decisions add up to (at least that, where a window of several years was used).
 ///
 /// # Errors
 /// The store cannot be read, or a row cannot be rendered as its record.
@@ -134,6 +135,39 @@ pub async fn compare_store(state: &State, store: &dyn Store) -> anyhow::Result<V
     for (id, logged) in &state.grants {
         if !grants.contains_key(id) {
             finding("grant", id, Some(logged.leaf), "in the log, absent from the database".into());
+        }
+    }
+
+    // The person ledger: per exporter and year, the persons the counted decisions added.
+    let mut stored: BTreeMap<(String, i32), LedgerTotals> = BTreeMap::new();
+    for t in store.ledger_totals().await? {
+        let totals = stored.entry((t.exporter, t.year)).or_default();
+        match t.bucket.as_str() {
+            "N" => totals.nonsensitive = t.persons,
+            _ => totals.sensitive = t.persons,
+        }
+    }
+    let keys: std::collections::BTreeSet<&(String, i32)> = stored.keys().chain(state.ledger.keys()).collect();
+    for key @ (exporter, year) in keys {
+        let db = stored.get(key).copied().unwrap_or_default();
+        let log = state.ledger.get(key).copied().unwrap_or_default();
+        // With a window of several years a year's bucket holds its distinct persons, which can
+        // exceed those new to the windows the decisions counted against: never fewer.
+        let agrees = if log.multi_year {
+            db.nonsensitive >= log.nonsensitive && db.sensitive >= log.sensitive
+        } else {
+            (db.nonsensitive, db.sensitive) == (log.nonsensitive, log.sensitive)
+        };
+        if !agrees {
+            finding(
+                "ledger",
+                &format!("{exporter} {year}"),
+                None,
+                format!(
+                    "holds non-sensitive {}, sensitive {} persons; the log's counted decisions add up to non-sensitive {}, sensitive {}",
+                    db.nonsensitive, db.sensitive, log.nonsensitive, log.sensitive
+                ),
+            );
         }
     }
     Ok(out)

@@ -893,6 +893,19 @@ async fn counted_persons_are_kept_or_rolled_back(store: Arc<dyn Store>) {
     assert_eq!((other.position, other.nonsensitive_before), (0, 0));
     let next_year = count(s, "owner", 2026, 0, Some(&ab), None, true).await;
     assert_eq!((next_year.position, next_year.nonsensitive_before, next_year.nonsensitive_new), (3, 0, 2));
+    let totals: Vec<(String, i32, String, u64)> =
+        s.ledger_totals().await.unwrap().into_iter().map(|t| (t.exporter, t.year, t.bucket, t.persons)).collect();
+    let total = |e: &str, y, b: &str, n| (e.to_owned(), y, b.to_owned(), n);
+    assert_eq!(
+        totals,
+        [
+            total("other", 2025, "N", 2),
+            total("owner", 2025, "N", 3),
+            total("owner", 2025, "S", 0),
+            total("owner", 2026, "N", 2)
+        ],
+        "the rolled-back sensitive persons are not there"
+    );
 }
 
 async fn the_ledger_window_counts_distinct_persons_across_years(store: Arc<dyn Store>) {

@@ -468,6 +468,22 @@ pub trait LedgerStore: Send + Sync {
     /// window; the additions are committed only when `keep` returns true. Two concurrent calls
     /// for the same exporter never both read the same "before" (no lost updates).
     async fn count_persons(&self, count: &PersonCount<'_>, keep: &Keep<'_>) -> Result<LedgerCounts, StoreError>;
+
+    /// The persons of every (exporter, year, bucket) of the ledger, for `audit replay`.
+    async fn ledger_totals(&self) -> Result<Vec<LedgerTotal>, StoreError>;
+}
+
+/// The persons one bucket of an exporter's ledger holds for one year.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerTotal {
+    /// The exporter.
+    pub exporter: String,
+    /// The Asia/Shanghai year.
+    pub year: i32,
+    /// `N` (non-sensitive) or `S` (sensitive).
+    pub bucket: String,
+    /// Distinct persons.
+    pub persons: u64,
 }
 
 /// One published table cell in the release ledger (docs/tables.md §5).

@@ -17,9 +17,10 @@ use super::rows::{
     QueuedRow, RecordRow, TransferRow, VersionRow,
 };
 use super::{
-    CatalogStore, Committed, GrantStore, HoldFilter, Integrator, Keep, LedgerCounts, LedgerStore, LogStore, NewVersion,
-    OversightStore, PersonCount, QueuedRecord, ReleasedCell, Store, StoreError, StoredApproval, StoredCheckpoint,
-    StoredChunk, StoredTransfer, TableRelease, TableReport, TableStore, TransferFilter, TreeHead, INTEGRATION_BATCH,
+    CatalogStore, Committed, GrantStore, HoldFilter, Integrator, Keep, LedgerCounts, LedgerStore, LedgerTotal,
+    LogStore, NewVersion, OversightStore, PersonCount, QueuedRecord, ReleasedCell, Store, StoreError, StoredApproval,
+    StoredCheckpoint, StoredChunk, StoredTransfer, TableRelease, TableReport, TableStore, TransferFilter, TreeHead,
+    INTEGRATION_BATCH,
 };
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
@@ -285,6 +286,9 @@ pub(super) mod text {
     pub const LEDGER_ADD: &str = "INSERT INTO export_counts (exporter, year, bucket, persons) VALUES ($1, $2, $3, $4)
          ON CONFLICT (exporter, year, bucket) DO UPDATE SET persons = export_counts.persons + excluded.persons";
 
+    pub const LEDGER_TOTALS: &str =
+        "SELECT exporter, CAST(year AS BIGINT), bucket, CAST(persons AS BIGINT) FROM export_counts
+         ORDER BY exporter, year, bucket";
     pub const LEDGER_POSITION: &str = "SELECT entries FROM export_ledger_positions WHERE exporter = $1";
     pub const LEDGER_TAKE_POSITION: &str = "INSERT INTO export_ledger_positions (exporter, entries) VALUES ($1, $2)
          ON CONFLICT (exporter) DO UPDATE SET entries = excluded.entries";
@@ -398,6 +402,7 @@ macro_rules! sql_impl {
             (String, String): for<'r> FromRow<'r, DB::Row>,
             (String, String, f64): for<'r> FromRow<'r, DB::Row>,
             (String, String, String): for<'r> FromRow<'r, DB::Row>,
+            (String, i64, String, i64): for<'r> FromRow<'r, DB::Row>,
             bool: for<'q> Encode<'q, DB> + Type<DB>,
             (i64,): for<'r> FromRow<'r, DB::Row>,
             ParticipantRow: for<'r> FromRow<'r, DB::Row>,
@@ -1150,6 +1155,22 @@ helpers {
             tx.rollback().await.map_err(classify::<DB>)?;
         }
         Ok(counts)
+    }
+
+    async fn ledger_totals(&self) -> Result<Vec<LedgerTotal>, StoreError> {
+        let rows = sqlx::query_as::<_, (String, i64, String, i64)>(text::LEDGER_TOTALS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify::<DB>)?;
+        Ok(rows
+            .into_iter()
+            .map(|(exporter, year, bucket, persons)| LedgerTotal {
+                exporter,
+                year: year as i32,
+                bucket,
+                persons: persons as u64,
+            })
+            .collect())
     }
 }
 [#[async_trait] impl<DB> TableStore for SqlStore<DB>] {

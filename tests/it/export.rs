@@ -865,6 +865,15 @@ async fn audit_replay_reproduces_every_decision_and_names_what_was_changed_behin
         "{out}"
     );
 
+    // A count edited: the exporter's ledger no longer adds up to the log's counted decisions.
+    let edit = "UPDATE export_counts SET persons = persons - 1 WHERE exporter = 'tj-stats'";
+    t.execute(edit, edit).await;
+    let (code, out) = replay();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("replay: database ledger tj-stats "), "{out}");
+    let undo = "UPDATE export_counts SET persons = persons + 1 WHERE exporter = 'tj-stats'";
+    t.execute(undo, undo).await;
+
     // An approval row no officer recorded.
     let insert = "INSERT INTO approvals (id, kind, exporter, reference, issued, expires, revoked, scope, recorded_by, recorded_at)
          VALUES ('a-forged', 'CAC_SA', 'tj-stats', 'CAC-0', '2026-01-10', NULL, FALSE,
