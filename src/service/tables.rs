@@ -1221,6 +1221,7 @@ struct Context {
     recipient: Participant,
     transfer: policy::Transfer,
     decision: Decision,
+    facts: Vec<bodies::FactCited>,
     rules: Rules,
     scope: String,
     at: DateTime<Utc>,
@@ -1255,11 +1256,9 @@ async fn prepare(gw: &Gateway, caller: &Caller, req: &TableRequest) -> Result<Co
             .await?;
     // No personal information: nothing is counted, whatever the mode.
     let parties = assessment::Parties { exporter: &exporter, recipient: &recipient, dataset: &dataset, grant: &grant };
-    let decision =
-        assessment::assess(gw, &transfer, parties, &version, &RowSelection { filter: None }, Counting::DryRun)
-            .await?
-            .decision;
-    let rules = rules_for(gw, &dataset, decision.is_export()).await?;
+    let assessed =
+        assessment::assess(gw, &transfer, parties, &version, &RowSelection { filter: None }, Counting::DryRun).await?;
+    let rules = rules_for(gw, &dataset, assessed.decision.is_export()).await?;
     let scope = gw.store.ledger_scope(&recipient.id).await?.unwrap_or_else(|| recipient.id.to_string());
     Ok(Context {
         table_id: new_id("tb-"),
@@ -1269,7 +1268,8 @@ async fn prepare(gw: &Gateway, caller: &Caller, req: &TableRequest) -> Result<Co
         exporter,
         recipient,
         transfer,
-        decision,
+        decision: assessed.decision,
+        facts: assessed.facts,
         rules,
         scope,
         at: now,
@@ -1423,6 +1423,7 @@ fn decision_record(
         ledger: bodies::TableLedger { scope: ctx.scope.clone(), checked: computed.map_or(0, |c| c.checked), added },
         sha256: sha256.map(hex::encode),
         ruleset: ctx.decision.ruleset,
+        facts: ctx.facts.clone(),
         decision: DecisionJson::from(&ctx.decision),
         outcome,
     };

@@ -214,6 +214,14 @@ async fn a_tables_grant_releases_a_table_whose_values_match_a_hand_computation_a
     assert!(!leaf.contains("\"C\"") && !leaf.contains("\"B\""), "{leaf}");
     assert!(leaf.contains("\"parameters_hmac\""), "{leaf}");
     assert!(!leaf.contains("min_frequency"), "{leaf}");
+    // The facts the rules read, each with its latest record's leaf (issue 12).
+    let facts: Vec<String> = serde_json::from_str::<serde_json::Value>(&leaf).unwrap()["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fact"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(facts, ["policy", "participant", "participant", "dataset", "grant"], "{leaf}");
 
     // SUM: e1 150, e2..e5 200..500 (A = 1550), e1..e10 = 5550.
     let sum = tabulate(
