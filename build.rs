@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "proto/bth/gateway/v1/exchange.proto",
     "proto/bth/gateway/v1/oversight.proto",
     "proto/bth/gateway/v1/audit.proto",
+    "proto/bth/gateway/v1/review.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -266,4 +266,15 @@ pub struct VersionInfo {
     pub published_at: DateTime<Utc>,
     /// The publisher's idempotency key.
     pub idempotency_key: String,
+    /// Released (visible to consumers), in review, or returned.
+    pub status: crate::domain::review::VersionStatus,
+    /// The review it is under (`None`: published without a review policy).
+    pub review: Option<crate::domain::review::VersionReview>,
+}
+
+impl VersionInfo {
+    /// `<dataset>@<version>`: how records and decisions name a version.
+    pub fn version_id(&self) -> String {
+        format!("{}@{}", self.dataset, self.version)
+    }
 }

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod mask;
 pub mod participant;
 pub mod record;
+pub mod review;
 pub mod values;
 
 use chrono::FixedOffset;

@@ -54,6 +54,8 @@ named_enum! {
         Auditor = "auditor",
         /// Registers and suspends participants.
         Admin = "admin",
+        /// Reviews versions before their release, at the level of its region (its jurisdiction).
+        Reviewer = "reviewer",
     }
 }
 
@@ -67,10 +69,11 @@ named_enum! {
     }
 }
 
-/// A region: an ISO 3166-1 alpha-2 code, or `CN-XX` for a mainland subdivision.
+/// A region: an ISO 3166-1 alpha-2 code, `CN-XX` for a mainland subdivision, or `CN-XX-YYY` for a
+/// district of one (`CN-TJ-HP`, Heping district of Tianjin).
 ///
 /// Invariant: two upper-case ASCII letters, optionally followed by `-` and one to three
-/// upper-case ASCII letters or digits (only after `CN`, see [`Region::parse`]).
+/// upper-case ASCII letters or digits, and after `CN-XX` optionally by `-` and one to six more.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Region(String);
@@ -84,6 +87,17 @@ impl Region {
             Some((c, sub)) => (c, Some(sub)),
             None => (s, None),
         };
+        // A district: only below a mainland subdivision.
+        let (sub, district) = match sub.and_then(|sub| sub.split_once('-')) {
+            Some((sub, district)) => (Some(sub), Some(district)),
+            None => (sub, None),
+        };
+        if let Some(district) = district {
+            let code = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit();
+            if country != "CN" || district.is_empty() || district.len() > 6 || !district.bytes().all(code) {
+                return Err(bad());
+            }
+        }
         if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(bad());
         }
@@ -103,6 +117,11 @@ impl Region {
     /// The code as written.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `other` is this region or lies inside it (`CN` contains `CN-TJ` and `CN-TJ-HP`).
+    pub fn contains(&self, other: &Region) -> bool {
+        other.0 == self.0 || other.0.strip_prefix(self.0.as_str()).is_some_and(|rest| rest.starts_with('-'))
     }
 }
 
@@ -178,8 +197,31 @@ mod tests {
 
     #[test]
     fn malformed_regions_are_refused() {
-        for r in ["", "cn", "CHN", "CN-", "CN-tj", "CN-ABCD", "C1"] {
+        for r in [
+            "",
+            "cn",
+            "CHN",
+            "CN-",
+            "CN-tj",
+            "CN-ABCD",
+            "C1",
+            "CN-TJ-",
+            "CN-TJ-hp",
+            "CN-TJ-ABCDEFG",
+            "US-CA-LA",
+            "CN-TJ-HP-1",
+        ] {
             assert!(Region::parse(r).is_err(), "{r}");
         }
+    }
+
+    #[test]
+    fn districts_lie_inside_their_municipality_inside_the_country() {
+        let r = |s: &str| Region::parse(s).unwrap();
+        assert!(r("CN-TJ-HP").is_mainland());
+        assert!(r("CN").contains(&r("CN-TJ-HP")) && r("CN-TJ").contains(&r("CN-TJ-HP")));
+        assert!(r("CN-TJ-HP").contains(&r("CN-TJ-HP")));
+        assert!(!r("CN-TJ-HP").contains(&r("CN-TJ")) && !r("CN-TJ").contains(&r("CN-TJX")));
+        assert!(!r("CN-BJ").contains(&r("CN-TJ-HP")) && !r("CN").contains(&r("HK")));
     }
 }

@@ -223,6 +223,7 @@ pub fn version_out(v: &VersionInfo) -> pb::Version {
         sha256: hex::encode(v.sha256),
         publisher: v.publisher.to_string(),
         published_at: Some(time_out(v.published_at)),
+        status: v.status.to_string(),
     }
 }
 

@@ -9,5 +9,6 @@ pub mod identity;
 pub mod oversight;
 pub mod peer;
 pub mod publishing;
+pub mod review;
 pub mod sharing;
 pub mod status;

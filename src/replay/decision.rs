@@ -133,6 +133,7 @@ pub(super) fn check(state: &State, leaf: u64, at: &str, json: &str) -> Checked {
         }
     }
     // What the engine must have read, with the leaf of the latest record about each.
+    let version_id = format!("{}@{}", d.dataset, d.version);
     let mut expected: BTreeMap<(FactKind, &str), u64> = BTreeMap::new();
 
     // The policy.
@@ -211,11 +212,18 @@ pub(super) fn check(state: &State, leaf: u64, at: &str, json: &str) -> Checked {
                 usize::try_from(d.version).ok().and_then(|n| n.checked_sub(1)).and_then(|i| ds.versions.get(i));
             match published {
                 None => p.push(format!("version {} of dataset {} was not published", d.version, d.dataset)),
-                Some(sha) if *sha != d.version_sha256 => p.push(format!(
-                    "version_sha256 {} is not the digest {sha} of version {} of dataset {}",
-                    d.version_sha256, d.version, d.dataset
-                )),
-                Some(_) => {}
+                Some(v) => {
+                    expected.insert((FactKind::Version, version_id.as_str()), v.leaf);
+                    if v.sha256 != d.version_sha256 {
+                        p.push(format!(
+                            "version_sha256 {} is not the digest {} of version {} of dataset {}",
+                            d.version_sha256, v.sha256, d.version, d.dataset
+                        ));
+                    }
+                    if v.status != "RELEASED" {
+                        p.push(format!("version {version_id} is {}, not released, at the decision", v.status));
+                    }
+                }
             }
         }
     }

@@ -16,6 +16,7 @@ pub(super) mod kind {
     pub const PARTICIPANT_SUSPENDED: &str = "participant.suspended";
     pub const DATASET_REGISTERED: &str = "dataset.registered";
     pub const VERSION_PUBLISHED: &str = "version.published";
+    pub const VERSION_REVIEWED: &str = "version.reviewed";
     pub const GRANT_KINDS: [&str; 5] =
         ["grant.requested", "grant.approved", "grant.refused", "grant.revoked", "exemption.attested"];
     pub const APPROVAL_RECORDED: &str = "approval.recorded";
@@ -80,6 +81,17 @@ pub(super) struct SchemaField {
 pub(super) struct VersionPublished {
     pub dataset: String,
     pub sha256: String,
+    /// `RELEASED` or `IN_REVIEW`; absent before review before release existed (released).
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// `version.reviewed`: a review step and the status it left.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct VersionReviewed {
+    pub dataset: String,
+    pub version: u64,
+    pub status: String,
 }
 
 /// The body shared by the five grant kinds: the grant as it stands after the change.
@@ -272,6 +284,7 @@ pub(super) enum FactKind {
     Dataset,
     Grant,
     Approval,
+    Version,
 }
 
 impl FactKind {
@@ -283,6 +296,7 @@ impl FactKind {
             FactKind::Dataset => "dataset",
             FactKind::Grant => "grant",
             FactKind::Approval => "approval",
+            FactKind::Version => "version",
         }
     }
 }

@@ -21,12 +21,23 @@ pub struct ParticipantState {
     pub leaf: u64,
 }
 
-/// A dataset: its schema and the digests of its versions, version 1 first.
+/// A published version as its records say.
+#[derive(Debug, Clone)]
+pub struct VersionState {
+    /// Its `sha256`.
+    pub sha256: String,
+    /// `RELEASED`, `IN_REVIEW` or `RETURNED`.
+    pub status: String,
+    /// Leaf of the latest record about it (its publication or its last review step).
+    pub leaf: u64,
+}
+
+/// A dataset: its schema and its versions, version 1 first.
 #[derive(Debug, Clone)]
 pub struct DatasetState {
     pub(super) record: DatasetRegistered,
-    /// `sha256` of each `version.published`, in log order: index 0 is version 1.
-    pub versions: Vec<String>,
+    /// Each `version.published`, in log order: index 0 is version 1.
+    pub versions: Vec<VersionState>,
     /// Leaf of its `dataset.registered`.
     pub leaf: u64,
 }
@@ -149,7 +160,20 @@ impl State {
                     .datasets
                     .get_mut(&r.dataset)
                     .ok_or_else(|| format!("publishes a version of dataset {}, which is not registered", r.dataset))?;
-                d.versions.push(r.sha256);
+                let status = r.status.unwrap_or_else(|| "RELEASED".to_owned());
+                d.versions.push(VersionState { sha256: r.sha256, status, leaf });
+            }
+            VERSION_REVIEWED => {
+                let r: records::VersionReviewed = parse(json)?;
+                let v = usize::try_from(r.version)
+                    .ok()
+                    .and_then(|n| n.checked_sub(1))
+                    .and_then(|i| self.datasets.get_mut(&r.dataset)?.versions.get_mut(i))
+                    .ok_or_else(|| {
+                        format!("reviews version {} of dataset {}, which was not published", r.version, r.dataset)
+                    })?;
+                v.status = r.status;
+                v.leaf = leaf;
             }
             k if GRANT_KINDS.contains(&k) => {
                 let record: GrantRecord = parse(json)?;

@@ -101,6 +101,7 @@ struct Pull {
     position: u64,
     verdict: Option<Value>,
     facts: Vec<Value>,
+    version: u64,
 }
 
 impl Pull {
@@ -123,6 +124,7 @@ impl Pull {
             position: 0,
             verdict: None,
             facts,
+            version: 1,
         }
     }
 
@@ -138,7 +140,7 @@ impl Pull {
             "caller": {"id": "hk-r", "cert_sha256": SHA},
             "exporter": {"id": self.exporter, "kind": "OTHER", "in_tianjin_ftz": false},
             "recipient": {"id": "hk-r", "type": "RESEARCH", "region": "HK", "access_from_outside_mainland": false},
-            "dataset": self.dataset, "version": 1, "version_sha256": SHA, "government_data": false,
+            "dataset": self.dataset, "version": self.version, "version_sha256": SHA, "government_data": false,
             "grant": self.grant, "purpose": self.purpose, "legal_basis": "", "statistical_purpose": false,
             "exemption": "NONE", "exemption_attested_by": null,
             "persons": {"nonsensitive": self.persons, "sensitive": 0, "already_counted_nonsensitive": 0, "already_counted_sensitive": 0},
@@ -161,6 +163,7 @@ struct World {
     exp_a: u64,
     hk_r: u64,
     ds_a: u64,
+    v_a: u64,
     g_a: u64,
 }
 
@@ -173,9 +176,9 @@ impl World {
         log.participant("exp-b", "OTHER", "GOV_DEPT", "CN-TJ");
         let hk_r = log.participant("hk-r", "OTHER", "RESEARCH", "HK");
         let ds_a = log.dataset("ds-a", "exp-a");
-        log.version("ds-a", "exp-a");
+        let v_a = log.version("ds-a", "exp-a");
         let g_a = log.grant("g-a", "ds-a", "hk-r", "exp-a");
-        World { log, exp_a, hk_r, ds_a, g_a }
+        World { log, exp_a, hk_r, ds_a, v_a, g_a }
     }
 
     /// The facts every pull from `exp-a` cites.
@@ -184,6 +187,7 @@ impl World {
             fact("participant", "exp-a", self.exp_a),
             fact("participant", "hk-r", self.hk_r),
             fact("dataset", "ds-a", self.ds_a),
+            fact("version", "ds-a@1", self.v_a),
             fact("grant", "g-a", self.g_a),
         ]
     }
@@ -210,13 +214,14 @@ fn a_clean_log_of_two_exporters_replays_with_decisions_out_of_ledger_order() {
     let mut w = World::new();
     let exp_b = 1;
     let ds_b = w.log.dataset("ds-b", "exp-b");
-    w.log.version("ds-b", "exp-b");
+    let v_b = w.log.version("ds-b", "exp-b");
     let g_b = w.log.grant("g-b", "ds-b", "hk-r", "exp-b");
     let scc = w.log.approval("a-scc", "exp-b");
     let facts_b = vec![
         fact("participant", "exp-b", exp_b),
         fact("participant", "hk-r", w.hk_r),
         fact("dataset", "ds-b", ds_b),
+        fact("version", "ds-b@1", v_b),
         fact("grant", "g-b", g_b),
         fact("approval", "a-scc", scc),
     ];
@@ -400,4 +405,39 @@ fn a_hold_resolved_twice_or_never_queued_diverges() {
     let report = log.replay();
     assert_diverges(&report, twice, "already REFUSED");
     assert_diverges(&report, never, "no hold.queued before it queued");
+}
+
+#[test]
+fn a_decision_on_a_version_still_in_review_diverges() {
+    let mut w = World::new();
+    let body = json!({"dataset": "ds-a", "sha256": SHA, "rows": 10, "chunks": 1, "idempotency_key": "k2",
+                      "version": 2, "status": "IN_REVIEW"});
+    let v2 = w.log.push("version.published", "exp-a", AT, body);
+    let mut facts = w.facts_a();
+    facts.retain(|f| f["fact"] != "version");
+    facts.push(fact("version", "ds-a@2", v2));
+    let mut pull = Pull { facts, ..w.pull("t-1") };
+    pull.version = 2;
+    let leaf = pull.push(&mut w.log);
+    assert_diverges(&w.log.replay(), leaf, "version ds-a@2 is IN_REVIEW, not released, at the decision");
+    // Released by its last review step, the same decision replays.
+    let mut w2 = World::new();
+    let body = json!({"dataset": "ds-a", "sha256": SHA, "rows": 10, "chunks": 1, "idempotency_key": "k2",
+                      "version": 2, "status": "IN_REVIEW"});
+    w2.log.push("version.published", "exp-a", AT, body);
+    let released = w2.log.push(
+        "version.reviewed",
+        "nbs",
+        AT,
+        json!({"dataset": "ds-a", "version": 2, "level": 0, "jurisdiction": "CN", "outcome": "APPROVED",
+               "reasons": "", "status": "RELEASED"}),
+    );
+    let mut facts = w2.facts_a();
+    facts.retain(|f| f["fact"] != "version");
+    facts.push(fact("version", "ds-a@2", released));
+    let mut pull = Pull { facts, ..w2.pull("t-1") };
+    pull.version = 2;
+    pull.push(&mut w2.log);
+    let report = w2.log.replay();
+    assert!(report.divergences.is_empty(), "{:#?}", whats(&report));
 }

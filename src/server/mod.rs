@@ -133,6 +133,10 @@ pub async fn run(
         .add_service(SharingServer::new(SharingService(gw.clone())).max_decoding_message_size(limit))
         .add_service(OversightServer::new(OversightService(gw.clone())).max_decoding_message_size(limit))
         .add_service(
+            crate::pb::review_server::ReviewServer::new(crate::grpc::review::ReviewService(gw.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
             crate::pb::audit_server::AuditServer::new(crate::grpc::audit::AuditService(gw.clone()))
                 .max_decoding_message_size(limit),
         )

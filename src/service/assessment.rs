@@ -221,6 +221,7 @@ pub async fn assess(
         )?);
     }
     facts.push(supported(facts::dataset(gw, parties.dataset).await?, &format!("dataset {}", parties.dataset.id))?);
+    facts.push(supported(facts::version(gw, version).await?, &format!("version {}", version.version_id()))?);
     facts.push(supported(facts::grant(gw, parties.grant).await?, &format!("grant {}", parties.grant.id))?);
     let mut stored = gw.store.approvals(Some(&transfer.exporter.id)).await?;
     stored.sort_by(|a, b| a.approval.id.cmp(&b.approval.id));

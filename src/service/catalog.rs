@@ -50,7 +50,8 @@ pub async fn get(gw: &Gateway, caller: &Caller, id: &DatasetId) -> Result<Datase
 async fn view(gw: &Gateway, caller: &Caller, dataset: Dataset) -> Result<DatasetView, ServiceError> {
     let is_owner = dataset.owner == caller.participant.id;
     let versions = gw.store.versions(&dataset.id).await?;
-    let latest_version = versions.first().map_or(0, |v| v.version);
+    // What consumers see: versions in review or returned are listed to the owner only.
+    let latest_version = versions.iter().find(|v| super::review::is_released(v)).map_or(0, |v| v.version);
     Ok(DatasetView { dataset, is_owner, versions: if is_owner { versions } else { Vec::new() }, latest_version })
 }
 

@@ -271,10 +271,13 @@ pub async fn plan(
         gw.store.dataset(dataset_id).await?.ok_or_else(|| ServiceError::NotFound(format!("dataset {dataset_id}")))?;
     let now = gw.clock.now();
     let grant = choose_grant(gw, caller, &dataset, req.grant.as_deref(), now).await?;
-    let version = gw.store.version(&dataset.id, req.version).await?.ok_or_else(|| match req.version {
-        Some(v) => ServiceError::NotFound(format!("version {v} of dataset {}", dataset.id)),
-        None => ServiceError::NotFound(format!("a published version of dataset {}", dataset.id)),
-    })?;
+    let version = gw.store.version(&dataset.id, req.version).await?.filter(super::review::is_released).ok_or_else(
+        || match req.version {
+            // A version in review or returned is, to a consumer, not there at all.
+            Some(v) => ServiceError::NotFound(format!("version {v} of dataset {}", dataset.id)),
+            None => ServiceError::NotFound(format!("a published version of dataset {}", dataset.id)),
+        },
+    )?;
     if req.from_batch > version.chunks {
         return Err(ServiceError::invalid(
             "from_batch",

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Gateway, ServiceError};
-use crate::domain::dataset::Dataset;
+use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::grant::Grant;
 use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::bodies::{
@@ -111,6 +111,37 @@ pub(crate) async fn dataset(gw: &Gateway, d: &Dataset) -> Result<Option<FactCite
         return Ok(None);
     }
     cite(gw, Fact::Dataset, d.id.as_str(), registered).await.map(Some)
+}
+
+/// Version `v` as its records say it: its `version.published` carries its digest and row
+/// count, and the latest record about it (`version.published`, or the last `version.reviewed`)
+/// says it is released. A version released only in the database is not used.
+pub(crate) async fn version(gw: &Gateway, v: &VersionInfo) -> Result<Option<FactCited>, ServiceError> {
+    let id = v.version_id();
+    let records = history(gw, Fact::Version, &id).await?;
+    let Some(published) = records.iter().find(|r| r.kind == RecordKind::VersionPublished) else {
+        not_logged(Fact::Version, &id, "no version.published record");
+        return Ok(None);
+    };
+    let logged = members(published)?;
+    let mut differs = Vec::new();
+    if logged.get("sha256").and_then(Value::as_str) != Some(hex::encode(v.sha256).as_str()) {
+        differs.push("sha256");
+    }
+    if logged.get("rows").and_then(Value::as_u64) != Some(v.rows) {
+        differs.push("rows");
+    }
+    let latest = records.last().unwrap_or(published);
+    // A record without `status` predates review before release: it released the version.
+    let status = members(latest)?.get("status").and_then(Value::as_str).unwrap_or("RELEASED").to_owned();
+    if status != v.status.as_str() {
+        differs.push("status");
+    }
+    if !differs.is_empty() {
+        not_logged(Fact::Version, &id, &format!("differs from its records in {}", differs.join(", ")));
+        return Ok(None);
+    }
+    cite(gw, Fact::Version, &id, latest).await.map(Some)
 }
 
 /// Grant `g` as its latest record says it (fields, masks, status, expiry, row filter, use,

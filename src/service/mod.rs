@@ -23,6 +23,7 @@ pub mod maintenance;
 pub mod oversight;
 pub mod participants;
 pub mod publishing;
+pub mod review;
 pub mod sharing;
 pub mod tables;
 

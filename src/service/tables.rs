@@ -1238,10 +1238,13 @@ async fn prepare(gw: &Gateway, caller: &Caller, req: &TableRequest) -> Result<Co
     let grant =
         super::exchange::choose_grant_for(gw, caller, &dataset, req.grant.as_deref(), now, GrantUse::Tables).await?;
     check_request(req, &dataset, &grant)?;
-    let version = gw.store.version(&dataset.id, req.version).await?.ok_or_else(|| match req.version {
-        Some(v) => ServiceError::NotFound(format!("version {v} of dataset {}", dataset.id)),
-        None => ServiceError::NotFound(format!("a published version of dataset {}", dataset.id)),
-    })?;
+    let version = gw.store.version(&dataset.id, req.version).await?.filter(super::review::is_released).ok_or_else(
+        || match req.version {
+            // A version in review or returned is, to a consumer, not there at all.
+            Some(v) => ServiceError::NotFound(format!("version {v} of dataset {}", dataset.id)),
+            None => ServiceError::NotFound(format!("a published version of dataset {}", dataset.id)),
+        },
+    )?;
     let recipient = caller.participant.clone();
     // Assessed as aggregate data (docs/tables.md §6): no personal information, no microdata.
     let fields = aggregate_fields(req, &dataset)

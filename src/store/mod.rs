@@ -295,8 +295,40 @@ pub trait CatalogStore: Send + Sync {
     /// A dataset's published versions, newest first.
     async fn versions(&self, dataset: &DatasetId) -> Result<Vec<VersionInfo>, StoreError>;
 
-    /// Version `version`, or the latest when `None`; `None` when there is no such version.
+    /// Version `version` (whatever its review status), or the latest RELEASED one when `None`;
+    /// `None` when there is no such version.
     async fn version(&self, dataset: &DatasetId, version: Option<u64>) -> Result<Option<VersionInfo>, StoreError>;
+
+    /// Dataset `dataset`'s review policy; `None` when its versions are released when published.
+    async fn review_policy(
+        &self,
+        dataset: &DatasetId,
+    ) -> Result<Option<crate::domain::review::ReviewPolicy>, StoreError>;
+
+    /// Sets (or with `None` removes) a dataset's review policy, with its record. Versions
+    /// published after it are reviewed under it; those already in review keep theirs.
+    async fn set_review_policy(
+        &self,
+        dataset: &DatasetId,
+        policy: Option<&crate::domain::review::ReviewPolicy>,
+        rec: &NewRecord,
+    ) -> Result<u64, StoreError>;
+
+    /// Records a review step of version `v`: its review becomes `after` (and its status
+    /// `after.status()`) with `rec`, only if its review is still `v.review`; returns the
+    /// record's sequence number.
+    ///
+    /// # Errors
+    /// `Conflict` when the review changed meanwhile (another step was taken).
+    async fn review_version(
+        &self,
+        v: &VersionInfo,
+        after: &crate::domain::review::VersionReview,
+        rec: &NewRecord,
+    ) -> Result<u64, StoreError>;
+
+    /// Every version awaiting review, by dataset and version.
+    async fn versions_in_review(&self) -> Result<Vec<VersionInfo>, StoreError>;
 
     /// The version published with this idempotency key, if any.
     async fn version_by_key(&self, dataset: &DatasetId, key: &str) -> Result<Option<VersionInfo>, StoreError>;

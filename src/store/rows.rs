@@ -114,6 +114,8 @@ pub struct VersionRow {
     publisher: String,
     published_at: i64,
     idempotency_key: String,
+    status: String,
+    review: Option<String>,
 }
 
 impl TryFrom<VersionRow> for VersionInfo {
@@ -130,6 +132,8 @@ impl TryFrom<VersionRow> for VersionInfo {
             publisher: ParticipantId::parse(&r.publisher).map_err(|e| bad(e.to_string()))?,
             published_at: from_micros(r.published_at),
             idempotency_key: r.idempotency_key,
+            status: r.status.parse().map_err(|e: crate::domain::classification::UnknownName| bad(e.to_string()))?,
+            review: r.review.map(|j| serde_json::from_str(&j)).transpose().map_err(|e| bad(e.to_string()))?,
         })
     }
 }

@@ -28,6 +28,7 @@ use crate::domain::hold::Hold;
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{Participant, ParticipantStatus};
 use crate::domain::record::{NewRecord, PreparedRecord, RecordKind, StoredRecord, TransferFacets};
+use crate::domain::review::{ReviewPolicy, VersionReview, VersionStatus};
 use crate::translog::compact::decomposition;
 
 /// A store in a SQL database: three pools on it, so that no kind of work can starve another —
@@ -165,7 +166,7 @@ pub(super) mod text {
     /// Columns of `versions` as [`super::VersionRow`] reads them.
     macro_rules! version_columns {
         () => {
-            "dataset_id, version, rows, chunks, sha256, publisher, published_at, idempotency_key"
+            "dataset_id, version, rows, chunks, sha256, publisher, published_at, idempotency_key, status, review"
         };
     }
 
@@ -186,13 +187,28 @@ pub(super) mod text {
         concat!("SELECT ", version_columns!(), " FROM versions WHERE dataset_id = $1 ORDER BY version DESC");
     pub const VERSION: &str =
         concat!("SELECT ", version_columns!(), " FROM versions WHERE dataset_id = $1 AND version = $2");
-    pub const LATEST_VERSION: &str =
-        concat!("SELECT ", version_columns!(), " FROM versions WHERE dataset_id = $1 ORDER BY version DESC LIMIT 1");
+    pub const LATEST_VERSION: &str = concat!(
+        "SELECT ",
+        version_columns!(),
+        " FROM versions WHERE dataset_id = $1 AND status = 'RELEASED' ORDER BY version DESC LIMIT 1"
+    );
+    pub const VERSIONS_IN_REVIEW: &str = concat!(
+        "SELECT ",
+        version_columns!(),
+        " FROM versions WHERE status = 'IN_REVIEW' ORDER BY dataset_id, version"
+    );
+    pub const REVIEW_POLICY: &str = "SELECT review_policy FROM datasets WHERE id = $1";
+    pub const SET_REVIEW_POLICY: &str = "UPDATE datasets SET review_policy = $1 WHERE id = $2";
+    /// Compare-and-set on the review as read: a concurrent step of the same version fails.
+    pub const REVIEW_VERSION: &str =
+        "UPDATE versions SET status = $1, review = $2 WHERE dataset_id = $3 AND version = $4 AND review = $5";
     pub const VERSION_BY_KEY: &str =
         concat!("SELECT ", version_columns!(), " FROM versions WHERE dataset_id = $1 AND idempotency_key = $2");
     pub const INSERT_VERSION: &str = concat!(
-        "INSERT INTO versions (dataset_id, version, upload_id, rows, chunks, sha256, publisher, published_at, idempotency_key)
-         VALUES ($1, (SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE dataset_id = $1), $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO versions (dataset_id, version, upload_id, rows, chunks, sha256, publisher, published_at, idempotency_key,
+                               status, review)
+         VALUES ($1, (SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE dataset_id = $1), $2, $3, $4, $5, $6, $7, $8,
+                 $9, $10)
          RETURNING ",
         version_columns!()
     );
@@ -403,6 +419,7 @@ macro_rules! sql_impl {
             (String, String, f64): for<'r> FromRow<'r, DB::Row>,
             (String, String, String): for<'r> FromRow<'r, DB::Row>,
             (String, i64, String, i64): for<'r> FromRow<'r, DB::Row>,
+            (Option<String>,): for<'r> FromRow<'r, DB::Row>,
             bool: for<'q> Encode<'q, DB> + Type<DB>,
             (i64,): for<'r> FromRow<'r, DB::Row>,
             ParticipantRow: for<'r> FromRow<'r, DB::Row>,
@@ -458,6 +475,24 @@ helpers {
     }
 
     /// Stores one record in the transaction on `conn` (not integrated yet).
+    /// Dataset `dataset`'s review policy, read on `conn`.
+    async fn review_policy_in(
+        conn: &mut DB::Connection,
+        dataset: &DatasetId,
+    ) -> Result<Option<ReviewPolicy>, StoreError> {
+        let row = sqlx::query_as::<_, (Option<String>,)>(text::REVIEW_POLICY)
+            .bind(dataset.as_str())
+            .fetch_optional(conn)
+            .await
+            .map_err(classify::<DB>)?;
+        match row.and_then(|(p,)| p) {
+            None => Ok(None),
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("the review policy of dataset {dataset}: {e}"))),
+        }
+    }
+
     async fn insert_record(conn: &mut DB::Connection, rec: &NewRecord) -> Result<u64, StoreError> {
         let leaf = rec.leaf().map_err(|e| StoreError::Corrupt(format!("record: {e}")))?;
         let seqs = DB::insert_records(conn, &[(rec, &leaf)], None).await.map_err(unavailable::<DB>)?;
@@ -614,6 +649,63 @@ helpers {
         one(q.fetch_optional(&self.pool).await.map_err(classify::<DB>)?)
     }
 
+    async fn review_policy(&self, dataset: &DatasetId) -> Result<Option<ReviewPolicy>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(classify::<DB>)?;
+        Self::review_policy_in(&mut conn, dataset).await
+    }
+
+    async fn set_review_policy(
+        &self,
+        dataset: &DatasetId,
+        policy: Option<&ReviewPolicy>,
+        rec: &NewRecord,
+    ) -> Result<u64, StoreError> {
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
+        // Serialised with commits: a version is published under the policy before or after.
+        DB::lock(&mut *tx, Lock::Versions(dataset.as_str())).await.map_err(classify::<DB>)?;
+        let json = policy.map(|p| serde_json::to_string(p).expect("a review policy serialises"));
+        sqlx::query(text::SET_REVIEW_POLICY)
+            .bind(json)
+            .bind(dataset.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?;
+        let seq = Self::insert_record(&mut *tx, rec).await?;
+        tx.commit().await.map_err(classify::<DB>)?;
+        Ok(seq)
+    }
+
+    async fn review_version(
+        &self,
+        v: &VersionInfo,
+        after: &VersionReview,
+        rec: &NewRecord,
+    ) -> Result<u64, StoreError> {
+        let before = v.review.as_ref().ok_or_else(|| StoreError::Conflict(format!("version {} has no review", v.version_id())))?;
+        let before = serde_json::to_string(before).expect("a review serialises");
+        let after_json = serde_json::to_string(after).expect("a review serialises");
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
+        let done = sqlx::query(text::REVIEW_VERSION)
+            .bind(after.status().as_str())
+            .bind(after_json)
+            .bind(v.dataset.as_str())
+            .bind(v.version as i64)
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?;
+        if DB::rows_affected(&done) != 1 {
+            return Err(StoreError::Conflict(format!("the review of version {} changed meanwhile", v.version_id())));
+        }
+        let seq = Self::insert_record(&mut *tx, rec).await?;
+        tx.commit().await.map_err(classify::<DB>)?;
+        Ok(seq)
+    }
+
+    async fn versions_in_review(&self) -> Result<Vec<VersionInfo>, StoreError> {
+        all(sqlx::query_as::<_, VersionRow>(text::VERSIONS_IN_REVIEW).fetch_all(&self.pool).await.map_err(classify::<DB>)?)
+    }
+
     async fn version_by_key(&self, dataset: &DatasetId, key: &str) -> Result<Option<VersionInfo>, StoreError> {
         one(sqlx::query_as::<_, VersionRow>(text::VERSION_BY_KEY)
             .bind(dataset.as_str())
@@ -665,6 +757,11 @@ helpers {
             tx.commit().await.map_err(classify::<DB>)?;
             return Ok(Committed::Existing(info));
         }
+        // Under the dataset's review policy as it stands now (setting one takes the same lock).
+        let policy = Self::review_policy_in(&mut *tx, &v.dataset).await?;
+        let review = policy.map(|policy| VersionReview { policy, steps: Vec::new(), level_since: v.published_at });
+        let status = review.as_ref().map_or(VersionStatus::Released, VersionReview::status);
+        let review_json = review.as_ref().map(|r| serde_json::to_string(r).expect("a review serialises"));
         let row = sqlx::query_as::<_, VersionRow>(text::INSERT_VERSION)
             .bind(v.dataset.as_str())
             .bind(upload_id)
@@ -674,12 +771,16 @@ helpers {
             .bind(v.publisher.as_str())
             .bind(micros(v.published_at))
             .bind(v.idempotency_key.as_str())
+            .bind(status.as_str())
+            .bind(review_json)
             .fetch_one(&mut *tx)
             .await
             .map_err(classify::<DB>)?;
         let info = VersionInfo::try_from(row)?;
         let mut rec = rec.clone();
         rec.body.insert("version".into(), info.version.into());
+        rec.body.insert("status".into(), info.status.as_str().into());
+        rec.subject = Some(crate::domain::record::bodies::Fact::Version.subject(&info.version_id()));
         Self::insert_record(&mut *tx, &rec).await?;
         tx.commit().await.map_err(classify::<DB>)?;
         Ok(Committed::Created(info))

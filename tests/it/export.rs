@@ -789,9 +789,9 @@ async fn decisions_cite_their_facts_by_leaf_and_their_place_in_the_ledger() {
         assert_eq!(d["rows"], 6);
         let facts = d["facts"].as_array().unwrap();
         let kinds: Vec<&str> = facts.iter().map(|f| f["fact"].as_str().unwrap()).collect();
-        let approvals = if kinds.len() == 6 { vec!["approval"] } else { vec![] };
-        assert_eq!(kinds[..5], ["policy", "participant", "participant", "dataset", "grant"], "{d}");
-        assert_eq!(kinds[5..], approvals[..], "{d}");
+        let approvals = if kinds.len() == 7 { vec!["approval"] } else { vec![] };
+        assert_eq!(kinds[..6], ["policy", "participant", "participant", "dataset", "version", "grant"], "{d}");
+        assert_eq!(kinds[6..], approvals[..], "{d}");
         for f in facts {
             let subject = format!("{}:{}", f["fact"].as_str().unwrap(), f["id"].as_str().unwrap());
             let latest = t

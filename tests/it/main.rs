@@ -18,6 +18,7 @@ mod kill_loop;
 mod maintenance;
 mod publishing;
 mod replicas;
+mod review;
 mod sharing;
 mod tables;
 mod witness;

@@ -221,7 +221,7 @@ async fn a_tables_grant_releases_a_table_whose_values_match_a_hand_computation_a
         .iter()
         .map(|f| f["fact"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(facts, ["policy", "participant", "participant", "dataset", "grant"], "{leaf}");
+    assert_eq!(facts, ["policy", "participant", "participant", "dataset", "version", "grant"], "{leaf}");
 
     // SUM: e1 150, e2..e5 200..500 (A = 1550), e1..e10 = 5550.
     let sum = tabulate(

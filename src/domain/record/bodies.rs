@@ -87,6 +87,10 @@ pub enum RecordBody {
     TableRulesSet(TableRulesSet),
     /// `policy.applied`.
     PolicyApplied(PolicyApplied),
+    /// `review_policy.set`.
+    ReviewPolicySet(ReviewPolicySet),
+    /// `version.reviewed`.
+    VersionReviewed(VersionReviewed),
 }
 
 impl RecordBody {
@@ -115,6 +119,8 @@ impl RecordBody {
             RecordBody::LedgerScopeSet(_) => RecordKind::LedgerScopeSet,
             RecordBody::TableRulesSet(_) => RecordKind::TableRulesSet,
             RecordBody::PolicyApplied(_) => RecordKind::PolicyApplied,
+            RecordBody::ReviewPolicySet(_) => RecordKind::ReviewPolicySet,
+            RecordBody::VersionReviewed(_) => RecordKind::VersionReviewed,
         }
     }
 
@@ -135,6 +141,7 @@ impl RecordBody {
             RecordBody::ApprovalRevoked(a) => Fact::Approval.subject(&a.approval),
             RecordBody::ApprovalConfirmed(a) => Fact::Approval.subject(&a.approval),
             RecordBody::PolicyApplied(p) => Fact::Policy.subject(&p.sha256),
+            RecordBody::VersionReviewed(v) => Fact::Version.subject(&format!("{}@{}", v.dataset, v.version)),
             _ => return None,
         })
     }
@@ -511,6 +518,9 @@ named_enum! {
         Grant = "grant",
         /// An approval given to the rules (`approval.*`).
         Approval = "approval",
+        /// The version delivered, as released (`version.published`, `version.reviewed`); its id
+        /// is `<dataset>@<version>`.
+        Version = "version",
     }
 }
 
@@ -887,6 +897,36 @@ impl PolicyApplied {
         let sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()));
         Ok(PolicyApplied { policy: members, sha256 })
     }
+}
+
+/// `review_policy.set`: a dataset's owner set (or removed) the review its versions go through
+/// before release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReviewPolicySet {
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// The levels, in order; empty: versions are released when published.
+    pub levels: Vec<crate::domain::review::ReviewLevel>,
+}
+
+/// `version.reviewed`: a reviewer approved or returned a version at one level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionReviewed {
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// The version.
+    pub version: u64,
+    /// The level reviewed (0 = the first).
+    pub level: u32,
+    /// Its jurisdiction.
+    pub jurisdiction: Region,
+    /// `APPROVED` or `RETURNED`.
+    pub outcome: crate::domain::review::ReviewOutcome,
+    /// Why (required to return).
+    pub reasons: String,
+    /// The version's status after the step: `IN_REVIEW` (the next level reviews), `RELEASED`
+    /// (the last level approved: consumers see it from now) or `RETURNED`.
+    pub status: crate::domain::review::VersionStatus,
 }
 
 /// `table.completed`: a table's cells were sent.
@@ -1535,6 +1575,8 @@ mod tests {
             publisher: pid("tj-stats"),
             published_at: at(),
             idempotency_key: "upload-2025-03".into(),
+            status: crate::domain::review::VersionStatus::Released,
+            review: None,
         };
         let grant = approved_grant();
         let exemption =

@@ -69,6 +69,10 @@ named_enum! {
         TableRulesSet = "table_rules.set",
         /// The gateway started with an export policy other than the last one logged.
         PolicyApplied = "policy.applied",
+        /// A dataset's owner set (or removed) its review policy.
+        ReviewPolicySet = "review_policy.set",
+        /// A reviewer approved or returned a version at one level.
+        VersionReviewed = "version.reviewed",
     }
 }
 
