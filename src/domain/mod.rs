@@ -8,6 +8,8 @@ pub mod ids;
 pub mod mask;
 pub mod participant;
 pub mod record;
+/// Standing reports' schedules: the one run due now in the Asia/Shanghai calendar, and its period.
+pub mod schedule;
 pub mod values;
 
 use chrono::FixedOffset;
