@@ -17,7 +17,7 @@
 //! | [`wire`] | `RowBatch` carried pre-encoded: stored chunks go out without per-row work |
 //! | [`log`] | the transfer log running: the sequencer (group commit, integration, signed checkpoints, receipts), proofs served from the stored tree |
 //! | [`translog`] | RFC 6962 Merkle tree and its compact range, signed notes, canonical JSON, verification (pure) |
-//! | [`domain`] | ids, classification, participants, datasets, grants, masks, records |
+//! | [`domain`] | ids, classification, participants, datasets, grants, masks, records, standing reports' schedules |
 //! | [`store`] | the storage contract (one trait per concern), one SQL implementation with its SQLite and PostgreSQL dialects, the chunk cache |
 //! | [`pki`] | the development PKI written by `init` and `certs issue` |
 //!

@@ -9,6 +9,8 @@ pub mod mask;
 pub mod participant;
 pub mod record;
 pub mod review;
+/// Standing reports' schedules: the one run due now in the Asia/Shanghai calendar, and its period.
+pub mod schedule;
 pub mod values;
 
 use chrono::FixedOffset;
