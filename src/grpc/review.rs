@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{dataset_id_in, participant_id_in, receipt_record, receipt_text, time_out};
+use super::convert::{dataset_id_in, delivered_out, participant_id_in, receipt_record, receipt_text, time_out};
 use super::identity::caller;
 use crate::domain::participant::Region;
 use crate::domain::review::{ReviewLevel, ReviewOutcome, ReviewPolicy, VersionStatus};
@@ -146,5 +146,28 @@ impl pb::review_server::Review for ReviewService {
         request: Request<pb::ReviewVersionRequest>,
     ) -> Result<Response<pb::ReviewedVersion>, Status> {
         self.decide(request, ReviewOutcome::Returned).await
+    }
+
+    async fn preview_version(
+        &self,
+        request: Request<pb::PreviewVersionRequest>,
+    ) -> Result<Response<pb::VersionPreview>, Status> {
+        let caller = caller(&request)?;
+        let r = request.get_ref();
+        let dataset = dataset_id_in("dataset_id", &r.dataset_id)?;
+        if r.version == 0 {
+            return Err(ServiceError::invalid("version", "is required (versions start at 1)").into());
+        }
+        let p = review::preview(&self.0, &caller, &dataset, r.version, r.max_rows).await?;
+        Ok(Response::new(pb::VersionPreview {
+            dataset_id: p.version.dataset.to_string(),
+            version: p.version.version,
+            status: p.version.status.to_string(),
+            fields: p.shape.fields.iter().map(delivered_out).collect(),
+            rows: p.rows,
+            batches: p.batches,
+            receipt: p.receipt.text(),
+            record: p.receipt.record.clone(),
+        }))
     }
 }

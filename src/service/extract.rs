@@ -93,14 +93,38 @@ impl Shape {
     /// The shape of `grant` for `recipient`, limited to `wanted` fields (empty = all granted;
     /// the caller checked that they are granted).
     pub fn of(dataset: &Dataset, grant: &Grant, recipient: &Participant, wanted: &HashSet<&FieldName>) -> Shape {
+        let row_filter = grant.row_filter.as_ref().map(|f| {
+            let column = dataset.field_index(&f.field).unwrap_or(usize::MAX);
+            let ty = dataset.fields.get(column).map_or(FieldType::String, |d| d.ty);
+            RowFilter { column, ty, accepted: f.values.iter().cloned().collect() }
+        });
+        let picked = |def: &crate::domain::dataset::FieldDef| {
+            let granted = grant.field(&def.name)?;
+            (wanted.is_empty() || wanted.contains(&def.name)).then_some(granted.mask)
+        };
+        Shape::picked(dataset, recipient, picked, row_filter, wanted.is_empty())
+    }
+
+    /// Every field of `dataset` with its default mask for `recipient`'s clearance, every row: what
+    /// the owner and the reviewers see of a version under review.
+    pub fn for_review(dataset: &Dataset, recipient: &Participant) -> Shape {
+        Shape::picked(dataset, recipient, |_| Some(None), None, true)
+    }
+
+    /// The fields `pick` keeps (with the mask it sets, `None`: the field's default), masked for
+    /// `recipient`'s clearance.
+    fn picked(
+        dataset: &Dataset,
+        recipient: &Participant,
+        pick: impl Fn(&crate::domain::dataset::FieldDef) -> Option<Option<Mask>>,
+        row_filter: Option<RowFilter>,
+        whole_grant: bool,
+    ) -> Shape {
         let mut fields = Vec::new();
         let mut dropped = Vec::new();
         for (index, def) in dataset.fields.iter().enumerate() {
-            let Some(granted) = grant.field(&def.name) else { continue };
-            if !wanted.is_empty() && !wanted.contains(&def.name) {
-                continue;
-            }
-            let mask = masking::mask_for(granted.mask, def.default_mask, def.class.level, recipient.clearance);
+            let Some(chosen) = pick(def) else { continue };
+            let mask = masking::mask_for(chosen, def.default_mask, def.class.level, recipient.clearance);
             if mask == Mask::Drop {
                 dropped.push(def.name.clone());
                 continue;
@@ -114,14 +138,9 @@ impl Shape {
                 mask,
             });
         }
-        let row_filter = grant.row_filter.as_ref().map(|f| {
-            let column = dataset.field_index(&f.field).unwrap_or(usize::MAX);
-            let ty = dataset.fields.get(column).map_or(FieldType::String, |d| d.ty);
-            RowFilter { column, ty, accepted: f.values.iter().cloned().collect() }
-        });
         let passthrough =
             row_filter.is_none() && fields.len() == dataset.fields.len() && fields.iter().all(|f| f.mask == Mask::None);
-        Shape { fields, dropped, row_filter, passthrough, whole_grant: wanted.is_empty() }
+        Shape { fields, dropped, row_filter, passthrough, whole_grant }
     }
 
     /// The cache entry holding this shape's chunks for `recipient`: the stored chunks for a

@@ -4,11 +4,12 @@
 
 use chrono::{DateTime, Utc};
 
+use super::extract::Shape;
 use super::{check_text, Caller, Gateway, ServiceError};
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::ids::{DatasetId, ParticipantId};
 use crate::domain::participant::{ParticipantStatus, Role};
-use crate::domain::record::bodies::{ReviewPolicySet, VersionReviewed};
+use crate::domain::record::bodies::{ReviewPolicySet, VersionPreviewed, VersionReviewed};
 use crate::domain::record::{NewRecord, RecordBody};
 use crate::domain::review::{ReviewLevel, ReviewOutcome, ReviewPolicy, StepError, VersionStatus};
 use crate::log::sequencer::Receipt;
@@ -218,4 +219,103 @@ pub async fn decide(
 /// Whether consumers may see `v`.
 pub fn is_released(v: &VersionInfo) -> bool {
     v.status == VersionStatus::Released
+}
+
+/// Most rows a preview sends (whole batches: up to one batch more).
+pub const PREVIEW_MAX_ROWS: u32 = 1000;
+
+/// What a preview sends: the delivered fields and the first batches, after its record.
+#[derive(Debug)]
+pub struct Preview {
+    /// The version.
+    pub version: VersionInfo,
+    /// The fields sent, with their masks.
+    pub shape: Shape,
+    /// The first batches, masked.
+    pub batches: Vec<crate::wire::RowBatch>,
+    /// Rows in them.
+    pub rows: u64,
+    /// The `version.previewed` record's receipt.
+    pub receipt: Receipt,
+}
+
+/// The first `max_rows` rows (0: 100) of version `version` of `dataset`, every field masked
+/// by its default mask for the caller's clearance, for its owner or one of the reviewers its
+/// review names (whatever its status). The `version.previewed` record is integrated before
+/// anything is returned.
+///
+/// # Errors
+/// `PermissionDenied` for anyone else; `InvalidArgument` for `max_rows` above
+/// [`PREVIEW_MAX_ROWS`]; `NotFound` for an unknown dataset or version; `Unavailable` when the
+/// record cannot be logged (nothing is sent); `ResourceExhausted` over the caller's pull cap.
+pub async fn preview(
+    gw: &Gateway,
+    caller: &Caller,
+    dataset: &DatasetId,
+    version: u64,
+    max_rows: u32,
+) -> Result<Preview, ServiceError> {
+    use futures::StreamExt;
+
+    use super::extract::{masked_chunks, ChunkPlan, Pace, Reader};
+
+    let max_rows = match max_rows {
+        0 => 100,
+        n if n > PREVIEW_MAX_ROWS => {
+            return Err(ServiceError::invalid("max_rows", format!("at most {PREVIEW_MAX_ROWS}")));
+        }
+        n => n,
+    };
+    let me = &caller.participant;
+    let d = gw.store.dataset(dataset).await?.ok_or_else(|| ServiceError::NotFound(format!("dataset {dataset}")))?;
+    let v = gw
+        .store
+        .version(dataset, Some(version))
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("version {version} of dataset {dataset}")))?;
+    let named = v.review.as_ref().is_some_and(|r| r.policy.levels.iter().any(|l| l.reviewers.contains(&me.id)));
+    let seen_as = if d.owner == me.id && me.has_role(Role::Publisher) {
+        "owner"
+    } else if named && me.has_role(Role::Reviewer) {
+        "reviewer"
+    } else {
+        return Err(ServiceError::PermissionDenied(format!(
+            "only the owner of dataset {dataset} and the reviewers its version {version} names may preview it"
+        )));
+    };
+    let _slot = gw.pulls.take(&me.id, gw.limits.max_pulls_per_participant)?;
+    let shape = Shape::for_review(&d, me);
+    let plan = ChunkPlan {
+        dataset: d.clone(),
+        version: v.clone(),
+        from: 0,
+        reader: Reader::Recipient { id: me.id.clone(), shape: shape.clone() },
+    };
+    let mut chunks = masked_chunks(gw, plan, Pace::Pull);
+    let (mut batches, mut rows, mut digests) = (Vec::new(), 0u64, ring::digest::Context::new(&ring::digest::SHA256));
+    while rows < u64::from(max_rows) {
+        let Some(chunk) = chunks.next().await else { break };
+        let chunk = chunk?;
+        rows += u64::from(chunk.rows);
+        digests.update(&chunk.sha256);
+        batches.push(crate::wire::RowBatch::from_encoded(chunk.data));
+    }
+    drop(chunks);
+    let body = VersionPreviewed {
+        dataset: d.id.clone(),
+        version: v.version,
+        status: v.status,
+        seen_as: seen_as.to_owned(),
+        fields: shape
+            .fields
+            .iter()
+            .map(|f| crate::domain::record::bodies::GrantRecordField { name: f.name.clone(), mask: Some(f.mask) })
+            .collect(),
+        rows,
+        sha256: hex::encode(digests.finish()),
+    };
+    let rec = NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::VersionPreviewed(body));
+    let receipt = gw.log.append(rec).await?;
+    tracing::info!(version = %v.version_id(), caller = %me.id, seen_as, rows, "version previewed");
+    Ok(Preview { version: v, shape, batches, rows, receipt })
 }

@@ -234,3 +234,39 @@ async fn reviews_past_their_levels_deadline_are_listed_as_overdue() {
     let err = w.consumer.review.list_reviews(pb::ListReviewsRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "a consumer sees no review queue: {err:?}");
 }
+
+#[tokio::test]
+async fn the_owner_and_the_named_reviewers_preview_a_version_in_review_and_each_preview_is_logged() {
+    let mut w = world(three_levels()).await;
+    publish(&mut w.owner, "survey", "v1", vec![survey_rows(10, 0)]).await.unwrap();
+    let req = |max_rows| pb::PreviewVersionRequest { dataset_id: "survey".into(), version: 1, max_rows };
+    let p = w.tianjin.review.preview_version(req(5)).await.unwrap().into_inner();
+    assert_eq!(p.status, "IN_REVIEW");
+    let sent: u64 = p.batches.iter().map(|b| u64::from(b.split().unwrap().0)).sum();
+    assert!(p.rows >= 5 && p.rows < 10 && p.rows == sent, "{} {sent}", p.rows);
+    assert!(
+        !p.fields.is_empty() && p.record.contains("version.previewed") && p.record.contains(r#""seen_as":"reviewer""#)
+    );
+    assert!(!p.receipt.is_empty());
+    let own = w.owner.review.preview_version(req(0)).await.unwrap().into_inner();
+    assert_eq!(own.rows, 10, "0 means 100; the version has 10");
+    assert!(own.record.contains(r#""seen_as":"owner""#), "{}", own.record);
+    assert_eq!(w.t.count("SELECT COUNT(*) FROM records WHERE kind = 'version.previewed'").await, 2);
+
+    // Nobody else, and no more than the limit.
+    let err = w.consumer.review.preview_version(req(5)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let mut stranger = reviewer(&w.t, "hexi-stats", "CN-TJ-HX").await;
+    assert_eq!(stranger.review.preview_version(req(5)).await.unwrap_err().code(), Code::PermissionDenied);
+    let err = w.nbs.review.preview_version(req(1001)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("max_rows"), "{}", err.message());
+    assert_eq!(
+        w.t.count("SELECT COUNT(*) FROM records WHERE kind = 'version.previewed'").await,
+        2,
+        "refusals log nothing"
+    );
+    // A preview does not move the version's review: the decision facts still cite its publication.
+    let latest = w.t.strings("SELECT kind FROM records WHERE subject = 'version:survey@1' ORDER BY seq DESC").await;
+    assert_eq!(latest[0], "version.published");
+}

@@ -91,6 +91,8 @@ pub enum RecordBody {
     ReviewPolicySet(ReviewPolicySet),
     /// `version.reviewed`.
     VersionReviewed(VersionReviewed),
+    /// `version.previewed`.
+    VersionPreviewed(VersionPreviewed),
 }
 
 impl RecordBody {
@@ -121,6 +123,7 @@ impl RecordBody {
             RecordBody::PolicyApplied(_) => RecordKind::PolicyApplied,
             RecordBody::ReviewPolicySet(_) => RecordKind::ReviewPolicySet,
             RecordBody::VersionReviewed(_) => RecordKind::VersionReviewed,
+            RecordBody::VersionPreviewed(_) => RecordKind::VersionPreviewed,
         }
     }
 
@@ -927,6 +930,26 @@ pub struct VersionReviewed {
     /// The version's status after the step: `IN_REVIEW` (the next level reviews), `RELEASED`
     /// (the last level approved: consumers see it from now) or `RETURNED`.
     pub status: crate::domain::review::VersionStatus,
+}
+
+/// `version.previewed`: the owner or a reviewer was sent the first rows of a version (in review,
+/// returned or released), masked for its clearance, before any row left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionPreviewed {
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// The version.
+    pub version: u64,
+    /// Its status when previewed.
+    pub status: crate::domain::review::VersionStatus,
+    /// `owner` or `reviewer`: why the caller may see it.
+    pub seen_as: String,
+    /// The fields sent with their masks (`DROP` ones are not sent).
+    pub fields: Vec<GrantRecordField>,
+    /// Rows sent.
+    pub rows: u64,
+    /// SHA-256 over the SHA-256 digests of the batches sent, concatenated in order, hex.
+    pub sha256: String,
 }
 
 /// `table.completed`: a table's cells were sent.

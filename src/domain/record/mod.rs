@@ -73,6 +73,8 @@ named_enum! {
         ReviewPolicySet = "review_policy.set",
         /// A reviewer approved or returned a version at one level.
         VersionReviewed = "version.reviewed",
+        /// The owner or a reviewer was sent the first rows of a version before its release.
+        VersionPreviewed = "version.previewed",
     }
 }
 
