@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "proto/bth/gateway/v1/oversight.proto",
     "proto/bth/gateway/v1/audit.proto",
     "proto/bth/gateway/v1/review.proto",
+    "proto/bth/gateway/v1/monitoring.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod convert;
 pub mod exchange;
 pub mod identity;
+pub mod monitoring;
 pub mod oversight;
 pub mod peer;
 pub mod publishing;

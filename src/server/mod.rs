@@ -137,6 +137,10 @@ pub async fn run(
                 .max_decoding_message_size(limit),
         )
         .add_service(
+            crate::pb::monitoring_server::MonitoringServer::new(crate::grpc::monitoring::MonitoringService(gw.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
             crate::pb::audit_server::AuditServer::new(crate::grpc::audit::AuditService(gw.clone()))
                 .max_decoding_message_size(limit),
         )

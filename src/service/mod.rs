@@ -20,6 +20,7 @@ pub mod exchange;
 pub mod extract;
 pub(crate) mod facts;
 pub mod maintenance;
+pub mod monitoring;
 pub mod oversight;
 pub mod participants;
 pub mod publishing;

@@ -327,6 +327,19 @@ pub trait CatalogStore: Send + Sync {
         rec: &NewRecord,
     ) -> Result<u64, StoreError>;
 
+    /// Sets (or with `None` removes) the release cadence a dataset's owner declared, as of `at`,
+    /// with its record.
+    async fn set_cadence(
+        &self,
+        dataset: &DatasetId,
+        cadence: Option<&str>,
+        at: DateTime<Utc>,
+        rec: &NewRecord,
+    ) -> Result<u64, StoreError>;
+
+    /// Every declared cadence: `(dataset, schedule text, declared at)`, by dataset.
+    async fn cadences(&self) -> Result<Vec<(DatasetId, String, DateTime<Utc>)>, StoreError>;
+
     /// Every version awaiting review, by dataset and version.
     async fn versions_in_review(&self) -> Result<Vec<VersionInfo>, StoreError>;
 

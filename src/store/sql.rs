@@ -198,6 +198,9 @@ pub(super) mod text {
         " FROM versions WHERE status = 'IN_REVIEW' ORDER BY dataset_id, version"
     );
     pub const REVIEW_POLICY: &str = "SELECT review_policy FROM datasets WHERE id = $1";
+    pub const SET_CADENCE: &str = "UPDATE datasets SET cadence = $1, cadence_at = $2 WHERE id = $3";
+    pub const CADENCES: &str =
+        "SELECT id, cadence, CAST(cadence_at AS BIGINT) FROM datasets WHERE cadence IS NOT NULL ORDER BY id";
     pub const SET_REVIEW_POLICY: &str = "UPDATE datasets SET review_policy = $1 WHERE id = $2";
     /// Compare-and-set on the review as read: a concurrent step of the same version fails.
     pub const REVIEW_VERSION: &str =
@@ -420,6 +423,7 @@ macro_rules! sql_impl {
             (String, String, String): for<'r> FromRow<'r, DB::Row>,
             (String, i64, String, i64): for<'r> FromRow<'r, DB::Row>,
             (Option<String>,): for<'r> FromRow<'r, DB::Row>,
+            (String, String, i64): for<'r> FromRow<'r, DB::Row>,
             bool: for<'q> Encode<'q, DB> + Type<DB>,
             (i64,): for<'r> FromRow<'r, DB::Row>,
             ParticipantRow: for<'r> FromRow<'r, DB::Row>,
@@ -700,6 +704,39 @@ helpers {
         let seq = Self::insert_record(&mut *tx, rec).await?;
         tx.commit().await.map_err(classify::<DB>)?;
         Ok(seq)
+    }
+
+    async fn set_cadence(
+        &self,
+        dataset: &DatasetId,
+        cadence: Option<&str>,
+        at: DateTime<Utc>,
+        rec: &NewRecord,
+    ) -> Result<u64, StoreError> {
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
+        sqlx::query(text::SET_CADENCE)
+            .bind(cadence)
+            .bind(cadence.map(|_| micros(at)))
+            .bind(dataset.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?;
+        let seq = Self::insert_record(&mut *tx, rec).await?;
+        tx.commit().await.map_err(classify::<DB>)?;
+        Ok(seq)
+    }
+
+    async fn cadences(&self) -> Result<Vec<(DatasetId, String, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query_as::<_, (String, String, i64)>(text::CADENCES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify::<DB>)?;
+        rows.into_iter()
+            .map(|(id, cadence, at)| {
+                let id = DatasetId::parse(&id).map_err(|e| StoreError::Corrupt(format!("dataset id {id}: {e}")))?;
+                Ok((id, cadence, super::codec::from_micros(at)))
+            })
+            .collect()
     }
 
     async fn versions_in_review(&self) -> Result<Vec<VersionInfo>, StoreError> {

@@ -9,8 +9,8 @@ use bth_gateway::domain::participant::{Participant, ParticipantKind, Participant
 use bth_gateway::log::sequencer::{LogSettings, TransferLog};
 use bth_gateway::pb::{
     self, admin_client::AdminClient, catalog_client::CatalogClient, exchange_client::ExchangeClient,
-    oversight_client::OversightClient, publishing_client::PublishingClient, review_client::ReviewClient,
-    sharing_client::SharingClient,
+    monitoring_client::MonitoringClient, oversight_client::OversightClient, publishing_client::PublishingClient,
+    review_client::ReviewClient, sharing_client::SharingClient,
 };
 use bth_gateway::pki::{self, LeafKind, Pem};
 use bth_gateway::policy::PolicyConfig;
@@ -135,6 +135,7 @@ pub struct Client {
     pub exchange: ExchangeClient<Channel>,
     pub oversight: OversightClient<Channel>,
     pub review: ReviewClient<Channel>,
+    pub monitoring: MonitoringClient<Channel>,
 }
 
 impl Client {
@@ -147,6 +148,7 @@ impl Client {
             sharing: SharingClient::new(channel.clone()),
             oversight: OversightClient::new(channel.clone()),
             review: ReviewClient::new(channel.clone()),
+            monitoring: MonitoringClient::new(channel.clone()),
             exchange: ExchangeClient::new(channel).max_decoding_message_size(64 << 20),
         }
     }

@@ -270,3 +270,64 @@ async fn the_owner_and_the_named_reviewers_preview_a_version_in_review_and_each_
     let latest = w.t.strings("SELECT kind FROM records WHERE subject = 'version:survey@1' ORDER BY seq DESC").await;
     assert_eq!(latest[0], "version.published");
 }
+
+#[tokio::test]
+async fn monitoring_shows_late_releases_review_backlogs_and_late_regions() {
+    let mut w = world(three_levels()).await;
+    let cadence = |c: &str| pb::SetCadenceRequest { dataset_id: "survey".into(), cadence: c.into() };
+    for (bad, needle) in [("on-release", "monthly:DAY or quarterly:DAY"), ("monthly:32", "day 32"), ("weekly", "unknown")] {
+        let err = w.owner.monitoring.set_cadence(cadence(bad)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}: {err:?}");
+        assert!(err.message().starts_with("cadence: ") && err.message().contains(needle), "{}", err.message());
+    }
+    let err = w.consumer.monitoring.set_cadence(cadence("monthly:5")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let set = w.owner.monitoring.set_cadence(cadence("monthly:5")).await.unwrap().into_inner();
+    assert!(set.record.contains("cadence.set") && set.record.contains("monthly:5"), "{}", set.record);
+
+    let mut officer = w
+        .t
+        .register("officer", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Officer], Level::G1)
+        .await;
+    let status = |c: &mut Client, late_only| {
+        let mut c = c.monitoring.clone();
+        async move {
+            c.dataset_status(pb::DatasetStatusRequest { dataset_id: String::new(), late_only })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let s = status(&mut officer, false).await;
+    assert_eq!(s.datasets.len(), 1);
+    let h = &s.datasets[0];
+    assert_eq!((h.cadence.as_str(), h.late, h.last_release_version), ("monthly:5", false, 0));
+    assert!(h.next_due.is_some() && s.late_regions.is_empty());
+
+    // Forty days without a release: late, and its owner's region is listed.
+    w.t.clock.advance(chrono::Duration::days(40));
+    let s = status(&mut officer, true).await;
+    assert_eq!(s.datasets.len(), 1, "{s:?}");
+    assert!(s.datasets[0].late);
+    assert_eq!(s.late_regions.len(), 1);
+    assert_eq!((s.late_regions[0].region.clone(), s.late_regions[0].datasets), (s.datasets[0].owner_region.clone(), 1));
+
+    // A version in review shows in the first level's backlog, overdue after its deadline.
+    publish(&mut w.owner, "survey", "v1", vec![survey_rows(3, 0)]).await.unwrap();
+    w.t.clock.advance(chrono::Duration::hours(25));
+    let h = status(&mut w.owner, false).await.datasets.remove(0);
+    assert_eq!(h.backlog.len(), 1);
+    let b = &h.backlog[0];
+    assert_eq!((b.level, b.jurisdiction.as_str(), b.versions, b.overdue), (0, "CN-TJ-HP", 1, 1));
+    assert!(h.late, "in review is not released");
+
+    // Released by all three levels: no longer late, nothing in review.
+    for r in [&mut w.heping, &mut w.tianjin, &mut w.nbs] {
+        r.review.approve_version(step("survey", 1, "")).await.unwrap();
+    }
+    let h = status(&mut officer, false).await.datasets.remove(0);
+    assert_eq!((h.last_release_version, h.late, h.backlog.len()), (1, false, 0), "{h:?}");
+    assert!(status(&mut officer, true).await.datasets.is_empty());
+    let err = w.consumer.monitoring.dataset_status(pb::DatasetStatusRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+}

@@ -93,6 +93,8 @@ pub enum RecordBody {
     VersionReviewed(VersionReviewed),
     /// `version.previewed`.
     VersionPreviewed(VersionPreviewed),
+    /// `cadence.set`.
+    CadenceSet(CadenceSet),
 }
 
 impl RecordBody {
@@ -124,6 +126,7 @@ impl RecordBody {
             RecordBody::ReviewPolicySet(_) => RecordKind::ReviewPolicySet,
             RecordBody::VersionReviewed(_) => RecordKind::VersionReviewed,
             RecordBody::VersionPreviewed(_) => RecordKind::VersionPreviewed,
+            RecordBody::CadenceSet(_) => RecordKind::CadenceSet,
         }
     }
 
@@ -950,6 +953,15 @@ pub struct VersionPreviewed {
     pub rows: u64,
     /// SHA-256 over the SHA-256 digests of the batches sent, concatenated in order, hex.
     pub sha256: String,
+}
+
+/// `cadence.set`: a dataset's owner declared (or withdrew) how often it releases a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CadenceSet {
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// The schedule (`monthly:5`, `quarterly:1`); `null` when withdrawn.
+    pub cadence: Option<String>,
 }
 
 /// `table.completed`: a table's cells were sent.

@@ -75,6 +75,8 @@ named_enum! {
         VersionReviewed = "version.reviewed",
         /// The owner or a reviewer was sent the first rows of a version before its release.
         VersionPreviewed = "version.previewed",
+        /// A dataset's owner declared (or withdrew) its release cadence.
+        CadenceSet = "cadence.set",
     }
 }
 
