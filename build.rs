@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "proto/bth/gateway/v1/audit.proto",
     "proto/bth/gateway/v1/review.proto",
     "proto/bth/gateway/v1/monitoring.proto",
+    "proto/bth/gateway/v1/reports.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -62,7 +62,7 @@ fn names(field: &str, v: &[String]) -> Result<Vec<String>, ServiceError> {
     Ok(v.to_vec())
 }
 
-fn table_request_in(r: &pb::TabulateRequest) -> Result<TableRequest, ServiceError> {
+pub(crate) fn table_request_in(r: &pb::TabulateRequest) -> Result<TableRequest, ServiceError> {
     let statistic = match pb::TableStatistic::try_from(r.statistic) {
         Ok(pb::TableStatistic::Count) => {
             if !r.measure.is_empty() {

@@ -10,6 +10,7 @@ pub mod monitoring;
 pub mod oversight;
 pub mod peer;
 pub mod publishing;
+pub mod reports;
 pub mod review;
 pub mod sharing;
 pub mod status;

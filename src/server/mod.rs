@@ -141,6 +141,10 @@ pub async fn run(
                 .max_decoding_message_size(limit),
         )
         .add_service(
+            crate::pb::reports_server::ReportsServer::new(crate::grpc::reports::ReportsService(gw.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
             crate::pb::audit_server::AuditServer::new(crate::grpc::audit::AuditService(gw.clone()))
                 .max_decoding_message_size(limit),
         )

@@ -295,8 +295,8 @@ async fn reconcile_kind(gw: &Gateway, since: Option<DateTime<Utc>>, kind: Record
     }
 }
 
-/// One round: reconcile cut transfers, purge stale uploads, and (`flush`) record the refused
-/// attempts counted since the last one. Each part runs even when another fails; failures are
+/// One round: reconcile cut transfers, purge stale uploads, run the standing reports due, and
+/// (`flush`) record the refused attempts counted since the last one. Each part runs even when another fails; failures are
 /// logged.
 pub async fn round(gw: &Gateway, settings: &Settings, since: Option<DateTime<Utc>>, flush: bool) {
     match reconcile_interrupted(gw, since).await {
@@ -315,6 +315,12 @@ pub async fn round(gw: &Gateway, settings: &Settings, since: Option<DateTime<Utc
         Ok(0) => {}
         Ok(n) => tracing::info!(uploads = n, "purged stale uploads"),
         Err(e) => tracing::warn!(error = %e, "cannot purge stale uploads now"),
+    }
+    // Standing reports due (docs/reports.md): one replica claims each period.
+    match super::reports::run_due(gw).await {
+        Ok(ran) if ran == super::reports::Ran::default() => {}
+        Ok(ran) => tracing::info!(?ran, "standing reports run"),
+        Err(e) => tracing::warn!(error = %e, "cannot run standing reports now"),
     }
     if !flush {
         return;

@@ -24,6 +24,7 @@ pub mod monitoring;
 pub mod oversight;
 pub mod participants;
 pub mod publishing;
+pub mod reports;
 pub mod review;
 pub mod sharing;
 pub mod tables;

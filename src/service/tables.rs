@@ -57,7 +57,7 @@ const FILTER_GROUP: &str = "Total (filtered)";
 const RELEASE_ATTEMPTS: usize = 3;
 
 /// How a date dimension is generalised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Period {
     /// `2024`.
     Year,
@@ -110,7 +110,7 @@ impl Period {
 }
 
 /// One dimension of a requested table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DimensionSpec {
     /// A dimension field of the grant.
     pub field: FieldName,
@@ -125,7 +125,7 @@ pub struct DimensionSpec {
 }
 
 /// What each cell publishes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StatisticSpec {
     /// Distinct contributors.
     Count,
@@ -168,8 +168,8 @@ impl StatisticSpec {
     }
 }
 
-/// A requested table.
-#[derive(Debug, Clone)]
+/// A requested table (stored as JSON by standing reports).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TableRequest {
     /// The dataset.
     pub dataset: DatasetId,
@@ -1362,7 +1362,7 @@ fn facets(ctx: &Context, action: TransferAction) -> TransferFacets {
     }
 }
 
-fn definition(req: &TableRequest) -> TableDefinition {
+pub(crate) fn definition(req: &TableRequest) -> TableDefinition {
     TableDefinition {
         statistic: req.statistic.name().into(),
         measure: req.statistic.measure().cloned(),
@@ -1710,6 +1710,60 @@ pub enum TableDelivery {
     },
 }
 
+/// The `table.completed` record of `plan` after `sent` cells, with its facets.
+fn completion(
+    actor: &str,
+    at: DateTime<Utc>,
+    plan: &TablePlan,
+    sent: u64,
+    outcome: String,
+    action: TransferAction,
+) -> NewRecord {
+    let published = plan.cells.iter().filter(|c| c.status == Status::Published).count() as u64;
+    let mut rec = NewRecord::new(
+        actor,
+        at,
+        RecordBody::TableCompleted(bodies::TableCompleted {
+            table: plan.table_id.clone(),
+            dataset: plan.dataset.id.clone(),
+            version: plan.version.version,
+            recipient: plan.recipient.id.clone(),
+            cells: sent,
+            published,
+            sha256: hex::encode(plan.sha256),
+            outcome,
+        }),
+    );
+    rec.facets = Some(TransferFacets {
+        transfer: plan.table_id.clone(),
+        dataset: plan.dataset.id.to_string(),
+        recipient: plan.recipient.id.to_string(),
+        exporter: plan.exporter.id.to_string(),
+        region: plan.recipient.region.to_string(),
+        export: plan.decision.is_export(),
+        mechanism: Some(plan.decision.mechanism),
+        action,
+    });
+    rec
+}
+
+/// Completes a released table that is kept for its recipient instead of streamed (a standing
+/// report): its `table.completed` record says `outcome` with every cell "sent" into keeping.
+///
+/// # Errors
+/// `Unavailable` when the record cannot be logged.
+pub async fn keep(gw: &Gateway, plan: &TablePlan, outcome: String) -> Result<Receipt, ServiceError> {
+    let rec = completion(
+        plan.recipient.id.as_str(),
+        gw.clock.now(),
+        plan,
+        plan.cells.len() as u64,
+        outcome,
+        TransferAction::Completed,
+    );
+    Ok(gw.log.append(rec).await?)
+}
+
 /// Cells per stream message.
 const CELLS_PER_MESSAGE: usize = 1024;
 
@@ -1757,30 +1811,7 @@ pub fn deliver(gw: &Gateway, caller: &Caller, plan: TablePlan) -> mpsc::Receiver
             (None, true) => ("CUT: the recipient went away".to_owned(), TransferAction::Cut),
             (None, false) => ("COMPLETED".to_owned(), TransferAction::Completed),
         };
-        let mut rec = NewRecord::new(
-            actor,
-            gw.clock.now(),
-            RecordBody::TableCompleted(bodies::TableCompleted {
-                table: plan.table_id.clone(),
-                dataset: plan.dataset.id.clone(),
-                version: plan.version.version,
-                recipient: plan.recipient.id.clone(),
-                cells: sent,
-                published,
-                sha256: hex::encode(plan.sha256),
-                outcome,
-            }),
-        );
-        rec.facets = Some(TransferFacets {
-            transfer: plan.table_id.clone(),
-            dataset: plan.dataset.id.to_string(),
-            recipient: plan.recipient.id.to_string(),
-            exporter: plan.exporter.id.to_string(),
-            region: plan.recipient.region.to_string(),
-            export: plan.decision.is_export(),
-            mechanism: Some(plan.decision.mechanism),
-            action,
-        });
+        let rec = completion(&actor, gw.clock.now(), &plan, sent, outcome, action);
         let stored = gw.log.append(rec).await;
         tracing::info!(table = %plan.table_id, cells = sent, %action, "table stream ended");
         if let Some(why) = revoked {

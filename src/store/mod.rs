@@ -624,7 +624,17 @@ pub trait TableStore: Send + Sync {
 /// processes: every multi-row change is one transaction.
 #[async_trait]
 pub trait Store:
-    CatalogStore + GrantStore + OversightStore + LogStore + LedgerStore + TableStore + WitnessStore + Send + Sync + 'static
+    CatalogStore
+    + GrantStore
+    + OversightStore
+    + LogStore
+    + LedgerStore
+    + TableStore
+    + ReportStore
+    + WitnessStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Proves the store can write now: rewrites one row (the health probe). `Unavailable` on a
     /// full disk or a read-only database.
@@ -640,6 +650,96 @@ pub trait Store:
     fn shared(&self) -> bool {
         false
     }
+}
+
+/// A standing report as stored (docs/reports.md); the service parses its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReport {
+    /// `r-…`.
+    pub id: String,
+    /// The dataset tabulated.
+    pub dataset: DatasetId,
+    /// Who defined it (an officer or the dataset's owner).
+    pub definer: ParticipantId,
+    /// Its schedule's text (`monthly:5`).
+    pub schedule: String,
+    /// The table asked for, JSON.
+    pub request: String,
+    /// Its recipients and their slices, JSON.
+    pub recipients: String,
+    /// When it was defined.
+    pub defined_at: DateTime<Utc>,
+    /// On-release: the latest released version when it was defined.
+    pub latest_at_definition: Option<u64>,
+    /// The last period claimed, if any.
+    pub last_period: Option<String>,
+}
+
+/// One recipient's run of one period of a standing report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRun {
+    /// The report.
+    pub report: String,
+    /// The period (`2026-03`, `2026-Q2`, `v7`).
+    pub period: String,
+    /// The recipient.
+    pub recipient: ParticipantId,
+    /// `PENDING`, `PRODUCED` or `NOT_PRODUCED`.
+    pub status: String,
+    /// When it was claimed (a pending run claimed long ago is claimed again).
+    pub claimed_at: DateTime<Utc>,
+    /// Periods owed before this one that were skipped (caught up once).
+    pub missed: u32,
+    /// Why it was not produced (empty otherwise).
+    pub reason: String,
+    /// The table produced (`tb-…`).
+    pub table_id: Option<String>,
+    /// The version tabulated.
+    pub version: Option<u64>,
+    /// The cells produced, JSON.
+    pub cells: Option<String>,
+    /// SHA-256 of the published cells, hex.
+    pub sha256: Option<String>,
+    /// The sequence number of its `report.run` record.
+    pub record_seq: Option<u64>,
+}
+
+/// Standing reports and their runs (docs/reports.md).
+#[async_trait]
+pub trait ReportStore: Send + Sync {
+    /// Stores a new report with its record; returns the record's sequence number.
+    async fn insert_report(&self, r: &StoredReport, rec: &NewRecord) -> Result<u64, StoreError>;
+
+    /// Every report, by id.
+    async fn reports(&self) -> Result<Vec<StoredReport>, StoreError>;
+
+    /// Claims `period` of report `report` for `runs` (all `PENDING`): sets its last period from
+    /// `expected_last` to `period` and stores the runs, in one transaction. `false` (nothing
+    /// stored) when the last period is no longer `expected_last`: another replica claimed it.
+    async fn claim_period(
+        &self,
+        report: &str,
+        expected_last: Option<&str>,
+        period: &str,
+        runs: &[StoredRun],
+    ) -> Result<bool, StoreError>;
+
+    /// `PENDING` runs claimed before `before` (their claimer stopped).
+    async fn stale_runs(&self, before: DateTime<Utc>) -> Result<Vec<StoredRun>, StoreError>;
+
+    /// Claims a stale run again as of `at`; `false` when another replica did first.
+    async fn reclaim_run(&self, run: &StoredRun, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Ends a `PENDING` run as `run` says (status, reason, table, cells) with its record, if it is
+    /// still claimed as of `run.claimed_at`; returns the record's sequence number.
+    ///
+    /// # Errors
+    /// `Conflict` when it was claimed again or ended meanwhile.
+    async fn finish_run(&self, run: &StoredRun, rec: &NewRecord) -> Result<u64, StoreError>;
+
+    /// Runs, newest period first: of `report`, and/or for `recipient`.
+    async fn runs(&self, report: Option<&str>, recipient: Option<&ParticipantId>)
+        -> Result<Vec<StoredRun>, StoreError>;
 }
 
 /// What the gateway keeps of the witnesses it feeds (`crate::log::witnesses`).

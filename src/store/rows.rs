@@ -418,3 +418,75 @@ impl From<QueuedRow> for super::QueuedRecord {
         super::QueuedRecord { seq: r.seq as u64, json: r.json }
     }
 }
+
+/// `reports`.
+#[derive(sqlx::FromRow)]
+pub struct ReportRow {
+    id: String,
+    dataset_id: String,
+    definer: String,
+    schedule: String,
+    request: String,
+    recipients: String,
+    defined_at: i64,
+    latest_at_definition: Option<i64>,
+    last_period: String,
+}
+
+impl TryFrom<ReportRow> for super::StoredReport {
+    type Error = StoreError;
+
+    fn try_from(r: ReportRow) -> Result<super::StoredReport, StoreError> {
+        let bad = corrupt("report");
+        Ok(super::StoredReport {
+            dataset: DatasetId::parse(&r.dataset_id).map_err(|e| bad(e.to_string()))?,
+            definer: ParticipantId::parse(&r.definer).map_err(|e| bad(e.to_string()))?,
+            id: r.id,
+            schedule: r.schedule,
+            request: r.request,
+            recipients: r.recipients,
+            defined_at: from_micros(r.defined_at),
+            latest_at_definition: r.latest_at_definition.map(|v| v as u64),
+            last_period: Some(r.last_period).filter(|p| !p.is_empty()),
+        })
+    }
+}
+
+/// `report_runs`.
+#[derive(sqlx::FromRow)]
+pub struct RunRow {
+    report_id: String,
+    period: String,
+    recipient: String,
+    status: String,
+    claimed_at: i64,
+    missed: i64,
+    reason: String,
+    table_id: Option<String>,
+    version: Option<i64>,
+    cells: Option<String>,
+    sha256: Option<String>,
+    record_seq: Option<i64>,
+}
+
+impl TryFrom<RunRow> for super::StoredRun {
+    type Error = StoreError;
+
+    fn try_from(r: RunRow) -> Result<super::StoredRun, StoreError> {
+        let bad = corrupt("report run");
+        Ok(super::StoredRun {
+            recipient: ParticipantId::parse(&r.recipient).map_err(|e| bad(e.to_string()))?,
+            report: r.report_id,
+            period: r.period,
+            status: r.status,
+            claimed_at: from_micros(r.claimed_at),
+            missed: r.missed as u32,
+            reason: r.reason,
+            table_id: r.table_id,
+            version: r.version.map(|v| v as u64),
+            cells: r.cells,
+            sha256: r.sha256,
+            record_seq: r.record_seq.map(|s| s as u64),
+        })
+    }
+}

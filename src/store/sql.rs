@@ -14,13 +14,13 @@ use sqlx::{Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Tra
 use super::codec::{check_placement, micros, scope_to_json};
 use super::rows::{
     ApprovalRow, CheckpointRow, ChunkRow, DatasetRow, GrantRow, HoldRow, LeafFacetsRow, NodeRow, ParticipantRow,
-    QueuedRow, RecordRow, TransferRow, VersionRow,
+    QueuedRow, RecordRow, ReportRow, RunRow, TransferRow, VersionRow,
 };
 use super::{
     CatalogStore, Committed, GrantStore, HoldFilter, Integrator, Keep, LedgerCounts, LedgerStore, LedgerTotal,
     LogStore, NewVersion, OversightStore, PersonCount, QueuedRecord, ReleasedCell, Store, StoreError, StoredApproval,
-    StoredCheckpoint, StoredChunk, StoredTransfer, TableRelease, TableReport, TableStore, TransferFilter, TreeHead,
-    INTEGRATION_BATCH,
+    StoredCheckpoint, StoredChunk, StoredReport, StoredRun, StoredTransfer, TableRelease, TableReport, TableStore,
+    TransferFilter, TreeHead, INTEGRATION_BATCH,
 };
 use crate::domain::dataset::{Dataset, VersionInfo};
 use crate::domain::grant::{Grant, GrantStatus};
@@ -198,6 +198,24 @@ pub(super) mod text {
         " FROM versions WHERE status = 'IN_REVIEW' ORDER BY dataset_id, version"
     );
     pub const REVIEW_POLICY: &str = "SELECT review_policy FROM datasets WHERE id = $1";
+    pub const INSERT_REPORT: &str =
+        "INSERT INTO reports (id, dataset_id, definer, schedule, request, recipients, defined_at,
+                                                     latest_at_definition)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    pub const REPORTS: &str = "SELECT id, dataset_id, definer, schedule, request, recipients, defined_at,
+                latest_at_definition, last_period FROM reports ORDER BY id";
+    pub const CLAIM_PERIOD: &str = "UPDATE reports SET last_period = $1 WHERE id = $2 AND last_period = $3";
+    pub const INSERT_RUN: &str = "INSERT INTO report_runs (report_id, period, recipient, status, claimed_at, missed)
+         VALUES ($1, $2, $3, 'PENDING', $4, $5)";
+    pub const RUN_COLUMNS_FROM: &str =
+        "SELECT report_id, period, recipient, status, claimed_at, missed, reason, table_id,
+                version, cells, sha256, record_seq FROM report_runs";
+    pub const RECLAIM_RUN: &str = "UPDATE report_runs SET claimed_at = $1
+         WHERE report_id = $2 AND period = $3 AND recipient = $4 AND status = 'PENDING' AND claimed_at = $5";
+    pub const FINISH_RUN: &str =
+        "UPDATE report_runs SET status = $1, reason = $2, table_id = $3, version = $4, cells = $5,
+                sha256 = $6, record_seq = $7
+         WHERE report_id = $8 AND period = $9 AND recipient = $10 AND status = 'PENDING' AND claimed_at = $11";
     pub const SET_CADENCE: &str = "UPDATE datasets SET cadence = $1, cadence_at = $2 WHERE id = $3";
     pub const CADENCES: &str =
         "SELECT id, cadence, CAST(cadence_at AS BIGINT) FROM datasets WHERE cadence IS NOT NULL ORDER BY id";
@@ -438,6 +456,8 @@ macro_rules! sql_impl {
             ApprovalRow: for<'r> FromRow<'r, DB::Row>,
             HoldRow: for<'r> FromRow<'r, DB::Row>,
             QueuedRow: for<'r> FromRow<'r, DB::Row>,
+            ReportRow: for<'r> FromRow<'r, DB::Row>,
+            RunRow: for<'r> FromRow<'r, DB::Row>,
         {
             $($body)*
         }
@@ -1432,6 +1452,124 @@ helpers {
             .await
             .map_err(classify::<DB>)?;
         Ok(row.map(|(dataset, recipient, report)| TableReport { dataset, recipient, report }))
+    }
+}
+[#[async_trait] impl<DB> super::ReportStore for SqlStore<DB>] {
+    async fn insert_report(&self, r: &StoredReport, rec: &NewRecord) -> Result<u64, StoreError> {
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
+        sqlx::query(text::INSERT_REPORT)
+            .bind(r.id.as_str())
+            .bind(r.dataset.as_str())
+            .bind(r.definer.as_str())
+            .bind(r.schedule.as_str())
+            .bind(r.request.as_str())
+            .bind(r.recipients.as_str())
+            .bind(micros(r.defined_at))
+            .bind(r.latest_at_definition.map(|v| v as i64))
+            .execute(&mut *tx)
+            .await
+            .map_err(exists_as::<DB>(format!("report {}", r.id)))?;
+        let seq = Self::insert_record(&mut *tx, rec).await?;
+        tx.commit().await.map_err(classify::<DB>)?;
+        Ok(seq)
+    }
+
+    async fn reports(&self) -> Result<Vec<StoredReport>, StoreError> {
+        all(sqlx::query_as::<_, ReportRow>(text::REPORTS).fetch_all(&self.pool).await.map_err(classify::<DB>)?)
+    }
+
+    async fn claim_period(
+        &self,
+        report: &str,
+        expected_last: Option<&str>,
+        period: &str,
+        runs: &[StoredRun],
+    ) -> Result<bool, StoreError> {
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
+        let claimed = sqlx::query(text::CLAIM_PERIOD)
+            .bind(period)
+            .bind(report)
+            .bind(expected_last.unwrap_or(""))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?;
+        if DB::rows_affected(&claimed) != 1 {
+            tx.rollback().await.map_err(classify::<DB>)?;
+            return Ok(false);
+        }
+        for run in runs {
+            sqlx::query(text::INSERT_RUN)
+                .bind(run.report.as_str())
+                .bind(run.period.as_str())
+                .bind(run.recipient.as_str())
+                .bind(micros(run.claimed_at))
+                .bind(i64::from(run.missed))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify::<DB>)?;
+        }
+        tx.commit().await.map_err(classify::<DB>)?;
+        Ok(true)
+    }
+
+    async fn stale_runs(&self, before: DateTime<Utc>) -> Result<Vec<StoredRun>, StoreError> {
+        let sql = format!("{} WHERE status = 'PENDING' AND claimed_at < $1 ORDER BY claimed_at", text::RUN_COLUMNS_FROM);
+        all(sqlx::query_as::<_, RunRow>(&sql).bind(micros(before)).fetch_all(&self.pool).await.map_err(classify::<DB>)?)
+    }
+
+    async fn reclaim_run(&self, run: &StoredRun, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(text::RECLAIM_RUN)
+            .bind(micros(at))
+            .bind(run.report.as_str())
+            .bind(run.period.as_str())
+            .bind(run.recipient.as_str())
+            .bind(micros(run.claimed_at))
+            .execute(&self.pool)
+            .await
+            .map_err(classify::<DB>)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn finish_run(&self, run: &StoredRun, rec: &NewRecord) -> Result<u64, StoreError> {
+        let mut tx = DB::begin_write(&self.pool).await.map_err(classify::<DB>)?;
+        let seq = Self::insert_record(&mut *tx, rec).await?;
+        let done = sqlx::query(text::FINISH_RUN)
+            .bind(run.status.as_str())
+            .bind(run.reason.as_str())
+            .bind(run.table_id.as_deref())
+            .bind(run.version.map(|v| v as i64))
+            .bind(run.cells.as_deref())
+            .bind(run.sha256.as_deref())
+            .bind(seq as i64)
+            .bind(run.report.as_str())
+            .bind(run.period.as_str())
+            .bind(run.recipient.as_str())
+            .bind(micros(run.claimed_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify::<DB>)?;
+        if DB::rows_affected(&done) != 1 {
+            tx.rollback().await.map_err(classify::<DB>)?;
+            return Err(StoreError::Conflict(format!(
+                "run {} {} of report {} was claimed again or ended meanwhile",
+                run.period, run.recipient, run.report
+            )));
+        }
+        tx.commit().await.map_err(classify::<DB>)?;
+        Ok(seq)
+    }
+
+    async fn runs(&self, report: Option<&str>, recipient: Option<&ParticipantId>) -> Result<Vec<StoredRun>, StoreError> {
+        let sql = format!(
+            "{} WHERE ($1 = '' OR report_id = $1) AND ($2 = '' OR recipient = $2) ORDER BY period DESC, report_id, recipient",
+            text::RUN_COLUMNS_FROM
+        );
+        all(sqlx::query_as::<_, RunRow>(&sql)
+            .bind(report.unwrap_or(""))
+            .bind(recipient.map_or("", |p| p.as_str()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify::<DB>)?)
     }
 }
 [#[async_trait] impl<DB> super::WitnessStore for SqlStore<DB>] {

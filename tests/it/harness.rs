@@ -10,7 +10,7 @@ use bth_gateway::log::sequencer::{LogSettings, TransferLog};
 use bth_gateway::pb::{
     self, admin_client::AdminClient, catalog_client::CatalogClient, exchange_client::ExchangeClient,
     monitoring_client::MonitoringClient, oversight_client::OversightClient, publishing_client::PublishingClient,
-    review_client::ReviewClient, sharing_client::SharingClient,
+    reports_client::ReportsClient, review_client::ReviewClient, sharing_client::SharingClient,
 };
 use bth_gateway::pki::{self, LeafKind, Pem};
 use bth_gateway::policy::PolicyConfig;
@@ -136,6 +136,7 @@ pub struct Client {
     pub oversight: OversightClient<Channel>,
     pub review: ReviewClient<Channel>,
     pub monitoring: MonitoringClient<Channel>,
+    pub reports: ReportsClient<Channel>,
 }
 
 impl Client {
@@ -149,6 +150,7 @@ impl Client {
             oversight: OversightClient::new(channel.clone()),
             review: ReviewClient::new(channel.clone()),
             monitoring: MonitoringClient::new(channel.clone()),
+            reports: ReportsClient::new(channel.clone()),
             exchange: ExchangeClient::new(channel).max_decoding_message_size(64 << 20),
         }
     }

@@ -18,6 +18,7 @@ mod kill_loop;
 mod maintenance;
 mod publishing;
 mod replicas;
+mod reports;
 mod review;
 mod sharing;
 mod tables;

@@ -275,7 +275,9 @@ async fn the_owner_and_the_named_reviewers_preview_a_version_in_review_and_each_
 async fn monitoring_shows_late_releases_review_backlogs_and_late_regions() {
     let mut w = world(three_levels()).await;
     let cadence = |c: &str| pb::SetCadenceRequest { dataset_id: "survey".into(), cadence: c.into() };
-    for (bad, needle) in [("on-release", "monthly:DAY or quarterly:DAY"), ("monthly:32", "day 32"), ("weekly", "unknown")] {
+    for (bad, needle) in
+        [("on-release", "monthly:DAY or quarterly:DAY"), ("monthly:32", "day 32"), ("weekly", "unknown")]
+    {
         let err = w.owner.monitoring.set_cadence(cadence(bad)).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{bad}: {err:?}");
         assert!(err.message().starts_with("cadence: ") && err.message().contains(needle), "{}", err.message());

@@ -11,7 +11,7 @@ use tonic::Code;
 use crate::harness::*;
 
 /// `enterprise` (the contributor key) and `revenue` are identifiable survey material.
-fn firms(id: &str, government_data: bool) -> pb::RegisterDatasetRequest {
+pub fn firms(id: &str, government_data: bool) -> pb::RegisterDatasetRequest {
     use pb::{FieldType as T, Level as L, Pi};
     let micro = |mut f: pb::Field| {
         f.stat_micro = true;
@@ -34,10 +34,10 @@ fn firms(id: &str, government_data: bool) -> pb::RegisterDatasetRequest {
 }
 
 /// `(enterprise, district, age, reported, revenue)`.
-type Row<'a> = (&'a str, &'a str, &'a str, &'a str, i64);
+pub type Row<'a> = (&'a str, &'a str, &'a str, &'a str, i64);
 
 /// One row per tuple.
-fn rows(r: &[Row<'_>]) -> RowBatch {
+pub fn rows(r: &[Row<'_>]) -> RowBatch {
     let s = |f: &dyn Fn(&Row<'_>) -> String| pb::Column { strings: r.iter().map(f).collect(), ..Default::default() };
     RowBatch::from_columns(
         r.len() as u32,
@@ -69,7 +69,7 @@ fn small_rows() -> RowBatch {
 }
 
 /// A: 4 young and 1 old firm; B: 3 and 3; C: 4 and 4.
-fn ages_rows() -> RowBatch {
+pub fn ages_rows() -> RowBatch {
     let names: Vec<String> = (1..=19).map(|i| format!("f{i}")).collect();
     let mut r = Vec::new();
     let mut n = 0;
@@ -83,7 +83,7 @@ fn ages_rows() -> RowBatch {
     rows(&r)
 }
 
-async fn tables_grant(
+pub async fn tables_grant(
     owner: &mut Client,
     consumer: &mut Client,
     dataset: &str,
@@ -117,11 +117,11 @@ async fn tables_grant(
         .into_inner()
 }
 
-fn dim(field: &str) -> pb::TableDimension {
+pub fn dim(field: &str) -> pb::TableDimension {
     pb::TableDimension { field: field.into(), ..Default::default() }
 }
 
-fn count_of(dataset: &str, dims: Vec<pb::TableDimension>) -> pb::TabulateRequest {
+pub fn count_of(dataset: &str, dims: Vec<pb::TableDimension>) -> pb::TabulateRequest {
     pb::TabulateRequest {
         dataset_id: dataset.into(),
         dimensions: dims,

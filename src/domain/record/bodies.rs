@@ -95,6 +95,10 @@ pub enum RecordBody {
     VersionPreviewed(VersionPreviewed),
     /// `cadence.set`.
     CadenceSet(CadenceSet),
+    /// `report.defined`.
+    ReportDefined(ReportDefined),
+    /// `report.run`.
+    ReportRun(ReportRun),
 }
 
 impl RecordBody {
@@ -127,6 +131,8 @@ impl RecordBody {
             RecordBody::VersionReviewed(_) => RecordKind::VersionReviewed,
             RecordBody::VersionPreviewed(_) => RecordKind::VersionPreviewed,
             RecordBody::CadenceSet(_) => RecordKind::CadenceSet,
+            RecordBody::ReportDefined(_) => RecordKind::ReportDefined,
+            RecordBody::ReportRun(_) => RecordKind::ReportRun,
         }
     }
 
@@ -962,6 +968,63 @@ pub struct CadenceSet {
     pub dataset: DatasetId,
     /// The schedule (`monthly:5`, `quarterly:1`); `null` when withdrawn.
     pub cadence: Option<String>,
+}
+
+/// One recipient of a standing report and the slice of the table it gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ReportRecipientRecord {
+    /// The participant.
+    pub participant: ParticipantId,
+    /// Its slice: only these categories of one dimension; `null`: the whole table.
+    pub slice: Option<ReportSlice>,
+}
+
+/// The categories of one dimension a recipient's slice keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ReportSlice {
+    /// A dimension of the report's table.
+    pub dimension: FieldName,
+    /// Its categories kept.
+    pub values: Vec<String>,
+}
+
+/// `report.defined`: an officer or a dataset's owner defined a standing report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportDefined {
+    /// `r-…`.
+    pub report: String,
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// `monthly:DAY`, `quarterly:DAY` or `on-release`.
+    pub schedule: String,
+    /// The table, as `table.decision` records a definition.
+    pub table: TableDefinition,
+    /// Who gets it, and which slice.
+    pub recipients: Vec<ReportRecipientRecord>,
+}
+
+/// `report.run`: one recipient's table of one period of a standing report was produced and kept,
+/// or could not be, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportRun {
+    /// The report.
+    pub report: String,
+    /// The period (`2026-03`, `2026-Q2`, `v7`).
+    pub period: String,
+    /// The recipient.
+    pub recipient: ParticipantId,
+    /// `PRODUCED` or `NOT_PRODUCED`.
+    pub outcome: String,
+    /// Why not produced (the refusal, word for word); empty when produced.
+    pub reason: String,
+    /// The table produced (its `table.decision` and `table.completed` name it); `null` when none.
+    pub table: Option<String>,
+    /// The version tabulated; `null` when none.
+    pub version: Option<u64>,
+    /// SHA-256 of the published cells, hex; `null` when none.
+    pub sha256: Option<String>,
+    /// Periods owed before this one and skipped (a missed run is caught up once).
+    pub missed: u32,
 }
 
 /// `table.completed`: a table's cells were sent.

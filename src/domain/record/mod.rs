@@ -77,6 +77,10 @@ named_enum! {
         VersionPreviewed = "version.previewed",
         /// A dataset's owner declared (or withdrew) its release cadence.
         CadenceSet = "cadence.set",
+        /// An officer or a dataset's owner defined a standing report.
+        ReportDefined = "report.defined",
+        /// One recipient's table of one period of a standing report was kept, or not produced.
+        ReportRun = "report.run",
     }
 }
 
