@@ -17,6 +17,7 @@ pub(super) mod kind {
     pub const DATASET_REGISTERED: &str = "dataset.registered";
     pub const VERSION_PUBLISHED: &str = "version.published";
     pub const VERSION_REVIEWED: &str = "version.reviewed";
+    pub const REVIEW_POLICY_SET: &str = "review_policy.set";
     pub const GRANT_KINDS: [&str; 5] =
         ["grant.requested", "grant.approved", "grant.refused", "grant.revoked", "exemption.attested"];
     pub const APPROVAL_RECORDED: &str = "approval.recorded";
@@ -91,7 +92,22 @@ pub(super) struct VersionPublished {
 pub(super) struct VersionReviewed {
     pub dataset: String,
     pub version: u64,
+    pub level: u32,
+    pub outcome: String,
     pub status: String,
+}
+
+/// `review_policy.set`: the levels (empty: removed), each naming its reviewers.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct ReviewPolicySet {
+    pub dataset: String,
+    pub levels: Vec<ReviewLevel>,
+}
+
+/// One level of a logged review policy.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct ReviewLevel {
+    pub reviewers: Vec<String>,
 }
 
 /// The body shared by the five grant kinds: the grant as it stands after the change.

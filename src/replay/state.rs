@@ -30,6 +30,10 @@ pub struct VersionState {
     pub status: String,
     /// Leaf of the latest record about it (its publication or its last review step).
     pub leaf: u64,
+    /// The review levels it was published under (each level's reviewers), if any.
+    pub levels: Option<Vec<Vec<String>>>,
+    /// Its review steps: `(level, reviewer)` of each approval.
+    pub approvals: Vec<(u32, String)>,
 }
 
 /// A dataset: its schema and its versions, version 1 first.
@@ -38,6 +42,8 @@ pub struct DatasetState {
     pub(super) record: DatasetRegistered,
     /// Each `version.published`, in log order: index 0 is version 1.
     pub versions: Vec<VersionState>,
+    /// Its review policy as last logged (each level's reviewers); `None`: released on publication.
+    pub review_policy: Option<Vec<Vec<String>>>,
     /// Leaf of its `dataset.registered`.
     pub leaf: u64,
 }
@@ -151,7 +157,7 @@ impl State {
             }
             DATASET_REGISTERED => {
                 let record: DatasetRegistered = parse(json)?;
-                let state = DatasetState { versions: Vec::new(), leaf, record };
+                let state = DatasetState { versions: Vec::new(), review_policy: None, leaf, record };
                 self.datasets.insert(state.record.dataset.clone(), state);
             }
             VERSION_PUBLISHED => {
@@ -161,7 +167,31 @@ impl State {
                     .get_mut(&r.dataset)
                     .ok_or_else(|| format!("publishes a version of dataset {}, which is not registered", r.dataset))?;
                 let status = r.status.unwrap_or_else(|| "RELEASED".to_owned());
-                d.versions.push(VersionState { sha256: r.sha256, status, leaf });
+                // Published under the policy the log last set: in review exactly when there is one.
+                let expected = if d.review_policy.is_some() { "IN_REVIEW" } else { "RELEASED" };
+                let levels = d.review_policy.clone();
+                d.versions.push(VersionState {
+                    sha256: r.sha256,
+                    status: status.clone(),
+                    leaf,
+                    levels,
+                    approvals: Vec::new(),
+                });
+                if status != expected {
+                    return Err(format!(
+                        "publishes version {} of dataset {} as {status}, but its logged review policy makes it {expected}",
+                        d.versions.len(),
+                        r.dataset
+                    ));
+                }
+            }
+            REVIEW_POLICY_SET => {
+                let r: records::ReviewPolicySet = parse(json)?;
+                let d = self.datasets.get_mut(&r.dataset).ok_or_else(|| {
+                    format!("sets the review policy of dataset {}, which is not registered", r.dataset)
+                })?;
+                d.review_policy =
+                    Some(r.levels.into_iter().map(|l| l.reviewers).collect::<Vec<_>>()).filter(|l| !l.is_empty());
             }
             VERSION_REVIEWED => {
                 let r: records::VersionReviewed = parse(json)?;
@@ -172,6 +202,42 @@ impl State {
                     .ok_or_else(|| {
                         format!("reviews version {} of dataset {}, which was not published", r.version, r.dataset)
                     })?;
+                // The step follows from the logged policy: a reviewer of the level awaiting it,
+                // not one who decided at another level, and the status it leaves follows.
+                let Some(levels) = &v.levels else {
+                    return Err(format!(
+                        "reviews version {} of dataset {}, published without review",
+                        r.version, r.dataset
+                    ));
+                };
+                let level = v.approvals.len() as u32;
+                if v.status != "IN_REVIEW" || r.level != level {
+                    return Err(format!(
+                        "reviews version {} of dataset {} at level {} while it is {} awaiting level {level}",
+                        r.version, r.dataset, r.level, v.status
+                    ));
+                }
+                let named = levels.get(level as usize).is_some_and(|l| l.iter().any(|x| x == actor));
+                if !named || v.approvals.iter().any(|(_, who)| who == actor) {
+                    return Err(format!(
+                        "{actor} is not a reviewer of level {level} of version {} of dataset {} under its logged policy, or already decided at another level",
+                        r.version, r.dataset
+                    ));
+                }
+                let follows = match r.outcome.as_str() {
+                    "RETURNED" => "RETURNED",
+                    _ if level as usize + 1 == levels.len() => "RELEASED",
+                    _ => "IN_REVIEW",
+                };
+                if r.status != follows {
+                    return Err(format!(
+                        "leaves version {} of dataset {} {}, the steps make it {follows}",
+                        r.version, r.dataset, r.status
+                    ));
+                }
+                if r.outcome == "APPROVED" {
+                    v.approvals.push((level, actor.to_owned()));
+                }
                 v.status = r.status;
                 v.leaf = leaf;
             }

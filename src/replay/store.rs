@@ -46,7 +46,7 @@ pub async fn compare_store(state: &State, store: &dyn Store) -> anyhow::Result<V
         };
         let mut row = members(&ParticipantRegistered::from(p))?;
         row.remove("status");
-        if let Some(diff) = differs(&row, &logged.registered) {
+        if let Some(diff) = differs(&row, &logged.registered, &["status"]) {
             finding("participant", &id, Some(logged.leaf), diff);
         }
         let suspended = p.status == ParticipantStatus::Suspended;
@@ -75,7 +75,7 @@ pub async fn compare_store(state: &State, store: &dyn Store) -> anyhow::Result<V
             continue;
         };
         let leaf = Some(logged.leaf);
-        if let Some(diff) = differs(&members(&ApprovalRecorded::from(&a.approval))?, &logged.recorded) {
+        if let Some(diff) = differs(&members(&ApprovalRecorded::from(&a.approval))?, &logged.recorded, &[]) {
             finding("approval", id, leaf, diff);
         }
         if a.recorded_by != logged.recorded_by {
@@ -128,7 +128,7 @@ pub async fn compare_store(state: &State, store: &dyn Store) -> anyhow::Result<V
             finding("grant", id, None, "in the database, but no grant record".into());
             continue;
         };
-        if let Some(diff) = differs(&members(&GrantRecord::from(g))?, &logged.latest) {
+        if let Some(diff) = differs(&members(&GrantRecord::from(g))?, &logged.latest, &[]) {
             finding("grant", id, Some(logged.leaf), diff);
         }
     }
@@ -181,11 +181,11 @@ fn members<T: Serialize>(body: &T) -> anyhow::Result<Map<String, Value>> {
 }
 
 /// The members of `row` whose value the logged record does not have, as one line.
-fn differs(row: &Map<String, Value>, logged: &Map<String, Value>) -> Option<String> {
-    let diffs: Vec<String> = row
-        .iter()
-        .filter(|(k, v)| logged.get(*k) != Some(*v))
-        .map(|(k, v)| format!("{k}: database {v}, log {}", logged.get(k).map_or("nothing".into(), Value::to_string)))
+fn differs(row: &Map<String, Value>, logged: &Map<String, Value>, ignore: &[&str]) -> Option<String> {
+    let show = |v: Option<&Value>| v.map_or("nothing".into(), Value::to_string);
+    let diffs: Vec<String> = crate::domain::record::body_differences(row, logged, ignore)
+        .into_iter()
+        .map(|k| format!("{k}: database {}, log {}", show(row.get(&k)), show(logged.get(&k))))
         .collect();
     (!diffs.is_empty()).then(|| diffs.join("; "))
 }

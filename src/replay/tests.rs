@@ -422,6 +422,12 @@ fn a_decision_on_a_version_still_in_review_diverges() {
     assert_diverges(&w.log.replay(), leaf, "version ds-a@2 is IN_REVIEW, not released, at the decision");
     // Released by its last review step, the same decision replays.
     let mut w2 = World::new();
+    w2.log.push(
+        "review_policy.set",
+        "exp-a",
+        AT,
+        json!({"dataset": "ds-a", "levels": [{"jurisdiction": "CN", "reviewers": ["nbs"], "deadline_hours": 24}]}),
+    );
     let body = json!({"dataset": "ds-a", "sha256": SHA, "rows": 10, "chunks": 1, "idempotency_key": "k2",
                       "version": 2, "status": "IN_REVIEW"});
     w2.log.push("version.published", "exp-a", AT, body);
@@ -440,4 +446,44 @@ fn a_decision_on_a_version_still_in_review_diverges() {
     pull.push(&mut w2.log);
     let report = w2.log.replay();
     assert!(report.divergences.is_empty(), "{:#?}", whats(&report));
+}
+
+#[test]
+fn review_steps_must_follow_from_the_logged_policy() {
+    let mut w = World::new();
+    // Published in review with no logged policy (a policy set only in the database).
+    let body = json!({"dataset": "ds-a", "sha256": SHA, "rows": 10, "chunks": 1, "idempotency_key": "k2",
+                      "version": 2, "status": "RELEASED"});
+    w.log.push(
+        "review_policy.set",
+        "exp-a",
+        AT,
+        json!({"dataset": "ds-a", "levels": [{"jurisdiction": "CN-TJ", "reviewers": ["tj"], "deadline_hours": 24},
+                                             {"jurisdiction": "CN", "reviewers": ["nbs"], "deadline_hours": 24}]}),
+    );
+    let released_anyway = w.log.push("version.published", "exp-a", AT, body);
+    let report = w.log.replay();
+    assert_diverges(&report, released_anyway, "its logged review policy makes it IN_REVIEW");
+
+    let mut w = World::new();
+    w.log.push(
+        "review_policy.set",
+        "exp-a",
+        AT,
+        json!({"dataset": "ds-a", "levels": [{"jurisdiction": "CN-TJ", "reviewers": ["tj"], "deadline_hours": 24},
+                                             {"jurisdiction": "CN", "reviewers": ["nbs"], "deadline_hours": 24}]}),
+    );
+    let body = json!({"dataset": "ds-a", "sha256": SHA, "rows": 10, "chunks": 1, "idempotency_key": "k2",
+                      "version": 2, "status": "IN_REVIEW"});
+    w.log.push("version.published", "exp-a", AT, body);
+    let step = |level: u32, status: &str| {
+        json!({"dataset": "ds-a", "version": 2, "level": level, "jurisdiction": "CN", "outcome": "APPROVED",
+               "reasons": "", "status": status})
+    };
+    // A colluder not named at level 0; then the real one releasing after one level of two.
+    let colluder = w.log.push("version.reviewed", "mallory", AT, step(0, "IN_REVIEW"));
+    let early = w.log.push("version.reviewed", "tj", AT, step(0, "RELEASED"));
+    let report = w.log.replay();
+    assert_diverges(&report, colluder, "mallory is not a reviewer of level 0");
+    assert_diverges(&report, early, "the steps make it IN_REVIEW");
 }

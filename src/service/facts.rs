@@ -33,18 +33,14 @@ fn members(record: &StoredRecord) -> Result<serde_json::Map<String, Value>, Serv
     }
 }
 
-/// The members of `row` (a record body, serialised) that differ from `record`'s, by name;
-/// `ignore` names members not compared.
+/// The members of `row` (a record body, serialised) that differ from `record`'s, by name, in
+/// either direction (a member the row lacks counts too); `ignore` names members not compared.
 fn differences(record: &StoredRecord, row: &impl Serialize, ignore: &[&str]) -> Result<Vec<String>, ServiceError> {
     let logged = members(record)?;
     let Value::Object(row) = serde_json::to_value(row).map_err(|e| ServiceError::Internal(e.into()))? else {
         return Err(ServiceError::Internal(anyhow::anyhow!("a record body is a JSON object")));
     };
-    Ok(row
-        .iter()
-        .filter(|(k, v)| !ignore.contains(&k.as_str()) && logged.get(*k) != Some(v))
-        .map(|(k, _)| k.clone())
-        .collect())
+    Ok(crate::domain::record::body_differences(&row, &logged, ignore))
 }
 
 /// Cites `record` about `fact` `id`: its leaf index, waiting for the sequencer to integrate it

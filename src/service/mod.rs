@@ -340,6 +340,12 @@ impl Caller {
         }
     }
 
+    /// Whether the participant itself called (with its certificate), rather than the gateway on
+    /// its behalf (a standing report's run): only its own attempts count among refused attempts.
+    pub fn called_itself(&self) -> bool {
+        !self.cert_sha256.is_empty()
+    }
+
     /// The participant id as recorded in the log.
     pub fn actor(&self) -> String {
         self.participant.id.to_string()

@@ -129,12 +129,16 @@ pub async fn status(
         gw.store.cadences().await?.into_iter().map(|(d, c, at)| (d, (c, at))).collect();
     let now = gw.clock.now();
     let mut datasets = Vec::new();
-    let mut after = None;
-    loop {
-        let page = gw.store.datasets(after.as_ref(), 500).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        datasets.extend(page.into_iter().filter(|d| dataset.is_none_or(|id| &d.id == id)));
+    if let Some(id) = dataset {
+        datasets.extend(gw.store.dataset(id).await?);
+    } else {
+        let mut after = None;
+        loop {
+            let page = gw.store.datasets(after.as_ref(), 500).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            datasets.extend(page);
+        }
     }
     let mut out = Vec::new();
     for d in datasets {
@@ -154,7 +158,8 @@ pub async fn status(
         for v in versions.iter().filter(|v| v.status == VersionStatus::InReview) {
             let Some(review) = &v.review else { continue };
             let level = review.level();
-            let jurisdiction = review.policy.levels[level as usize].jurisdiction.clone();
+            let Some(current) = review.policy.levels.get(level as usize) else { continue };
+            let jurisdiction = current.jurisdiction.clone();
             let overdue = review.due().is_some_and(|due| due <= now);
             match backlog.iter_mut().find(|b| b.level == level && b.jurisdiction == jurisdiction) {
                 Some(b) => {

@@ -12,7 +12,7 @@ use super::tables::{self, Mode, TableRequest};
 use super::{new_id, Caller, Gateway, ServiceError};
 use crate::domain::ids::ParticipantId;
 use crate::domain::participant::{ParticipantStatus, Role};
-use crate::domain::record::bodies::{ReportDefined, ReportRecipientRecord, ReportRun};
+use crate::domain::record::bodies::{ReportDefined, ReportFetched, ReportRecipientRecord, ReportRun};
 use crate::domain::record::{NewRecord, RecordBody};
 use crate::domain::schedule::{self, Period, Schedule};
 use crate::log::sequencer::Receipt;
@@ -217,47 +217,66 @@ async fn due(gw: &Gateway, report: &Report, now: DateTime<Utc>) -> Result<Option
 pub async fn run_due(gw: &Gateway) -> Result<Ran, ServiceError> {
     let mut ran = Ran::default();
     let now = gw.clock.now();
-    for stored in gw.store.reports().await? {
-        let report = Report::try_from(stored)?;
-        let Some(due) = due(gw, &report, now).await? else { continue };
-        let runs: Vec<StoredRun> = report
-            .definition
-            .recipients
-            .iter()
-            .map(|r| StoredRun {
-                report: report.id.clone(),
-                period: due.period.to_string(),
-                recipient: r.participant.clone(),
-                status: "PENDING".into(),
-                claimed_at: now,
-                missed: due.missed,
-                reason: String::new(),
-                table_id: None,
-                version: None,
-                cells: None,
-                sha256: None,
-                record_seq: None,
-            })
-            .collect();
-        let last = report.last_period.as_ref().map(ToString::to_string);
-        if !gw.store.claim_period(&report.id, last.as_deref(), &due.period.to_string(), &runs).await? {
-            continue; // Another replica claimed it.
-        }
-        ran.claimed += 1;
-        tracing::info!(report = %report.id, period = %due.period, missed = due.missed, "standing report due");
-        for run in runs {
-            produce(gw, &report, run, &mut ran).await?;
+    let reports = gw.store.reports().await?;
+    for stored in &reports {
+        // One report's failure is logged and does not stop the others.
+        if let Err(e) = run_report(gw, stored, now, &mut ran).await {
+            tracing::warn!(report = %stored.id, error = %e, "standing report not run now");
         }
     }
     for stale in gw.store.stale_runs(now - LEASE).await? {
-        if !gw.store.reclaim_run(&stale, now).await? {
-            continue;
+        let Some(stored) = reports.iter().find(|r| r.id == stale.report) else { continue };
+        let outcome = match Report::try_from(stored.clone()) {
+            Ok(report) => produce(gw, &report, stale, &mut ran).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(report = %stored.id, error = %e, "stale report run not produced now");
         }
-        let Some(report) = gw.store.reports().await?.into_iter().find(|r| r.id == stale.report) else { continue };
-        let report = Report::try_from(report)?;
-        produce(gw, &report, StoredRun { claimed_at: now, ..stale }, &mut ran).await?;
     }
     Ok(ran)
+}
+
+/// Claims `stored`'s due period, if any, and produces its runs.
+async fn run_report(
+    gw: &Gateway,
+    stored: &StoredReport,
+    now: DateTime<Utc>,
+    ran: &mut Ran,
+) -> Result<(), ServiceError> {
+    let report = Report::try_from(stored.clone())?;
+    let Some(due) = due(gw, &report, now).await? else { return Ok(()) };
+    let runs: Vec<StoredRun> = report
+        .definition
+        .recipients
+        .iter()
+        .map(|r| StoredRun {
+            report: report.id.clone(),
+            period: due.period.to_string(),
+            recipient: r.participant.clone(),
+            status: "PENDING".into(),
+            claimed_at: now,
+            missed: due.missed,
+            reason: String::new(),
+            table_id: None,
+            version: None,
+            cells: None,
+            sha256: None,
+            record_seq: None,
+        })
+        .collect();
+    let last = report.last_period.as_ref().map(ToString::to_string);
+    if !gw.store.claim_period(&report.id, last.as_deref(), &due.period.to_string(), &runs).await? {
+        return Ok(()); // Another replica claimed it.
+    }
+    ran.claimed += 1;
+    tracing::info!(report = %report.id, period = %due.period, missed = due.missed, "standing report due");
+    for run in runs {
+        if let Err(e) = produce(gw, &report, run, ran).await {
+            tracing::warn!(report = %report.id, error = %e, "report run not produced now; retried after the lease");
+        }
+    }
+    Ok(())
 }
 
 /// Produces one claimed run: the recipient's table, as a `Tabulate` of it would be (assessed,
@@ -266,6 +285,13 @@ async fn produce(gw: &Gateway, report: &Report, mut run: StoredRun, ran: &mut Ra
     let Some(recipient) = report.definition.recipients.iter().find(|r| r.participant == run.recipient) else {
         return Ok(());
     };
+    // The lease is taken again right before the work: a run is produced by whoever holds it now,
+    // and another replica takes it over only once this one has not touched it for the lease.
+    let renewed = gw.clock.now();
+    if !gw.store.reclaim_run(&run, renewed).await? {
+        return Ok(());
+    }
+    run.claimed_at = renewed;
     let mut req = report.definition.table.clone();
     if let Ok(Some(v)) = run.period.parse::<Period>().map(|p| p.as_version()) {
         req.version = Some(v); // On release: exactly the version released.
@@ -277,6 +303,9 @@ async fn produce(gw: &Gateway, report: &Report, mut run: StoredRun, ran: &mut Ra
     }
     let outcome = match gw.store.participant(&run.recipient).await? {
         None => Err(ServiceError::NotFound(format!("participant {}", run.recipient))),
+        Some(p) if p.status != ParticipantStatus::Active => {
+            Err(ServiceError::PermissionDenied(format!("participant {} is suspended", run.recipient)))
+        }
         Some(p) => {
             let caller = Caller { participant: p, cert_sha256: String::new() };
             tables::tabulate(gw, &caller, &req, Mode::Release).await
@@ -374,17 +403,24 @@ pub async fn runs(gw: &Gateway, caller: &Caller, report: Option<&str>) -> Result
     let overseer = me.has_role(Role::Officer) || me.has_role(Role::Auditor);
     let defined: Vec<String> =
         gw.store.reports().await?.into_iter().filter(|r| r.definer == me.id).map(|r| r.id).collect();
+    // A plain recipient's runs are selected by the store, not filtered from everyone's.
+    let sees_all_of = |id: &str| overseer || defined.iter().any(|d| d == id);
+    let mine_only = match report {
+        Some(id) => !sees_all_of(id),
+        None => !overseer && defined.is_empty(),
+    };
+    let recipient = mine_only.then_some(&me.id);
     Ok(gw
         .store
-        .runs(report, None)
+        .runs(report, recipient)
         .await?
         .into_iter()
-        .filter(|r| overseer || r.recipient == me.id || defined.contains(&r.report))
+        .filter(|r| r.recipient == me.id || sees_all_of(&r.report))
         .collect())
 }
 
-/// One run, for its recipient (or an officer, an auditor, the report's definer), with the
-/// receipt of its `report.run` record.
+/// One run, for its recipient (or an officer, an auditor, the report's definer), after its
+/// `report.fetched` record is logged; with that record's receipt.
 ///
 /// # Errors
 /// `NotFound` for a run the caller may not see or that does not exist; `FailedPrecondition`
@@ -403,11 +439,20 @@ pub async fn run(
         .into_iter()
         .find(|r| r.period == period && &r.recipient == who)
         .ok_or_else(|| ServiceError::NotFound(format!("run {period} of report {report} for {who}")))?;
-    let Some(seq) = found.record_seq else {
+    if found.record_seq.is_none() {
         return Err(ServiceError::FailedPrecondition(format!(
             "run {period} of report {report} is still being produced"
         )));
+    }
+    // Who read which kept table is logged before its cells are returned.
+    let body = ReportFetched {
+        report: found.report.clone(),
+        period: found.period.clone(),
+        recipient: found.recipient.clone(),
+        table: found.table_id.clone(),
+        sha256: found.sha256.clone(),
     };
-    let receipt = super::audit::receipt_if_integrated(gw, seq).await;
-    Ok((found, receipt))
+    let receipt =
+        gw.log.append(NewRecord::new(caller.actor(), gw.clock.now(), RecordBody::ReportFetched(body))).await?;
+    Ok((found, Some(receipt)))
 }

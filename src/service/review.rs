@@ -138,7 +138,7 @@ pub async fn list(gw: &Gateway, caller: &Caller, filter: &ReviewFilter) -> Resul
         }
         let (Some(review), Some(due)) = (&v.review, v.review.as_ref().and_then(|r| r.due())) else { continue };
         let level = review.level();
-        let current = review.policy.levels[level as usize].clone();
+        let Some(current) = review.policy.levels.get(level as usize).cloned() else { continue };
         let Some(dataset) = gw.store.dataset(&v.dataset).await? else { continue };
         let visible =
             overseer || dataset.owner == me.id || (me.has_role(Role::Reviewer) && current.reviewers.contains(&me.id));
@@ -239,9 +239,9 @@ pub struct Preview {
     pub receipt: Receipt,
 }
 
-/// The first `max_rows` rows (0: 100) of version `version` of `dataset`, every field masked
-/// by its default mask for the caller's clearance, for its owner or one of the reviewers its
-/// review names (whatever its status). The `version.previewed` record is integrated before
+/// The first `max_rows` rows (0: 100; whole batches) of version `version` of `dataset`, every
+/// field masked by its default mask for the caller's clearance: for its owner (whatever its
+/// status), or, while it is in review, a reviewer of its current level. The `version.previewed` record is integrated before
 /// anything is returned.
 ///
 /// # Errors
@@ -273,16 +273,39 @@ pub async fn preview(
         .version(dataset, Some(version))
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("version {version} of dataset {dataset}")))?;
-    let named = v.review.as_ref().is_some_and(|r| r.policy.levels.iter().any(|l| l.reviewers.contains(&me.id)));
+    // A reviewer of the level now reviewing it, while it is in review; the owner at any time.
+    let current = v
+        .review
+        .as_ref()
+        .filter(|_| v.status == VersionStatus::InReview)
+        .and_then(|r| r.policy.levels.get(r.level() as usize));
     let seen_as = if d.owner == me.id && me.has_role(Role::Publisher) {
         "owner"
-    } else if named && me.has_role(Role::Reviewer) {
+    } else if let Some(level) = current.filter(|l| l.reviewers.contains(&me.id) && me.has_role(Role::Reviewer)) {
+        // Still what the level requires (active, of its jurisdiction): checked now, not only
+        // when the policy was set.
+        if me.region != level.jurisdiction {
+            return Err(ServiceError::PermissionDenied(format!(
+                "{} is no longer registered in the level's jurisdiction {}",
+                me.id, level.jurisdiction
+            )));
+        }
         "reviewer"
     } else {
         return Err(ServiceError::PermissionDenied(format!(
-            "only the owner of dataset {dataset} and the reviewers its version {version} names may preview it"
+            "only the owner of dataset {dataset} and, while version {version} is in review, the reviewers of its current level may preview it"
         )));
     };
+    // No data leaves while the log goes unwitnessed beyond the policy (docs/witness.md), and
+    // only on facts the log supports.
+    gw.witnessed().await?;
+    if super::facts::participant(gw, me).await?.is_none() || super::facts::version(gw, &v).await?.is_none() {
+        return Err(ServiceError::PermissionDenied(format!(
+            "{} or version {} differs from its log records; the preview is refused and the officers are alerted in the gateway's log",
+            me.id,
+            v.version_id()
+        )));
+    }
     let _slot = gw.pulls.take(&me.id, gw.limits.max_pulls_per_participant)?;
     let shape = Shape::for_review(&d, me);
     let plan = ChunkPlan {

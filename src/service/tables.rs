@@ -1510,10 +1510,11 @@ pub async fn tabulate(
     }
     // A table costs seconds of CPU: it takes one of the caller's places among its streaming
     // transfers, like a pull, while it is computed and (released) streamed.
-    let slot = gw
-        .pulls
-        .take(&caller.participant.id, gw.limits.max_pulls_per_participant)
-        .inspect_err(|e| gw.refusals.note(caller, Some(&req.dataset), e, gw.clock.now()))?;
+    let slot = gw.pulls.take(&caller.participant.id, gw.limits.max_pulls_per_participant).inspect_err(|e| {
+        if caller.called_itself() {
+            gw.refusals.note(caller, Some(&req.dataset), e, gw.clock.now());
+        }
+    })?;
     match decide(gw, caller, req, mode, &slot).await {
         Ok(mut plan) => {
             plan.slot = Some(Arc::new(slot));
@@ -1522,7 +1523,9 @@ pub async fn tabulate(
         Err(e) => {
             // Probing (no grant, an unknown dataset, a field not granted) is counted for the
             // officers, as refused pulls are.
-            gw.refusals.note(caller, Some(&req.dataset), &e, gw.clock.now());
+            if caller.called_itself() {
+                gw.refusals.note(caller, Some(&req.dataset), &e, gw.clock.now());
+            }
             Err(e)
         }
     }

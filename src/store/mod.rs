@@ -704,6 +704,9 @@ pub struct StoredRun {
     pub record_seq: Option<u64>,
 }
 
+/// Most runs [`ReportStore::runs`] returns.
+pub const RUNS_LISTED: u32 = 1000;
+
 /// Standing reports and their runs (docs/reports.md).
 #[async_trait]
 pub trait ReportStore: Send + Sync {
@@ -737,7 +740,8 @@ pub trait ReportStore: Send + Sync {
     /// `Conflict` when it was claimed again or ended meanwhile.
     async fn finish_run(&self, run: &StoredRun, rec: &NewRecord) -> Result<u64, StoreError>;
 
-    /// Runs, newest period first: of `report`, and/or for `recipient`.
+    /// Runs, newest period first: of `report`, and/or for `recipient`; at most
+    /// [`RUNS_LISTED`].
     async fn runs(&self, report: Option<&str>, recipient: Option<&ParticipantId>)
         -> Result<Vec<StoredRun>, StoreError>;
 }

@@ -1561,8 +1561,10 @@ helpers {
 
     async fn runs(&self, report: Option<&str>, recipient: Option<&ParticipantId>) -> Result<Vec<StoredRun>, StoreError> {
         let sql = format!(
-            "{} WHERE ($1 = '' OR report_id = $1) AND ($2 = '' OR recipient = $2) ORDER BY period DESC, report_id, recipient",
-            text::RUN_COLUMNS_FROM
+            "{} WHERE ($1 = '' OR report_id = $1) AND ($2 = '' OR recipient = $2)
+             ORDER BY period DESC, report_id, recipient LIMIT {}",
+            text::RUN_COLUMNS_FROM,
+            super::RUNS_LISTED
         );
         all(sqlx::query_as::<_, RunRow>(&sql)
             .bind(report.unwrap_or(""))

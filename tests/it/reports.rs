@@ -11,6 +11,15 @@ use tonic::Code;
 use crate::harness::*;
 use crate::tables::{ages_rows, count_of, dim, firms, tables_grant};
 
+/// The id of the district consumer for `district`.
+fn c_id(district: &str) -> &'static str {
+    match district {
+        "A" => "district-a",
+        "B" => "district-b",
+        _ => "district-c",
+    }
+}
+
 async fn officer(t: &TestGateway) -> Client {
     t.register("officer", ParticipantKind::StateOrgan, RecipientType::GovDept, "CN-TJ", &[Role::Officer], Level::G1)
         .await
@@ -93,7 +102,9 @@ async fn a_monthly_report_reaches_three_districts_each_with_its_own_slice_once()
         for cell in &got.cells {
             assert!(cell.codes[0] == district || cell.codes[0] == "Total", "{district}: {:?}", cell.codes);
         }
-        assert!(got.record.contains("report.run") && !got.receipt.is_empty(), "{}", got.record);
+        // The read itself is logged, and the answer carries that record's receipt.
+        assert!(got.record.contains("report.fetched") && got.record.contains(&got.table_id), "{}", got.record);
+        t.verify_standalone(&got.record, &got.receipt, &["report.fetched", c_id(district)]);
         let decision = t
             .strings(&format!(
                 "SELECT json FROM records WHERE kind = 'table.decision' AND json LIKE '%{}%'",
@@ -137,6 +148,11 @@ async fn a_monthly_report_reaches_three_districts_each_with_its_own_slice_once()
         .is_empty());
     let all = off.reports.list_reports(pb::ListReportsRequest::default()).await.unwrap().into_inner().runs;
     assert_eq!(all.len(), 3, "the officer sees every run");
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM records WHERE kind = 'report.fetched'").await,
+        3,
+        "refused reads log nothing"
+    );
 }
 
 #[tokio::test]

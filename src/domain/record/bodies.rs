@@ -99,6 +99,8 @@ pub enum RecordBody {
     ReportDefined(ReportDefined),
     /// `report.run`.
     ReportRun(ReportRun),
+    /// `report.fetched`.
+    ReportFetched(ReportFetched),
 }
 
 impl RecordBody {
@@ -133,6 +135,7 @@ impl RecordBody {
             RecordBody::CadenceSet(_) => RecordKind::CadenceSet,
             RecordBody::ReportDefined(_) => RecordKind::ReportDefined,
             RecordBody::ReportRun(_) => RecordKind::ReportRun,
+            RecordBody::ReportFetched(_) => RecordKind::ReportFetched,
         }
     }
 
@@ -1025,6 +1028,21 @@ pub struct ReportRun {
     pub sha256: Option<String>,
     /// Periods owed before this one and skipped (a missed run is caught up once).
     pub missed: u32,
+}
+
+/// `report.fetched`: someone read the kept table of one run of a standing report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportFetched {
+    /// The report.
+    pub report: String,
+    /// The period.
+    pub period: String,
+    /// Whose run (the reader is the record's `actor`).
+    pub recipient: ParticipantId,
+    /// The table; `null` for a run not produced.
+    pub table: Option<String>,
+    /// SHA-256 of its published cells, hex; `null` for a run not produced.
+    pub sha256: Option<String>,
 }
 
 /// `table.completed`: a table's cells were sent.
