@@ -334,7 +334,15 @@ async fn the_gateway_feeds_its_witness_across_witness_restarts_and_audit_verify_
     let w = TestWitness::start_on(wdir.path(), key.clone(), port).await;
     let second = cosigned_latest(&t, &key, first).await;
     assert!(second >= grown);
-    assert_eq!(t.gw.witnesses.as_ref().unwrap().witnessed_size(), second);
+    // The feeder stores the cosignature, then notes the size it witnessed: wait for the latter.
+    let witnesses = t.gw.witnesses.as_ref().unwrap();
+    for _ in 0..100 {
+        if witnesses.witnessed_size() == second {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(witnesses.witnessed_size(), second);
 
     let Some(db) = t.sqlite_url("audit verify --witness").map(str::to_owned) else { return };
     // The cosignatures verify; another witness's key finds none (fail closed); a forged line fails.
