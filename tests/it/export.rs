@@ -53,6 +53,18 @@ async fn hk_partner(t: &TestGateway) -> Client {
     t.register("hk-univ", ParticipantKind::Other, RecipientType::Research, "HK", &[Role::Consumer], Level::G3).await
 }
 
+/// The owner `tj-stats` with `survey` published (`rows` rows), a Hong Kong partner granted
+/// `enterprise` and `contact` (personal information: an export), and an officer.
+async fn hk_survey(t: &TestGateway, rows: u32) -> (Client, Client, Client) {
+    let mut owner = t.publisher("tj-stats").await;
+    owner.catalog.register_dataset(survey("survey")).await.unwrap();
+    publish(&mut owner, "survey", "v1", vec![survey_rows(rows, 0)]).await.unwrap();
+    let mut hk = hk_partner(t).await;
+    let off = officer(t).await;
+    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    (owner, hk, off)
+}
+
 fn hold_id(err: &tonic::Status) -> String {
     let info = err.get_details_error_info().expect("error details");
     assert_eq!(info.reason, "TRANSFER_HELD");
@@ -78,12 +90,7 @@ fn approval(kind: &str, exporter: &str, expires: &str) -> pb::RecordApprovalRequ
 #[tokio::test]
 async fn a_state_organs_personal_information_to_hong_kong_is_held_until_a_security_assessment() {
     let t = TestGateway::start().await;
-    let mut owner = t.publisher("tj-stats").await;
-    owner.catalog.register_dataset(survey("survey")).await.unwrap();
-    publish(&mut owner, "survey", "v1", vec![survey_rows(6, 0)]).await.unwrap();
-    let mut hk = hk_partner(&t).await;
-    let mut off = officer(&t).await;
-    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    let (_owner, mut hk, mut off) = hk_survey(&t, 6).await;
 
     let err = pull(&mut hk, pull_req("survey")).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
@@ -453,12 +460,7 @@ async fn an_officer_who_receives_the_transfer_can_neither_approve_nor_revoke_for
 #[tokio::test]
 async fn a_hold_is_released_by_the_pull_that_passes_and_a_refusal_keeps_refusing() {
     let t = TestGateway::start().await;
-    let mut owner = t.publisher("tj-stats").await;
-    owner.catalog.register_dataset(survey("survey")).await.unwrap();
-    publish(&mut owner, "survey", "v1", vec![survey_rows(3, 0)]).await.unwrap();
-    let mut hk = hk_partner(&t).await;
-    let mut off = officer(&t).await;
-    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    let (_owner, mut hk, mut off) = hk_survey(&t, 3).await;
     let holds = |status: &str| pb::ListHoldsRequest { status: status.into(), ..Default::default() };
 
     // Held; an approval recorded without resolving the hold: the next pull passes and closes it.
@@ -599,12 +601,7 @@ async fn with_maker_checker_an_approval_applies_only_once_a_second_officer_confi
 #[tokio::test]
 async fn an_approval_row_inserted_or_altered_behind_the_gateways_back_is_not_used() {
     let t = TestGateway::start().await;
-    let mut owner = t.publisher("tj-stats").await;
-    owner.catalog.register_dataset(survey("survey")).await.unwrap();
-    publish(&mut owner, "survey", "v1", vec![survey_rows(2, 0)]).await.unwrap();
-    let mut hk = hk_partner(&t).await;
-    let mut off = officer(&t).await;
-    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    let (_owner, mut hk, mut off) = hk_survey(&t, 2).await;
     assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap_err().code(), Code::FailedPrecondition);
     let hk_scope = r#"{"recipients":[],"destinations":["HK"],"purposes":[],"max_persons_nonsensitive":null,"max_persons_sensitive":null}"#;
 
@@ -700,12 +697,7 @@ async fn an_approval_unrevoked_or_confirmed_behind_the_gateways_back_is_not_used
     let policy =
         PolicyConfig { confirmed_approvals: vec![ApprovalType::CompetentAuthority], ..PolicyConfig::default() };
     let t = TestGateway::start_with_policy(policy).await;
-    let mut owner = t.publisher("tj-stats").await;
-    owner.catalog.register_dataset(survey("survey")).await.unwrap();
-    publish(&mut owner, "survey", "v1", vec![survey_rows(2, 0)]).await.unwrap();
-    let mut hk = hk_partner(&t).await;
-    let mut off = officer(&t).await;
-    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    let (_owner, mut hk, mut off) = hk_survey(&t, 2).await;
 
     let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
     assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 2);
@@ -747,12 +739,7 @@ async fn an_approval_unrevoked_or_confirmed_behind_the_gateways_back_is_not_used
 #[tokio::test]
 async fn decisions_cite_their_facts_by_leaf_and_their_place_in_the_ledger() {
     let t = TestGateway::start().await;
-    let mut owner = t.publisher("tj-stats").await;
-    owner.catalog.register_dataset(survey("survey")).await.unwrap();
-    publish(&mut owner, "survey", "v1", vec![survey_rows(6, 0)]).await.unwrap();
-    let mut hk = hk_partner(&t).await;
-    let mut off = officer(&t).await;
-    granted(&mut owner, &mut hk, "survey", &["enterprise", "contact"], pb::Approve::default()).await;
+    let (_owner, mut hk, mut off) = hk_survey(&t, 6).await;
     let sa = off.oversight.record_approval(approval("CAC_SA", "tj-stats", "2029-01-09")).await.unwrap().into_inner();
     assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 6);
     assert_eq!(pull(&mut hk, pull_req("survey")).await.unwrap().trailer.rows, 6);
