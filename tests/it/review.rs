@@ -151,6 +151,20 @@ async fn a_version_returned_at_the_second_level_is_never_seen_by_a_consumer() {
     assert_eq!(pull(&mut w.consumer, pinned.clone()).await.unwrap_err().code(), Code::NotFound);
     let preview = w.consumer.exchange.preview_pull(pinned.clone()).await.unwrap_err();
     assert_eq!(preview.code(), Code::NotFound);
+    // Nor as a table: latest or pinned, there is no released version to tabulate.
+    crate::tables::tables_grant(&mut w.owner, &mut w.consumer, "survey", &["district"], &[]).await;
+    for version in [0, 1] {
+        let req =
+            pb::TabulateRequest { version, ..crate::tables::count_of("survey", vec![crate::tables::dim("district")]) };
+        let err = w.consumer.exchange.preview_tabulate(req.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+        assert!(err.message().contains("version"), "{}", err.message());
+        let err = match w.consumer.exchange.tabulate(req).await {
+            Err(e) => e,
+            Ok(stream) => stream.into_inner().message().await.unwrap_err(),
+        };
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    }
     let get = pb::GetDatasetRequest { id: "survey".into() };
     assert_eq!(w.consumer.catalog.get_dataset(get).await.unwrap().into_inner().latest_version, 0);
     let mut officer = w
