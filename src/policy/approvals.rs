@@ -230,7 +230,8 @@ pub enum Unusable {
 }
 
 /// Whether `approval`, recorded by `recorded_by` and confirmed by `confirmed_by`, may be given
-/// to the rules for `transfer` (docs/rules.md §3.2): the same test at use time and on replay.
+/// to the rules for a transfer between `parties` (its exporter and its recipient; docs/rules.md
+/// §3.2): the same test at use time, when an officer releases a hold with it, and on replay.
 ///
 /// # Errors
 /// The reason it may not.
@@ -238,10 +239,10 @@ pub fn usable(
     approval: &Approval,
     recorded_by: &str,
     confirmed_by: Option<&str>,
-    transfer: &Transfer,
+    parties: [&str; 2],
     config: &PolicyConfig,
 ) -> Result<(), Unusable> {
-    let party = |who: &str| who == transfer.exporter.id || who == transfer.recipient.id;
+    let party = |who: &str| parties.contains(&who);
     if party(recorded_by) || confirmed_by.is_some_and(party) {
         return Err(Unusable::ByAParty);
     }

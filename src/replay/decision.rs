@@ -392,7 +392,15 @@ pub(super) fn check(state: &State, leaf: u64, at: &str, json: &str) -> Checked {
     // the rules report it as the closest candidate, `revoked`).
     let mut given = Vec::new();
     for a in state.approvals.values().filter(|a| a.approval.exporter == d.exporter.id) {
-        if approvals::usable(&a.approval, &a.recorded_by, a.confirmed_by.as_deref(), &transfer, &config).is_ok() {
+        if approvals::usable(
+            &a.approval,
+            &a.recorded_by,
+            a.confirmed_by.as_deref(),
+            [&transfer.exporter.id, &transfer.recipient.id],
+            &config,
+        )
+        .is_ok()
+        {
             expected.insert((FactKind::Approval, &a.approval.id), a.leaf);
             given.push(a.approval.clone());
         }
@@ -438,7 +446,13 @@ fn why_not_given(state: &State, id: &str, exporter: &str, transfer: &Transfer, c
     if a.approval.exporter != exporter {
         return format!("cites approval {id}, which is exporter {}'s, not {exporter}'s", a.approval.exporter);
     }
-    match approvals::usable(&a.approval, &a.recorded_by, a.confirmed_by.as_deref(), transfer, config) {
+    match approvals::usable(
+        &a.approval,
+        &a.recorded_by,
+        a.confirmed_by.as_deref(),
+        [&transfer.exporter.id, &transfer.recipient.id],
+        config,
+    ) {
         Err(Unusable::ByAParty) => {
             format!("cites approval {id}, recorded or confirmed by a party to the transfer (separation of duties)")
         }

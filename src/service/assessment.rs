@@ -137,7 +137,13 @@ fn usable_approvals(
     stored
         .into_iter()
         .filter(|a| {
-            match policy::approvals::usable(&a.approval, &a.recorded_by, a.confirmed_by.as_deref(), transfer, config) {
+            match policy::approvals::usable(
+                &a.approval,
+                &a.recorded_by,
+                a.confirmed_by.as_deref(),
+                [&transfer.exporter.id, &transfer.recipient.id],
+                config,
+            ) {
                 Ok(()) => true,
                 Err(policy::approvals::Unusable::ByAParty) => {
                     tracing::warn!(

@@ -312,18 +312,25 @@ pub async fn resolve_hold(
                     "approval {approval} differs from its log record and is not used"
                 )));
             }
-            let parties = [hold.consumer.as_str(), hold.exporter.as_str()];
-            if parties.contains(&stored.recorded_by.as_str())
-                || stored.confirmed_by.as_deref().is_some_and(|c| parties.contains(&c))
-            {
-                return Err(ServiceError::FailedPrecondition(format!(
-                    "approval {approval} was recorded or confirmed by a party to the transfer and is not used"
-                )));
-            }
-            if gw.policy.confirmed_approvals.contains(&stored.approval.kind) && stored.confirmed_by.is_none() {
-                return Err(ServiceError::FailedPrecondition(format!(
-                    "approval {approval} awaits a second officer's confirmation (ConfirmApproval)"
-                )));
+            let parties = [hold.exporter.as_str(), hold.consumer.as_str()];
+            match crate::policy::approvals::usable(
+                &stored.approval,
+                &stored.recorded_by,
+                stored.confirmed_by.as_deref(),
+                parties,
+                &gw.policy,
+            ) {
+                Ok(()) => {}
+                Err(crate::policy::approvals::Unusable::ByAParty) => {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "approval {approval} was recorded or confirmed by a party to the transfer and is not used"
+                    )))
+                }
+                Err(crate::policy::approvals::Unusable::Unconfirmed) => {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "approval {approval} awaits a second officer's confirmation (ConfirmApproval)"
+                    )))
+                }
             }
             let today = crate::policy::calendar::shanghai_date(gw.clock.now().fixed_offset());
             if !stored.approval.issued_by(today)

@@ -89,21 +89,16 @@ async fn check_reviewer(
     why.map_or(Ok(()), |why| Err(ServiceError::invalid(field, why)))
 }
 
-/// A version awaiting review, as a reviewer's or officer's queue shows it.
+/// A version awaiting review, as a reviewer's or officer's queue shows it (its level, reviewers
+/// and deadline are its review's: [`crate::domain::review::VersionReview`]).
 #[derive(Debug, Clone)]
 pub struct Pending {
     /// The version (its review included).
     pub version: VersionInfo,
     /// The dataset's owner.
     pub owner: ParticipantId,
-    /// The level awaiting review (0 = the first).
-    pub level: u32,
-    /// That level.
-    pub current: ReviewLevel,
-    /// When the level is overdue.
+    /// When its current level is overdue (the order of the queue).
     pub due: DateTime<Utc>,
-    /// Whether it is overdue now.
-    pub overdue: bool,
 }
 
 /// Which versions in review to list.
@@ -138,14 +133,14 @@ pub async fn list(gw: &Gateway, caller: &Caller, filter: &ReviewFilter) -> Resul
         }
         let (Some(review), Some(due)) = (&v.review, v.review.as_ref().and_then(|r| r.due())) else { continue };
         let level = review.level();
-        let Some(current) = review.policy.levels.get(level as usize).cloned() else { continue };
+        let Some(current) = review.policy.levels.get(level as usize) else { continue };
         let Some(dataset) = gw.store.dataset(&v.dataset).await? else { continue };
         let visible =
             overseer || dataset.owner == me.id || (me.has_role(Role::Reviewer) && current.reviewers.contains(&me.id));
         if !visible || (filter.overdue_only && due > now) {
             continue;
         }
-        out.push(Pending { owner: dataset.owner, level, current, due, overdue: due <= now, version: v });
+        out.push(Pending { owner: dataset.owner, due, version: v });
     }
     out.sort_by(|a, b| a.due.cmp(&b.due).then_with(|| a.version.version_id().cmp(&b.version.version_id())));
     Ok(out)

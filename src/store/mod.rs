@@ -380,11 +380,6 @@ pub trait GrantStore: Send + Sync {
     /// Stores a new grant. `AlreadyExists` when the id is taken.
     async fn insert_grant(&self, g: &Grant, rec: &NewRecord) -> Result<(), StoreError>;
 
-    /// The record stored with grant `id`'s latest change (`grant.requested`, `.approved`,
-    /// `.refused`, `.revoked`, `exemption.attested`); `None` when there is no such grant or its
-    /// row names no stored record (it was not written by the gateway).
-    async fn grant_record(&self, id: &str) -> Result<Option<StoredRecord>, StoreError>;
-
     /// The grant with this id; `None` when there is none.
     async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
 

@@ -255,9 +255,6 @@ pub(super) mod text {
         "INSERT INTO grants (id, dataset_id, consumer, status, body, requested_at) VALUES ($1, $2, $3, $4, $5, $6)";
     pub const GRANT: &str = "SELECT body FROM grants WHERE id = $1";
     /// The record stored with a grant's latest change.
-    pub const GRANT_RECORD: &str = "SELECT r.seq, r.leaf_index, r.kind, r.json FROM grants g
-         JOIN records r ON r.seq = g.record_seq WHERE g.id = $1";
-    pub const SET_GRANT_RECORD: &str = "UPDATE grants SET record_seq = $1 WHERE id = $2";
     /// Compare-and-set: a concurrent update of the same row waits for this one, then re-checks
     /// `status`.
     pub const UPDATE_GRANT: &str = "UPDATE grants SET status = $1, body = $2 WHERE id = $3 AND status = $4";
@@ -490,12 +487,6 @@ helpers {
         let seq = Self::insert_record(&mut *tx, rec).await?;
         tx.commit().await.map_err(classify::<DB>)?;
         Ok(Some((a, seq)))
-    }
-
-    /// Names `seq` as the record of grant `id`'s latest change, in the transaction on `conn`.
-    async fn set_grant_record(conn: &mut DB::Connection, id: &str, seq: u64) -> Result<(), StoreError> {
-        sqlx::query(text::SET_GRANT_RECORD).bind(seq as i64).bind(id).execute(conn).await.map_err(classify::<DB>)?;
-        Ok(())
     }
 
     /// Stores one record in the transaction on `conn` (not integrated yet).
@@ -899,17 +890,8 @@ helpers {
             .execute(&mut *tx)
             .await
             .map_err(exists_as::<DB>(format!("grant {}", g.id)))?;
-        let seq = Self::insert_record(&mut *tx, rec).await?;
-        Self::set_grant_record(&mut *tx, &g.id, seq).await?;
+        Self::insert_record(&mut *tx, rec).await?;
         tx.commit().await.map_err(classify::<DB>)
-    }
-
-    async fn grant_record(&self, id: &str) -> Result<Option<StoredRecord>, StoreError> {
-        one(sqlx::query_as::<_, RecordRow>(text::GRANT_RECORD)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify::<DB>)?)
     }
 
     async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
@@ -930,7 +912,6 @@ helpers {
             return Err(StoreError::Conflict(format!("grant {}", g.id)));
         }
         let seq = Self::insert_record(&mut *tx, rec).await?;
-        Self::set_grant_record(&mut *tx, &g.id, seq).await?;
         tx.commit().await.map_err(classify::<DB>)?;
         Ok(seq)
     }
